@@ -1,0 +1,110 @@
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+[[listener]]
+name = "public"
+listen = "127.0.0.1:0"
+
+[pools.onprem]
+endpoints = ["127.0.0.1:8081"]
+
+[pools.aws]
+role = "cloud"
+endpoints = ["burst.example.com:443"]
+tls = { sni = "www.example.com" }
+
+[[route]]
+primary = "onprem"
+overflow = "aws"
+"#;
+
+fn parse(text: &str) -> Result<LoadedConfig, ConfigError> {
+    from_str(text, Path::new("test.toml"), Path::new("."))
+}
+
+fn problems(text: &str) -> Vec<LocatedProblem> {
+    match parse(text) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        other => panic!("expected validation problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let c = parse(GOOD).unwrap().config;
+    assert_eq!(c.spill.max_in_flight, 400);
+    assert_eq!(c.spill.pin_after_write, std::time::Duration::from_secs(90));
+    assert_eq!(c.routes[0].spill_methods, vec![http::Method::GET, http::Method::HEAD]);
+    assert_eq!(c.pools["aws"].role, PoolRole::Cloud);
+    assert!(c.pools["aws"].tls.as_ref().unwrap().verify);
+}
+
+#[test]
+fn unknown_keys_are_errors_with_a_line() {
+    let text = GOOD.replace("[pools.onprem]", "[pools.onprem]\nendpionts = []");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("endpionts"), "{err}");
+    assert!(err.contains("line 7"), "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_with_key_and_line() {
+    let text = format!(
+        "{GOOD}\n[[route]]\nprimary = \"missing\"\n\n[spill]\nenter_after = \"10s\"\nexit_after = \"1s\"\n\n[scale]\nauto_scaling_group = \"g\"\nper_instance_rps = 100\nmin = 5\nmax = 2\n"
+    );
+    let p = problems(&text);
+    let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"route[1].primary"), "{keys:?}");
+    assert!(keys.contains(&"spill.exit_after"), "{keys:?}");
+    assert!(keys.contains(&"scale.min"), "{keys:?}");
+    let route = p.iter().find(|p| p.key == "route[1].primary").unwrap();
+    let want = text.lines().position(|l| l == "primary = \"missing\"").map(|i| i + 1);
+    assert_eq!(route.line, want);
+    assert!(route.message.contains("unknown pool"));
+}
+
+#[test]
+fn bad_values_are_refused() {
+    let text = GOOD
+        .replace("127.0.0.1:8081\"]", "127.0.0.1:8081\", \"300.1.1.1:80\", \"\"]\nhealth = { path = \"/h\", interval = \"0s\" }")
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"nowhere\"");
+    let keys: Vec<_> = problems(&text).into_iter().map(|p| p.key).collect();
+    for want in ["pools.onprem.endpoints[1]", "pools.onprem.endpoints[2]", "pools.onprem.health.interval", "listener[0].listen"] {
+        assert!(keys.iter().any(|k| k == want), "missing {want} in {keys:?}");
+    }
+}
+
+#[test]
+fn duplicate_listener_addresses_and_empty_pools_are_refused() {
+    let text = GOOD.replace(
+        "[pools.onprem]\nendpoints = [\"127.0.0.1:8081\"]",
+        "[[listener]]\nname = \"again\"\nlisten = \"127.0.0.1:8080\"\n\n[[listener]]\nname = \"twice\"\nlisten = \"127.0.0.1:8080\"\n\n[pools.onprem]\nendpoints = []",
+    );
+    let keys: Vec<_> = problems(&text).into_iter().map(|p| p.key).collect();
+    assert!(keys.contains(&"listener[2].listen".to_string()), "{keys:?}");
+    assert!(keys.contains(&"pools.onprem.endpoints".to_string()), "{keys:?}");
+}
+
+#[test]
+fn unreadable_cert_files_are_refused() {
+    let text = GOOD.replace(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\ntls = { cert = \"/nonexistent/cert.pem\", key = \"/nonexistent/key.pem\" }",
+    );
+    let p = problems(&text);
+    assert!(p.iter().any(|p| p.key == "listener[0].tls.cert" && p.message.contains("cannot read")));
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let err = parse("[spill\nmax_in_flight = 3").unwrap_err().to_string();
+    assert!(err.contains("line 1"), "{err}");
+}
+
+#[test]
+fn version_is_a_stable_digest() {
+    assert_eq!(parse(GOOD).unwrap().version, parse(GOOD).unwrap().version);
+    assert_ne!(parse(GOOD).unwrap().version, parse(&format!("{GOOD}\n# edit")).unwrap().version);
+}

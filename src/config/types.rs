@@ -1,0 +1,192 @@
+//! The validated configuration: every value checked, every default applied,
+//! every cross-reference resolved. Code outside `config/` only sees these types.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub runtime: RuntimeSettings,
+    pub admin: AdminSettings,
+    pub listeners: Vec<ListenerConfig>,
+    pub pools: BTreeMap<String, PoolConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub spill: SpillConfig,
+    pub scale: Option<ScaleConfig>,
+    pub dns: Option<DnsConfig>,
+    pub notify: NotifyConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeSettings {
+    /// `None`: one worker per core.
+    pub worker_threads: Option<usize>,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub tls: Option<ServerTls>,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+}
+
+/// Certificate chain and key, read at validation time so a reload that
+/// points at an unreadable or malformed file is refused up front.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerTls {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolRole {
+    Primary,
+    Cloud,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    pub name: String,
+    pub role: PoolRole,
+    /// `host:port` as written; resolved by the connector at connect time.
+    pub endpoints: Vec<String>,
+    pub tls: Option<UpstreamTls>,
+    pub health: Option<HealthConfig>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_idle_per_endpoint: usize,
+    pub eject_after: u32,
+    pub eject_base: Duration,
+    pub eject_max: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTls {
+    pub sni: Option<String>,
+    pub verify: bool,
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_after: u32,
+    pub healthy_after: u32,
+    pub lag_header: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Lower-cased host without port; `None` matches any host.
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub primary: String,
+    pub overflow: Option<String>,
+    pub spill_methods: Vec<http::Method>,
+    pub never_spill: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpillMode {
+    /// Spill only over `max_in_flight` or when p99 exceeds the SLO.
+    Static,
+    /// A gradient concurrency limit, capped by `max_in_flight`.
+    Adaptive,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpillConfig {
+    pub mode: SpillMode,
+    pub max_in_flight: u32,
+    pub min_limit: u32,
+    pub latency_slo: Duration,
+    pub enter_after: Duration,
+    pub exit_after: Duration,
+    pub pin_after_write: Duration,
+    pub pin_capacity: usize,
+    pub session_cookie: Option<String>,
+    pub shed_when_cloud_unavailable: bool,
+    pub queue_timeout: Duration,
+    pub max_queue: u32,
+    pub max_replica_lag: Duration,
+    pub tick: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleConfig {
+    pub enabled: bool,
+    pub dry_run: bool,
+    pub region: String,
+    pub auto_scaling_group: String,
+    pub per_instance_rps: u32,
+    pub warmup: Duration,
+    pub headroom: f64,
+    pub min: u32,
+    pub max: u32,
+    pub dr_capacity: u32,
+    pub scale_in_cooldown: Duration,
+    pub onprem_capacity_rps: Option<u32>,
+    pub events: Vec<ScheduledEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledEvent {
+    pub name: String,
+    pub start: std::time::SystemTime,
+    pub end: std::time::SystemTime,
+    pub expected_rps: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsConfig {
+    pub enabled: bool,
+    pub dry_run: bool,
+    pub hosted_zone_id: String,
+    pub record: String,
+    pub record_type: String,
+    pub ttl: u32,
+    pub onprem: DnsTarget,
+    pub aws: DnsTarget,
+    pub shift_after: Duration,
+    pub min_change_interval: Duration,
+    pub max_step: u8,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsTarget {
+    pub set_identifier: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NotifyConfig {
+    pub sns_topic_arn: Option<String>,
+    pub webhook: Option<String>,
+}
+
+impl Config {
+    /// The cloud pool a route spills to, if it has one.
+    pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
+        self.pools.get(name)
+    }
+}

@@ -1,0 +1,443 @@
+//! `RawConfig` → `Config`: applies defaults, checks meaning and cross
+//! references, and reports every problem at once (not only the first).
+//!
+//! Each problem names its key as a dotted path (`pools.onprem.endpoints[1]`);
+//! `lines.rs` turns that path into a line of the source file.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use super::duration::{self, Dur};
+use super::raw::*;
+use super::types::*;
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+/// Collects problems while the config is being checked.
+struct Checker<'a> {
+    base_dir: &'a Path,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem { key: key.into(), message: message.into() });
+    }
+
+    fn dur(&mut self, key: &str, value: Option<Dur>, default: &str, allow_zero: bool) -> Duration {
+        let d = value
+            .map(|d| d.0)
+            .unwrap_or_else(|| duration::parse(default).expect("default duration parses"));
+        if d.is_zero() && !allow_zero {
+            self.fail(key, "must be greater than zero");
+        }
+        d
+    }
+
+    fn read_file(&mut self, key: &str, path: &str) -> (std::path::PathBuf, Vec<u8>) {
+        let full = self.base_dir.join(path);
+        match std::fs::read(&full) {
+            Ok(bytes) => (full, bytes),
+            Err(e) => {
+                self.fail(key, format!("cannot read {}: {e}", full.display()));
+                (full, Vec::new())
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, key: &str, text: &str) -> SocketAddr {
+        match text.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                self.fail(key, format!("invalid address {text:?}: expected ip:port, e.g. \"0.0.0.0:8080\""));
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            }
+        }
+    }
+}
+
+/// Validates a parsed file. Relative file paths resolve against `base_dir`.
+pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
+    let mut c = Checker { base_dir, problems: Vec::new() };
+    let runtime = runtime(&mut c, raw.runtime);
+    let admin = admin(&mut c, raw.admin);
+    let listeners = listeners(&mut c, raw.listeners, admin.listen);
+    let pools = pools(&mut c, raw.pools);
+    let routes = routes(&mut c, raw.routes, &pools);
+    let spill = spill(&mut c, raw.spill);
+    let scale = raw.scale.map(|s| scale(&mut c, s));
+    let dns = raw.dns.map(|d| dns(&mut c, d));
+    let notify = NotifyConfig { sns_topic_arn: raw.notify.sns_topic_arn, webhook: raw.notify.webhook };
+    if c.problems.is_empty() {
+        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify })
+    } else {
+        Err(c.problems)
+    }
+}
+
+fn runtime(c: &mut Checker, raw: RawRuntime) -> RuntimeSettings {
+    RuntimeSettings {
+        worker_threads: raw.worker_threads.filter(|n| *n > 0),
+        drain_timeout: c.dur("runtime.drain_timeout", raw.drain_timeout, DEFAULT_DRAIN_TIMEOUT, true),
+    }
+}
+
+fn admin(c: &mut Checker, raw: RawAdmin) -> AdminSettings {
+    let text = raw.listen.unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string());
+    let listen = c.socket_addr("admin.listen", &text);
+    let token = raw.token_file.map(|path| {
+        let (_, bytes) = c.read_file("admin.token_file", &path);
+        String::from_utf8_lossy(&bytes).trim().to_string()
+    });
+    if !listen.ip().is_loopback() && token.as_deref().is_none_or(str::is_empty) {
+        c.fail("admin.listen", "admin listens beyond loopback: set admin.token_file");
+    }
+    AdminSettings { listen, token }
+}
+
+fn listeners(c: &mut Checker, raw: Vec<RawListener>, admin: SocketAddr) -> Vec<ListenerConfig> {
+    if raw.is_empty() {
+        c.fail("listener", "at least one [[listener]] is required");
+    }
+    let mut seen_addr = HashSet::new();
+    let mut seen_name = HashSet::new();
+    let mut out = Vec::new();
+    for (i, l) in raw.into_iter().enumerate() {
+        let key = format!("listener[{i}]");
+        let listen = c.socket_addr(&format!("{key}.listen"), &l.listen);
+        if listen.port() != 0 && !seen_addr.insert(listen) {
+            c.fail(format!("{key}.listen"), format!("duplicate listener address {listen}"));
+        }
+        if listen.port() != 0 && listen == admin {
+            c.fail(format!("{key}.listen"), format!("{listen} is also the admin address"));
+        }
+        if !seen_name.insert(l.name.clone()) {
+            c.fail(format!("{key}.name"), format!("duplicate listener name {:?}", l.name));
+        }
+        let tls = l.tls.map(|t| {
+            let (cert_path, cert_pem) = c.read_file(&format!("{key}.tls.cert"), &t.cert);
+            let (key_path, key_pem) = c.read_file(&format!("{key}.tls.key"), &t.key);
+            ServerTls { cert_path, key_path, cert_pem, key_pem }
+        });
+        let max_header_bytes = l.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
+        if max_header_bytes < 8192 {
+            c.fail(format!("{key}.max_header_bytes"), "must be at least 8192");
+        }
+        let max_headers = l.max_headers.unwrap_or(DEFAULT_MAX_HEADERS);
+        if max_headers == 0 {
+            c.fail(format!("{key}.max_headers"), "must be greater than zero");
+        }
+        let max_connections = l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            c.fail(format!("{key}.max_connections"), "must be greater than zero");
+        }
+        out.push(ListenerConfig {
+            header_read_timeout: c.dur(&format!("{key}.header_read_timeout"), l.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT, false),
+            idle_timeout: c.dur(&format!("{key}.idle_timeout"), l.idle_timeout, DEFAULT_CLIENT_IDLE_TIMEOUT, false),
+            name: l.name,
+            listen,
+            tls,
+            max_connections,
+            max_header_bytes,
+            max_headers,
+        });
+    }
+    out
+}
+
+fn pools(c: &mut Checker, raw: BTreeMap<String, RawPool>) -> BTreeMap<String, PoolConfig> {
+    let mut out = BTreeMap::new();
+    for (name, p) in raw {
+        let key = format!("pools.{name}");
+        let role = match p.role.as_deref() {
+            None | Some("primary") | Some("onprem") => PoolRole::Primary,
+            Some("cloud") => PoolRole::Cloud,
+            Some(other) => {
+                c.fail(format!("{key}.role"), format!("unknown role {other:?}: expected \"primary\" or \"cloud\""));
+                PoolRole::Primary
+            }
+        };
+        if p.endpoints.is_empty() {
+            c.fail(format!("{key}.endpoints"), "a pool needs at least one endpoint");
+        }
+        let mut seen = HashSet::new();
+        for (i, e) in p.endpoints.iter().enumerate() {
+            check_endpoint(c, &format!("{key}.endpoints[{i}]"), e);
+            if !seen.insert(e) {
+                c.fail(format!("{key}.endpoints[{i}]"), format!("duplicate endpoint {e:?}"));
+            }
+        }
+        let tls = p.tls.map(|t| UpstreamTls {
+            sni: t.sni,
+            verify: t.verify.unwrap_or(true),
+            ca_pem: t.ca.map(|path| c.read_file(&format!("{key}.tls.ca"), &path).1),
+        });
+        let health = p.health.map(|h| health(c, &format!("{key}.health"), h));
+        let eject_after = p.eject_after.unwrap_or(DEFAULT_EJECT_AFTER);
+        if eject_after == 0 {
+            c.fail(format!("{key}.eject_after"), "must be greater than zero");
+        }
+        let eject_base = c.dur(&format!("{key}.eject_base"), p.eject_base, DEFAULT_EJECT_BASE, false);
+        let eject_max = c.dur(&format!("{key}.eject_max"), p.eject_max, DEFAULT_EJECT_MAX, false);
+        if eject_max < eject_base {
+            c.fail(format!("{key}.eject_max"), "must not be shorter than eject_base");
+        }
+        let pool = PoolConfig {
+            name: name.clone(),
+            role,
+            endpoints: p.endpoints,
+            tls,
+            health,
+            connect_timeout: c.dur(&format!("{key}.connect_timeout"), p.connect_timeout, DEFAULT_CONNECT_TIMEOUT, false),
+            response_timeout: c.dur(&format!("{key}.response_timeout"), p.response_timeout, DEFAULT_RESPONSE_TIMEOUT, false),
+            idle_timeout: c.dur(&format!("{key}.idle_timeout"), p.idle_timeout, DEFAULT_UPSTREAM_IDLE_TIMEOUT, false),
+            max_idle_per_endpoint: p.max_idle_per_endpoint.unwrap_or(DEFAULT_MAX_IDLE_PER_ENDPOINT),
+            eject_after,
+            eject_base,
+            eject_max,
+        };
+        out.insert(name, pool);
+    }
+    out
+}
+
+/// An endpoint is `host:port`; IP literals must parse, names must look like
+/// DNS names (they are resolved at connect time, not here).
+fn check_endpoint(c: &mut Checker, key: &str, text: &str) {
+    if text.parse::<SocketAddr>().is_ok() {
+        return;
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        c.fail(key, format!("invalid endpoint {text:?}: expected host:port"));
+        return;
+    };
+    let host_ok = !host.is_empty()
+        && host.split('.').all(|l| !l.is_empty() && l.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-'));
+    if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
+        c.fail(key, format!("invalid endpoint {text:?}: expected host:port"));
+    } else if host.chars().all(|ch| ch.is_ascii_digit() || ch == '.') {
+        c.fail(key, format!("invalid IP address in endpoint {text:?}"));
+    } else if host == "localhost" && (host, 0).to_socket_addrs().is_err() {
+        c.fail(key, "localhost does not resolve on this machine");
+    }
+}
+
+fn health(c: &mut Checker, key: &str, h: RawHealth) -> HealthConfig {
+    if !h.path.starts_with('/') {
+        c.fail(format!("{key}.path"), "must start with '/'");
+    }
+    let interval = c.dur(&format!("{key}.interval"), h.interval, "2s", false);
+    let timeout = c.dur(&format!("{key}.timeout"), h.timeout, "1s", false);
+    if timeout > interval {
+        c.fail(format!("{key}.timeout"), "must not exceed the interval");
+    }
+    let unhealthy_after = h.unhealthy_after.unwrap_or(3);
+    let healthy_after = h.healthy_after.unwrap_or(2);
+    if unhealthy_after == 0 {
+        c.fail(format!("{key}.unhealthy_after"), "must be greater than zero");
+    }
+    if healthy_after == 0 {
+        c.fail(format!("{key}.healthy_after"), "must be greater than zero");
+    }
+    if let Some(name) = &h.lag_header {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            c.fail(format!("{key}.lag_header"), format!("{name:?} is not a valid header name"));
+        }
+    }
+    HealthConfig { path: h.path, interval, timeout, unhealthy_after, healthy_after, lag_header: h.lag_header }
+}
+
+fn routes(c: &mut Checker, raw: Vec<RawRoute>, pools: &BTreeMap<String, PoolConfig>) -> Vec<RouteConfig> {
+    if raw.is_empty() {
+        c.fail("route", "at least one [[route]] is required");
+    }
+    let mut out = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let key = format!("route[{i}]");
+        match pools.get(&r.primary) {
+            None => c.fail(format!("{key}.primary"), format!("unknown pool {:?}", r.primary)),
+            Some(p) if p.role == PoolRole::Cloud => {
+                c.fail(format!("{key}.primary"), format!("pool {:?} has role \"cloud\"; a primary must be on-prem", r.primary))
+            }
+            Some(_) => {}
+        }
+        if let Some(o) = &r.overflow {
+            if !pools.contains_key(o) {
+                c.fail(format!("{key}.overflow"), format!("unknown pool {o:?}"));
+            } else if o == &r.primary {
+                c.fail(format!("{key}.overflow"), "overflow must differ from primary");
+            }
+        }
+        let path_prefix = r.path_prefix.unwrap_or_else(|| "/".to_string());
+        if !path_prefix.starts_with('/') {
+            c.fail(format!("{key}.path_prefix"), "must start with '/'");
+        }
+        let methods = r.spill_methods.unwrap_or_else(|| vec!["GET".into(), "HEAD".into()]);
+        let spill_methods = methods
+            .iter()
+            .enumerate()
+            .filter_map(|(j, m)| match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    c.fail(format!("{key}.spill_methods[{j}]"), format!("invalid method {m:?}"));
+                    None
+                }
+            })
+            .collect();
+        for (j, p) in r.never_spill.iter().enumerate() {
+            if !p.starts_with('/') {
+                c.fail(format!("{key}.never_spill[{j}]"), "must start with '/'");
+            }
+        }
+        let host = r.host.filter(|h| h != "*").map(|h| h.to_ascii_lowercase());
+        out.push(RouteConfig {
+            name: r.name.unwrap_or_else(|| format!("{}{}", host.as_deref().unwrap_or("*"), path_prefix)),
+            host,
+            path_prefix,
+            primary: r.primary,
+            overflow: r.overflow,
+            spill_methods,
+            never_spill: r.never_spill,
+        });
+    }
+    out
+}
+
+fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
+    let mode = match s.mode.as_deref() {
+        None | Some("adaptive") => SpillMode::Adaptive,
+        Some("static") => SpillMode::Static,
+        Some(other) => {
+            c.fail("spill.mode", format!("unknown mode {other:?}: expected \"static\" or \"adaptive\""));
+            SpillMode::Adaptive
+        }
+    };
+    let max_in_flight = s.max_in_flight.unwrap_or(400);
+    if max_in_flight == 0 {
+        c.fail("spill.max_in_flight", "must be greater than zero");
+    }
+    let min_limit = s.min_limit.unwrap_or(max_in_flight.clamp(1, 8));
+    if min_limit == 0 || min_limit > max_in_flight {
+        c.fail("spill.min_limit", "must be between 1 and max_in_flight");
+    }
+    let enter_after = c.dur("spill.enter_after", s.enter_after, "1s", true);
+    let exit_after = c.dur("spill.exit_after", s.exit_after, "30s", true);
+    if exit_after < enter_after {
+        c.fail("spill.exit_after", "must not be shorter than enter_after (spilling would flap)");
+    }
+    let session_cookie = s.session_cookie.filter(|name| !name.is_empty());
+    let pin_capacity = s.pin_capacity.unwrap_or(1_000_000);
+    if pin_capacity == 0 {
+        c.fail("spill.pin_capacity", "must be greater than zero");
+    }
+    SpillConfig {
+        mode,
+        max_in_flight,
+        min_limit,
+        latency_slo: c.dur("spill.latency_slo", s.latency_slo, "250ms", false),
+        enter_after,
+        exit_after,
+        pin_after_write: c.dur("spill.pin_after_write", s.pin_after_write, "90s", true),
+        pin_capacity,
+        session_cookie,
+        shed_when_cloud_unavailable: s.shed_when_cloud_unavailable.unwrap_or(true),
+        queue_timeout: c.dur("spill.queue_timeout", s.queue_timeout, "250ms", true),
+        max_queue: s.max_queue.unwrap_or(1000),
+        max_replica_lag: c.dur("spill.max_replica_lag", s.max_replica_lag, "90s", false),
+        tick: c.dur("spill.tick", s.tick, "100ms", false),
+    }
+}
+
+fn scale(c: &mut Checker, s: RawScale) -> ScaleConfig {
+    if s.min > s.max {
+        c.fail("scale.min", format!("min ({}) is greater than max ({})", s.min, s.max));
+    }
+    let dr_capacity = s.dr_capacity.unwrap_or(s.max);
+    if dr_capacity < s.min || dr_capacity > s.max {
+        c.fail("scale.dr_capacity", format!("must be within [min, max] = [{}, {}]", s.min, s.max));
+    }
+    if s.per_instance_rps == 0 {
+        c.fail("scale.per_instance_rps", "must be greater than zero");
+    }
+    let headroom = s.headroom.unwrap_or(0.2);
+    if !(0.0..=10.0).contains(&headroom) {
+        c.fail("scale.headroom", "must be between 0 and 10");
+    }
+    if s.auto_scaling_group.is_empty() {
+        c.fail("scale.auto_scaling_group", "must not be empty");
+    }
+    let events = s
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let key = format!("scale.event[{i}]");
+            let start = timestamp(c, &format!("{key}.start"), &e.start);
+            let end = timestamp(c, &format!("{key}.end"), &e.end);
+            if end <= start {
+                c.fail(format!("{key}.end"), "must be after start");
+            }
+            ScheduledEvent { name: e.name, start, end, expected_rps: e.expected_rps }
+        })
+        .collect();
+    ScaleConfig {
+        enabled: s.enabled.unwrap_or(true),
+        dry_run: s.dry_run.unwrap_or(false),
+        region: s.region.unwrap_or_else(|| "us-east-1".into()),
+        auto_scaling_group: s.auto_scaling_group,
+        per_instance_rps: s.per_instance_rps,
+        warmup: c.dur("scale.warmup", s.warmup, "180s", true),
+        headroom,
+        min: s.min,
+        max: s.max,
+        dr_capacity,
+        scale_in_cooldown: c.dur("scale.scale_in_cooldown", s.scale_in_cooldown, "10m", true),
+        onprem_capacity_rps: s.onprem_capacity_rps,
+        events,
+    }
+}
+
+fn timestamp(c: &mut Checker, key: &str, text: &str) -> std::time::SystemTime {
+    humantime::parse_rfc3339(text).unwrap_or_else(|e| {
+        c.fail(key, format!("invalid RFC 3339 time {text:?}: {e}"));
+        std::time::UNIX_EPOCH
+    })
+}
+
+fn dns(c: &mut Checker, d: RawDns) -> DnsConfig {
+    let record_type = d.record_type.unwrap_or_else(|| "CNAME".into()).to_ascii_uppercase();
+    if !["CNAME", "A", "AAAA"].contains(&record_type.as_str()) {
+        c.fail("dns.type", format!("unsupported record type {record_type:?}: expected CNAME, A or AAAA"));
+    }
+    let ttl = d.ttl.unwrap_or(60);
+    if ttl == 0 {
+        c.fail("dns.ttl", "must be greater than zero");
+    }
+    if d.onprem.set_identifier == d.aws.set_identifier {
+        c.fail("dns.aws.set_identifier", "must differ from dns.onprem.set_identifier");
+    }
+    let max_step = d.max_step.unwrap_or(64);
+    if max_step == 0 {
+        c.fail("dns.max_step", "must be greater than zero");
+    }
+    DnsConfig {
+        enabled: d.enabled.unwrap_or(true),
+        dry_run: d.dry_run.unwrap_or(false),
+        hosted_zone_id: d.hosted_zone_id,
+        record: d.record,
+        record_type,
+        ttl,
+        onprem: DnsTarget { set_identifier: d.onprem.set_identifier, value: d.onprem.value },
+        aws: DnsTarget { set_identifier: d.aws.set_identifier, value: d.aws.value },
+        shift_after: c.dur("dns.shift_after", d.shift_after, "5m", true),
+        min_change_interval: c.dur("dns.min_change_interval", d.min_change_interval, "60s", false),
+        max_step,
+    }
+}
