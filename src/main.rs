@@ -1,1 +1,110 @@
-fn main() {}
+//! The `spillway` command: `run`, `check`, `--version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "spillway", version, about = "Hybrid burst-routing edge proxy: on-prem first, overflow to AWS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy with a config file (hot-reloaded on change and SIGHUP).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Worker threads (overrides [runtime] worker_threads; 0 = one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Validate a config file and exit: 0 when valid, 1 with every problem listed otherwise.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config, threads } => match run(&config, threads) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spillway: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match spillway::config::load(path) {
+        Ok(loaded) => {
+            let c = &loaded.config;
+            println!(
+                "{}: ok (version {}): {} listener(s), {} pool(s), {} route(s), spill {:?} max_in_flight={}",
+                path.display(),
+                loaded.version,
+                c.listeners.len(),
+                c.pools.len(),
+                c.routes.len(),
+                c.spill.mode,
+                c.spill.max_in_flight
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path, threads: Option<usize>) -> anyhow::Result<()> {
+    spillway::telemetry::init_logging("info");
+    spillway::tls::install_default_provider();
+    let loaded = spillway::config::load(path)?;
+    let threads = threads.filter(|n| *n > 0).or(loaded.config.runtime.worker_threads);
+    let rt = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+    .context("building the tokio runtime")?;
+    rt.block_on(async move {
+        let metrics = spillway::telemetry::init_metrics();
+        let drain_timeout = loaded.config.runtime.drain_timeout;
+        let running = spillway::start(loaded, metrics).await?;
+        println!("ready");
+        wait_for_shutdown().await?;
+        tracing::info!(?drain_timeout, "shutting down: draining connections");
+        let left = running.server.shutdown(drain_timeout).await;
+        if left > 0 {
+            tracing::warn!(left, "drain timeout reached; closing remaining connections");
+        } else {
+            tracing::info!("drained; bye");
+        }
+        // Give the log a moment to flush.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_shutdown() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

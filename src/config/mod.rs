@@ -6,6 +6,7 @@
 
 mod duration;
 mod lines;
+pub mod reload;
 pub mod raw;
 mod types;
 mod validate;

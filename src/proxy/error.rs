@@ -1,0 +1,91 @@
+//! Proxy errors and the one place they become HTTP responses.
+//!
+//! Each variant says whose fault it is (client, upstream, or us under load),
+//! which decides the status: 4xx for the client, 502/504 for the upstream,
+//! 503 + `Retry-After` for overload.
+
+use std::time::Duration;
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::Body;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route for host {host:?} path {path:?}")]
+    NoRoute { host: String, path: String },
+    #[error("pool {pool}: no healthy endpoint")]
+    NoHealthyEndpoint { pool: String },
+    #[error("pool {pool}: connect to {endpoint} failed: {detail}")]
+    Connect { pool: String, endpoint: String, detail: String },
+    #[error("pool {pool}: {endpoint} sent no response headers within {timeout:?}")]
+    UpstreamTimeout { pool: String, endpoint: String, timeout: Duration },
+    #[error("pool {pool}: {endpoint} failed: {detail}")]
+    Upstream { pool: String, endpoint: String, detail: String },
+    #[error("overloaded: {reason}")]
+    Overloaded { reason: &'static str, retry_after: Duration },
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::NoHealthyEndpoint { .. } | ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A short machine-readable kind, for metrics labels and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute { .. } => "no_route",
+            ProxyError::NoHealthyEndpoint { .. } => "no_healthy_endpoint",
+            ProxyError::Connect { .. } => "connect",
+            ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+            ProxyError::Upstream { .. } => "upstream",
+            ProxyError::Overloaded { .. } => "overloaded",
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProxyError::Overloaded { retry_after, .. } => Some(*retry_after),
+            ProxyError::NoHealthyEndpoint { .. } => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+
+    /// The response the client gets for this error.
+    pub fn to_response(&self) -> Response<Body> {
+        let status = self.status();
+        let text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+        let mut resp = Response::new(Body::full(text));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert("x-spillway-error", HeaderValue::from_static(self.kind()));
+        if let Some(after) = self.retry_after() {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_fault() {
+        let to = ProxyError::UpstreamTimeout { pool: "p".into(), endpoint: "e".into(), timeout: Duration::from_secs(1) };
+        assert_eq!(to.status(), StatusCode::GATEWAY_TIMEOUT);
+        let c = ProxyError::Connect { pool: "p".into(), endpoint: "e".into(), detail: "refused".into() };
+        assert_eq!(c.status(), StatusCode::BAD_GATEWAY);
+        let o = ProxyError::Overloaded { reason: "cloud_unavailable", retry_after: Duration::from_secs(2) };
+        let r = o.to_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+    }
+}

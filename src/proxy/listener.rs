@@ -1,0 +1,190 @@
+//! Accept loops: one per configured listener. Each connection is served by
+//! hyper's auto builder (HTTP/1.1 with upgrades, HTTP/2 by ALPN or prior
+//! knowledge), with header-size/count limits, a header read timeout
+//! (slowloris), an idle timeout, and a per-listener connection cap.
+//!
+//! The TLS acceptor is looked up in the current runtime snapshot at every
+//! accept, so a reload rotates certificates without a restart.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::clock;
+use crate::config::ListenerConfig;
+use crate::server::Server;
+
+use super::idle::IdleIo;
+use super::{service, ConnInfo};
+
+const OVER_CAPACITY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+/// A running accept loop.
+pub struct ListenerTask {
+    pub name: String,
+    pub configured: SocketAddr,
+    pub local: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ListenerTask {
+    /// Stops accepting; connections already accepted carry on.
+    pub fn stop(self) {
+        let _ = self.stop.send(true);
+        drop(self.task);
+    }
+}
+
+/// Binds a listener socket (with SO_REUSEADDR, a deep backlog).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Starts the accept loop of an already bound listener.
+pub fn start(server: Arc<Server>, config: &ListenerConfig, listener: TcpListener) -> std::io::Result<ListenerTask> {
+    let local = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let name = config.name.clone();
+    let task = tokio::spawn(accept_loop(server, name.clone(), listener, limit, stop_rx));
+    Ok(ListenerTask { name, configured: config.listen, local, stop, task })
+}
+
+async fn accept_loop(
+    server: Arc<Server>,
+    name: String,
+    listener: TcpListener,
+    limit: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let rejected = metrics::counter!("spillway_connections_rejected_total", "listener" => name.clone());
+    let accepted = metrics::counter!("spillway_connections_accepted_total", "listener" => name.clone());
+    loop {
+        let accept = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            r = listener.accept() => r,
+        };
+        let (tcp, remote) = match accept {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            rejected.increment(1);
+            tokio::spawn(reject(tcp, server.clone(), name.clone()));
+            continue;
+        };
+        accepted.increment(1);
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(connection(server.clone(), name.clone(), tcp, remote, permit));
+    }
+    tracing::info!(listener = %name, "listener stopped accepting");
+}
+
+/// Over the connection cap: a plain listener answers 503, a TLS one closes.
+async fn reject(mut tcp: TcpStream, server: Arc<Server>, name: String) {
+    let tls = server.runtime.load().listeners.get(&name).is_some_and(|l| l.tls.is_some());
+    if !tls {
+        let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(OVER_CAPACITY)).await;
+        let _ = tcp.shutdown().await;
+    }
+}
+
+async fn connection(server: Arc<Server>, name: String, tcp: TcpStream, remote: SocketAddr, _permit: OwnedSemaphorePermit) {
+    let holder = server.clone();
+    let _active = holder.connections.enter();
+    let (config, acceptor) = {
+        let rt = server.runtime.load();
+        match rt.listeners.get(&name) {
+            Some(l) => (l.config.clone(), l.tls.clone()),
+            None => return, // listener removed by a reload between accept and now
+        }
+    };
+    let info = Arc::new(ConnInfo { listener: name, remote, tls: acceptor.is_some() });
+    match acceptor {
+        None => serve_io(server, info, &config, tcp).await,
+        Some(acceptor) => match tokio::time::timeout(config.header_read_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => serve_io(server, info, &config, tls).await,
+            Ok(Err(e)) => tracing::debug!(client = %remote, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(client = %remote, "TLS handshake timed out"),
+        },
+    }
+}
+
+fn builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(config.max_header_bytes)
+        .max_headers(config.max_headers)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(config.max_header_bytes as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+async fn serve_io<I>(server: Arc<Server>, info: Arc<ConnInfo>, config: &ListenerConfig, io: I)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let last = Arc::new(AtomicU64::new(0));
+    let io = TokioIo::new(IdleIo::new(io, last.clone()));
+    let mut drain = server.drain.subscribe();
+    let svc_server = server.clone();
+    let svc = service_fn(move |req| service::serve(svc_server.clone(), info.clone(), req));
+    let b = builder(config);
+    let conn = b.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let idle = config.idle_timeout;
+    let mut closing = *drain.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        let quiet_until = clock::from_nanos(last.load(Relaxed)) + idle;
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "client connection ended with an error");
+                }
+                return;
+            }
+            _ = drain.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep_until(quiet_until.into()), if !closing => {
+                if clock::from_nanos(last.load(Relaxed)) + idle <= Instant::now() {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The data plane: listeners (TCP, TLS, HTTP/1.1 and HTTP/2), the
+//! per-request service, header rewriting and error responses.
+
+pub mod error;
+pub mod headers;
+mod idle;
+pub mod listener;
+pub mod service;
+
+use std::net::SocketAddr;
+
+pub use error::ProxyError;
+
+/// What the service knows about the client connection a request came on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub listener: String,
+    pub remote: SocketAddr,
+    pub tls: bool,
+}

@@ -1,0 +1,204 @@
+//! The per-request path: route → pool → endpoint → forward → respond.
+//!
+//! A request loads the runtime snapshot once and finishes on it. Errors are
+//! turned into responses in one place (`ProxyError::to_response`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{request, Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::body::Body;
+use crate::server::Server;
+use crate::upstream::{probe::error_chain, Endpoint, Pool};
+
+use super::error::ProxyError;
+use super::headers::{self, ClientSide};
+use super::ConnInfo;
+
+/// hyper's service entry point for one client request.
+pub async fn serve(server: Arc<Server>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let rt = server.runtime.load_full();
+    let result = handle(&rt, &conn, req).await;
+    let resp = result.unwrap_or_else(|err| {
+        tracing::warn!(client = %conn.remote, %method, error = %err, status = err.status().as_u16(), "request failed");
+        metrics::counter!("spillway_proxy_errors_total", "kind" => err.kind()).increment(1);
+        err.to_response()
+    });
+    tracing::debug!(target: "access", client = %conn.remote, %method, status = resp.status().as_u16(), elapsed = ?started.elapsed());
+    Ok(resp)
+}
+
+async fn handle(rt: &crate::runtime::Runtime, conn: &ConnInfo, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    let host = request_host(&req);
+    let Some(route) = rt.route(host, req.uri().path()) else {
+        return Err(ProxyError::NoRoute { host: host.unwrap_or("").to_string(), path: req.uri().path().to_string() });
+    };
+    let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+    let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let pool = &route.primary;
+    forward(pool, req, conn, on_upgrade).await
+}
+
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.uri().host().or_else(|| req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()))
+}
+
+/// Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
+fn idempotent(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
+}
+
+/// Sends the request to an endpoint of `pool`; a connect failure of a
+/// bodiless idempotent request is retried once on another endpoint.
+pub async fn forward(
+    pool: &Pool,
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    on_upgrade: Option<OnUpgrade>,
+) -> Result<Response<Body>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let client_version = parts.version;
+    let client = ClientSide {
+        ip: conn.remote.ip(),
+        tls: conn.tls,
+        version: client_version,
+        authority: parts.uri.authority().map(|a| a.as_str()),
+    };
+    let upgrade = on_upgrade.is_some();
+    headers::prepare_request(&mut parts.headers, &client, upgrade);
+    parts.version = Version::HTTP_11;
+    let retryable = !upgrade && idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
+    let mut body = Some(body);
+    let mut tried: Option<Arc<Endpoint>> = None;
+    loop {
+        let now = Instant::now();
+        let endpoint = pool
+            .pick(now, tried.as_deref())
+            .cloned()
+            .ok_or_else(|| ProxyError::NoHealthyEndpoint { pool: pool.name.clone() })?;
+        let last_try = !retryable || tried.is_some();
+        let upstream_req = if last_try {
+            build(std::mem::replace(&mut parts, Request::new(()).into_parts().0), &endpoint, body.take().map_or_else(Body::empty, Body::stream))
+        } else {
+            build(clone_parts(&parts), &endpoint, Body::empty())
+        };
+        match send(pool, &endpoint, upstream_req).await {
+            Ok(mut resp) => {
+                if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(client_upgrade) = on_upgrade {
+                        tunnel(client_upgrade, hyper::upgrade::on(&mut resp), pool.name.clone());
+                    }
+                }
+                let (mut rparts, rbody) = resp.into_parts();
+                let switching = rparts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+                headers::prepare_response(&mut rparts.headers, client_version, switching);
+                rparts.version = client_version;
+                return Ok(Response::from_parts(rparts, Body::stream(rbody)));
+            }
+            Err(SendError::Connect(e)) if !last_try => {
+                tracing::info!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "connect failed; retrying on another endpoint");
+                metrics::counter!("spillway_retries_total").increment(1);
+                tried = Some(endpoint);
+            }
+            Err(SendError::Connect(detail)) => {
+                return Err(ProxyError::Connect { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), detail })
+            }
+            Err(SendError::Timeout) => {
+                return Err(ProxyError::UpstreamTimeout {
+                    pool: pool.name.clone(),
+                    endpoint: endpoint.addr.clone(),
+                    timeout: pool.config.response_timeout,
+                })
+            }
+            Err(SendError::Other(detail)) => {
+                return Err(ProxyError::Upstream { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), detail })
+            }
+        }
+    }
+}
+
+enum SendError {
+    Connect(String),
+    Timeout,
+    Other(String),
+}
+
+/// One attempt: send, wait for headers within the response timeout, and feed
+/// the outcome to the endpoint's latency estimate and passive health.
+async fn send(pool: &Pool, endpoint: &Endpoint, req: Request<Body>) -> Result<Response<Incoming>, SendError> {
+    let started = Instant::now();
+    let pending = endpoint.start();
+    let result = tokio::time::timeout(pool.config.response_timeout, pool.client.request(req)).await;
+    let now = Instant::now();
+    let outcome = match result {
+        Ok(Ok(resp)) => {
+            pending.finish(now - started, now);
+            let ok = !resp.status().is_server_error();
+            record_passive(pool, endpoint, ok, now);
+            return Ok(resp);
+        }
+        Ok(Err(e)) if e.is_connect() => SendError::Connect(error_chain(&e)),
+        Ok(Err(e)) => SendError::Other(error_chain(&e)),
+        Err(_) => SendError::Timeout,
+    };
+    drop(pending);
+    record_passive(pool, endpoint, false, now);
+    Err(outcome)
+}
+
+fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {
+    if endpoint.observe_result(ok, now, &pool.config) {
+        tracing::warn!(pool = %pool.name, endpoint = %endpoint.addr, "endpoint ejected after consecutive failures");
+        metrics::counter!("spillway_endpoint_ejections_total", "pool" => pool.name.clone()).increment(1);
+    }
+}
+
+fn build(mut parts: request::Parts, endpoint: &Endpoint, body: Body) -> Request<Body> {
+    let pq = parts.uri.path_and_query().cloned();
+    let mut uri = Uri::builder().scheme("http").authority(endpoint.authority.clone());
+    uri = match pq {
+        Some(pq) => uri.path_and_query(pq),
+        None => uri.path_and_query("/"),
+    };
+    parts.uri = uri.build().unwrap_or_default();
+    Request::from_parts(parts, body)
+}
+
+fn clone_parts(parts: &request::Parts) -> request::Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req.into_parts().0
+}
+
+/// Joins the client and upstream halves of an upgraded connection
+/// (WebSocket) and copies bytes both ways until either side closes.
+fn tunnel(client: OnUpgrade, upstream: OnUpgrade, pool: String) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(%pool, error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let gauge = metrics::gauge!("spillway_upgraded_connections");
+        gauge.increment(1.0);
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            Ok((up, down)) => tracing::debug!(%pool, up, down, "upgraded connection closed"),
+            Err(e) => tracing::debug!(%pool, error = %e, "upgraded connection ended with an error"),
+        }
+        gauge.decrement(1.0);
+    });
+}

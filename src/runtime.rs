@@ -1,0 +1,194 @@
+//! The runtime snapshot: everything a request needs, built from one validated
+//! config and swapped in whole (`ArcSwap`) on reload. A request loads it once
+//! and finishes on it, whatever reloads happen meanwhile.
+//!
+//! Building a snapshot reuses the previous one's pools (endpoints with their
+//! health and latency state, keep-alive connections) when they did not change.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, ListenerConfig, LoadedConfig, RouteConfig};
+use crate::tls::{self, TlsError};
+use crate::upstream::{Pool, PoolError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("listener {listener}: {source}")]
+    Tls { listener: String, source: TlsError },
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+pub struct Runtime {
+    pub version: String,
+    pub config: Arc<Config>,
+    pub routes: Vec<Route>,
+    pub pools: BTreeMap<String, Arc<Pool>>,
+    pub listeners: BTreeMap<String, ListenerRuntime>,
+}
+
+pub struct ListenerRuntime {
+    pub config: ListenerConfig,
+    pub tls: Option<TlsAcceptor>,
+}
+
+pub struct Route {
+    pub config: RouteConfig,
+    pub primary: Arc<Pool>,
+    pub overflow: Option<Arc<Pool>>,
+}
+
+impl Runtime {
+    /// Builds a snapshot; pools of `previous` with the same name carry over.
+    pub fn build(loaded: &LoadedConfig, previous: Option<&Runtime>) -> Result<Runtime, BuildError> {
+        let config = Arc::new(loaded.config.clone());
+        let mut pools = BTreeMap::new();
+        for (name, pc) in &config.pools {
+            let prev = previous.and_then(|r| r.pools.get(name)).map(Arc::as_ref);
+            pools.insert(name.clone(), Arc::new(Pool::build(pc, prev)?));
+        }
+        let mut routes: Vec<Route> = config
+            .routes
+            .iter()
+            .map(|rc| Route {
+                config: rc.clone(),
+                primary: pools[&rc.primary].clone(),
+                overflow: rc.overflow.as_ref().map(|o| pools[o].clone()),
+            })
+            .collect();
+        // Most specific first: exact hosts before wildcards, then longer prefixes.
+        routes.sort_by(|a, b| {
+            b.config.host.is_some().cmp(&a.config.host.is_some()).then(b.config.path_prefix.len().cmp(&a.config.path_prefix.len()))
+        });
+        let mut listeners = BTreeMap::new();
+        for lc in &config.listeners {
+            let tls = match &lc.tls {
+                None => None,
+                Some(t) => Some(TlsAcceptor::from(Arc::new(
+                    tls::server_config(t).map_err(|source| BuildError::Tls { listener: lc.name.clone(), source })?,
+                ))),
+            };
+            listeners.insert(lc.name.clone(), ListenerRuntime { config: lc.clone(), tls });
+        }
+        Ok(Runtime { version: loaded.version.clone(), config, routes, pools, listeners })
+    }
+
+    /// The route for a request: host without port, case-insensitive.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        let host = host.map(strip_port);
+        self.routes.iter().find(|r| {
+            let host_ok = match (&r.config.host, host) {
+                (None, _) => true,
+                (Some(want), Some(h)) => want.eq_ignore_ascii_case(h),
+                (Some(_), None) => false,
+            };
+            host_ok && path.starts_with(r.config.path_prefix.as_str())
+        })
+    }
+
+    /// Starts health probes for this snapshot's pools and marks endpoints that
+    /// the previous snapshot had and this one dropped as draining.
+    pub fn activate(&self, previous: Option<&Runtime>) {
+        for pool in self.pools.values() {
+            crate::upstream::probe::spawn(pool);
+        }
+        if let Some(prev) = previous {
+            for (name, old) in &prev.pools {
+                match self.pools.get(name) {
+                    Some(new) => old.drain_removed(new),
+                    None => old.endpoints.iter().for_each(|e| e.set_draining()),
+                }
+            }
+        }
+    }
+}
+
+impl Runtime {
+    /// Waits (bounded) until every probed endpoint has had its first probe
+    /// answered, so the first requests after start do not find every
+    /// endpoint "unknown".
+    pub async fn initial_probes(&self, max_wait: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let settled = || {
+            self.pools
+                .values()
+                .flat_map(|p| p.endpoints.iter())
+                .all(|e| e.probe() != crate::upstream::health::Probe::Unknown)
+        };
+        while !settled() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(text: &str) -> Runtime {
+        let loaded = crate::config::from_str(text, "t.toml".as_ref(), ".".as_ref()).unwrap();
+        Runtime::build(&loaded, None).unwrap()
+    }
+
+    const ROUTES: &str = r#"
+[[listener]]
+name = "l"
+listen = "127.0.0.1:0"
+[pools.a]
+endpoints = ["127.0.0.1:1"]
+[pools.b]
+endpoints = ["127.0.0.1:2"]
+[[route]]
+name = "any"
+primary = "a"
+[[route]]
+name = "api"
+host = "www.example.com"
+path_prefix = "/api"
+primary = "b"
+[[route]]
+name = "www"
+host = "www.example.com"
+primary = "a"
+"#;
+
+    #[test]
+    fn most_specific_route_wins() {
+        let rt = runtime(ROUTES);
+        assert_eq!(rt.route(Some("www.example.com:8080"), "/api/x").unwrap().config.name, "api");
+        assert_eq!(rt.route(Some("WWW.example.com"), "/home").unwrap().config.name, "www");
+        assert_eq!(rt.route(Some("other"), "/api").unwrap().config.name, "any");
+        assert_eq!(rt.route(None, "/").unwrap().config.name, "any");
+    }
+
+    #[test]
+    fn pools_carry_over_unchanged_endpoints() {
+        let loaded = crate::config::from_str(ROUTES, "t.toml".as_ref(), ".".as_ref()).unwrap();
+        let first = Runtime::build(&loaded, None).unwrap();
+        let edited = ROUTES.replace("endpoints = [\"127.0.0.1:2\"]", "endpoints = [\"127.0.0.1:2\", \"127.0.0.1:3\"]");
+        let loaded2 = crate::config::from_str(&edited, "t.toml".as_ref(), ".".as_ref()).unwrap();
+        let second = Runtime::build(&loaded2, Some(&first)).unwrap();
+        assert!(Arc::ptr_eq(&first.pools["b"].endpoints[0], &second.pools["b"].endpoints[0]));
+        assert_eq!(second.pools["b"].endpoints.len(), 2);
+    }
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("a.b:80"), "a.b");
+        assert_eq!(strip_port("a.b"), "a.b");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+}

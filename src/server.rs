@@ -1,0 +1,220 @@
+//! The long-lived server: holds the current runtime snapshot, the listeners,
+//! reload bookkeeping, and the drain signal. Everything that must survive a
+//! reload lives here; everything a reload may change lives in `Runtime`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{watch, Notify};
+
+use crate::config::{self, ConfigError, LoadedConfig};
+use crate::proxy::listener::{self, ListenerTask};
+use crate::runtime::{BuildError, Runtime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("listener {name}: cannot bind {addr}: {source}")]
+    Bind { name: String, addr: SocketAddr, source: std::io::Error },
+}
+
+/// What `/status` shows about configuration.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadState {
+    pub version: String,
+    pub path: String,
+    pub loaded_at: Option<String>,
+    pub reloads: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+/// Counts open client connections so shutdown can wait for them.
+#[derive(Default)]
+pub struct Connections {
+    open: AtomicUsize,
+    idle: Notify,
+}
+
+pub struct ConnectionGuard<'a>(&'a Connections);
+
+impl Connections {
+    pub fn enter(&self) -> ConnectionGuard<'_> {
+        self.open.fetch_add(1, SeqCst);
+        metrics::gauge!("spillway_client_connections").increment(1.0);
+        ConnectionGuard(self)
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(SeqCst)
+    }
+
+    /// Resolves once no connection is open.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        metrics::gauge!("spillway_client_connections").decrement(1.0);
+        if self.0.open.fetch_sub(1, SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+pub struct Server {
+    pub runtime: ArcSwap<Runtime>,
+    pub config_path: PathBuf,
+    pub connections: Connections,
+    pub drain: watch::Sender<bool>,
+    pub reload_state: Mutex<ReloadState>,
+    listeners: tokio::sync::Mutex<BTreeMap<String, ListenerTask>>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Server {
+    pub fn new(loaded: &LoadedConfig) -> Result<Arc<Server>, BuildError> {
+        let runtime = Runtime::build(loaded, None)?;
+        let state = ReloadState {
+            version: loaded.version.clone(),
+            path: loaded.path.display().to_string(),
+            loaded_at: Some(timestamp()),
+            ..ReloadState::default()
+        };
+        Ok(Arc::new(Server {
+            runtime: ArcSwap::from_pointee(runtime),
+            config_path: loaded.path.clone(),
+            connections: Connections::default(),
+            drain: watch::channel(false).0,
+            reload_state: Mutex::new(state),
+            listeners: tokio::sync::Mutex::new(BTreeMap::new()),
+            reload_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// Activates the first snapshot and binds every listener.
+    pub async fn start(self: &Arc<Self>) -> Result<(), ReloadError> {
+        let rt = self.runtime.load_full();
+        rt.activate(None);
+        rt.initial_probes(Duration::from_secs(5)).await;
+        let bound = bind_new(&rt, &BTreeMap::new())?;
+        self.start_bound(bound).await
+    }
+
+    async fn start_bound(self: &Arc<Self>, bound: Vec<(String, tokio::net::TcpListener)>) -> Result<(), ReloadError> {
+        let rt = self.runtime.load_full();
+        let mut listeners = self.listeners.lock().await;
+        for (name, socket) in bound {
+            let cfg = &rt.listeners[&name].config;
+            let task = listener::start(self.clone(), cfg, socket)
+                .map_err(|source| ReloadError::Bind { name: name.clone(), addr: cfg.listen, source })?;
+            tracing::info!(listener = %name, addr = %task.local, tls = cfg.tls.is_some(), "listening");
+            println!("listening {name} {}", task.local);
+            if let Some(old) = listeners.insert(name, task) {
+                old.stop();
+            }
+        }
+        Ok(())
+    }
+
+    /// The addresses listeners are bound to, by name.
+    pub async fn bound(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners.lock().await.values().map(|t| (t.name.clone(), t.local)).collect()
+    }
+
+    /// Re-reads the config file; on any error the running snapshot stays.
+    pub async fn reload(self: &Arc<Self>, trigger: &str) -> Result<String, ReloadError> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let result = self.try_reload().await;
+        let mut st = self.reload_state.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(version) => {
+                let changed = *version != st.version;
+                st.version = version.clone();
+                st.loaded_at = Some(timestamp());
+                st.reloads += 1;
+                st.last_error = None;
+                metrics::counter!("spillway_config_reloads_total").increment(1);
+                tracing::info!(%trigger, %version, changed, "configuration reloaded");
+            }
+            Err(e) => {
+                st.failures += 1;
+                st.last_error = Some(e.to_string());
+                st.last_error_at = Some(timestamp());
+                metrics::counter!("config_reload_failures_total").increment(1);
+                tracing::error!(%trigger, error = %e, "configuration reload failed; the previous configuration keeps serving");
+            }
+        }
+        result
+    }
+
+    async fn try_reload(self: &Arc<Self>) -> Result<String, ReloadError> {
+        let loaded = config::load(&self.config_path)?;
+        let old = self.runtime.load_full();
+        let next = Arc::new(Runtime::build(&loaded, Some(&old))?);
+        let current: BTreeMap<String, SocketAddr> =
+            self.listeners.lock().await.values().map(|t| (t.name.clone(), t.configured)).collect();
+        let bound = bind_new(&next, &current)?;
+        self.runtime.store(next.clone());
+        next.activate(Some(&old));
+        // Listeners that were removed stop accepting; their connections drain.
+        {
+            let mut listeners = self.listeners.lock().await;
+            let gone: Vec<String> = listeners.keys().filter(|n| !next.listeners.contains_key(*n)).cloned().collect();
+            for name in gone {
+                if let Some(task) = listeners.remove(&name) {
+                    tracing::info!(listener = %name, "listener removed");
+                    task.stop();
+                }
+            }
+        }
+        self.start_bound(bound).await?;
+        Ok(loaded.version)
+    }
+
+    /// Stops accepting, asks every connection to finish, and waits up to
+    /// `timeout` for them. Returns the number still open at the deadline.
+    pub async fn shutdown(&self, timeout: Duration) -> usize {
+        for (_, task) in std::mem::take(&mut *self.listeners.lock().await) {
+            task.stop();
+        }
+        let _ = self.drain.send(true);
+        let _ = tokio::time::timeout(timeout, self.connections.drained()).await;
+        self.connections.open()
+    }
+}
+
+/// Binds the listeners of `rt` that are new or whose address changed.
+fn bind_new(rt: &Runtime, current: &BTreeMap<String, SocketAddr>) -> Result<Vec<(String, tokio::net::TcpListener)>, ReloadError> {
+    let mut out = Vec::new();
+    for (name, l) in &rt.listeners {
+        if current.get(name) == Some(&l.config.listen) {
+            continue;
+        }
+        let socket = listener::bind(l.config.listen)
+            .map_err(|source| ReloadError::Bind { name: name.clone(), addr: l.config.listen, source })?;
+        out.push((name.clone(), socket));
+    }
+    Ok(out)
+}
+
+fn timestamp() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}

@@ -1,0 +1,13 @@
+//! Upstream pools: endpoints, load balancing (P2C over PeakEWMA), active
+//! health probes and passive ejection, and the pooled client that carries
+//! requests to them.
+
+pub mod balance;
+pub mod connector;
+pub mod endpoint;
+pub mod health;
+pub mod pool;
+pub mod probe;
+
+pub use endpoint::Endpoint;
+pub use pool::{Pool, PoolError};
