@@ -61,7 +61,11 @@ impl Runtime {
             .collect();
         // Most specific first: exact hosts before wildcards, then longer prefixes.
         routes.sort_by(|a, b| {
-            b.config.host.is_some().cmp(&a.config.host.is_some()).then(b.config.path_prefix.len().cmp(&a.config.path_prefix.len()))
+            b.config
+                .host
+                .is_some()
+                .cmp(&a.config.host.is_some())
+                .then(b.config.path_prefix.len().cmp(&a.config.path_prefix.len()))
         });
         let mut listeners = BTreeMap::new();
         for lc in &config.listeners {

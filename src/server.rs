@@ -123,8 +123,11 @@ impl Server {
         let mut listeners = self.listeners.lock().await;
         for (name, socket) in bound {
             let cfg = &rt.listeners[&name].config;
-            let task = listener::start(self.clone(), cfg, socket)
-                .map_err(|source| ReloadError::Bind { name: name.clone(), addr: cfg.listen, source })?;
+            let task = listener::start(self.clone(), cfg, socket).map_err(|source| ReloadError::Bind {
+                name: name.clone(),
+                addr: cfg.listen,
+                source,
+            })?;
             tracing::info!(listener = %name, addr = %task.local, tls = cfg.tls.is_some(), "listening");
             println!("listening {name} {}", task.local);
             if let Some(old) = listeners.insert(name, task) {
@@ -202,14 +205,20 @@ impl Server {
 }
 
 /// Binds the listeners of `rt` that are new or whose address changed.
-fn bind_new(rt: &Runtime, current: &BTreeMap<String, SocketAddr>) -> Result<Vec<(String, tokio::net::TcpListener)>, ReloadError> {
+fn bind_new(
+    rt: &Runtime,
+    current: &BTreeMap<String, SocketAddr>,
+) -> Result<Vec<(String, tokio::net::TcpListener)>, ReloadError> {
     let mut out = Vec::new();
     for (name, l) in &rt.listeners {
         if current.get(name) == Some(&l.config.listen) {
             continue;
         }
-        let socket = listener::bind(l.config.listen)
-            .map_err(|source| ReloadError::Bind { name: name.clone(), addr: l.config.listen, source })?;
+        let socket = listener::bind(l.config.listen).map_err(|source| ReloadError::Bind {
+            name: name.clone(),
+            addr: l.config.listen,
+            source,
+        })?;
         out.push((name.clone(), socket));
     }
     Ok(out)

@@ -21,7 +21,11 @@ use super::headers::{self, ClientSide};
 use super::ConnInfo;
 
 /// hyper's service entry point for one client request.
-pub async fn serve(server: Arc<Server>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn serve(
+    server: Arc<Server>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let rt = server.runtime.load_full();
@@ -35,7 +39,11 @@ pub async fn serve(server: Arc<Server>, conn: Arc<ConnInfo>, req: Request<Incomi
     Ok(resp)
 }
 
-async fn handle(rt: &crate::runtime::Runtime, conn: &ConnInfo, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+async fn handle(
+    rt: &crate::runtime::Runtime,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
     let host = request_host(&req);
     let Some(route) = rt.route(host, req.uri().path()) else {
         return Err(ProxyError::NoRoute { host: host.unwrap_or("").to_string(), path: req.uri().path().to_string() });
@@ -85,7 +93,11 @@ pub async fn forward(
             .ok_or_else(|| ProxyError::NoHealthyEndpoint { pool: pool.name.clone() })?;
         let last_try = !retryable || tried.is_some();
         let upstream_req = if last_try {
-            build(std::mem::replace(&mut parts, Request::new(()).into_parts().0), &endpoint, body.take().map_or_else(Body::empty, Body::stream))
+            build(
+                std::mem::replace(&mut parts, Request::new(()).into_parts().0),
+                &endpoint,
+                body.take().map_or_else(Body::empty, Body::stream),
+            )
         } else {
             build(clone_parts(&parts), &endpoint, Body::empty())
         };
