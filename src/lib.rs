@@ -5,4 +5,5 @@
 //! (reads, from clients that did not just write) spills to the cloud pool.
 //! See DESIGN.md for the three loops (gate, DNS, scale) and the module map.
 
+pub mod burst;
 pub mod config;
