@@ -116,14 +116,7 @@ pub struct SpillController {
 
 impl SpillController {
     pub fn new(enter_after: Duration, exit_after: Duration) -> Self {
-        Self {
-            enter_after,
-            exit_after,
-            phase: SpillPhase::Calm,
-            score: Duration::ZERO,
-            last: None,
-            since: None,
-        }
+        Self { enter_after, exit_after, phase: SpillPhase::Calm, score: Duration::ZERO, last: None, since: None }
     }
 
     /// New thresholds (config reload); the phase and score are kept.
@@ -134,10 +127,7 @@ impl SpillController {
 
     /// Called once per tick with that window's pressure.
     pub fn observe(&mut self, pressure: Pressure, now: Instant) -> SpillPhase {
-        let step = self
-            .last
-            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
-            .min(MAX_STEP);
+        let step = self.last.map_or(Duration::ZERO, |t| now.saturating_duration_since(t)).min(MAX_STEP);
         self.last = Some(now);
         let pressed = pressure != Pressure::Calm;
         let (toward, threshold, next) = match self.phase {

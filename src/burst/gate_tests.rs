@@ -23,11 +23,7 @@ fn base() -> GateInputs {
 
 fn random_inputs(rng: &mut fastrand::Rng) -> GateInputs {
     GateInputs {
-        phase: if rng.bool() {
-            SpillPhase::Spilling
-        } else {
-            SpillPhase::Calm
-        },
+        phase: if rng.bool() { SpillPhase::Spilling } else { SpillPhase::Calm },
         in_flight: rng.u32(0..60),
         limit: rng.u32(0..40),
         max_in_flight: rng.u32(0..50),
@@ -48,123 +44,37 @@ const CASES: usize = 50_000;
 #[test]
 fn table_of_reasons() {
     use SpillDecision::*;
-    let over = GateInputs {
-        in_flight: 11,
-        ..base()
-    };
-    let hard = GateInputs {
-        in_flight: 21,
-        phase: SpillPhase::Calm,
-        ..base()
-    };
+    let over = GateInputs { in_flight: 11, ..base() };
+    let hard = GateInputs { in_flight: 21, phase: SpillPhase::Calm, ..base() };
     let cases = [
-        (
-            GateInputs {
-                in_flight: 10,
-                ..base()
-            },
-            Primary(StayReason::UnderLimit),
-        ),
+        (GateInputs { in_flight: 10, ..base() }, Primary(StayReason::UnderLimit)),
         (over, Cloud(SpillReason::OverLimit)),
-        (
-            GateInputs {
-                phase: SpillPhase::Calm,
-                ..over
-            },
-            Primary(StayReason::NotSpilling),
-        ),
+        (GateInputs { phase: SpillPhase::Calm, ..over }, Primary(StayReason::NotSpilling)),
         (hard, Cloud(SpillReason::OverHardLimit)),
+        (GateInputs { method_may_spill: false, ..over }, Primary(StayReason::MethodNotSpillable)),
+        (GateInputs { path_never_spills: true, ..over }, Primary(StayReason::NeverSpillPath)),
+        (GateInputs { pinned: true, ..hard }, Primary(StayReason::PinnedAfterWrite)),
+        (GateInputs { has_overflow: false, ..over }, Primary(StayReason::NoOverflowPool)),
+        (GateInputs { cloud_healthy: false, ..over }, Primary(StayReason::CloudUnavailable)),
+        (GateInputs { replica_lag_ok: false, ..over }, Primary(StayReason::ReplicaLag)),
         (
-            GateInputs {
-                method_may_spill: false,
-                ..over
-            },
-            Primary(StayReason::MethodNotSpillable),
-        ),
-        (
-            GateInputs {
-                path_never_spills: true,
-                ..over
-            },
-            Primary(StayReason::NeverSpillPath),
-        ),
-        (
-            GateInputs {
-                pinned: true,
-                ..hard
-            },
-            Primary(StayReason::PinnedAfterWrite),
-        ),
-        (
-            GateInputs {
-                has_overflow: false,
-                ..over
-            },
-            Primary(StayReason::NoOverflowPool),
-        ),
-        (
-            GateInputs {
-                cloud_healthy: false,
-                ..over
-            },
-            Primary(StayReason::CloudUnavailable),
-        ),
-        (
-            GateInputs {
-                replica_lag_ok: false,
-                ..over
-            },
-            Primary(StayReason::ReplicaLag),
-        ),
-        (
-            GateInputs {
-                cloud_healthy: false,
-                shed_when_cloud_unavailable: true,
-                ..over
-            },
+            GateInputs { cloud_healthy: false, shed_when_cloud_unavailable: true, ..over },
             Queue(QueueReason::CloudUnavailable),
         ),
         (
-            GateInputs {
-                replica_lag_ok: false,
-                shed_when_cloud_unavailable: true,
-                ..over
-            },
+            GateInputs { replica_lag_ok: false, shed_when_cloud_unavailable: true, ..over },
             Queue(QueueReason::ReplicaLag),
         ),
         (
-            GateInputs {
-                has_overflow: false,
-                shed_when_cloud_unavailable: true,
-                ..over
-            },
+            GateInputs { has_overflow: false, shed_when_cloud_unavailable: true, ..over },
             Queue(QueueReason::NoOverflowPool),
         ),
         (
-            GateInputs {
-                pinned: true,
-                cloud_healthy: false,
-                shed_when_cloud_unavailable: true,
-                ..over
-            },
+            GateInputs { pinned: true, cloud_healthy: false, shed_when_cloud_unavailable: true, ..over },
             Primary(StayReason::PinnedAfterWrite),
         ),
-        (
-            GateInputs {
-                in_flight: 20,
-                limit: 50,
-                ..base()
-            },
-            Primary(StayReason::UnderLimit),
-        ),
-        (
-            GateInputs {
-                in_flight: 21,
-                limit: 50,
-                ..base()
-            },
-            Cloud(SpillReason::OverHardLimit),
-        ),
+        (GateInputs { in_flight: 20, limit: 50, ..base() }, Primary(StayReason::UnderLimit)),
+        (GateInputs { in_flight: 21, limit: 50, ..base() }, Cloud(SpillReason::OverHardLimit)),
         (
             GateInputs {
                 primary_healthy: false,
@@ -175,14 +85,7 @@ fn table_of_reasons() {
             },
             Cloud(SpillReason::DisasterRecovery),
         ),
-        (
-            GateInputs {
-                primary_healthy: false,
-                cloud_healthy: false,
-                ..base()
-            },
-            Primary(StayReason::UnderLimit),
-        ),
+        (GateInputs { primary_healthy: false, cloud_healthy: false, ..base() }, Primary(StayReason::UnderLimit)),
     ];
     for (inputs, want) in cases {
         assert_eq!(decide(&inputs), want, "{inputs:?}");
@@ -201,10 +104,7 @@ fn labels_are_snake_case() {
         SpillPhase::Spilling.as_str(),
     ];
     for label in labels {
-        assert!(
-            label.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
-            "{label}"
-        );
+        assert!(label.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{label}");
     }
 }
 
@@ -215,11 +115,7 @@ fn property_nothing_leaves_primary_at_or_under_the_limit_outside_dr() {
         let mut i = random_inputs(&mut rng);
         i.primary_healthy = true;
         i.in_flight = i.in_flight.min(i.limit).min(i.max_in_flight);
-        assert_eq!(
-            decide(&i),
-            SpillDecision::Primary(StayReason::UnderLimit),
-            "seed {SEED}: {i:?}"
-        );
+        assert_eq!(decide(&i), SpillDecision::Primary(StayReason::UnderLimit), "seed {SEED}: {i:?}");
     }
 }
 
@@ -228,15 +124,9 @@ fn property_more_in_flight_never_returns_to_primary() {
     let mut rng = fastrand::Rng::with_seed(SEED + 1);
     for _ in 0..CASES {
         let i = random_inputs(&mut rng);
-        let more = GateInputs {
-            in_flight: i.in_flight + rng.u32(1..30),
-            ..i
-        };
+        let more = GateInputs { in_flight: i.in_flight + rng.u32(1..30), ..i };
         if !matches!(decide(&i), SpillDecision::Primary(_)) {
-            assert!(
-                !matches!(decide(&more), SpillDecision::Primary(_)),
-                "seed {SEED}: {i:?} then {more:?}"
-            );
+            assert!(!matches!(decide(&more), SpillDecision::Primary(_)), "seed {SEED}: {i:?} then {more:?}");
         }
     }
 }
@@ -254,16 +144,9 @@ fn property_pinned_and_writes_stay_on_primary_outside_dr() {
         }
         let got = decide(&i);
         if dr {
-            assert_eq!(
-                got,
-                SpillDecision::Cloud(SpillReason::DisasterRecovery),
-                "seed {SEED}: {i:?}"
-            );
+            assert_eq!(got, SpillDecision::Cloud(SpillReason::DisasterRecovery), "seed {SEED}: {i:?}");
         } else {
-            assert!(
-                matches!(got, SpillDecision::Primary(_)),
-                "seed {SEED}: {i:?} -> {got:?}"
-            );
+            assert!(matches!(got, SpillDecision::Primary(_)), "seed {SEED}: {i:?} -> {got:?}");
         }
     }
 }
@@ -276,50 +159,25 @@ fn property_cloud_only_when_eligible_and_available() {
         if let SpillDecision::Cloud(reason) = decide(&i) {
             assert!(i.has_overflow && i.cloud_healthy, "seed {SEED}: {i:?}");
             if reason != SpillReason::DisasterRecovery {
-                assert!(
-                    i.replica_lag_ok && i.method_may_spill && !i.pinned && !i.path_never_spills
-                );
-                assert!(
-                    i.phase == SpillPhase::Spilling || i.in_flight > i.max_in_flight,
-                    "{i:?}"
-                );
+                assert!(i.replica_lag_ok && i.method_may_spill && !i.pinned && !i.path_never_spills);
+                assert!(i.phase == SpillPhase::Spilling || i.in_flight > i.max_in_flight, "{i:?}");
             }
         }
         if matches!(decide(&i), SpillDecision::Queue(_)) {
-            assert!(
-                i.shed_when_cloud_unavailable && i.method_may_spill && !i.pinned,
-                "{i:?}"
-            );
+            assert!(i.shed_when_cloud_unavailable && i.method_may_spill && !i.pinned, "{i:?}");
         }
     }
 }
 
 #[test]
 fn pressure_classification() {
-    let w = WindowStats {
-        max_in_flight: 10,
-        in_flight: 3,
-        p99_sliding: Duration::from_millis(100),
-        ..Default::default()
-    };
+    let w =
+        WindowStats { max_in_flight: 10, in_flight: 3, p99_sliding: Duration::from_millis(100), ..Default::default() };
     let slo = Duration::from_millis(250);
     assert_eq!(pressure(&w, 10, slo), Pressure::Calm);
     assert_eq!(pressure(&w, 9, slo), Pressure::OverLimit);
-    assert_eq!(
-        pressure(
-            &WindowStats {
-                p99_sliding: slo * 2,
-                ..w
-            },
-            10,
-            slo
-        ),
-        Pressure::OverSlo
-    );
-    assert_eq!(
-        pressure(&WindowStats { in_flight: 12, ..w }, 10, slo),
-        Pressure::OverLimit
-    );
+    assert_eq!(pressure(&WindowStats { p99_sliding: slo * 2, ..w }, 10, slo), Pressure::OverSlo);
+    assert_eq!(pressure(&WindowStats { in_flight: 12, ..w }, 10, slo), Pressure::OverLimit);
 }
 
 #[test]
@@ -327,23 +185,12 @@ fn hysteresis_waits_enter_after_and_exit_after() {
     let t0 = Instant::now();
     let mut c = SpillController::new(Duration::from_secs(1), Duration::from_secs(3));
     for tick in 0..10 {
-        assert_eq!(
-            c.observe(Pressure::OverLimit, t0 + TICK * tick),
-            SpillPhase::Calm,
-            "tick {tick}"
-        );
+        assert_eq!(c.observe(Pressure::OverLimit, t0 + TICK * tick), SpillPhase::Calm, "tick {tick}");
     }
-    assert_eq!(
-        c.observe(Pressure::OverSlo, t0 + TICK * 10),
-        SpillPhase::Spilling
-    );
+    assert_eq!(c.observe(Pressure::OverSlo, t0 + TICK * 10), SpillPhase::Spilling);
     assert_eq!(c.phase_since(), Some(t0 + TICK * 10));
     for tick in 11..40 {
-        assert_eq!(
-            c.observe(Pressure::Calm, t0 + TICK * tick),
-            SpillPhase::Spilling,
-            "tick {tick}"
-        );
+        assert_eq!(c.observe(Pressure::Calm, t0 + TICK * tick), SpillPhase::Spilling, "tick {tick}");
     }
     assert_eq!(c.observe(Pressure::Calm, t0 + TICK * 40), SpillPhase::Calm);
     assert_eq!(c.phase(), SpillPhase::Calm);
@@ -354,14 +201,8 @@ fn hysteresis_a_stalled_ticker_counts_one_step_at_most() {
     let t0 = Instant::now();
     let mut c = SpillController::new(Duration::from_secs(2), Duration::from_secs(30));
     c.observe(Pressure::Calm, t0);
-    assert_eq!(
-        c.observe(Pressure::OverLimit, t0 + Duration::from_secs(60)),
-        SpillPhase::Calm
-    );
-    assert_eq!(
-        c.observe(Pressure::OverLimit, t0 + Duration::from_secs(61)),
-        SpillPhase::Spilling
-    );
+    assert_eq!(c.observe(Pressure::OverLimit, t0 + Duration::from_secs(60)), SpillPhase::Calm);
+    assert_eq!(c.observe(Pressure::OverLimit, t0 + Duration::from_secs(61)), SpillPhase::Spilling);
 }
 
 #[test]
@@ -369,16 +210,8 @@ fn hysteresis_alternating_pressure_does_not_flap() {
     let t0 = Instant::now();
     let mut c = SpillController::new(Duration::from_secs(1), Duration::from_secs(30));
     for tick in 0..10_000 {
-        let p = if tick % 2 == 0 {
-            Pressure::OverLimit
-        } else {
-            Pressure::Calm
-        };
-        assert_eq!(
-            c.observe(p, t0 + TICK * tick),
-            SpillPhase::Calm,
-            "tick {tick}"
-        );
+        let p = if tick % 2 == 0 { Pressure::OverLimit } else { Pressure::Calm };
+        assert_eq!(c.observe(p, t0 + TICK * tick), SpillPhase::Calm, "tick {tick}");
     }
 }
 
@@ -403,43 +236,19 @@ fn property_hysteresis_holds_under_noise() {
             if pressed == (before == SpillPhase::Calm) {
                 toward += TICK;
             }
-            let after = c.observe(
-                if pressed {
-                    Pressure::OverLimit
-                } else {
-                    Pressure::Calm
-                },
-                now,
-            );
+            let after = c.observe(if pressed { Pressure::OverLimit } else { Pressure::Calm }, now);
             if after != before {
-                let need = if before == SpillPhase::Calm {
-                    enter
-                } else {
-                    exit
-                };
-                assert!(
-                    now - changed_at >= need,
-                    "seed {seed} duty {duty}: changed after {:?}",
-                    now - changed_at
-                );
-                assert!(
-                    toward >= need,
-                    "seed {seed} duty {duty}: only {toward:?} of signal"
-                );
+                let need = if before == SpillPhase::Calm { enter } else { exit };
+                assert!(now - changed_at >= need, "seed {seed} duty {duty}: changed after {:?}", now - changed_at);
+                assert!(toward >= need, "seed {seed} duty {duty}: only {toward:?} of signal");
                 (changed_at, toward, changes) = (now, Duration::ZERO, changes + 1);
             }
         }
         if duty < 0.5 {
             assert_eq!(changes, 0, "seed {seed}: {duty} noise entered spilling");
         } else if duty > 0.5 {
-            assert_eq!(
-                changes, 1,
-                "seed {seed}: {duty} pressure did not enter, or left"
-            );
+            assert_eq!(changes, 1, "seed {seed}: {duty} pressure did not enter, or left");
         }
-        assert!(
-            changes <= 2,
-            "seed {seed} duty {duty}: {changes} phase changes (flapping)"
-        );
+        assert!(changes <= 2, "seed {seed} duty {duty}: {changes} phase changes (flapping)");
     }
 }

@@ -23,11 +23,7 @@ pub const BUCKETS: usize = bucket_of(MAX_MICROS) + 1;
 /// The bucket index of a value in microseconds (clamped to [`MAX_MICROS`]).
 #[inline]
 pub const fn bucket_of(micros: u64) -> usize {
-    let v = if micros > MAX_MICROS {
-        MAX_MICROS
-    } else {
-        micros
-    };
+    let v = if micros > MAX_MICROS { MAX_MICROS } else { micros };
     let msb = 63 - (v | 1).leading_zeros();
     let shift = msb.saturating_sub(SUB_BITS);
     ((shift as usize) << SUB_BITS) + (v >> shift) as usize
@@ -141,9 +137,7 @@ mod tests {
         let seed = 11;
         let mut rng = fastrand::Rng::with_seed(seed);
         let hist = AtomicHistogram::new();
-        let mut values: Vec<u64> = (0..20_000)
-            .map(|_| (100.0 * 10_000f64.powf(rng.f64())) as u64)
-            .collect();
+        let mut values: Vec<u64> = (0..20_000).map(|_| (100.0 * 10_000f64.powf(rng.f64())) as u64).collect();
         values.iter().for_each(|v| hist.record(*v));
         values.sort_unstable();
         let mut counts = vec![0u64; BUCKETS];

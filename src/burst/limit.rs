@@ -116,12 +116,7 @@ impl ConcurrencyLimit {
     pub fn new(params: LimitParams) -> Self {
         let (min, max) = params.bounds();
         let estimate = f64::from(params.initial).clamp(min, max);
-        Self {
-            params,
-            estimate,
-            baseline: None,
-            last_update: None,
-        }
+        Self { params, estimate, baseline: None, last_update: None }
     }
 
     /// Take new parameters (config reload), keeping the learnt state.
@@ -133,16 +128,13 @@ impl ConcurrencyLimit {
 
     /// Feed one window; returns the new limit, within `[min, max]`.
     pub fn update(&mut self, window: &WindowStats, now: Instant) -> u32 {
-        let dt = self
-            .last_update
-            .map_or(window.elapsed, |t| now.saturating_duration_since(t));
+        let dt = self.last_update.map_or(window.elapsed, |t| now.saturating_duration_since(t));
         self.last_update = Some(now);
         if window.samples == 0 || window.samples < self.params.min_samples {
             return self.limit();
         }
         let sample = window.p50.as_secs_f64().max(1e-6);
-        let saturated =
-            f64::from(window.max_in_flight) >= self.estimate * self.params.app_limited_below;
+        let saturated = f64::from(window.max_in_flight) >= self.estimate * self.params.app_limited_below;
         let baseline = self.track_baseline(sample, saturated, dt);
         let gradient = (self.params.tolerance * baseline / sample).clamp(0.5, 1.0);
         let target = self.estimate * gradient + self.params.queue.at(self.estimate);
@@ -157,9 +149,7 @@ impl ConcurrencyLimit {
     pub fn limit(&self) -> u32 {
         let (min, max) = self.params.bounds();
         let limit = self.estimate.round().clamp(min, max) as u32;
-        debug_assert!(
-            (self.params.min.max(1)..=self.params.max.max(self.params.min.max(1))).contains(&limit)
-        );
+        debug_assert!((self.params.min.max(1)..=self.params.max.max(self.params.min.max(1))).contains(&limit));
         limit
     }
 
@@ -176,15 +166,9 @@ impl ConcurrencyLimit {
     fn track_baseline(&mut self, sample: f64, saturated: bool, dt: Duration) -> f64 {
         let next = match self.baseline {
             None => sample,
-            Some(old) if sample < old => {
-                old + (sample - old) * self.params.baseline_fall.clamp(0.0, 1.0)
-            }
+            Some(old) if sample < old => old + (sample - old) * self.params.baseline_fall.clamp(0.0, 1.0),
             Some(old) => {
-                let tau = if saturated {
-                    self.params.baseline_rise_saturated
-                } else {
-                    self.params.baseline_rise
-                };
+                let tau = if saturated { self.params.baseline_rise_saturated } else { self.params.baseline_rise };
                 let alpha = 1.0 - (-dt.as_secs_f64() / tau.as_secs_f64().max(1e-9)).exp();
                 old + (sample - old) * alpha
             }
@@ -236,11 +220,7 @@ mod tests {
             let limit = l.limit();
             l.update(&window(20.0, 100, limit), t0 + TICK * i);
         }
-        assert!(
-            l.limit() > 60,
-            "saturated at baseline latency: grows, got {}",
-            l.limit()
-        );
+        assert!(l.limit() > 60, "saturated at baseline latency: grows, got {}", l.limit());
     }
 
     #[test]
@@ -254,11 +234,7 @@ mod tests {
                 l.update(&window(pool_p50(n, c), 100, n), t0 + TICK * i);
             }
             let (lo, hi) = (c, c + c / 2);
-            assert!(
-                (lo..=hi).contains(&l.limit()),
-                "C={c} from {initial}: limit {}",
-                l.limit()
-            );
+            assert!((lo..=hi).contains(&l.limit()), "C={c} from {initial}: limit {}", l.limit());
             let baseline = l.rtt_baseline().unwrap().as_secs_f64() * 1e3;
             assert!((19.0..=23.0).contains(&baseline), "baseline {baseline} ms");
         }
@@ -276,11 +252,7 @@ mod tests {
         for i in 3..=30 {
             l.update(&window(20.0, 100, l.limit()), t0 + TICK * i);
         }
-        assert!(
-            l.limit() >= before,
-            "recovered to {} (was {before})",
-            l.limit()
-        );
+        assert!(l.limit() >= before, "recovered to {} (was {before})", l.limit());
     }
 
     #[test]
@@ -295,10 +267,7 @@ mod tests {
             for i in 0..100 {
                 let w = window(rng.f64() * 5000.0, rng.u64(0..200), rng.u32(0..1000));
                 let got = l.update(&w, t0 + TICK * i);
-                assert!(
-                    (min..=max).contains(&got),
-                    "seed {seed}: {got} outside [{min}, {max}]"
-                );
+                assert!((min..=max).contains(&got), "seed {seed}: {got} outside [{min}, {max}]");
             }
         }
     }

@@ -31,8 +31,8 @@ pub mod signals;
 mod sim;
 
 pub use gate::{
-    decide, pressure, GateInputs, Pressure, QueueReason, SpillController, SpillDecision,
-    SpillPhase, SpillReason, StayReason,
+    decide, pressure, GateInputs, Pressure, QueueReason, SpillController, SpillDecision, SpillPhase, SpillReason,
+    StayReason,
 };
 pub use limit::{ConcurrencyLimit, LimitParams, QueueAllowance};
 pub use pins::{client_key, WritePins};

@@ -66,15 +66,8 @@ impl WritePins {
     /// At most `capacity` clients (rounded up to a multiple of [`SHARDS`]).
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
-        let shards = (0..SHARDS)
-            .map(|_| Padded(Mutex::new(Shard::with_capacity(per_shard))))
-            .collect();
-        Self {
-            shards,
-            per_shard,
-            ttl_nanos: AtomicU64::new(nanos(ttl)),
-            evictions: AtomicU64::new(0),
-        }
+        let shards = (0..SHARDS).map(|_| Padded(Mutex::new(Shard::with_capacity(per_shard)))).collect();
+        Self { shards, per_shard, ttl_nanos: AtomicU64::new(nanos(ttl)), evictions: AtomicU64::new(0) }
     }
 
     /// Pin `key` until `now + ttl` (re-pinning extends).
@@ -142,10 +135,7 @@ fn nanos(d: Duration) -> u64 {
 
 impl Shard {
     fn with_capacity(keys: usize) -> Self {
-        Self {
-            expiry: HashMap::with_capacity(keys + 1),
-            order: VecDeque::with_capacity(2 * keys + 2),
-        }
+        Self { expiry: HashMap::with_capacity(keys + 1), order: VecDeque::with_capacity(2 * keys + 2) }
     }
 
     /// Whether a FIFO entry is still the key's current pin.
@@ -182,8 +172,7 @@ impl Shard {
             return;
         }
         let expiry = &self.expiry;
-        self.order
-            .retain(|(key, expires)| expiry.get(key) == Some(expires));
+        self.order.retain(|(key, expires)| expiry.get(key) == Some(expires));
     }
 }
 
@@ -271,10 +260,7 @@ mod tests {
     fn client_key_prefers_the_cookie() {
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         let other = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
-        assert_eq!(
-            client_key(Some(b"abc"), ip),
-            client_key(Some(b"abc"), other)
-        );
+        assert_eq!(client_key(Some(b"abc"), ip), client_key(Some(b"abc"), other));
         assert_ne!(client_key(Some(b"abc"), ip), client_key(Some(b"abd"), ip));
         assert_ne!(client_key(None, ip), client_key(None, other));
         assert_eq!(client_key(None, ip), client_key(None, ip));

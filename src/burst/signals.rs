@@ -46,10 +46,7 @@ pub struct SignalsConfig {
 
 impl Default for SignalsConfig {
     fn default() -> Self {
-        Self {
-            sliding: Duration::from_secs(1),
-            ewma_window: Duration::from_secs(2),
-        }
+        Self { sliding: Duration::from_secs(1), ewma_window: Duration::from_secs(2) }
     }
 }
 
@@ -170,10 +167,7 @@ impl LoadSignals {
 
     /// Drain the current window (called by one ticker task every tick).
     pub fn take_window(&self, now: Instant) -> WindowStats {
-        let mut tick = self
-            .tick
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tick = self.tick.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let in_flight = self.in_flight.load(Relaxed);
         let peak = self.peak.swap(in_flight, Relaxed).max(in_flight);
         let arrivals = self.arrivals.swap(0, Relaxed);
@@ -184,9 +178,7 @@ impl LoadSignals {
             let TickState { current, .. } = &mut *tick;
             self.hist.drain_into(current)
         };
-        let elapsed = tick
-            .last_take
-            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let elapsed = tick.last_take.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         tick.last_take = Some(now);
         let mean = Duration::from_micros(sum.checked_div(samples).unwrap_or(0));
         let ewma = tick.update_ewma(mean, samples, elapsed, self.config.ewma_window);
@@ -207,11 +199,7 @@ impl LoadSignals {
             ewma,
             arrival_rps: per_second(arrivals, elapsed),
             completion_rps: per_second(completions, elapsed),
-            error_rate: if completions == 0 {
-                0.0
-            } else {
-                errors as f64 / completions as f64
-            },
+            error_rate: if completions == 0 { 0.0 } else { errors as f64 / completions as f64 },
         }
     }
 }
@@ -245,13 +233,7 @@ impl TickState {
     }
 
     /// Time-based EWMA of window means: weight 1 - e^(-elapsed/window).
-    fn update_ewma(
-        &mut self,
-        mean: Duration,
-        samples: u64,
-        elapsed: Duration,
-        window: Duration,
-    ) -> Duration {
+    fn update_ewma(&mut self, mean: Duration, samples: u64, elapsed: Duration, window: Duration) -> Duration {
         if samples == 0 {
             return self.ewma.unwrap_or_default();
         }
@@ -272,25 +254,15 @@ impl TickState {
         let slot = self.next;
         self.next = (slot + 1) % RING;
         self.evict(slot);
-        let Self {
-            current,
-            ring,
-            sliding,
-            ..
-        } = self;
-        for ((kept, add), sum) in ring[slot]
-            .iter_mut()
-            .zip(current.iter())
-            .zip(sliding.iter_mut())
-        {
+        let Self { current, ring, sliding, .. } = self;
+        for ((kept, add), sum) in ring[slot].iter_mut().zip(current.iter()).zip(sliding.iter_mut()) {
             *kept = u32::try_from(*add).unwrap_or(u32::MAX);
             *sum += u64::from(*kept);
         }
         self.sliding_total += ring[slot].iter().map(|c| u64::from(*c)).sum::<u64>();
         self.ring_end[slot] = Some(now);
         for old in 0..RING {
-            if matches!(self.ring_end[old], Some(end) if now.saturating_duration_since(end) >= horizon)
-            {
+            if matches!(self.ring_end[old], Some(end) if now.saturating_duration_since(end) >= horizon) {
                 self.evict(old);
             }
         }
@@ -334,11 +306,7 @@ mod tests {
         assert_eq!(w.elapsed, Duration::ZERO);
         assert_eq!(w.arrival_rps, 0.0, "no rate without elapsed time");
         let w = s.take_window(t0 + ms(100));
-        assert_eq!(
-            (w.max_in_flight, w.arrivals),
-            (1, 0),
-            "peak restarts from current"
-        );
+        assert_eq!((w.max_in_flight, w.arrivals), (1, 0), "peak restarts from current");
     }
 
     #[test]
@@ -358,9 +326,7 @@ mod tests {
         assert!((w.arrival_rps - 200.0).abs() < 1e-9);
         assert!((w.completion_rps - 204.0).abs() < 1e-9);
         assert!((w.error_rate - 2.0 / 102.0).abs() < 1e-9);
-        let close = |d: Duration, want: u64| {
-            (d.as_secs_f64() * 1e3 - want as f64).abs() <= want as f64 * 0.02
-        };
+        let close = |d: Duration, want: u64| (d.as_secs_f64() * 1e3 - want as f64).abs() <= want as f64 * 0.02;
         assert!(close(w.p50, 50), "p50 {:?}", w.p50);
         assert!(close(w.p99, 99), "p99 {:?}", w.p99);
         assert!(close(w.mean, 50), "mean {:?}", w.mean);
@@ -378,19 +344,12 @@ mod tests {
         for tick in 2..=10 {
             s.record(ms(10), Outcome::Ok);
             let last = s.take_window(t0 + ms(100 * tick));
-            assert!(
-                last.p99_sliding >= ms(190),
-                "tick {tick}: slow sample still in the ring"
-            );
+            assert!(last.p99_sliding >= ms(190), "tick {tick}: slow sample still in the ring");
             assert!(last.ewma < first.ewma && last.ewma > ms(10));
         }
         s.record(ms(10), Outcome::Ok);
         let w = s.take_window(t0 + ms(1100));
-        assert!(
-            w.p99_sliding < ms(11),
-            "slow sample left after 1 s: {:?}",
-            w.p99_sliding
-        );
+        assert!(w.p99_sliding < ms(11), "slow sample left after 1 s: {:?}", w.p99_sliding);
         let idle = s.take_window(t0 + ms(5000));
         assert_eq!((idle.samples, idle.p99_sliding), (0, Duration::ZERO));
         assert_eq!(idle.ewma, w.ewma, "an empty window keeps the EWMA");

@@ -101,10 +101,7 @@ fn run(seed: u64) -> Vec<TickLog> {
     let mut limit = ConcurrencyLimit::new(LimitParams::new(8, MAX_IN_FLIGHT, MAX_IN_FLIGHT / 2));
     let mut spill = SpillController::new(Duration::from_secs(1), Duration::from_secs(10));
     let pins = WritePins::new(50_000, Duration::from_secs(90));
-    let mut pool = Pool {
-        busy: Vec::new(),
-        queue: VecDeque::new(),
-    };
+    let mut pool = Pool { busy: Vec::new(), queue: VecDeque::new() };
     let (mut current_limit, mut log, mut primary, mut cloud) = (limit.limit(), Vec::new(), 0, 0);
     for t in 0..END_MS {
         let now = t as f64;
@@ -149,18 +146,8 @@ fn run(seed: u64) -> Vec<TickLog> {
         if t % TICK_MS == 0 {
             let w = signals.take_window(at(now));
             current_limit = limit.update(&w, at(now)).min(MAX_IN_FLIGHT);
-            let phase = spill.observe(
-                pressure(&w, current_limit, Duration::from_millis(250)),
-                at(now),
-            );
-            log.push(TickLog {
-                t_ms: t,
-                limit: current_limit,
-                phase,
-                primary,
-                cloud,
-                p99: w.p99,
-            });
+            let phase = spill.observe(pressure(&w, current_limit, Duration::from_millis(250)), at(now));
+            log.push(TickLog { t_ms: t, limit: current_limit, phase, primary, cloud, p99: w.p99 });
             (primary, cloud) = (0, 0);
         }
     }
@@ -178,67 +165,32 @@ fn seeds() -> Vec<u64> {
 fn ramp_to_three_times_capacity_settles_and_does_not_flap() {
     for seed in seeds() {
         let log = run(seed);
-        let between = |from_s: u64, to_s: u64| {
-            log.iter()
-                .filter(move |l| (from_s * 1000..to_s * 1000).contains(&l.t_ms))
-        };
+        let between =
+            |from_s: u64, to_s: u64| log.iter().filter(move |l| (from_s * 1000..to_s * 1000).contains(&l.t_ms));
         eprintln!(
             "seed {seed}: limit {:?}..{:?} changes {:?}",
             between(40, 55).map(|l| l.limit).min(),
             between(40, 55).map(|l| l.limit).max(),
-            log.windows(2)
-                .filter(|p| p[0].phase != p[1].phase)
-                .map(|p| p[1].t_ms)
-                .collect::<Vec<_>>()
+            log.windows(2).filter(|p| p[0].phase != p[1].phase).map(|p| p[1].t_ms).collect::<Vec<_>>()
         );
         // Settled during the 3× hold: the limit stays in a band around capacity.
         let (lo, hi) = (WORKERS * 3 / 4, WORKERS * 7 / 4);
         for l in between(40, 55) {
-            assert!(
-                (lo..=hi).contains(&l.limit),
-                "seed {seed}: limit {} outside [{lo}, {hi}] at {l:?}",
-                l.limit
-            );
-            assert_eq!(
-                l.phase,
-                SpillPhase::Spilling,
-                "seed {seed}: not spilling at {l:?}"
-            );
+            assert!((lo..=hi).contains(&l.limit), "seed {seed}: limit {} outside [{lo}, {hi}] at {l:?}", l.limit);
+            assert_eq!(l.phase, SpillPhase::Spilling, "seed {seed}: not spilling at {l:?}");
         }
         let overflow: u64 = between(40, 55).map(|l| l.cloud).sum();
         let onprem: u64 = between(40, 55).map(|l| l.primary).sum();
         let share = overflow as f64 / (overflow + onprem) as f64;
-        assert!(
-            (0.45..0.75).contains(&share),
-            "seed {seed}: cloud share {share:.2} during the 3× hold"
-        );
+        assert!((0.45..0.75).contains(&share), "seed {seed}: cloud share {share:.2} during the 3× hold");
         let p99_max = between(40, 55).map(|l| l.p99).max().unwrap();
-        assert!(
-            p99_max < Duration::from_millis(60),
-            "seed {seed}: on-prem p99 reached {p99_max:?}"
-        );
+        assert!(p99_max < Duration::from_millis(60), "seed {seed}: on-prem p99 reached {p99_max:?}");
         // Hysteresis: one entry during the ramp, one exit after it, no flapping.
-        let changes: Vec<_> = log
-            .windows(2)
-            .filter(|p| p[0].phase != p[1].phase)
-            .map(|p| p[1])
-            .collect();
+        let changes: Vec<_> = log.windows(2).filter(|p| p[0].phase != p[1].phase).map(|p| p[1]).collect();
         assert_eq!(changes.len(), 2, "seed {seed}: phase changes {changes:?}");
-        assert!(
-            (10_000..35_000).contains(&changes[0].t_ms),
-            "seed {seed}: entered at {:?}",
-            changes[0]
-        );
-        assert!(
-            (65_000..100_000).contains(&changes[1].t_ms),
-            "seed {seed}: left at {:?}",
-            changes[1]
-        );
+        assert!((10_000..35_000).contains(&changes[0].t_ms), "seed {seed}: entered at {:?}", changes[0]);
+        assert!((65_000..100_000).contains(&changes[1].t_ms), "seed {seed}: left at {:?}", changes[1]);
         // After the burst, everything is back on-prem.
-        assert_eq!(
-            between(100, 110).map(|l| l.cloud).sum::<u64>(),
-            0,
-            "seed {seed}: still spilling at the end"
-        );
+        assert_eq!(between(100, 110).map(|l| l.cloud).sum::<u64>(), 0, "seed {seed}: still spilling at the end");
     }
 }
