@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::sync::{watch, Notify};
 
+use crate::burst::controller::Gates;
 use crate::config::{self, ConfigError, LoadedConfig};
 use crate::proxy::listener::{self, ListenerTask};
 use crate::runtime::{BuildError, Runtime};
@@ -81,6 +82,7 @@ impl Drop for ConnectionGuard<'_> {
 
 pub struct Server {
     pub runtime: ArcSwap<Runtime>,
+    pub gates: Gates,
     pub config_path: PathBuf,
     pub connections: Connections,
     pub drain: watch::Sender<bool>,
@@ -91,7 +93,8 @@ pub struct Server {
 
 impl Server {
     pub fn new(loaded: &LoadedConfig) -> Result<Arc<Server>, BuildError> {
-        let runtime = Runtime::build(loaded, None)?;
+        let gates = Gates::new(&loaded.config.spill);
+        let runtime = Runtime::build(loaded, None, &gates)?;
         let state = ReloadState {
             version: loaded.version.clone(),
             path: loaded.path.display().to_string(),
@@ -100,6 +103,7 @@ impl Server {
         };
         Ok(Arc::new(Server {
             runtime: ArcSwap::from_pointee(runtime),
+            gates,
             config_path: loaded.path.clone(),
             connections: Connections::default(),
             drain: watch::channel(false).0,
@@ -114,6 +118,7 @@ impl Server {
         let rt = self.runtime.load_full();
         rt.activate(None);
         rt.initial_probes(Duration::from_secs(5)).await;
+        tokio::spawn(crate::burst::controller::run(self.clone()));
         let bound = bind_new(&rt, &BTreeMap::new())?;
         self.start_bound(bound).await
     }
@@ -171,11 +176,12 @@ impl Server {
     async fn try_reload(self: &Arc<Self>) -> Result<String, ReloadError> {
         let loaded = config::load(&self.config_path)?;
         let old = self.runtime.load_full();
-        let next = Arc::new(Runtime::build(&loaded, Some(&old))?);
+        let next = Arc::new(Runtime::build(&loaded, Some(&old), &self.gates)?);
         let current: BTreeMap<String, SocketAddr> =
             self.listeners.lock().await.values().map(|t| (t.name.clone(), t.configured)).collect();
         let bound = bind_new(&next, &current)?;
         self.runtime.store(next.clone());
+        self.gates.reconfigure(&next.config.spill);
         next.activate(Some(&old));
         // Listeners that were removed stop accepting; their connections drain.
         {

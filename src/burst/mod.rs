@@ -21,6 +21,7 @@
 //! primary), else `record` the outcome and `end()` when it completes. A write
 //! calls [`WritePins::pin`] with [`client_key`].
 
+pub mod controller;
 pub mod gate;
 mod histogram;
 pub mod limit;
