@@ -10,6 +10,7 @@ pub mod body;
 pub mod burst;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
