@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! let w = signals.take_window(now);
-//! let limit = match mode { Adaptive => limit.update(&w, now).min(max_in_flight), Static => max_in_flight };
+//! let limit = match mode { Adaptive => limit.update(&w, now).min(max_in_flight), Static => slo_limit.update(&w) };
 //! let phase = spill.observe(pressure(&w, limit, latency_slo), now);
 //! // publish (limit, phase) for the request path, e.g. in atomics
 //! ```
@@ -34,6 +34,6 @@ pub use gate::{
     decide, pressure, GateInputs, Pressure, QueueReason, SpillController, SpillDecision, SpillPhase, SpillReason,
     StayReason,
 };
-pub use limit::{ConcurrencyLimit, LimitParams, QueueAllowance};
+pub use limit::{ConcurrencyLimit, LimitParams, QueueAllowance, SloLimit};
 pub use pins::{client_key, WritePins};
 pub use signals::{LoadSignals, Outcome, SignalsConfig, WindowStats};
