@@ -18,8 +18,11 @@
 //!
 //! One request: `in_flight = signals.begin()`, fill [`GateInputs`], [`decide`];
 //! on `Cloud` or `Queue` call `signals.end()` at once (the request leaves the
-//! primary), else `record` the outcome and `end()` when it completes. A write
-//! calls [`WritePins::pin`] with [`client_key`].
+//! primary; a queued request calls `begin()` again when it gets a slot), else
+//! `record` the outcome and `end()` when it completes. A write calls
+//! [`WritePins::pin`] with [`client_key`]; a read asks
+//! [`WritePins::is_pinned`] only when it is over the limit (the only case
+//! where `pinned` can change the decision).
 
 pub mod gate;
 mod histogram;
