@@ -100,7 +100,14 @@ pub async fn run(plan: LoadPlan, target: SocketAddr, results: Arc<Results>) {
     }
 }
 
-async fn one(client: &Client<HttpConnector, Body>, target: SocketAddr, write: bool, session: u32, start: Instant, results: &Results) {
+async fn one(
+    client: &Client<HttpConnector, Body>,
+    target: SocketAddr,
+    write: bool,
+    session: u32,
+    start: Instant,
+    results: &Results,
+) {
     let sent_at = Instant::now();
     let second = (sent_at - start).as_secs() as usize;
     let (method, path, body) = if write {
@@ -156,7 +163,13 @@ mod tests {
     use super::*;
 
     fn plan() -> LoadPlan {
-        LoadPlan { duration: Duration::from_secs(100), base_rps: 100.0, peak_rps: 400.0, write_share: 0.1, sessions: 10 }
+        LoadPlan {
+            duration: Duration::from_secs(100),
+            base_rps: 100.0,
+            peak_rps: 400.0,
+            write_share: 0.1,
+            sessions: 10,
+        }
     }
 
     #[test]

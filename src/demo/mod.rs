@@ -67,7 +67,10 @@ pub fn cloud_spec() -> TierSpec {
 }
 
 /// Runs the demo to completion; returns the per-second results.
-pub async fn run(opts: DemoOptions, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Result<Vec<Second>, DemoError> {
+pub async fn run(
+    opts: DemoOptions,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Result<Vec<Second>, DemoError> {
     let onprem = Tier::start(onprem_spec()).await?;
     let cloud = Tier::start(cloud_spec()).await?;
     let dir = std::env::temp_dir().join(format!("spillway-demo-{}", std::process::id()));
@@ -133,9 +136,16 @@ fn header() -> String {
     )
 }
 
-async fn report_live(server: &Server, onprem: &Tier, cloud: &Tier, results: &Results, load: &tokio::task::JoinHandle<()>) {
+async fn report_live(
+    server: &Server,
+    onprem: &Tier,
+    cloud: &Tier,
+    results: &Results,
+    load: &tokio::task::JoinHandle<()>,
+) {
     let start = Instant::now();
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
     let (mut last_on, mut last_cloud) = (0, 0);
     let mut second = 0usize;
     while !load.is_finished() {
@@ -175,7 +185,14 @@ fn ms(d: Duration) -> String {
 /// The summary table: one row per phase of the burst, and a total.
 pub fn summary(plan: &LoadPlan, seconds: &[Second]) -> String {
     let total = plan.duration.as_secs_f64();
-    let phases = [("base", 0.0, 0.15), ("ramp up", 0.15, 0.35), ("peak", 0.35, 0.65), ("ramp down", 0.65, 0.85), ("base", 0.85, 1.01), ("total", 0.0, 1.01)];
+    let phases = [
+        ("base", 0.0, 0.15),
+        ("ramp up", 0.15, 0.35),
+        ("peak", 0.35, 0.65),
+        ("ramp down", 0.65, 0.85),
+        ("base", 0.85, 1.01),
+        ("total", 0.0, 1.01),
+    ];
     let mut out = format!(
         "{:<10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8}\n",
         "phase", "requests", "on-prem", "cloud", "errors", "p50", "p99", "p99.9"
