@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 use crate::config::{PoolRole, SpillConfig, SpillMode};
 use crate::upstream::Pool;
 
+use super::SloLimit;
+
 use super::{
     pressure, ConcurrencyLimit, LimitParams, LoadSignals, Outcome, Pressure, SpillController, SpillPhase, WindowStats,
     WritePins,
