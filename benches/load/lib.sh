@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # CLK_TCK, NCPU and the maps are used by the scripts that source this
 # Shared helpers for the load benches (sourced by benches/load/run; a later
 # scenario such as the burst spill-over bench sources it too).
 #
@@ -157,9 +158,11 @@ stop() {
 
 # cleanup — kill everything we started, servers before wrappers.
 cleanup() {
-    local i p all=()
+    local i p tree all=()
     for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
-        alive "${BENCH_PIDS[i]}" && all+=($(tree_pids "${BENCH_PIDS[i]}"))
+        alive "${BENCH_PIDS[i]}" || continue
+        read -ra tree <<<"$(tree_pids "${BENCH_PIDS[i]}" | tr '\n' ' ')"
+        all+=("${tree[@]}")
     done
     ((${#all[@]})) || return 0
     kill -TERM "${all[@]}" 2>/dev/null || true
