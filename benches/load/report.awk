@@ -65,6 +65,7 @@ END {
     s = "spillway"
     if (!((s, "rps") in med) || med[s, "rps"] == "") {
         print "_Spillway was not measured in this run: no ratios._"
+        print ""
     } else {
         print "## Ratios of medians (Spillway / peer)"
         print ""
