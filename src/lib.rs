@@ -5,4 +5,8 @@
 //! (reads, from clients that did not just write) spills to the cloud pool.
 //! See DESIGN.md for the three loops (gate, DNS, scale) and the module map.
 
+pub mod aws;
 pub mod config;
+pub mod control;
+pub mod dns;
+pub mod scale;
