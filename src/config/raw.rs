@@ -214,6 +214,8 @@ pub struct RawDns {
     pub on_external_edit: Option<String>,
     /// Operator-set target weights (planned migration); moved to in bounded steps.
     pub target_weights: Option<RawTargetWeights>,
+    /// How often the records are read back to notice edits made elsewhere.
+    pub verify_interval: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -180,6 +180,7 @@ pub struct DnsConfig {
     pub insync_timeout: Duration,
     pub on_external_edit: ExternalEdit,
     pub target_weights: Option<TargetWeights>,
+    pub verify_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -498,6 +498,7 @@ fn dns(c: &mut Checker, d: RawDns) -> DnsConfig {
         insync_timeout: c.dur("dns.insync_timeout", d.insync_timeout, "120s", false),
         on_external_edit,
         target_weights,
+        verify_interval: c.dur("dns.verify_interval", d.verify_interval, "60s", false),
     }
 }
 

@@ -21,8 +21,6 @@ use crate::aws::{AwsError, Backoff, RateLimiter, Retry};
 use crate::config::{DnsConfig, ExternalEdit};
 use crate::control::{rfc3339, ControlSignals, ErrorRecord, WallClock};
 
-/// How often the records are read back to notice edits.
-pub const VERIFY_INTERVAL: Duration = Duration::from_secs(60);
 /// How often `GetChange` is polled while a change is PENDING.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_TICK_BACKOFF: Duration = Duration::from_secs(300);
@@ -286,7 +284,7 @@ impl DnsController {
                 api.list_records(zone, name, rtype).await
             })
             .await?;
-        st.next_read = Some(now + VERIFY_INTERVAL);
+        st.next_read = Some(now + cfg.verify_interval);
         let first = st.written.is_none() && st.current.is_none();
         let outcome = match records::read_back(cfg, &observed) {
             ReadBack::Missing => {

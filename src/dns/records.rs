@@ -194,6 +194,7 @@ pub(crate) mod tests {
             insync_timeout: Duration::from_secs(120),
             on_external_edit: ExternalEdit::Respect,
             target_weights: None,
+            verify_interval: Duration::from_secs(60),
         }
     }
 
