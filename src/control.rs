@@ -54,16 +54,8 @@ impl ControlHandle {
     /// The `/status` JSON: `{"scale": {...}, "dns": {...}}`.
     pub fn status(&self) -> Value {
         let now = tokio::time::Instant::now();
-        let scale = self
-            .scale
-            .lock()
-            .map(|s| s.to_json(now))
-            .unwrap_or(Value::Null);
-        let dns = self
-            .dns
-            .lock()
-            .map(|s| s.to_json(now))
-            .unwrap_or(Value::Null);
+        let scale = self.scale.lock().map(|s| s.to_json(now)).unwrap_or(Value::Null);
+        let dns = self.dns.lock().map(|s| s.to_json(now)).unwrap_or(Value::Null);
         json!({ "scale": scale, "dns": dns })
     }
 
@@ -84,10 +76,7 @@ impl ControlHandle {
 /// `AWS_ENDPOINT_URL`, profiles, instance roles; `options` may override the
 /// region and endpoint) and spawns both controllers.
 pub async fn start(inputs: ControlInputs, options: ClientOptions) -> ControlHandle {
-    let region = options
-        .region
-        .clone()
-        .or_else(|| inputs.scale.borrow().as_ref().map(|c| c.region.clone()));
+    let region = options.region.clone().or_else(|| inputs.scale.borrow().as_ref().map(|c| c.region.clone()));
     let sdk = aws::load_sdk_config(&ClientOptions { region, ..options }).await;
     start_with_sdk(inputs, &sdk)
 }
@@ -95,37 +84,17 @@ pub async fn start(inputs: ControlInputs, options: ClientOptions) -> ControlHand
 /// Like [`start`], with an `SdkConfig` the caller built (tests add dummy
 /// credentials and an emulator endpoint this way).
 pub fn start_with_sdk(inputs: ControlInputs, sdk: &aws_config::SdkConfig) -> ControlHandle {
-    start_with_apis(
-        inputs,
-        Arc::new(AutoScalingApi::new(sdk)),
-        Arc::new(Route53Api::new(sdk)),
-    )
+    start_with_apis(inputs, Arc::new(AutoScalingApi::new(sdk)), Arc::new(Route53Api::new(sdk)))
 }
 
 /// Spawns both controllers over the given APIs (real or fake).
-pub fn start_with_apis(
-    inputs: ControlInputs,
-    scaling: Arc<dyn ScalingApi>,
-    dns: Arc<dyn DnsApi>,
-) -> ControlHandle {
-    let dns = DnsController::new(
-        dns,
-        inputs.signals.clone(),
-        inputs.dns,
-        inputs.shutdown.clone(),
-    );
-    let scale = ScaleController::new(scaling, inputs.signals, inputs.scale, inputs.shutdown)
-        .with_dns_share(dns.cloud_share());
-    let handle = ControlHandle {
-        scale: scale.status(),
-        dns: dns.status(),
-        capacity: scale.capacity(),
-        tasks: Vec::new(),
-    };
-    ControlHandle {
-        tasks: vec![scale.spawn(), dns.spawn()],
-        ..handle
-    }
+pub fn start_with_apis(inputs: ControlInputs, scaling: Arc<dyn ScalingApi>, dns: Arc<dyn DnsApi>) -> ControlHandle {
+    let dns = DnsController::new(dns, inputs.signals.clone(), inputs.dns, inputs.shutdown.clone());
+    let scale =
+        ScaleController::new(scaling, inputs.signals, inputs.scale, inputs.shutdown).with_dns_share(dns.cloud_share());
+    let handle =
+        ControlHandle { scale: scale.status(), dns: dns.status(), capacity: scale.capacity(), tasks: Vec::new() };
+    ControlHandle { tasks: vec![scale.spawn(), dns.spawn()], ..handle }
 }
 
 /// Wall time that follows tokio's clock from a base, so scheduled events and
@@ -157,12 +126,7 @@ pub struct ErrorRecord {
 
 impl ErrorRecord {
     pub fn new(at: SystemTime, err: &AwsError) -> Self {
-        Self {
-            at,
-            api: err.api(),
-            kind: err.kind(),
-            message: err.to_string(),
-        }
+        Self { at, api: err.api(), kind: err.kind(), message: err.to_string() }
     }
 
     pub fn to_json(&self) -> Value {

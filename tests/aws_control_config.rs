@@ -26,19 +26,11 @@ fn controller_keys_get_defaults() {
          onprem = {{ set_identifier = \"dc1\", value = \"dc1.example.com.\" }}\n\
          aws = {{ set_identifier = \"aws\", value = \"elb.example.com.\" }}\n"
     );
-    let c = from_str(&text, Path::new("t.toml"), Path::new("."))
-        .unwrap()
-        .config;
+    let c = from_str(&text, Path::new("t.toml"), Path::new(".")).unwrap().config;
     let s = c.scale.unwrap();
-    assert_eq!(
-        (s.interval, s.scale_in_step, s.forecast_alpha),
-        (Duration::from_secs(10), 10, 0.3)
-    );
+    assert_eq!((s.interval, s.scale_in_step, s.forecast_alpha), (Duration::from_secs(10), 10, 0.3));
     let d = c.dns.unwrap();
-    assert_eq!(
-        (d.hysteresis, d.on_external_edit, d.target_weights),
-        (16, ExternalEdit::Respect, None)
-    );
+    assert_eq!((d.hysteresis, d.on_external_edit, d.target_weights), (16, ExternalEdit::Respect, None));
     assert_eq!(d.verify_interval, Duration::from_secs(60));
 }
 
@@ -52,9 +44,7 @@ fn every_controller_problem_is_reported_with_its_key() {
          onprem = {{ set_identifier = \"dc1\" }}\n\
          aws = {{ set_identifier = \"aws\", value = \"x.\", alias = {{ dns_name = \"elb.\", hosted_zone_id = \"Z35\" }} }}\n"
     );
-    let Err(ConfigError::Invalid { problems, .. }) =
-        from_str(&text, Path::new("t.toml"), Path::new("."))
-    else {
+    let Err(ConfigError::Invalid { problems, .. }) = from_str(&text, Path::new("t.toml"), Path::new(".")) else {
         panic!("expected problems");
     };
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();

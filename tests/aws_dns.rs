@@ -7,9 +7,7 @@ mod moto;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
-};
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 use moto::{create_zone, eventually, sdk_config, Moto, ThrottleProxy};
 use spillway::config::{AliasTarget, DnsConfig, DnsTarget, ExternalEdit, ScaleConfig};
 use spillway::control::{start_with_sdk, ControlHandle, ControlInputs, ControlSignals};
@@ -26,11 +24,7 @@ fn cfg(zone: &str) -> DnsConfig {
         record: RECORD.into(),
         record_type: "CNAME".into(),
         ttl: 60,
-        onprem: DnsTarget {
-            set_identifier: "dc1".into(),
-            value: "dc1-edge.sportchat.test.".into(),
-            alias: None,
-        },
+        onprem: DnsTarget { set_identifier: "dc1".into(), value: "dc1-edge.sportchat.test.".into(), alias: None },
         aws: DnsTarget {
             set_identifier: "aws".into(),
             value: "burst-123.us-east-1.elb.amazonaws.com.".into(),
@@ -52,10 +46,7 @@ struct Run {
     handle: ControlHandle,
     signals: watch::Sender<ControlSignals>,
     shutdown: CancellationToken,
-    _config: (
-        watch::Sender<Option<ScaleConfig>>,
-        watch::Sender<Option<DnsConfig>>,
-    ),
+    _config: (watch::Sender<Option<ScaleConfig>>, watch::Sender<Option<DnsConfig>>),
 }
 
 fn start(sdk: &aws_config::SdkConfig, cfg: DnsConfig) -> Run {
@@ -63,28 +54,12 @@ fn start(sdk: &aws_config::SdkConfig, cfg: DnsConfig) -> Run {
     let (scale_tx, scale) = watch::channel(None);
     let (dns_tx, dns) = watch::channel(Some(cfg));
     let shutdown = CancellationToken::new();
-    let inputs = ControlInputs {
-        signals: signals_rx,
-        scale,
-        dns,
-        shutdown: shutdown.clone(),
-    };
-    Run {
-        handle: start_with_sdk(inputs, sdk),
-        signals,
-        shutdown,
-        _config: (scale_tx, dns_tx),
-    }
+    let inputs = ControlInputs { signals: signals_rx, scale, dns, shutdown: shutdown.clone() };
+    Run { handle: start_with_sdk(inputs, sdk), signals, shutdown, _config: (scale_tx, dns_tx) }
 }
 
 fn calm() -> ControlSignals {
-    ControlSignals {
-        arrival_rps: 1000.0,
-        spilled_rps: 0.0,
-        onprem_capacity_rps: None,
-        dr: false,
-        cloud_healthy: true,
-    }
+    ControlSignals { arrival_rps: 1000.0, spilled_rps: 0.0, onprem_capacity_rps: None, dr: false, cloud_healthy: true }
 }
 
 async fn moto_with_zone() -> (Moto, aws_config::SdkConfig, String) {
@@ -96,21 +71,11 @@ async fn moto_with_zone() -> (Moto, aws_config::SdkConfig, String) {
 
 /// Weights by set identifier, as Route 53 (moto) holds them.
 async fn weights(sdk: &aws_config::SdkConfig, zone: &str) -> BTreeMap<String, (i64, Option<i64>)> {
-    let out = aws_sdk_route53::Client::new(sdk)
-        .list_resource_record_sets()
-        .hosted_zone_id(zone)
-        .send()
-        .await
-        .unwrap();
+    let out = aws_sdk_route53::Client::new(sdk).list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
     out.resource_record_sets()
         .iter()
         .filter(|r| r.name().trim_end_matches('.') == RECORD.trim_end_matches('.'))
-        .map(|r| {
-            (
-                r.set_identifier().unwrap_or_default().to_string(),
-                (r.weight().unwrap_or(-1), r.ttl()),
-            )
-        })
+        .map(|r| (r.set_identifier().unwrap_or_default().to_string(), (r.weight().unwrap_or(-1), r.ttl())))
         .collect()
 }
 
@@ -123,23 +88,15 @@ async fn pair(sdk: &aws_config::SdkConfig, zone: &str) -> Option<(i64, i64)> {
 async fn sustained_spill_shifts_weights_in_bounded_steps_and_back() {
     let (_moto, sdk, zone) = moto_with_zone().await;
     let run = start(&sdk, cfg(&zone));
-    eventually(Duration::from_secs(10), "records created", || async {
-        pair(&sdk, &zone).await == Some((255, 0))
-    })
-    .await;
+    eventually(Duration::from_secs(10), "records created", || async { pair(&sdk, &zone).await == Some((255, 0)) })
+        .await;
     let w = weights(&sdk, &zone).await;
     assert_eq!(w["dc1"].1, w["aws"].1, "same TTL on both records");
-    run.signals.send_replace(ControlSignals {
-        spilled_rps: 500.0,
-        ..calm()
-    });
+    run.signals.send_replace(ControlSignals { spilled_rps: 500.0, ..calm() });
     let mut seen = vec![(255, 0)];
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while seen.last().unwrap().1 < 192 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "shift did not progress: {seen:?}"
-        );
+        assert!(std::time::Instant::now() < deadline, "shift did not progress: {seen:?}");
         let p = pair(&sdk, &zone).await.unwrap();
         if p != *seen.last().unwrap() {
             seen.push(p);
@@ -147,17 +104,11 @@ async fn sustained_spill_shifts_weights_in_bounded_steps_and_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for w in seen.windows(2) {
-        assert!(
-            w[1].1 > w[0].1 && w[1].1 - w[0].1 <= 64,
-            "bounded monotone steps: {seen:?}"
-        );
+        assert!(w[1].1 > w[0].1 && w[1].1 - w[0].1 <= 64, "bounded monotone steps: {seen:?}");
         assert_eq!(w[1].0 + w[1].1, 255, "{seen:?}");
     }
     run.signals.send_replace(calm());
-    eventually(Duration::from_secs(20), "shifted back", || async {
-        pair(&sdk, &zone).await == Some((255, 0))
-    })
-    .await;
+    eventually(Duration::from_secs(20), "shifted back", || async { pair(&sdk, &zone).await == Some((255, 0)) }).await;
     let st = run.handle.status();
     assert_eq!(st["dns"]["last_change"]["status"], "INSYNC", "{st}");
     assert_eq!(st["dns"]["last_change"]["reason"], "recovery");
@@ -177,33 +128,16 @@ async fn dr_sends_everything_to_an_alias_target_at_once() {
         evaluate_health: true,
     });
     let run = start(&sdk, c);
-    eventually(Duration::from_secs(10), "records created", || async {
-        pair(&sdk, &zone).await == Some((255, 0))
-    })
-    .await;
-    run.signals
-        .send_replace(ControlSignals { dr: true, ..calm() });
-    eventually(Duration::from_secs(3), "DR weights", || async {
-        pair(&sdk, &zone).await == Some((0, 255))
-    })
-    .await;
-    let out = aws_sdk_route53::Client::new(&sdk)
-        .list_resource_record_sets()
-        .hosted_zone_id(&zone)
-        .send()
-        .await
-        .unwrap();
-    let aws = out
-        .resource_record_sets()
-        .iter()
-        .find(|r| r.set_identifier() == Some("aws"))
-        .unwrap();
+    eventually(Duration::from_secs(10), "records created", || async { pair(&sdk, &zone).await == Some((255, 0)) })
+        .await;
+    run.signals.send_replace(ControlSignals { dr: true, ..calm() });
+    eventually(Duration::from_secs(3), "DR weights", || async { pair(&sdk, &zone).await == Some((0, 255)) }).await;
+    let out =
+        aws_sdk_route53::Client::new(&sdk).list_resource_record_sets().hosted_zone_id(&zone).send().await.unwrap();
+    let aws = out.resource_record_sets().iter().find(|r| r.set_identifier() == Some("aws")).unwrap();
     let alias = aws.alias_target().expect("an alias record");
     assert_eq!(alias.hosted_zone_id(), "Z35SXDOTRQ7X7K");
-    assert!(
-        run.handle.status()["dns"]["external_edit"].is_null(),
-        "our own change is no edit"
-    );
+    assert!(run.handle.status()["dns"]["external_edit"].is_null(), "our own change is no edit");
     run.shutdown.cancel();
 }
 
@@ -211,29 +145,18 @@ async fn dr_sends_everything_to_an_alias_target_at_once() {
 async fn an_operator_edit_is_noticed_and_respected() {
     let (_moto, sdk, zone) = moto_with_zone().await;
     let run = start(&sdk, cfg(&zone));
-    eventually(Duration::from_secs(10), "records created", || async {
-        pair(&sdk, &zone).await == Some((255, 0))
-    })
-    .await;
+    eventually(Duration::from_secs(10), "records created", || async { pair(&sdk, &zone).await == Some((255, 0)) })
+        .await;
     let edit = ResourceRecordSet::builder()
         .name(RECORD)
         .r#type(RrType::Cname)
         .set_identifier("aws")
         .weight(77)
         .ttl(60)
-        .resource_records(
-            ResourceRecord::builder()
-                .value("burst-123.us-east-1.elb.amazonaws.com.")
-                .build()
-                .unwrap(),
-        )
+        .resource_records(ResourceRecord::builder().value("burst-123.us-east-1.elb.amazonaws.com.").build().unwrap())
         .build()
         .unwrap();
-    let change = Change::builder()
-        .action(ChangeAction::Upsert)
-        .resource_record_set(edit)
-        .build()
-        .unwrap();
+    let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(edit).build().unwrap();
     aws_sdk_route53::Client::new(&sdk)
         .change_resource_record_sets()
         .hosted_zone_id(&zone)
@@ -246,15 +169,8 @@ async fn an_operator_edit_is_noticed_and_respected() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        pair(&sdk, &zone).await,
-        Some((255, 77)),
-        "respected, not overwritten"
-    );
-    assert_eq!(
-        run.handle.status()["dns"]["respected_external_weights"]["aws"],
-        77
-    );
+    assert_eq!(pair(&sdk, &zone).await, Some((255, 77)), "respected, not overwritten");
+    assert_eq!(run.handle.status()["dns"]["respected_external_weights"]["aws"], 77);
     run.shutdown.cancel();
 }
 
@@ -265,29 +181,19 @@ async fn throttled_route53_is_retried_with_backoff() {
     let sdk = sdk_config(&proxy.url()).await;
     proxy.set_throttling(true);
     let run = start(&sdk, cfg(&zone));
-    run.signals
-        .send_replace(ControlSignals { dr: true, ..calm() });
+    run.signals.send_replace(ControlSignals { dr: true, ..calm() });
     eventually(Duration::from_secs(10), "throttling reported", || async {
         run.handle.status()["dns"]["last_error"]["kind"] == "throttled"
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let throttled = proxy.throttled.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(
-        throttled <= 5 * 4,
-        "within the 5 req/s bucket and backing off: {throttled}"
-    );
-    assert_eq!(
-        pair(&moto_sdk, &zone).await,
-        None,
-        "nothing written while throttled"
-    );
+    assert!(throttled <= 5 * 4, "within the 5 req/s bucket and backing off: {throttled}");
+    assert_eq!(pair(&moto_sdk, &zone).await, None, "nothing written while throttled");
     proxy.set_throttling(false);
-    eventually(
-        Duration::from_secs(20),
-        "written after throttling",
-        || async { pair(&moto_sdk, &zone).await == Some((0, 255)) },
-    )
+    eventually(Duration::from_secs(20), "written after throttling", || async {
+        pair(&moto_sdk, &zone).await == Some((0, 255))
+    })
     .await;
     run.shutdown.cancel();
 }

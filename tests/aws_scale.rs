@@ -41,32 +41,16 @@ struct Run {
     handle: ControlHandle,
     signals: watch::Sender<ControlSignals>,
     shutdown: CancellationToken,
-    _config: (
-        watch::Sender<Option<ScaleConfig>>,
-        watch::Sender<Option<spillway::config::DnsConfig>>,
-    ),
+    _config: (watch::Sender<Option<ScaleConfig>>, watch::Sender<Option<spillway::config::DnsConfig>>),
 }
 
 fn start(sdk: &aws_config::SdkConfig, cfg: ScaleConfig) -> Run {
-    let (signals, signals_rx) = watch::channel(ControlSignals {
-        cloud_healthy: true,
-        ..Default::default()
-    });
+    let (signals, signals_rx) = watch::channel(ControlSignals { cloud_healthy: true, ..Default::default() });
     let (scale_tx, scale) = watch::channel(Some(cfg));
     let (dns_tx, dns) = watch::channel(None);
     let shutdown = CancellationToken::new();
-    let inputs = ControlInputs {
-        signals: signals_rx,
-        scale,
-        dns,
-        shutdown: shutdown.clone(),
-    };
-    Run {
-        handle: start_with_sdk(inputs, sdk),
-        signals,
-        shutdown,
-        _config: (scale_tx, dns_tx),
-    }
+    let inputs = ControlInputs { signals: signals_rx, scale, dns, shutdown: shutdown.clone() };
+    Run { handle: start_with_sdk(inputs, sdk), signals, shutdown, _config: (scale_tx, dns_tx) }
 }
 
 /// A moto with the group created (and both services warmed up).
@@ -78,11 +62,7 @@ async fn moto_with_group() -> (Moto, aws_config::SdkConfig) {
 }
 
 fn dr() -> ControlSignals {
-    ControlSignals {
-        dr: true,
-        cloud_healthy: true,
-        ..Default::default()
-    }
+    ControlSignals { dr: true, cloud_healthy: true, ..Default::default() }
 }
 
 #[tokio::test]
@@ -107,15 +87,9 @@ async fn a_ramp_raises_desired_capacity_before_spill_begins() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let at_spill = spill_began_with.expect("the ramp spills");
-    assert!(
-        at_spill > 1,
-        "desired capacity was raised before spill began: {at_spill}"
-    );
+    assert!(at_spill > 1, "desired capacity was raised before spill began: {at_spill}");
     let end = desired(&sdk, GROUP).await;
-    assert!(
-        end >= 20,
-        "3000 rps arriving: overflow 2000 × 1.2 / 100 → the max 20, got {end}"
-    );
+    assert!(end >= 20, "3000 rps arriving: overflow 2000 × 1.2 / 100 → the max 20, got {end}");
     let st = run.handle.status();
     assert_eq!(st["scale"]["desired_capacity"], 20, "{st}");
     run.shutdown.cancel();
@@ -137,20 +111,10 @@ async fn a_scheduled_event_raises_capacity_ahead_of_its_start() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(desired(&sdk, GROUP).await, 1, "too early");
     // ceil((2000 - 1000) × 1.2 / 100) = 12, due warmup (5 s) before the start.
-    eventually(
-        Duration::from_secs(10),
-        "pre-scaled for the event",
-        || async { desired(&sdk, GROUP).await == 12 },
-    )
-    .await;
-    assert!(
-        SystemTime::now() < start_at,
-        "raised before the event's start"
-    );
-    assert_eq!(
-        run.handle.status()["scale"]["last_decision"]["event"],
-        "cup final"
-    );
+    eventually(Duration::from_secs(10), "pre-scaled for the event", || async { desired(&sdk, GROUP).await == 12 })
+        .await;
+    assert!(SystemTime::now() < start_at, "raised before the event's start");
+    assert_eq!(run.handle.status()["scale"]["last_decision"]["event"], "cup final");
     run.shutdown.cancel();
 }
 
@@ -159,30 +123,13 @@ async fn dr_raises_at_once_and_calm_lowers_only_after_the_cooldown() {
     let (_moto, sdk) = moto_with_group().await;
     let run = start(&sdk, cfg());
     run.signals.send_replace(dr());
-    eventually(Duration::from_secs(3), "DR capacity", || async {
-        desired(&sdk, GROUP).await == 8
-    })
-    .await;
-    run.signals.send_replace(ControlSignals {
-        cloud_healthy: true,
-        ..Default::default()
-    });
+    eventually(Duration::from_secs(3), "DR capacity", || async { desired(&sdk, GROUP).await == 8 }).await;
+    run.signals.send_replace(ControlSignals { cloud_healthy: true, ..Default::default() });
     let calm_since = std::time::Instant::now();
-    eventually(Duration::from_secs(10), "first scale-in step", || async {
-        desired(&sdk, GROUP).await < 8
-    })
-    .await;
-    assert!(
-        calm_since.elapsed() >= Duration::from_millis(1800),
-        "not before the 2 s cooldown"
-    );
+    eventually(Duration::from_secs(10), "first scale-in step", || async { desired(&sdk, GROUP).await < 8 }).await;
+    assert!(calm_since.elapsed() >= Duration::from_millis(1800), "not before the 2 s cooldown");
     assert_eq!(desired(&sdk, GROUP).await, 5, "a bounded step of 3");
-    eventually(
-        Duration::from_secs(10),
-        "back to the pilot light",
-        || async { desired(&sdk, GROUP).await == 1 },
-    )
-    .await;
+    eventually(Duration::from_secs(10), "back to the pilot light", || async { desired(&sdk, GROUP).await == 1 }).await;
     let st = run.handle.status();
     assert_eq!(st["scale"]["last_action"]["desired"], 1, "{st}");
     run.shutdown.cancel();
@@ -207,13 +154,9 @@ async fn moto_stopped_mid_test_leaves_the_controller_backing_off() {
     assert_eq!(st["scale"]["last_error"]["kind"], "unavailable", "{st}");
     assert!(st["scale"]["next_attempt_in_ms"].is_number());
     // The runtime still serves: the loops are alive and status answers at once.
-    tokio::time::timeout(Duration::from_millis(50), async { run.handle.status() })
-        .await
-        .unwrap();
+    tokio::time::timeout(Duration::from_millis(50), async { run.handle.status() }).await.unwrap();
     run.shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), run.handle.join())
-        .await
-        .expect("loops stop on shutdown");
+    tokio::time::timeout(Duration::from_secs(5), run.handle.join()).await.expect("loops stop on shutdown");
 }
 
 #[tokio::test]
@@ -231,14 +174,8 @@ async fn throttling_backs_off_then_recovers() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(desired(&moto_sdk, GROUP).await, 1, "nothing got through");
     let throttled = proxy.throttled.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(
-        throttled < 40,
-        "backing off, not hammering: {throttled} calls"
-    );
+    assert!(throttled < 40, "backing off, not hammering: {throttled} calls");
     proxy.set_throttling(false);
-    eventually(Duration::from_secs(20), "recovered", || async {
-        desired(&moto_sdk, GROUP).await == 8
-    })
-    .await;
+    eventually(Duration::from_secs(20), "recovered", || async { desired(&moto_sdk, GROUP).await == 8 }).await;
     run.shutdown.cancel();
 }

@@ -15,10 +15,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self {
-            base: Duration::from_millis(500),
-            max: Duration::from_secs(60),
-        }
+        Self { base: Duration::from_millis(500), max: Duration::from_secs(60) }
     }
 }
 
@@ -46,10 +43,7 @@ mod tests {
 
     #[test]
     fn delays_grow_and_stay_bounded() {
-        let b = Backoff {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(5),
-        };
+        let b = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(5) };
         let mut rng = fastrand::Rng::with_seed(7);
         for attempt in 0..40 {
             let d = b.delay(attempt, &mut rng);
@@ -65,12 +59,8 @@ mod tests {
     #[test]
     fn same_seed_same_delays() {
         let b = Backoff::default();
-        let a: Vec<_> = (0..5)
-            .map(|n| b.delay(n, &mut fastrand::Rng::with_seed(1)))
-            .collect();
-        let c: Vec<_> = (0..5)
-            .map(|n| b.delay(n, &mut fastrand::Rng::with_seed(1)))
-            .collect();
+        let a: Vec<_> = (0..5).map(|n| b.delay(n, &mut fastrand::Rng::with_seed(1))).collect();
+        let c: Vec<_> = (0..5).map(|n| b.delay(n, &mut fastrand::Rng::with_seed(1))).collect();
         assert_eq!(a, c);
     }
 }

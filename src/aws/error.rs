@@ -22,11 +22,7 @@ pub enum AwsError {
     NotFound { api: &'static str, message: String },
     /// The service refused the request (validation, access): no retry helps.
     #[error("{api}: rejected ({code}): {message}")]
-    Rejected {
-        api: &'static str,
-        code: String,
-        message: String,
-    },
+    Rejected { api: &'static str, code: String, message: String },
     /// Spillway refused to make the call (out-of-range value, bad answer).
     #[error("{api}: refused by Spillway: {message}")]
     Invalid { api: &'static str, message: String },
@@ -59,33 +55,15 @@ impl AwsError {
 
     /// Whether the same call may succeed later.
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Throttled { .. } | Self::Busy { .. } | Self::Unavailable { .. }
-        )
+        matches!(self, Self::Throttled { .. } | Self::Busy { .. } | Self::Unavailable { .. })
     }
 }
 
-const THROTTLE_CODES: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "RequestThrottled",
-];
+const THROTTLE_CODES: &[&str] =
+    &["Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"];
 const BUSY_CODES: &[&str] = &["PriorRequestNotComplete", "ScalingActivityInProgress"];
-const NOT_FOUND_CODES: &[&str] = &[
-    "NoSuchHostedZone",
-    "NoSuchChange",
-    "ResourceNotFound",
-    "NoSuchAutoScalingGroup",
-];
-const UNAVAILABLE_CODES: &[&str] = &[
-    "ServiceUnavailable",
-    "InternalFailure",
-    "InternalError",
-    "ServiceFailure",
-];
+const NOT_FOUND_CODES: &[&str] = &["NoSuchHostedZone", "NoSuchChange", "ResourceNotFound", "NoSuchAutoScalingGroup"];
+const UNAVAILABLE_CODES: &[&str] = &["ServiceUnavailable", "InternalFailure", "InternalError", "ServiceFailure"];
 
 /// Maps an SDK error of any operation (both SDKs share the error type) to [`AwsError`].
 pub fn classify<E>(api: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
@@ -96,26 +74,15 @@ where
     let code = err.code().map(str::to_owned);
     let message = DisplayErrorContext(&err).to_string();
     match (&err, code) {
-        (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_), _) => {
-            AwsError::Unavailable { api, message }
-        }
+        (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_), _) => AwsError::Unavailable { api, message },
         (SdkError::ConstructionFailure(_), _) => AwsError::Invalid { api, message },
         (_, Some(code)) => classify_code(api, code, status, message),
         _ if status.is_some_and(|s| s >= 500) => AwsError::Unavailable { api, message },
-        _ => AwsError::Rejected {
-            api,
-            code: status.map_or_else(|| "unknown".into(), |s| s.to_string()),
-            message,
-        },
+        _ => AwsError::Rejected { api, code: status.map_or_else(|| "unknown".into(), |s| s.to_string()), message },
     }
 }
 
-fn classify_code(
-    api: &'static str,
-    code: String,
-    status: Option<u16>,
-    message: String,
-) -> AwsError {
+fn classify_code(api: &'static str, code: String, status: Option<u16>, message: String) -> AwsError {
     let c = code.as_str();
     if THROTTLE_CODES.contains(&c) || status == Some(429) {
         AwsError::Throttled { api, code }
@@ -139,12 +106,7 @@ mod tests {
         let t = classify_code("X", "Throttling".into(), Some(400), String::new());
         assert_eq!(t.kind(), "throttled");
         assert!(t.retryable());
-        let b = classify_code(
-            "X",
-            "PriorRequestNotComplete".into(),
-            Some(400),
-            String::new(),
-        );
+        let b = classify_code("X", "PriorRequestNotComplete".into(), Some(400), String::new());
         assert_eq!(b.kind(), "busy");
         assert!(b.retryable());
         let n = classify_code("X", "NoSuchHostedZone".into(), Some(404), String::new());

@@ -15,13 +15,12 @@ pub mod retry;
 
 pub use backoff::Backoff;
 pub use client::{
-    load_sdk_config, sdk_config_builder, ClientOptions, ATTEMPT_TIMEOUT, CONNECT_TIMEOUT,
-    OPERATION_TIMEOUT, READ_TIMEOUT,
+    load_sdk_config, sdk_config_builder, ClientOptions, ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, OPERATION_TIMEOUT,
+    READ_TIMEOUT,
 };
 pub use error::{classify, AwsError};
 pub use ratelimit::{RateLimiter, TokenBucket};
 pub use retry::Retry;
 
 /// The boxed future an API trait method returns (object-safe async).
-pub type ApiFuture<'a, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, AwsError>> + Send + 'a>>;
+pub type ApiFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, AwsError>> + Send + 'a>>;

@@ -23,12 +23,7 @@ impl TokenBucket {
     /// A full bucket refilling at `rate_per_sec`, holding at most `burst` tokens.
     pub fn new(rate_per_sec: f64, burst: f64) -> Self {
         debug_assert!(rate_per_sec > 0.0 && burst >= 1.0);
-        Self {
-            rate_per_sec,
-            burst,
-            tokens: burst,
-            last: None,
-        }
+        Self { rate_per_sec, burst, tokens: burst, last: None }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -46,9 +41,7 @@ impl TokenBucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - self.tokens) / self.rate_per_sec,
-            ))
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate_per_sec))
         }
     }
 }
@@ -61,9 +54,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(bucket: TokenBucket) -> Self {
-        Self {
-            bucket: Mutex::new(bucket),
-        }
+        Self { bucket: Mutex::new(bucket) }
     }
 
     /// The Route 53 limit: 5 requests/s, burst 5.
@@ -75,11 +66,7 @@ impl RateLimiter {
     pub async fn acquire(&self) {
         loop {
             let now = tokio::time::Instant::now().into_std();
-            let wait = self
-                .bucket
-                .lock()
-                .expect("rate limiter poisoned")
-                .try_take(now);
+            let wait = self.bucket.lock().expect("rate limiter poisoned").try_take(now);
             match wait {
                 Ok(()) => return,
                 Err(d) => tokio::time::sleep(d.max(Duration::from_millis(1))).await,
@@ -120,9 +107,6 @@ mod tests {
         }
         // 5 at once, then 10 more at 5/s: about 2 s.
         let elapsed = start.elapsed();
-        assert!(
-            elapsed >= Duration::from_millis(1990) && elapsed < Duration::from_millis(2100),
-            "{elapsed:?}"
-        );
+        assert!(elapsed >= Duration::from_millis(1990) && elapsed < Duration::from_millis(2100), "{elapsed:?}");
     }
 }

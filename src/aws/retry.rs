@@ -25,11 +25,7 @@ impl Retry {
     /// `rng` is injected so tests replay their delays.
     pub fn new(backoff: Backoff, attempts: u32, rng: fastrand::Rng) -> Self {
         debug_assert!(attempts >= 1);
-        Self {
-            backoff,
-            attempts: attempts.max(1),
-            rng,
-        }
+        Self { backoff, attempts: attempts.max(1), rng }
     }
 
     pub fn backoff(&self) -> Backoff {
@@ -63,13 +59,7 @@ impl Retry {
                 return Err(err);
             }
             let delay = self.backoff.delay(attempt - 1, &mut self.rng);
-            tracing::warn!(
-                api = err.api(),
-                kind = err.kind(),
-                ?delay,
-                attempt,
-                "AWS call failed; retrying: {err}"
-            );
+            tracing::warn!(api = err.api(), kind = err.kind(), ?delay, attempt, "AWS call failed; retrying: {err}");
             tokio::select! {
                 () = shutdown.cancelled() => return Err(err),
                 () = tokio::time::sleep(delay) => {}
@@ -80,8 +70,7 @@ impl Retry {
 
 /// Counts a failed call.
 pub fn record(err: &AwsError) {
-    metrics::counter!("spillway_aws_errors_total", "api" => err.api(), "kind" => err.kind())
-        .increment(1);
+    metrics::counter!("spillway_aws_errors_total", "api" => err.api(), "kind" => err.kind()).increment(1);
 }
 
 #[cfg(test)]
@@ -92,20 +81,14 @@ mod tests {
     use super::*;
 
     fn throttled() -> AwsError {
-        AwsError::Throttled {
-            api: "Test",
-            code: "Throttling".into(),
-        }
+        AwsError::Throttled { api: "Test", code: "Throttling".into() }
     }
 
     #[tokio::test(start_paused = true)]
     async fn retries_throttling_then_succeeds() {
         let calls = AtomicU32::new(0);
         let mut retry = Retry::new(
-            Backoff {
-                base: Duration::from_secs(1),
-                max: Duration::from_secs(8),
-            },
+            Backoff { base: Duration::from_secs(1), max: Duration::from_secs(8) },
             4,
             fastrand::Rng::with_seed(3),
         );
@@ -129,11 +112,7 @@ mod tests {
     async fn gives_up_on_permanent_errors_and_after_attempts() {
         let calls = AtomicU32::new(0);
         let mut retry = Retry::new(Backoff::default(), 3, fastrand::Rng::with_seed(3));
-        let rejected = AwsError::Rejected {
-            api: "Test",
-            code: "ValidationError".into(),
-            message: String::new(),
-        };
+        let rejected = AwsError::Rejected { api: "Test", code: "ValidationError".into(), message: String::new() };
         let out: Result<(), _> = retry
             .call(&CancellationToken::new(), || {
                 calls.fetch_add(1, Ordering::SeqCst);

@@ -533,7 +533,11 @@ fn dns_target(c: &mut Checker, key: &str, t: RawDnsTarget) -> DnsTarget {
         if a.hosted_zone_id.is_empty() {
             c.fail(format!("{key}.alias.hosted_zone_id"), "must not be empty");
         }
-        AliasTarget { dns_name: a.dns_name, hosted_zone_id: a.hosted_zone_id, evaluate_health: a.evaluate_health.unwrap_or(true) }
+        AliasTarget {
+            dns_name: a.dns_name,
+            hosted_zone_id: a.hosted_zone_id,
+            evaluate_health: a.evaluate_health.unwrap_or(true),
+        }
     });
     let value = match (t.value, &alias) {
         (Some(_), Some(_)) => {

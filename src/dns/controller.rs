@@ -50,7 +50,9 @@ fn weights_json(w: Weights) -> Value {
 impl DnsStatus {
     pub fn to_json(&self, now: Instant) -> Value {
         let plan = self.last_plan.map(|(at, p)| match p {
-            WeightPlan::Change { weights, reason } => json!({"at": rfc3339(at), "change": weights_json(weights), "reason": reason.as_str()}),
+            WeightPlan::Change { weights, reason } => {
+                json!({"at": rfc3339(at), "change": weights_json(weights), "reason": reason.as_str()})
+            }
             WeightPlan::Hold(r) => json!({"at": rfc3339(at), "hold": r.as_str()}),
         });
         let change = self.last_change.as_ref().map(|(at, w, reason, id, st)| {
@@ -153,20 +155,12 @@ impl DnsController {
     pub async fn run(mut self) {
         let origin = Instant::now();
         let wall = WallClock::new(self.wall_base, origin);
-        let mut retry = Retry::new(
-            Backoff::default(),
-            crate::aws::retry::DEFAULT_ATTEMPTS,
-            self.rng.clone(),
-        );
+        let mut retry = Retry::new(Backoff::default(), crate::aws::retry::DEFAULT_ATTEMPTS, self.rng.clone());
         let mut st = LoopState::default();
         let mut next_tick = origin;
         let mut config_open = true;
         loop {
-            let cfg = self
-                .config
-                .borrow_and_update()
-                .clone()
-                .filter(|c| c.enabled);
+            let cfg = self.config.borrow_and_update().clone().filter(|c| c.enabled);
             self.set_status(|s| {
                 s.enabled = cfg.is_some();
                 s.dry_run = cfg.as_ref().is_some_and(|c| c.dry_run);
@@ -202,26 +196,12 @@ impl DnsController {
         tracing::info!("dns controller stopped");
     }
 
-    fn failed(
-        &mut self,
-        cfg: &DnsConfig,
-        st: &mut LoopState,
-        at: SystemTime,
-        err: &AwsError,
-    ) -> Instant {
-        let backoff = Backoff {
-            base: cfg.interval,
-            max: MAX_TICK_BACKOFF.max(cfg.interval),
-        };
+    fn failed(&mut self, cfg: &DnsConfig, st: &mut LoopState, at: SystemTime, err: &AwsError) -> Instant {
+        let backoff = Backoff { base: cfg.interval, max: MAX_TICK_BACKOFF.max(cfg.interval) };
         let delay = backoff.delay(st.failures, &mut self.rng);
         st.failures += 1;
         st.next_read = None;
-        tracing::warn!(
-            api = err.api(),
-            kind = err.kind(),
-            ?delay,
-            "dns controller: {err}; next attempt later"
-        );
+        tracing::warn!(api = err.api(), kind = err.kind(), ?delay, "dns controller: {err}; next attempt later");
         self.set_status(|s| s.last_error = Some(ErrorRecord::new(at, err)));
         Instant::now() + delay
     }
@@ -242,14 +222,9 @@ impl DnsController {
         let Some(current) = st.current else {
             return Ok(());
         };
-        let target = st.respected.or(cfg.target_weights.map(|t| Weights {
-            onprem: t.onprem,
-            aws: t.aws,
-        }));
+        let target = st.respected.or(cfg.target_weights.map(|t| Weights { onprem: t.onprem, aws: t.aws }));
         let signals = self.signals.borrow().clone();
-        let plan = st
-            .planner
-            .plan(cfg, &signals, current, target, now.into_std());
+        let plan = st.planner.plan(cfg, &signals, current, target, now.into_std());
         let at = wall.at(now);
         self.set_status(|s| s.last_plan = Some((at, plan)));
         match plan {
@@ -257,9 +232,7 @@ impl DnsController {
                 tracing::trace!(reason = reason.as_str(), ?current, "dns: hold");
                 Ok(())
             }
-            WeightPlan::Change { weights, reason } => {
-                self.write(cfg, st, retry, wall, weights, reason).await
-            }
+            WeightPlan::Change { weights, reason } => self.write(cfg, st, retry, wall, weights, reason).await,
         }
     }
 
@@ -273,11 +246,7 @@ impl DnsController {
         now: Instant,
     ) -> Result<ReadOutcome, AwsError> {
         let (api, limiter) = (&*self.api, &self.limiter);
-        let (zone, name, rtype) = (
-            cfg.hosted_zone_id.as_str(),
-            cfg.record.as_str(),
-            cfg.record_type.as_str(),
-        );
+        let (zone, name, rtype) = (cfg.hosted_zone_id.as_str(), cfg.record.as_str(), cfg.record_type.as_str());
         let observed = retry
             .call(&self.shutdown, || async move {
                 limiter.acquire().await;
@@ -300,28 +269,18 @@ impl DnsController {
                 st.current = Some(w);
                 ReadOutcome::Fine
             }
-            ReadBack::Found(w) => self.external_edit(
-                cfg,
-                st,
-                Some(w),
-                format!("weights changed to {w:?}"),
-                wall.at(now),
-            ),
+            ReadBack::Found(w) => {
+                self.external_edit(cfg, st, Some(w), format!("weights changed to {w:?}"), wall.at(now))
+            }
             ReadBack::Foreign { weights, detail } if first => {
                 tracing::info!(detail, "dns: records differ from the config; updating them");
-                ReadOutcome::Write(
-                    weights.unwrap_or(Weights::ONPREM_ONLY),
-                    WeightReason::Reconcile,
-                )
+                ReadOutcome::Write(weights.unwrap_or(Weights::ONPREM_ONLY), WeightReason::Reconcile)
             }
-            ReadBack::Foreign { weights, detail } => {
-                self.external_edit(cfg, st, weights, detail, wall.at(now))
-            }
+            ReadBack::Foreign { weights, detail } => self.external_edit(cfg, st, weights, detail, wall.at(now)),
         };
         let current = st.current;
         self.set_status(|s| s.weights = current);
-        self.share
-            .send_replace(current.map_or(0.0, Weights::cloud_share));
+        self.share.send_replace(current.map_or(0.0, Weights::cloud_share));
         Ok(outcome)
     }
 
@@ -370,12 +329,7 @@ impl DnsController {
             return Ok(());
         }
         let batch = records::batch(cfg, w);
-        let comment = format!(
-            "spillway: {} (onprem {}, aws {})",
-            reason.as_str(),
-            w.onprem,
-            w.aws
-        );
+        let comment = format!("spillway: {} (onprem {}, aws {})", reason.as_str(), w.onprem, w.aws);
         let (api, limiter, zone) = (&*self.api, &self.limiter, cfg.hosted_zone_id.as_str());
         let (batch, comment) = (&batch[..], comment.as_str());
         let info = retry

@@ -37,14 +37,7 @@ impl Fake {
         }
     }
     fn weights(&self) -> Vec<Weights> {
-        self.lock()
-            .batches
-            .iter()
-            .map(|b| Weights {
-                onprem: b[0].weight,
-                aws: b[1].weight,
-            })
-            .collect()
+        self.lock().batches.iter().map(|b| Weights { onprem: b[0].weight, aws: b[1].weight }).collect()
     }
     fn edit(&self, id: &str, weight: i64) {
         self.lock().records.get_mut(id).unwrap().weight = Some(weight);
@@ -83,15 +76,8 @@ impl DnsApi for Fake {
             }
             s.batches.push(records.to_vec());
             s.polls_left = s.pending_polls;
-            let status = if s.pending_polls == 0 {
-                ChangeStatus::InSync
-            } else {
-                ChangeStatus::Pending
-            };
-            Ok(ChangeInfo {
-                id: format!("/change/C{}", s.batches.len()),
-                status,
-            })
+            let status = if s.pending_polls == 0 { ChangeStatus::InSync } else { ChangeStatus::Pending };
+            Ok(ChangeInfo { id: format!("/change/C{}", s.batches.len()), status })
         })
     }
     fn get_change<'a>(&'a self, _id: &'a str) -> crate::aws::ApiFuture<'a, ChangeStatus> {
@@ -110,11 +96,7 @@ impl DnsApi for Fake {
 }
 
 fn cfg() -> DnsConfig {
-    DnsConfig {
-        shift_after: Duration::from_secs(60),
-        min_change_interval: Duration::from_secs(30),
-        ..base_cfg()
-    }
+    DnsConfig { shift_after: Duration::from_secs(60), min_change_interval: Duration::from_secs(30), ..base_cfg() }
 }
 
 struct Rig {
@@ -129,34 +111,19 @@ fn rig(fake: Arc<Fake>, cfg: DnsConfig) -> Rig {
     let (signals, signals_rx) = watch::channel(calm());
     let (config, config_rx) = watch::channel(Some(cfg));
     let shutdown = CancellationToken::new();
-    let c = DnsController::new(fake.clone(), signals_rx, config_rx, shutdown.clone())
-        .with_rng(fastrand::Rng::with_seed(9));
+    let c =
+        DnsController::new(fake.clone(), signals_rx, config_rx, shutdown.clone()).with_rng(fastrand::Rng::with_seed(9));
     let status = c.status();
     c.spawn();
-    Rig {
-        fake,
-        signals,
-        status,
-        shutdown,
-        _config: config,
-    }
+    Rig { fake, signals, status, shutdown, _config: config }
 }
 
 fn calm() -> ControlSignals {
-    ControlSignals {
-        arrival_rps: 1000.0,
-        spilled_rps: 0.0,
-        onprem_capacity_rps: None,
-        dr: false,
-        cloud_healthy: true,
-    }
+    ControlSignals { arrival_rps: 1000.0, spilled_rps: 0.0, onprem_capacity_rps: None, dr: false, cloud_healthy: true }
 }
 
 fn spilling() -> ControlSignals {
-    ControlSignals {
-        spilled_rps: 500.0,
-        ..calm()
-    }
+    ControlSignals { spilled_rps: 500.0, ..calm() }
 }
 
 async fn secs(n: u64) {
@@ -189,11 +156,7 @@ async fn sustained_spill_shifts_in_steps_and_calm_shifts_back() {
     secs(200).await;
     let up = r.fake.weights();
     assert!(up.len() >= 4, "{up:?}");
-    assert!(
-        up.windows(2)
-            .all(|w| w[1].aws > w[0].aws && w[1].aws - w[0].aws <= 64),
-        "{up:?}"
-    );
+    assert!(up.windows(2).all(|w| w[1].aws > w[0].aws && w[1].aws - w[0].aws <= 64), "{up:?}");
     {
         let st = r.status.lock().unwrap().to_json(Instant::now());
         assert_eq!(st["last_change"]["status"], "INSYNC", "{st}");
@@ -205,11 +168,7 @@ async fn sustained_spill_shifts_in_steps_and_calm_shifts_back() {
     let all = r.fake.weights();
     let down = &all[up.len()..];
     assert!(!down.is_empty());
-    assert!(
-        down.windows(2)
-            .all(|w| w[1].aws < w[0].aws && w[0].aws - w[1].aws <= 64),
-        "{down:?}"
-    );
+    assert!(down.windows(2).all(|w| w[1].aws < w[0].aws && w[0].aws - w[1].aws <= 64), "{down:?}");
     assert_eq!(*down.last().unwrap(), Weights::ONPREM_ONLY);
     r.shutdown.cancel();
 }
@@ -218,8 +177,7 @@ async fn sustained_spill_shifts_in_steps_and_calm_shifts_back() {
 async fn dr_sends_everything_to_aws_at_once() {
     let r = rig(Arc::default(), cfg());
     secs(6).await;
-    r.signals
-        .send_replace(ControlSignals { dr: true, ..calm() });
+    r.signals.send_replace(ControlSignals { dr: true, ..calm() });
     secs(6).await;
     assert_eq!(r.fake.weights().last(), Some(&Weights::CLOUD_ONLY));
     r.shutdown.cancel();
@@ -230,26 +188,17 @@ async fn throttling_and_prior_request_are_retried_within_the_rate() {
     let fake = Arc::new(Fake::default());
     {
         let mut s = fake.lock();
-        s.failures.push_back(AwsError::Throttled {
-            api: "ListResourceRecordSets",
-            code: "Throttling".into(),
-        });
-        s.failures.push_back(AwsError::Busy {
-            api: "ChangeResourceRecordSets",
-            code: "PriorRequestNotComplete".into(),
-        });
+        s.failures.push_back(AwsError::Throttled { api: "ListResourceRecordSets", code: "Throttling".into() });
+        s.failures
+            .push_back(AwsError::Busy { api: "ChangeResourceRecordSets", code: "PriorRequestNotComplete".into() });
     }
     let r = rig(fake, cfg());
-    r.signals
-        .send_replace(ControlSignals { dr: true, ..calm() });
+    r.signals.send_replace(ControlSignals { dr: true, ..calm() });
     secs(30).await;
     assert_eq!(r.fake.weights(), vec![Weights::CLOUD_ONLY]);
     let calls = r.fake.lock().calls.clone();
     for (i, t) in calls.iter().enumerate() {
-        let in_window = calls[i..]
-            .iter()
-            .take_while(|u| u.duration_since(*t) < Duration::from_secs(1))
-            .count();
+        let in_window = calls[i..].iter().take_while(|u| u.duration_since(*t) < Duration::from_secs(1)).count();
         assert!(in_window <= 5, "more than 5 calls in 1 s");
     }
     r.shutdown.cancel();
@@ -267,12 +216,7 @@ async fn the_bucket_holds_5_per_second_under_a_storm() {
     let max = calls
         .iter()
         .enumerate()
-        .map(|(i, t)| {
-            calls[i..]
-                .iter()
-                .take_while(|u| u.duration_since(*t) < Duration::from_secs(1))
-                .count()
-        })
+        .map(|(i, t)| calls[i..].iter().take_while(|u| u.duration_since(*t) < Duration::from_secs(1)).count())
         .max();
     assert!(max <= Some(5), "{max:?}");
     r.shutdown.cancel();
@@ -293,8 +237,7 @@ async fn insync_timeout_is_reported_and_the_loop_goes_on() {
     }
     r.fake.lock().polls_left = 0;
     r.fake.lock().pending_polls = 0;
-    r.signals
-        .send_replace(ControlSignals { dr: true, ..calm() });
+    r.signals.send_replace(ControlSignals { dr: true, ..calm() });
     secs(400).await;
     assert_eq!(r.fake.weights().last(), Some(&Weights::CLOUD_ONLY));
     r.shutdown.cancel();
@@ -303,10 +246,8 @@ async fn insync_timeout_is_reported_and_the_loop_goes_on() {
 #[tokio::test(start_paused = true)]
 async fn an_outage_backs_off_without_panicking() {
     let fake = Arc::new(Fake::default());
-    fake.lock().fail_always = Some(AwsError::Unavailable {
-        api: "ListResourceRecordSets",
-        message: "connection refused".into(),
-    });
+    fake.lock().fail_always =
+        Some(AwsError::Unavailable { api: "ListResourceRecordSets", message: "connection refused".into() });
     let r = rig(fake, cfg());
     secs(900).await;
     let n = r.fake.lock().calls.len();
@@ -321,17 +262,8 @@ async fn an_outage_backs_off_without_panicking() {
 
 #[tokio::test(start_paused = true)]
 async fn external_edits_are_respected_or_corrected() {
-    for (policy, expect_rewrite) in [
-        (ExternalEdit::Respect, false),
-        (ExternalEdit::Correct, true),
-    ] {
-        let r = rig(
-            Arc::default(),
-            DnsConfig {
-                on_external_edit: policy,
-                ..cfg()
-            },
-        );
+    for (policy, expect_rewrite) in [(ExternalEdit::Respect, false), (ExternalEdit::Correct, true)] {
+        let r = rig(Arc::default(), DnsConfig { on_external_edit: policy, ..cfg() });
         secs(5).await;
         r.fake.edit("aws", 100);
         secs(70).await;
@@ -350,15 +282,8 @@ async fn external_edits_are_respected_or_corrected() {
 
 #[tokio::test(start_paused = true)]
 async fn dry_run_writes_nothing() {
-    let r = rig(
-        Arc::default(),
-        DnsConfig {
-            dry_run: true,
-            ..cfg()
-        },
-    );
-    r.signals
-        .send_replace(ControlSignals { dr: true, ..calm() });
+    let r = rig(Arc::default(), DnsConfig { dry_run: true, ..cfg() });
+    r.signals.send_replace(ControlSignals { dr: true, ..calm() });
     secs(30).await;
     assert!(r.fake.weights().is_empty());
     assert_eq!(r.status.lock().unwrap().weights, Some(Weights::CLOUD_ONLY));

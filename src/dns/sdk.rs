@@ -1,8 +1,8 @@
 //! [`DnsApi`] over the real `aws-sdk-route53` client.
 
 use aws_sdk_route53::types::{
-    AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus as SdkStatus, ResourceRecord,
-    ResourceRecordSet, RrType,
+    AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus as SdkStatus, ResourceRecord, ResourceRecordSet,
+    RrType,
 };
 use aws_sdk_route53::Client;
 
@@ -24,9 +24,7 @@ pub struct Route53Api {
 
 impl Route53Api {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        Self {
-            client: Client::new(sdk),
-        }
+        Self { client: Client::new(sdk) }
     }
 
     pub fn from_client(client: Client) -> Self {
@@ -35,10 +33,7 @@ impl Route53Api {
 }
 
 fn invalid(api: &'static str, e: impl std::fmt::Display) -> AwsError {
-    AwsError::Invalid {
-        api,
-        message: e.to_string(),
-    }
+    AwsError::Invalid { api, message: e.to_string() }
 }
 
 fn to_sdk(r: &WeightedRecord) -> Result<ResourceRecordSet, AwsError> {
@@ -51,17 +46,10 @@ fn to_sdk(r: &WeightedRecord) -> Result<ResourceRecordSet, AwsError> {
         b = b.ttl(i64::from(ttl));
     }
     b = match &r.target {
-        RecordTarget::Value(v) => b.resource_records(
-            ResourceRecord::builder()
-                .value(v)
-                .build()
-                .map_err(|e| invalid(CHANGE, e))?,
-        ),
-        RecordTarget::Alias {
-            dns_name,
-            hosted_zone_id,
-            evaluate_health,
-        } => b.alias_target(
+        RecordTarget::Value(v) => {
+            b.resource_records(ResourceRecord::builder().value(v).build().map_err(|e| invalid(CHANGE, e))?)
+        }
+        RecordTarget::Alias { dns_name, hosted_zone_id, evaluate_health } => b.alias_target(
             AliasTarget::builder()
                 .dns_name(dns_name)
                 .hosted_zone_id(hosted_zone_id)
@@ -156,28 +144,15 @@ impl DnsApi for Route53Api {
                 .send()
                 .await
                 .map_err(|e| classify(CHANGE, e))?;
-            let info = out
-                .change_info()
-                .ok_or_else(|| invalid(CHANGE, "answer without ChangeInfo"))?;
-            Ok(ChangeInfo {
-                id: info.id().to_owned(),
-                status: status(info.status()),
-            })
+            let info = out.change_info().ok_or_else(|| invalid(CHANGE, "answer without ChangeInfo"))?;
+            Ok(ChangeInfo { id: info.id().to_owned(), status: status(info.status()) })
         })
     }
 
     fn get_change<'a>(&'a self, id: &'a str) -> ApiFuture<'a, ChangeStatus> {
         Box::pin(async move {
-            let out = self
-                .client
-                .get_change()
-                .id(id)
-                .send()
-                .await
-                .map_err(|e| classify(GET_CHANGE, e))?;
-            let info = out
-                .change_info()
-                .ok_or_else(|| invalid(GET_CHANGE, "answer without ChangeInfo"))?;
+            let out = self.client.get_change().id(id).send().await.map_err(|e| classify(GET_CHANGE, e))?;
+            let info = out.change_info().ok_or_else(|| invalid(GET_CHANGE, "answer without ChangeInfo"))?;
             Ok(status(info.status()))
         })
     }

@@ -35,14 +35,8 @@ pub struct Weights {
 }
 
 impl Weights {
-    pub const ONPREM_ONLY: Self = Self {
-        onprem: FULL,
-        aws: 0,
-    };
-    pub const CLOUD_ONLY: Self = Self {
-        onprem: 0,
-        aws: FULL,
-    };
+    pub const ONPREM_ONLY: Self = Self { onprem: FULL, aws: 0 };
+    pub const CLOUD_ONLY: Self = Self { onprem: 0, aws: FULL };
 
     /// AWS's share of DNS answers (both 0: Route 53 splits evenly).
     pub fn cloud_share(self) -> f64 {
@@ -57,10 +51,7 @@ impl Weights {
     /// Weights summing to [`FULL`] for a cloud share in [0, 1].
     pub fn from_cloud_share(share: f64) -> Self {
         let aws = (share.clamp(0.0, 1.0) * f64::from(FULL)).round() as u8;
-        Self {
-            onprem: FULL - aws,
-            aws,
-        }
+        Self { onprem: FULL - aws, aws }
     }
 }
 
@@ -118,10 +109,7 @@ impl HoldReason {
 /// The planner's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightPlan {
-    Change {
-        weights: Weights,
-        reason: WeightReason,
-    },
+    Change { weights: Weights, reason: WeightReason },
     Hold(HoldReason),
 }
 
@@ -135,8 +123,7 @@ pub struct WeightPlanner {
 
 /// The gate's spill share; `None` without arrivals.
 fn spill_share(s: &ControlSignals) -> Option<f64> {
-    (s.arrival_rps > 0.0 && s.arrival_rps.is_finite())
-        .then(|| (s.spilled_rps / s.arrival_rps).clamp(0.0, 1.0))
+    (s.arrival_rps > 0.0 && s.arrival_rps.is_finite()).then(|| (s.spilled_rps / s.arrival_rps).clamp(0.0, 1.0))
 }
 
 impl WeightPlanner {
@@ -145,16 +132,8 @@ impl WeightPlanner {
         let share = spill_share(s);
         let spilling = share.is_some_and(|f| f >= SPILLING_SHARE);
         let calm = share.is_none_or(|f| f < CALM_SHARE);
-        self.spill_since = if spilling {
-            Some(self.spill_since.unwrap_or(now))
-        } else {
-            None
-        };
-        self.calm_since = if calm {
-            Some(self.calm_since.unwrap_or(now))
-        } else {
-            None
-        };
+        self.spill_since = if spilling { Some(self.spill_since.unwrap_or(now)) } else { None };
+        self.calm_since = if calm { Some(self.calm_since.unwrap_or(now)) } else { None };
     }
 
     /// Records that weights were changed at `now`.
@@ -199,27 +178,19 @@ impl WeightPlanner {
         current: Weights,
         now: Instant,
     ) -> Result<(Weights, WeightReason), HoldReason> {
-        let sustained = |since: Option<Instant>| {
-            since.is_some_and(|t| now.saturating_duration_since(t) >= cfg.shift_after)
-        };
+        let sustained =
+            |since: Option<Instant>| since.is_some_and(|t| now.saturating_duration_since(t) >= cfg.shift_after);
         let share = current.cloud_share();
         if sustained(self.spill_since) {
             let f = spill_share(s).unwrap_or(0.0);
             let goal = 1.0 - (1.0 - f) * (1.0 - share);
-            return Ok((
-                Weights::from_cloud_share(goal),
-                WeightReason::SustainedSpill,
-            ));
+            return Ok((Weights::from_cloud_share(goal), WeightReason::SustainedSpill));
         }
         if sustained(self.calm_since) && current.aws > 0 {
             let goal = recovery_share(s, share).unwrap_or(0.0).min(share);
             return Ok((Weights::from_cloud_share(goal), WeightReason::Recovery));
         }
-        Err(if current.aws == 0 && self.spill_since.is_none() {
-            HoldReason::Steady
-        } else {
-            HoldReason::NotSustained
-        })
+        Err(if current.aws == 0 && self.spill_since.is_none() { HoldReason::Steady } else { HoldReason::NotSustained })
     }
 
     fn bounded(
@@ -233,17 +204,11 @@ impl WeightPlanner {
         if goal == current {
             return WeightPlan::Hold(HoldReason::Steady);
         }
-        if self
-            .last_change
-            .is_some_and(|t| now.saturating_duration_since(t) < cfg.min_change_interval)
-        {
+        if self.last_change.is_some_and(|t| now.saturating_duration_since(t) < cfg.min_change_interval) {
             return WeightPlan::Hold(HoldReason::MinChangeInterval);
         }
         let extreme = goal.aws == 0 || goal.onprem == 0;
-        let moved = current
-            .aws
-            .abs_diff(goal.aws)
-            .max(current.onprem.abs_diff(goal.onprem));
+        let moved = current.aws.abs_diff(goal.aws).max(current.onprem.abs_diff(goal.onprem));
         if moved < cfg.hysteresis && !extreme && reason != WeightReason::OperatorTarget {
             return WeightPlan::Hold(HoldReason::Hysteresis);
         }
@@ -254,19 +219,14 @@ impl WeightPlanner {
         if next.onprem == 0 && next.aws == 0 {
             next = goal;
         }
-        WeightPlan::Change {
-            weights: next,
-            reason,
-        }
+        WeightPlan::Change { weights: next, reason }
     }
 }
 
 /// With a known on-prem capacity, the cloud share that refills on-prem to
 /// [`RECOVERY_UTILISATION`] of it; `None` if capacity or arrivals are unknown.
 fn recovery_share(s: &ControlSignals, current_share: f64) -> Option<f64> {
-    let cap = s
-        .onprem_capacity_rps
-        .filter(|c| c.is_finite() && *c > 0.0)?;
+    let cap = s.onprem_capacity_rps.filter(|c| c.is_finite() && *c > 0.0)?;
     if current_share >= 1.0 || s.arrival_rps <= 0.0 {
         return None;
     }
@@ -287,10 +247,7 @@ fn immediate(current: Weights, goal: Weights, reason: WeightReason) -> WeightPla
     if current == goal {
         WeightPlan::Hold(HoldReason::Steady)
     } else {
-        WeightPlan::Change {
-            weights: goal,
-            reason,
-        }
+        WeightPlan::Change { weights: goal, reason }
     }
 }
 

@@ -142,18 +142,10 @@ impl ScaleController {
     pub async fn run(mut self) {
         let origin = Instant::now();
         let mut state = LoopState::new(origin, WallClock::new(self.wall_base, origin));
-        let mut retry = Retry::new(
-            Backoff::default(),
-            crate::aws::retry::DEFAULT_ATTEMPTS,
-            self.rng.clone(),
-        );
+        let mut retry = Retry::new(Backoff::default(), crate::aws::retry::DEFAULT_ATTEMPTS, self.rng.clone());
         let mut config_open = true;
         loop {
-            let cfg = self
-                .config
-                .borrow_and_update()
-                .clone()
-                .filter(|c| c.enabled);
+            let cfg = self.config.borrow_and_update().clone().filter(|c| c.enabled);
             self.set_status(|s| {
                 s.enabled = cfg.is_some();
                 s.dry_run = cfg.as_ref().is_some_and(|c| c.dry_run);
@@ -180,23 +172,14 @@ impl ScaleController {
         tracing::info!("scale controller stopped");
     }
 
-    async fn decide_tick(
-        &mut self,
-        cfg: &ScaleConfig,
-        state: &mut LoopState,
-        retry: &mut Retry,
-        now: Instant,
-    ) {
+    async fn decide_tick(&mut self, cfg: &ScaleConfig, state: &mut LoopState, retry: &mut Retry, now: Instant) {
         match self.tick(cfg, state, retry, now).await {
             Ok(()) => {
                 state.failures = 0;
                 state.next_decide = now + cfg.interval;
             }
             Err(err) => {
-                let backoff = Backoff {
-                    base: cfg.interval,
-                    max: MAX_TICK_BACKOFF.max(cfg.interval),
-                };
+                let backoff = Backoff { base: cfg.interval, max: MAX_TICK_BACKOFF.max(cfg.interval) };
                 let delay = backoff.delay(state.failures, &mut self.rng);
                 state.failures += 1;
                 state.next_decide = Instant::now() + delay;
@@ -226,17 +209,10 @@ impl ScaleController {
     ) -> Result<(), AwsError> {
         let name = cfg.auto_scaling_group.as_str();
         let api = &*self.api;
-        let group = retry
-            .call(&self.shutdown, || api.describe_group(name))
-            .await?;
+        let group = retry.call(&self.shutdown, || api.describe_group(name)).await?;
         self.publish_group(cfg, &group);
         let signals = self.signals.borrow().clone();
-        let demand = state.demand(
-            cfg,
-            &signals,
-            self.dns_share.as_ref().map_or(0.0, |r| *r.borrow()),
-            now,
-        );
+        let demand = state.demand(cfg, &signals, self.dns_share.as_ref().map_or(0.0, |r| *r.borrow()), now);
         let inputs = ScaleInputs {
             overflow_rps: demand.overflow_rps,
             event: demand.event.is_some(),
@@ -255,27 +231,15 @@ impl ScaleController {
         if !(group.min..=group.max).contains(&decision.desired) {
             return Err(AwsError::Invalid {
                 api: "SetDesiredCapacity",
-                message: format!(
-                    "{} is outside the group's [{}, {}]",
-                    decision.desired, group.min, group.max
-                ),
+                message: format!("{} is outside the group's [{}, {}]", decision.desired, group.min, group.max),
             });
         }
         if cfg.dry_run {
-            tracing::info!(
-                group = name,
-                desired = decision.desired,
-                "dry run: would call SetDesiredCapacity"
-            );
+            tracing::info!(group = name, desired = decision.desired, "dry run: would call SetDesiredCapacity");
             return Ok(());
         }
-        retry
-            .call(&self.shutdown, || {
-                api.set_desired_capacity(name, decision.desired)
-            })
-            .await?;
-        metrics::counter!("spillway_scale_actions_total", "reason" => decision.reason.as_str())
-            .increment(1);
+        retry.call(&self.shutdown, || api.set_desired_capacity(name, decision.desired)).await?;
+        metrics::counter!("spillway_scale_actions_total", "reason" => decision.reason.as_str()).increment(1);
         metrics::gauge!("spillway_scale_desired_capacity").set(f64::from(decision.desired));
         tracing::info!(
             group = name,
@@ -297,11 +261,7 @@ impl ScaleController {
         metrics::gauge!("spillway_scale_desired_capacity").set(f64::from(group.desired));
         metrics::gauge!("spillway_scale_in_service").set(f64::from(group.in_service));
         let warm_rps = f64::from(group.in_service) * f64::from(cfg.per_instance_rps);
-        let cap = CloudCapacity {
-            desired: group.desired,
-            in_service: group.in_service,
-            warm_rps,
-        };
+        let cap = CloudCapacity { desired: group.desired, in_service: group.in_service, warm_rps };
         self.capacity.send_if_modified(|c| {
             let changed = *c != Some(cap);
             *c = Some(cap);
@@ -383,13 +343,7 @@ impl LoopState {
         self.next_sample = now + cfg.interval.min(MAX_SAMPLE_PERIOD);
     }
 
-    fn demand(
-        &self,
-        cfg: &ScaleConfig,
-        s: &ControlSignals,
-        dns_share: f64,
-        now: Instant,
-    ) -> Demand {
+    fn demand(&self, cfg: &ScaleConfig, s: &ControlSignals, dns_share: f64, now: Instant) -> Demand {
         let capacity = s
             .onprem_capacity_rps
             .filter(|c| c.is_finite() && *c > 0.0)
@@ -398,10 +352,7 @@ impl LoopState {
         forecast::demand(&DemandInputs {
             arrivals: &self.arrivals,
             spilled: &self.spilled,
-            holt: Holt {
-                alpha: cfg.forecast_alpha,
-                beta: cfg.forecast_beta,
-            },
+            holt: Holt { alpha: cfg.forecast_alpha, beta: cfg.forecast_beta },
             warmup: cfg.warmup,
             lead: cfg.warmup + cfg.interval,
             events: &cfg.events,

@@ -26,19 +26,8 @@ struct Fake(Mutex<FakeGroup>);
 
 impl Fake {
     fn new(desired: u32, min: u32, max: u32, warmup: Duration) -> Arc<Self> {
-        let group = GroupState {
-            desired,
-            min,
-            max,
-            in_service: desired,
-            pending: 0,
-        };
-        Arc::new(Self(Mutex::new(FakeGroup {
-            group,
-            initial: desired,
-            warmup,
-            ..FakeGroup::default()
-        })))
+        let group = GroupState { desired, min, max, in_service: desired, pending: 0 };
+        Arc::new(Self(Mutex::new(FakeGroup { group, initial: desired, warmup, ..FakeGroup::default() })))
     }
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeGroup> {
         self.0.lock().unwrap()
@@ -52,11 +41,7 @@ impl Fake {
     /// In-service instances at `now`: what was asked for at least `warmup` ago.
     fn in_service(&self, now: Instant) -> u32 {
         let g = self.lock();
-        let warm = g
-            .sets
-            .iter()
-            .rev()
-            .find(|(at, _)| now.duration_since(*at) >= g.warmup);
+        let warm = g.sets.iter().rev().find(|(at, _)| now.duration_since(*at) >= g.warmup);
         warm.map_or(g.initial, |s| s.1)
     }
     fn fail(&self) -> Option<AwsError> {
@@ -80,11 +65,7 @@ impl ScalingApi for Fake {
             Ok(g.group.clone())
         })
     }
-    fn set_desired_capacity<'a>(
-        &'a self,
-        _group: &'a str,
-        desired: u32,
-    ) -> crate::aws::ApiFuture<'a, ()> {
+    fn set_desired_capacity<'a>(&'a self, _group: &'a str, desired: u32) -> crate::aws::ApiFuture<'a, ()> {
         Box::pin(async move {
             if let Some(e) = self.fail() {
                 return Err(e);
@@ -137,24 +118,14 @@ struct Rig {
 }
 
 fn rig(fake: Arc<Fake>, cfg: Option<ScaleConfig>, wall: SystemTime) -> Rig {
-    let (signals, signals_rx) = watch::channel(ControlSignals {
-        cloud_healthy: true,
-        ..Default::default()
-    });
+    let (signals, signals_rx) = watch::channel(ControlSignals { cloud_healthy: true, ..Default::default() });
     let (config, config_rx) = watch::channel(cfg);
     let shutdown = CancellationToken::new();
     let c = ScaleController::new(fake.clone(), signals_rx, config_rx, shutdown.clone())
         .with_rng(fastrand::Rng::with_seed(42))
         .with_wall_clock(wall);
     let status = c.status();
-    Rig {
-        fake,
-        signals,
-        config,
-        status,
-        shutdown,
-        task: c.spawn(),
-    }
+    Rig { fake, signals, config, status, shutdown, task: c.spawn() }
 }
 
 fn spill_signals(arrival: f64, capacity: f64) -> ControlSignals {
@@ -173,11 +144,7 @@ async fn secs(n: u64) {
 
 #[tokio::test(start_paused = true)]
 async fn a_ramp_is_met_by_warm_capacity_before_spill_needs_it() {
-    let r = rig(
-        Fake::new(2, 0, 500, Duration::from_secs(180)),
-        Some(cfg()),
-        UNIX_EPOCH,
-    );
+    let r = rig(Fake::new(2, 0, 500, Duration::from_secs(180)), Some(cfg()), UNIX_EPOCH);
     let start = Instant::now();
     let mut first_spill = None;
     for t in 0..900u64 {
@@ -187,38 +154,23 @@ async fn a_ramp_is_met_by_warm_capacity_before_spill_needs_it() {
         let s = spill_signals(arrival, 1000.0);
         if s.spilled_rps > 0.0 && first_spill.is_none() {
             first_spill = Some(t);
-            assert!(
-                r.fake.desired() > 2,
-                "capacity was raised before spill began"
-            );
+            assert!(r.fake.desired() > 2, "capacity was raised before spill began");
         }
         // Asked-for capacity always leads the spill; warm capacity does too
         // once the first request has had its warm-up (ramp start + 180 s + a
         // minute for the trend to be learned).
         let asked = f64::from(r.fake.desired()) * 100.0;
-        assert!(
-            asked >= s.spilled_rps,
-            "t={t}: asked {asked} rps < spilled {}",
-            s.spilled_rps
-        );
+        assert!(asked >= s.spilled_rps, "t={t}: asked {asked} rps < spilled {}", s.spilled_rps);
         let warm = f64::from(r.fake.in_service(Instant::now())) * 100.0;
         if t >= 540 {
-            assert!(
-                warm >= s.spilled_rps,
-                "t={t}: warm {warm} rps < spilled {} ({:?})",
-                s.spilled_rps,
-                r.fake.sets()
-            );
+            assert!(warm >= s.spilled_rps, "t={t}: warm {warm} rps < spilled {} ({:?})", s.spilled_rps, r.fake.sets());
         }
         r.signals.send_replace(s);
         secs(1).await;
     }
     assert_eq!(first_spill, Some(401));
     let sets = r.fake.sets();
-    assert!(
-        sets.windows(2).all(|w| w[1] > w[0]),
-        "only scale-out during a ramp: {sets:?}"
-    );
+    assert!(sets.windows(2).all(|w| w[1] > w[0]), "only scale-out during a ramp: {sets:?}");
     let st = r.status.lock().unwrap().to_json(Instant::now());
     assert_eq!(st["last_decision"]["reason"], "scale_out", "{st}");
     assert!(start.elapsed() >= Duration::from_secs(900));
@@ -236,11 +188,7 @@ async fn a_scheduled_event_is_prescaled_to_be_warm_at_kickoff() {
         end: base + Duration::from_secs(2_000),
         expected_rps: 9_000,
     }];
-    let r = rig(
-        Fake::new(2, 0, 500, Duration::from_secs(180)),
-        Some(c),
-        base,
-    );
+    let r = rig(Fake::new(2, 0, 500, Duration::from_secs(180)), Some(c), base);
     r.signals.send_replace(spill_signals(500.0, 1000.0));
     secs(700).await;
     assert_eq!(r.fake.desired(), 2, "too early at 700 s");
@@ -249,25 +197,15 @@ async fn a_scheduled_event_is_prescaled_to_be_warm_at_kickoff() {
     assert_eq!(r.fake.sets(), vec![96]);
     let asked_at = r.fake.lock().sets[0].0;
     let kickoff = Instant::now();
-    assert!(
-        kickoff.duration_since(asked_at) >= Duration::from_secs(180),
-        "warm at kickoff"
-    );
+    assert!(kickoff.duration_since(asked_at) >= Duration::from_secs(180), "warm at kickoff");
     assert_eq!(r.fake.in_service(kickoff), 96);
-    assert_eq!(
-        r.status.lock().unwrap().to_json(kickoff)["last_decision"]["event"],
-        "cup final"
-    );
+    assert_eq!(r.status.lock().unwrap().to_json(kickoff)["last_decision"]["event"], "cup final");
     r.shutdown.cancel();
 }
 
 #[tokio::test(start_paused = true)]
 async fn calm_scales_in_only_after_the_cooldown_in_bounded_steps() {
-    let r = rig(
-        Fake::new(30, 0, 500, Duration::ZERO),
-        Some(cfg()),
-        UNIX_EPOCH,
-    );
+    let r = rig(Fake::new(30, 0, 500, Duration::ZERO), Some(cfg()), UNIX_EPOCH);
     r.signals.send_replace(spill_signals(200.0, 1000.0));
     secs(595).await;
     assert!(r.fake.sets().is_empty(), "nothing before the cooldown");
@@ -276,47 +214,27 @@ async fn calm_scales_in_only_after_the_cooldown_in_bounded_steps() {
     secs(30).await;
     assert_eq!(r.fake.sets(), vec![20], "step interval");
     secs(300).await;
-    assert_eq!(
-        r.fake.sets(),
-        vec![20, 10, 2],
-        "bounded steps, never below min"
-    );
+    assert_eq!(r.fake.sets(), vec![20, 10, 2], "bounded steps, never below min");
     r.shutdown.cancel();
 }
 
 #[tokio::test(start_paused = true)]
 async fn dr_raises_to_dr_capacity_at_once() {
-    let r = rig(
-        Fake::new(2, 0, 500, Duration::ZERO),
-        Some(cfg()),
-        UNIX_EPOCH,
-    );
+    let r = rig(Fake::new(2, 0, 500, Duration::ZERO), Some(cfg()), UNIX_EPOCH);
     secs(30).await;
     assert!(r.fake.sets().is_empty(), "steady: no API call");
-    r.signals.send_replace(ControlSignals {
-        dr: true,
-        cloud_healthy: true,
-        ..Default::default()
-    });
+    r.signals.send_replace(ControlSignals { dr: true, cloud_healthy: true, ..Default::default() });
     secs(11).await;
     assert_eq!(r.fake.sets(), vec![60]);
     secs(3600).await;
-    assert_eq!(
-        r.fake.sets(),
-        vec![60],
-        "held through DR, no repeated calls"
-    );
+    assert_eq!(r.fake.sets(), vec![60], "held through DR, no repeated calls");
     r.shutdown.cancel();
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_groups_own_max_bounds_the_request() {
     let r = rig(Fake::new(2, 1, 10, Duration::ZERO), Some(cfg()), UNIX_EPOCH);
-    r.signals.send_replace(ControlSignals {
-        dr: true,
-        cloud_healthy: true,
-        ..Default::default()
-    });
+    r.signals.send_replace(ControlSignals { dr: true, cloud_healthy: true, ..Default::default() });
     secs(15).await;
     assert_eq!(r.fake.sets(), vec![10]);
     assert!(r.status.lock().unwrap().last_error.is_none());
@@ -326,16 +244,9 @@ async fn the_groups_own_max_bounds_the_request() {
 #[tokio::test(start_paused = true)]
 async fn throttling_backs_off_and_recovers() {
     let fake = Fake::new(2, 0, 500, Duration::ZERO);
-    fake.lock().fail_always = Some(AwsError::Throttled {
-        api: "DescribeAutoScalingGroups",
-        code: "Throttling".into(),
-    });
+    fake.lock().fail_always = Some(AwsError::Throttled { api: "DescribeAutoScalingGroups", code: "Throttling".into() });
     let r = rig(fake, Some(cfg()), UNIX_EPOCH);
-    r.signals.send_replace(ControlSignals {
-        dr: true,
-        cloud_healthy: true,
-        ..Default::default()
-    });
+    r.signals.send_replace(ControlSignals { dr: true, cloud_healthy: true, ..Default::default() });
     secs(600).await;
     let describes = r.fake.lock().describes;
     // Without backoff: 60 ticks × 4 attempts. With it, far fewer.
@@ -358,11 +269,7 @@ async fn dry_run_decides_but_never_calls() {
     let mut c = cfg();
     c.dry_run = true;
     let r = rig(Fake::new(2, 0, 500, Duration::ZERO), Some(c), UNIX_EPOCH);
-    r.signals.send_replace(ControlSignals {
-        dr: true,
-        cloud_healthy: true,
-        ..Default::default()
-    });
+    r.signals.send_replace(ControlSignals { dr: true, cloud_healthy: true, ..Default::default() });
     secs(30).await;
     assert!(r.fake.sets().is_empty());
     let st = r.status.lock().unwrap().to_json(Instant::now());
@@ -374,17 +281,10 @@ async fn dry_run_decides_but_never_calls() {
 #[tokio::test(start_paused = true)]
 async fn absent_config_makes_no_calls_until_a_reload_enables_it() {
     let r = rig(Fake::new(2, 0, 500, Duration::ZERO), None, UNIX_EPOCH);
-    r.signals.send_replace(ControlSignals {
-        dr: true,
-        cloud_healthy: true,
-        ..Default::default()
-    });
+    r.signals.send_replace(ControlSignals { dr: true, cloud_healthy: true, ..Default::default() });
     secs(60).await;
     assert_eq!(r.fake.lock().describes, 0);
-    assert_eq!(
-        r.status.lock().unwrap().to_json(Instant::now())["enabled"],
-        false
-    );
+    assert_eq!(r.status.lock().unwrap().to_json(Instant::now())["enabled"], false);
     r.config.send_replace(Some(cfg()));
     secs(1).await;
     assert_eq!(r.fake.sets(), vec![60]);

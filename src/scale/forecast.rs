@@ -34,21 +34,14 @@ pub struct History {
 impl History {
     pub fn new(capacity: usize) -> Self {
         debug_assert!(capacity > 0);
-        Self {
-            samples: VecDeque::with_capacity(capacity),
-            capacity: capacity.max(1),
-        }
+        Self { samples: VecDeque::with_capacity(capacity), capacity: capacity.max(1) }
     }
 
     /// Adds a sample; non-finite or negative rates count as 0, and a sample
     /// not later than the last one replaces it.
     pub fn push(&mut self, at_secs: f64, rps: f64) {
         let rps = if rps.is_finite() { rps.max(0.0) } else { 0.0 };
-        if self
-            .samples
-            .back()
-            .is_some_and(|last| at_secs <= last.at_secs)
-        {
+        if self.samples.back().is_some_and(|last| at_secs <= last.at_secs) {
             self.samples.pop_back();
         }
         if self.samples.len() == self.capacity {
@@ -115,26 +108,16 @@ impl Holt {
             t = s.at_secs;
         }
         debug_assert!(level.is_finite() && slope.is_finite());
-        Some(Trend {
-            level: level.max(0.0),
-            slope,
-        })
+        Some(Trend { level: level.max(0.0), slope })
     }
 }
 
 /// The largest expected rate among events that matter at `now`: those that
 /// start within `lead` (instance warm-up plus one decision interval) and
 /// have not ended.
-pub fn scheduled_demand(
-    events: &[ScheduledEvent],
-    now: SystemTime,
-    lead: Duration,
-) -> Option<&ScheduledEvent> {
+pub fn scheduled_demand(events: &[ScheduledEvent], now: SystemTime, lead: Duration) -> Option<&ScheduledEvent> {
     let horizon = now + lead;
-    events
-        .iter()
-        .filter(|e| e.start <= horizon && now < e.end)
-        .max_by_key(|e| e.expected_rps)
+    events.iter().filter(|e| e.start <= horizon && now < e.end).max_by_key(|e| e.expected_rps)
 }
 
 /// Everything [`demand`] needs, all as values.
@@ -196,18 +179,12 @@ pub fn demand(inp: &DemandInputs) -> Demand {
         }
     }
     debug_assert!(overflow.is_finite());
-    Demand {
-        arrival_rps: arrival_now,
-        forecast_rps: forecast,
-        overflow_rps: overflow,
-        event,
-    }
+    Demand { arrival_rps: arrival_now, forecast_rps: forecast, overflow_rps: overflow, event }
 }
 
 /// (level now, projection ahead) of a ring; zeros without history.
 fn project(holt: Holt, history: &History, ahead: Duration) -> (f64, f64) {
-    holt.fit(history.iter())
-        .map_or((0.0, 0.0), |t| (t.level, t.at(ahead)))
+    holt.fit(history.iter()).map_or((0.0, 0.0), |t| (t.level, t.at(ahead)))
 }
 
 #[cfg(test)]

@@ -2,10 +2,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 
-const HOLT: Holt = Holt {
-    alpha: 0.3,
-    beta: 0.05,
-};
+const HOLT: Holt = Holt { alpha: 0.3, beta: 0.05 };
 
 fn ring(rates: impl IntoIterator<Item = f64>) -> History {
     let mut h = History::new(HISTORY_SAMPLES);
@@ -50,18 +47,13 @@ fn no_history_no_forecast() {
     let d = demand(&inputs(&empty, &empty, &[], Some(1000.0)));
     assert_eq!(d.arrival_rps, 0.0);
     assert_eq!(d.forecast_rps, 0.0);
-    assert_eq!(
-        d.overflow_rps, -1000.0,
-        "negative overflow: on-prem has room"
-    );
+    assert_eq!(d.overflow_rps, -1000.0, "negative overflow: on-prem has room");
     assert_eq!(d.event, None);
 }
 
 #[test]
 fn flat_demand_has_no_trend() {
-    let t = HOLT
-        .fit(ring(std::iter::repeat_n(500.0, 300)).iter())
-        .unwrap();
+    let t = HOLT.fit(ring(std::iter::repeat_n(500.0, 300)).iter()).unwrap();
     assert!((t.level - 500.0).abs() < 1e-9);
     assert!(t.slope.abs() < 1e-9);
     assert!((t.at(Duration::from_secs(180)) - 500.0).abs() < 1e-6);
@@ -87,11 +79,7 @@ fn a_single_spike_moves_the_level_not_the_projection_much() {
     rates.extend([1000.0; 5]);
     let t = HOLT.fit(ring(rates).iter()).unwrap();
     assert!(t.level < 2000.0, "level {}", t.level);
-    assert!(
-        t.at(Duration::from_secs(180)) < 5000.0,
-        "projection {}",
-        t.at(Duration::from_secs(180))
-    );
+    assert!(t.at(Duration::from_secs(180)) < 5000.0, "projection {}", t.at(Duration::from_secs(180)));
 }
 
 #[test]
@@ -100,10 +88,7 @@ fn falling_demand_never_projects_below_zero_nor_below_now() {
     let t = HOLT.fit(h.iter()).unwrap();
     assert_eq!(t.at(Duration::from_secs(3600)), 0.0);
     let d = demand(&inputs(&h, &ring([0.0]), &[], Some(0.0)));
-    assert!(
-        d.forecast_rps >= d.arrival_rps,
-        "provision for now at least"
-    );
+    assert!(d.forecast_rps >= d.arrival_rps, "provision for now at least");
 }
 
 #[test]
@@ -143,33 +128,14 @@ fn dns_share_counts_traffic_the_gate_does_not_see() {
 
 #[test]
 fn events_count_from_lead_before_start_until_end() {
-    let events = [
-        event("final", 1_100, 1_300, 9_000),
-        event("small", 900, 1_200, 2_000),
-    ];
+    let events = [event("final", 1_100, 1_300, 9_000), event("small", 900, 1_200, 2_000)];
     let now = |s| UNIX_EPOCH + Duration::from_secs(s);
     let lead = Duration::from_secs(190);
-    assert_eq!(
-        scheduled_demand(&events, now(800), lead).unwrap().name,
-        "small"
-    );
-    assert_eq!(
-        scheduled_demand(&events, now(910), lead).unwrap().name,
-        "final",
-        "within lead of kickoff"
-    );
-    assert_eq!(
-        scheduled_demand(&events, now(1_250), lead).unwrap().name,
-        "final"
-    );
-    assert!(
-        scheduled_demand(&events, now(1_300), lead).is_none(),
-        "ended"
-    );
-    assert!(
-        scheduled_demand(&events, now(600), lead).is_none(),
-        "too early"
-    );
+    assert_eq!(scheduled_demand(&events, now(800), lead).unwrap().name, "small");
+    assert_eq!(scheduled_demand(&events, now(910), lead).unwrap().name, "final", "within lead of kickoff");
+    assert_eq!(scheduled_demand(&events, now(1_250), lead).unwrap().name, "final");
+    assert!(scheduled_demand(&events, now(1_300), lead).is_none(), "ended");
+    assert!(scheduled_demand(&events, now(600), lead).is_none(), "too early");
     assert!(scheduled_demand(&[], SystemTime::now(), lead).is_none());
 }
 

@@ -129,11 +129,7 @@ impl ScalePolicy {
         now: Instant,
     ) -> ScaleDecision {
         let current = inp.current;
-        let decision = |desired, reason| ScaleDecision {
-            desired,
-            target,
-            reason,
-        };
+        let decision = |desired, reason| ScaleDecision { desired, target, reason };
         if current < lo || current > hi {
             self.below_since = None;
             return decision(current.clamp(lo, hi), ScaleReason::OutOfRange);
@@ -150,23 +146,18 @@ impl ScalePolicy {
         }
         let since = *self.below_since.get_or_insert(now);
         let cooled = now.saturating_duration_since(since) >= cfg.scale_in_cooldown;
-        let stepped = self
-            .last_scale_in
-            .is_none_or(|t| now.saturating_duration_since(t) >= cfg.scale_in_interval);
+        let stepped = self.last_scale_in.is_none_or(|t| now.saturating_duration_since(t) >= cfg.scale_in_interval);
         if inp.dr || !cooled || !stepped {
             return decision(current, ScaleReason::Cooldown);
         }
         self.last_scale_in = Some(now);
-        let desired = target
-            .max(current.saturating_sub(cfg.scale_in_step))
-            .max(lo);
+        let desired = target.max(current.saturating_sub(cfg.scale_in_step)).max(lo);
         decision(desired, ScaleReason::ScaleIn)
     }
 
     /// Time left before a scale-in may happen (for status), if demand is low.
     pub fn cooldown_left(&self, cooldown: Duration, now: Instant) -> Option<Duration> {
-        self.below_since
-            .map(|s| cooldown.saturating_sub(now.saturating_duration_since(s)))
+        self.below_since.map(|s| cooldown.saturating_sub(now.saturating_duration_since(s)))
     }
 }
 

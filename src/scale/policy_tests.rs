@@ -26,14 +26,7 @@ fn cfg() -> ScaleConfig {
 }
 
 fn inputs(overflow_rps: f64, current: u32) -> ScaleInputs {
-    ScaleInputs {
-        overflow_rps,
-        event: false,
-        dr: false,
-        current,
-        group_min: 0,
-        group_max: 1000,
-    }
+    ScaleInputs { overflow_rps, event: false, dr: false, current, group_min: 0, group_max: 1000 }
 }
 
 #[test]
@@ -64,16 +57,8 @@ fn target_is_clamped_to_config_and_group() {
     assert_eq!(p.decide(&c, &small, now).desired, 50, "the group's own max");
     let mut raised_min = inputs(0.0, 5);
     raised_min.group_min = 5;
-    assert_eq!(
-        p.decide(&c, &raised_min, now).desired,
-        5,
-        "the group's own min"
-    );
-    assert_eq!(
-        effective_range(&c, 300, 400),
-        (300, 400),
-        "disjoint ranges: the group wins"
-    );
+    assert_eq!(p.decide(&c, &raised_min, now).desired, 5, "the group's own min");
+    assert_eq!(effective_range(&c, 300, 400), (300, 400), "disjoint ranges: the group wins");
 }
 
 #[test]
@@ -90,10 +75,7 @@ fn scale_out_is_immediate_and_in_one_step() {
     assert_eq!((d.desired, d.reason), (48, ScaleReason::ScaleOut));
     let mut ev = inputs(6_000.0, 2);
     ev.event = true;
-    assert_eq!(
-        p.decide(&cfg(), &ev, Instant::now()).reason,
-        ScaleReason::ScheduledEvent
-    );
+    assert_eq!(p.decide(&cfg(), &ev, Instant::now()).reason, ScaleReason::ScheduledEvent);
 }
 
 #[test]
@@ -122,20 +104,13 @@ fn scale_in_waits_for_the_cooldown_then_steps() {
     let d = p.decide(&c, &low, at(600));
     assert_eq!((d.desired, d.reason), (38, ScaleReason::ScaleIn));
     let d = p.decide(&c, &inputs(0.0, 38), at(630));
-    assert_eq!(
-        (d.desired, d.reason),
-        (38, ScaleReason::Cooldown),
-        "step interval"
-    );
+    assert_eq!((d.desired, d.reason), (38, ScaleReason::Cooldown), "step interval");
     let mut current = 38;
     let mut t = 660;
     let mut seen = vec![48, 38];
     while current > 2 {
         let d = p.decide(&c, &inputs(0.0, current), at(t));
-        assert!(
-            d.desired <= current && current - d.desired <= c.scale_in_step,
-            "bounded monotone steps"
-        );
+        assert!(d.desired <= current && current - d.desired <= c.scale_in_step, "bounded monotone steps");
         current = d.desired;
         seen.push(current);
         t += 60;
@@ -150,22 +125,11 @@ fn a_new_rise_resets_the_cooldown() {
     let t0 = Instant::now();
     p.decide(&c, &inputs(0.0, 48), t0);
     assert!(p.below_since().is_some());
-    assert_eq!(
-        p.decide(&c, &inputs(6_000.0, 48), t0 + Duration::from_secs(300))
-            .reason,
-        ScaleReason::Steady
-    );
+    assert_eq!(p.decide(&c, &inputs(6_000.0, 48), t0 + Duration::from_secs(300)).reason, ScaleReason::Steady);
     assert!(p.below_since().is_none());
     let d = p.decide(&c, &inputs(0.0, 48), t0 + Duration::from_secs(700));
-    assert_eq!(
-        d.reason,
-        ScaleReason::Cooldown,
-        "cooldown restarts at 700 s"
-    );
-    assert_eq!(
-        p.cooldown_left(c.scale_in_cooldown, t0 + Duration::from_secs(1000)),
-        Some(Duration::from_secs(300))
-    );
+    assert_eq!(d.reason, ScaleReason::Cooldown, "cooldown restarts at 700 s");
+    assert_eq!(p.cooldown_left(c.scale_in_cooldown, t0 + Duration::from_secs(1000)), Some(Duration::from_secs(300)));
     let _ = UNIX_EPOCH;
 }
 

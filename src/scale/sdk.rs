@@ -17,9 +17,7 @@ pub struct AutoScalingApi {
 
 impl AutoScalingApi {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        Self {
-            client: Client::new(sdk),
-        }
+        Self { client: Client::new(sdk) }
     }
 
     pub fn from_client(client: Client) -> Self {
@@ -29,10 +27,7 @@ impl AutoScalingApi {
 
 fn non_negative(field: &str, value: Option<i32>) -> Result<u32, AwsError> {
     let v = value.unwrap_or(0);
-    u32::try_from(v).map_err(|_| AwsError::Invalid {
-        api: DESCRIBE,
-        message: format!("group reports {field} = {v}"),
-    })
+    u32::try_from(v).map_err(|_| AwsError::Invalid { api: DESCRIBE, message: format!("group reports {field} = {v}") })
 }
 
 impl ScalingApi for AutoScalingApi {
@@ -45,30 +40,18 @@ impl ScalingApi for AutoScalingApi {
                 .send()
                 .await
                 .map_err(|e| classify(DESCRIBE, e))?;
-            let g = out
-                .auto_scaling_groups()
-                .iter()
-                .find(|g| g.auto_scaling_group_name() == Some(group))
-                .ok_or_else(|| AwsError::NotFound {
-                    api: DESCRIBE,
-                    message: format!("no Auto Scaling group {group:?}"),
-                })?;
+            let g = out.auto_scaling_groups().iter().find(|g| g.auto_scaling_group_name() == Some(group)).ok_or_else(
+                || AwsError::NotFound { api: DESCRIBE, message: format!("no Auto Scaling group {group:?}") },
+            )?;
             let count = |state: &[LifecycleState]| {
-                g.instances()
-                    .iter()
-                    .filter(|i| i.lifecycle_state().is_some_and(|s| state.contains(s)))
-                    .count() as u32
+                g.instances().iter().filter(|i| i.lifecycle_state().is_some_and(|s| state.contains(s))).count() as u32
             };
             Ok(GroupState {
                 desired: non_negative("DesiredCapacity", g.desired_capacity())?,
                 min: non_negative("MinSize", g.min_size())?,
                 max: non_negative("MaxSize", g.max_size())?,
                 in_service: count(&[LifecycleState::InService]),
-                pending: count(&[
-                    LifecycleState::Pending,
-                    LifecycleState::PendingWait,
-                    LifecycleState::PendingProceed,
-                ]),
+                pending: count(&[LifecycleState::Pending, LifecycleState::PendingWait, LifecycleState::PendingProceed]),
             })
         })
     }

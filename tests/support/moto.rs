@@ -49,11 +49,7 @@ fn moto_binary() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A bare HTTP/1.0 request; the status code, or `None` if nothing answered.
@@ -62,15 +58,8 @@ pub async fn http_status(addr: SocketAddr, method: &str, path: &str) -> Option<u
     let req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
     s.write_all(req.as_bytes()).await.ok()?;
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    String::from_utf8_lossy(&buf)
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.ok()?.ok()?;
+    String::from_utf8_lossy(&buf).split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Moto {
@@ -83,17 +72,10 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
-        let moto = Self {
-            child: Some(child),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
+        let moto = Self { child: Some(child), addr: SocketAddr::from(([127, 0, 0, 1], port)) };
         let deadline = Instant::now() + Duration::from_secs(30);
         while http_status(moto.addr, "GET", "/moto-api/").await != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not answer on {} within 30 s",
-                moto.addr
-            );
+            assert!(Instant::now() < deadline, "moto_server did not answer on {} within 30 s", moto.addr);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         moto
@@ -104,10 +86,7 @@ impl Moto {
     }
 
     pub async fn reset(&self) {
-        assert_eq!(
-            http_status(self.addr, "POST", "/moto-api/reset").await,
-            Some(200)
-        );
+        assert_eq!(http_status(self.addr, "POST", "/moto-api/reset").await, Some(200));
     }
 
     /// Kills the server (connections are refused from then on).
@@ -127,10 +106,7 @@ impl Drop for Moto {
 
 /// An `SdkConfig` for `endpoint` with dummy credentials: never real AWS.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    let options = ClientOptions {
-        region: Some(REGION.into()),
-        endpoint_url: Some(endpoint.into()),
-    };
+    let options = ClientOptions { region: Some(REGION.into()), endpoint_url: Some(endpoint.into()) };
     sdk_config_builder(&options)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
         .load()
@@ -138,13 +114,7 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 }
 
 /// Creates a launch configuration and an Auto Scaling group.
-pub async fn create_group(
-    sdk: &aws_config::SdkConfig,
-    name: &str,
-    desired: i32,
-    min: i32,
-    max: i32,
-) {
+pub async fn create_group(sdk: &aws_config::SdkConfig, name: &str, desired: i32, min: i32, max: i32) {
     let asg = aws_sdk_autoscaling::Client::new(sdk);
     let lc = format!("{name}-lc");
     asg.create_launch_configuration()
@@ -186,11 +156,7 @@ pub async fn create_zone(sdk: &aws_config::SdkConfig, name: &str) -> String {
         .send()
         .await
         .expect("create hosted zone");
-    out.hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string()
+    out.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string()
 }
 
 /// Polls `check` every 100 ms until it holds or `within` passes.
@@ -214,30 +180,20 @@ pub struct ThrottleProxy {
     pub throttled: Arc<AtomicU32>,
 }
 
-const THROTTLING_XML: &str =
-    "<?xml version=\"1.0\"?><ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+const THROTTLING_XML: &str = "<?xml version=\"1.0\"?><ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
 <Message>Rate exceeded</Message></Error><RequestId>spillway-test</RequestId></ErrorResponse>";
 
 impl ThrottleProxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = Self {
-            addr: listener.local_addr().unwrap(),
-            throttle: Arc::default(),
-            throttled: Arc::default(),
-        };
+        let proxy = Self { addr: listener.local_addr().unwrap(), throttle: Arc::default(), throttled: Arc::default() };
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let p = proxy.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (p, client) = (p.clone(), client.clone());
-                let svc = hyper::service::service_fn(move |req| {
-                    p.clone().handle(req, upstream, client.clone())
-                });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc),
-                );
+                let svc = hyper::service::service_fn(move |req| p.clone().handle(req, upstream, client.clone()));
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
             }
         });
         proxy
@@ -259,42 +215,20 @@ impl ThrottleProxy {
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         if self.throttle.load(Ordering::SeqCst) {
             self.throttled.fetch_add(1, Ordering::SeqCst);
-            let resp = Response::builder()
-                .status(400)
-                .header("content-type", "text/xml");
-            return Ok(resp
-                .body(Full::new(Bytes::from_static(THROTTLING_XML.as_bytes())))
-                .unwrap());
+            let resp = Response::builder().status(400).header("content-type", "text/xml");
+            return Ok(resp.body(Full::new(Bytes::from_static(THROTTLING_XML.as_bytes()))).unwrap());
         }
         let (mut parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         parts.uri = format!("http://{upstream}{path}").parse().unwrap();
-        let answer = match client
-            .request(Request::from_parts(parts, Full::new(body)))
-            .await
-        {
+        let answer = match client.request(Request::from_parts(parts, Full::new(body))).await {
             Ok(resp) => {
                 let (parts, body) = resp.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
+                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                 Response::from_parts(parts, Full::new(body))
             }
-            Err(_) => Response::builder()
-                .status(502)
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
+            Err(_) => Response::builder().status(502).body(Full::new(Bytes::new())).unwrap(),
         };
         Ok(answer)
     }
