@@ -158,6 +158,39 @@ pub fn quantile(samples: &mut [u32], q: f64) -> Option<Duration> {
     Some(Duration::from_micros(samples[idx] as u64))
 }
 
+/// Totals of a run, for the burst benchmark's table.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Summary {
+    pub requests: u64,
+    pub onprem: u64,
+    pub cloud: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    /// Requests (errors included) slower than the latency SLO.
+    pub over_slo: u64,
+}
+
+/// Pure: sums the per-second results and takes the latency quantiles.
+pub fn summarize(seconds: &[Second], slo: Duration) -> Summary {
+    let mut all: Vec<u32> = seconds.iter().flat_map(|s| s.latencies_us.iter().copied()).collect();
+    let slo_us = slo.as_micros().min(u32::MAX as u128) as u32;
+    let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    Summary {
+        requests: seconds.iter().map(|s| s.sent).sum(),
+        onprem: seconds.iter().map(|s| s.onprem).sum(),
+        cloud: seconds.iter().map(|s| s.cloud).sum(),
+        errors: seconds.iter().map(|s| s.errors).sum(),
+        over_slo: all.iter().filter(|l| **l > slo_us).count() as u64,
+        p50_ms: ms(quantile(&mut all, 0.5)),
+        p99_ms: ms(quantile(&mut all, 0.99)),
+        p999_ms: ms(quantile(&mut all, 0.999)),
+        max_ms: ms(quantile(&mut all, 1.0)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +214,25 @@ mod tests {
         assert!((p.rate_at(Duration::from_secs(75)) - 250.0).abs() < 1e-9);
         assert_eq!(p.rate_at(Duration::from_secs(95)), 100.0);
         assert_eq!(p.rate_at(Duration::from_secs(101)), 0.0);
+    }
+
+    #[test]
+    fn summary_adds_up_the_seconds() {
+        let s = |sent, onprem, cloud, errors, lat: &[u32]| Second {
+            sent,
+            ok: onprem + cloud,
+            errors,
+            onprem,
+            cloud,
+            latencies_us: lat.to_vec(),
+        };
+        let sum = summarize(
+            &[s(2, 2, 0, 0, &[1_000, 300_000]), s(3, 1, 1, 1, &[2_000, 3_000, 251_000])],
+            Duration::from_millis(250),
+        );
+        assert_eq!((sum.requests, sum.onprem, sum.cloud, sum.errors, sum.over_slo), (5, 3, 1, 1, 2));
+        assert_eq!(sum.p50_ms, 3.0);
+        assert_eq!(sum.max_ms, 300.0);
     }
 
     #[test]
