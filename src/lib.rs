@@ -45,6 +45,21 @@ pub enum StartError {
     Watch(String),
 }
 
+/// Starts the Auto Scaling and Route 53 controllers when the config has a
+/// `[scale]` or `[dns]` section. Credentials and endpoints come from the
+/// standard AWS chain; the region is set from `[scale]` so nothing queries
+/// instance metadata for it.
+async fn start_controllers(server: &Arc<Server>, config: &config::Config) {
+    if config.scale.is_none() && config.dns.is_none() {
+        return;
+    }
+    let region = Some(config.scale.as_ref().map_or_else(|| "us-east-1".to_string(), |s| s.region.clone()));
+    let options = aws::ClientOptions { region, endpoint_url: None };
+    let handle = control::start(server.control.inputs(), options).await;
+    tracing::info!(scale = config.scale.is_some(), dns = config.dns.is_some(), "AWS controllers started");
+    *server.control.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+}
+
 /// A started Spillway: listeners bound, probes and reload triggers running.
 pub struct Running {
     pub server: Arc<Server>,
@@ -64,6 +79,7 @@ pub async fn start(
     let admin_addr =
         admin::start(admin, admin_cfg).await.map_err(|source| StartError::Admin { addr: admin_cfg, source })?;
     println!("listening admin {admin_addr}");
+    start_controllers(&server, &loaded.config).await;
     let (tx, mut rx) = mpsc::channel::<Trigger>(8);
     let watcher = reload::watch_file(&loaded.path, Duration::from_millis(300), tx.clone())
         .map_err(|e| StartError::Watch(e.to_string()))?;
