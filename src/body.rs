@@ -14,7 +14,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 /// Dropped when a body finishes (or is dropped): marks a request complete.
-pub type Guard = Box<dyn Send + Sync>;
+pub type Guard = crate::burst::controller::InFlight;
 
 pub struct Body {
     kind: Kind,

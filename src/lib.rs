@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod burst;
 pub mod clock;
 pub mod config;
 pub mod proxy;
@@ -47,12 +48,16 @@ pub struct Running {
 }
 
 /// Starts everything a config asks for. Must run inside a tokio runtime.
-pub async fn start(loaded: LoadedConfig, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Result<Running, StartError> {
+pub async fn start(
+    loaded: LoadedConfig,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Result<Running, StartError> {
     let server = Server::new(&loaded)?;
     server.start().await?;
     let admin_cfg = loaded.config.admin.listen;
     let admin = Arc::new(admin::Admin { server: server.clone(), metrics });
-    let admin_addr = admin::start(admin, admin_cfg).await.map_err(|source| StartError::Admin { addr: admin_cfg, source })?;
+    let admin_addr =
+        admin::start(admin, admin_cfg).await.map_err(|source| StartError::Admin { addr: admin_cfg, source })?;
     println!("listening admin {admin_addr}");
     let (tx, mut rx) = mpsc::channel::<Trigger>(8);
     let watcher = reload::watch_file(&loaded.path, Duration::from_millis(300), tx.clone())

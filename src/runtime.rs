@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
 
+use crate::burst::controller::{Gates, PoolGate};
+use crate::burst::SpillDecision;
 use crate::config::{Config, ListenerConfig, LoadedConfig, RouteConfig};
 use crate::tls::{self, TlsError};
 use crate::upstream::{Pool, PoolError};
@@ -27,6 +29,8 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub routes: Vec<Route>,
     pub pools: BTreeMap<String, Arc<Pool>>,
+    /// Live gate state per pool (shared with every other snapshot).
+    pub gates: BTreeMap<String, Arc<PoolGate>>,
     pub listeners: BTreeMap<String, ListenerRuntime>,
 }
 
@@ -38,30 +42,93 @@ pub struct ListenerRuntime {
 pub struct Route {
     pub config: RouteConfig,
     pub primary: Arc<Pool>,
-    pub overflow: Option<Arc<Pool>>,
+    pub primary_gate: Arc<PoolGate>,
+    pub overflow: Option<(Arc<Pool>, Arc<PoolGate>)>,
+    pub decisions: DecisionCounters,
+}
+
+/// Pre-registered counters of gate decisions for one route, so the request
+/// path increments a handle instead of formatting labels.
+pub struct DecisionCounters {
+    counters: Vec<(SpillDecision, metrics::Counter)>,
+}
+
+impl DecisionCounters {
+    fn new(route: &RouteConfig) -> Self {
+        use crate::burst::{QueueReason as Q, SpillReason as C, StayReason as P};
+        let all = [
+            SpillDecision::Primary(P::UnderLimit),
+            SpillDecision::Cloud(C::OverLimit),
+            SpillDecision::Primary(P::NotSpilling),
+            SpillDecision::Primary(P::MethodNotSpillable),
+            SpillDecision::Primary(P::PinnedAfterWrite),
+            SpillDecision::Cloud(C::OverHardLimit),
+            SpillDecision::Cloud(C::DisasterRecovery),
+            SpillDecision::Primary(P::NeverSpillPath),
+            SpillDecision::Primary(P::NoOverflowPool),
+            SpillDecision::Primary(P::ReplicaLag),
+            SpillDecision::Primary(P::CloudUnavailable),
+            SpillDecision::Queue(Q::NoOverflowPool),
+            SpillDecision::Queue(Q::CloudUnavailable),
+            SpillDecision::Queue(Q::ReplicaLag),
+        ];
+        let counters = all
+            .into_iter()
+            .map(|d| {
+                let pool = match d {
+                    SpillDecision::Cloud(_) => route.overflow.clone().unwrap_or_default(),
+                    _ => route.primary.clone(),
+                };
+                let c = metrics::counter!(
+                    "spillway_gate_decisions_total",
+                    "route" => route.name.clone(),
+                    "pool" => pool,
+                    "target" => d.target(),
+                    "reason" => d.reason()
+                );
+                (d, c)
+            })
+            .collect();
+        DecisionCounters { counters }
+    }
+
+    #[inline]
+    pub fn count(&self, decision: SpillDecision) {
+        if let Some((_, c)) = self.counters.iter().find(|(d, _)| *d == decision) {
+            c.increment(1);
+        }
+    }
 }
 
 impl Runtime {
     /// Builds a snapshot; pools of `previous` with the same name carry over.
-    pub fn build(loaded: &LoadedConfig, previous: Option<&Runtime>) -> Result<Runtime, BuildError> {
+    pub fn build(loaded: &LoadedConfig, previous: Option<&Runtime>, shared: &Gates) -> Result<Runtime, BuildError> {
         let config = Arc::new(loaded.config.clone());
         let mut pools = BTreeMap::new();
         for (name, pc) in &config.pools {
             let prev = previous.and_then(|r| r.pools.get(name)).map(Arc::as_ref);
             pools.insert(name.clone(), Arc::new(Pool::build(pc, prev)?));
         }
+        let gates: BTreeMap<String, Arc<PoolGate>> =
+            config.pools.keys().map(|name| (name.clone(), shared.get(name, &config.spill))).collect();
         let mut routes: Vec<Route> = config
             .routes
             .iter()
             .map(|rc| Route {
                 config: rc.clone(),
                 primary: pools[&rc.primary].clone(),
-                overflow: rc.overflow.as_ref().map(|o| pools[o].clone()),
+                primary_gate: gates[&rc.primary].clone(),
+                overflow: rc.overflow.as_ref().map(|o| (pools[o].clone(), gates[o].clone())),
+                decisions: DecisionCounters::new(rc),
             })
             .collect();
         // Most specific first: exact hosts before wildcards, then longer prefixes.
         routes.sort_by(|a, b| {
-            b.config.host.is_some().cmp(&a.config.host.is_some()).then(b.config.path_prefix.len().cmp(&a.config.path_prefix.len()))
+            b.config
+                .host
+                .is_some()
+                .cmp(&a.config.host.is_some())
+                .then(b.config.path_prefix.len().cmp(&a.config.path_prefix.len()))
         });
         let mut listeners = BTreeMap::new();
         for lc in &config.listeners {
@@ -73,7 +140,7 @@ impl Runtime {
             };
             listeners.insert(lc.name.clone(), ListenerRuntime { config: lc.clone(), tls });
         }
-        Ok(Runtime { version: loaded.version.clone(), config, routes, pools, listeners })
+        Ok(Runtime { version: loaded.version.clone(), config, routes, pools, gates, listeners })
     }
 
     /// The route for a request: host without port, case-insensitive.
@@ -140,7 +207,7 @@ mod tests {
 
     fn runtime(text: &str) -> Runtime {
         let loaded = crate::config::from_str(text, "t.toml".as_ref(), ".".as_ref()).unwrap();
-        Runtime::build(&loaded, None).unwrap()
+        Runtime::build(&loaded, None, &Gates::new(&loaded.config.spill)).unwrap()
     }
 
     const ROUTES: &str = r#"
@@ -177,10 +244,12 @@ primary = "a"
     #[test]
     fn pools_carry_over_unchanged_endpoints() {
         let loaded = crate::config::from_str(ROUTES, "t.toml".as_ref(), ".".as_ref()).unwrap();
-        let first = Runtime::build(&loaded, None).unwrap();
+        let gates = Gates::new(&loaded.config.spill);
+        let first = Runtime::build(&loaded, None, &gates).unwrap();
         let edited = ROUTES.replace("endpoints = [\"127.0.0.1:2\"]", "endpoints = [\"127.0.0.1:2\", \"127.0.0.1:3\"]");
         let loaded2 = crate::config::from_str(&edited, "t.toml".as_ref(), ".".as_ref()).unwrap();
-        let second = Runtime::build(&loaded2, Some(&first)).unwrap();
+        let second = Runtime::build(&loaded2, Some(&first), &gates).unwrap();
+        assert!(Arc::ptr_eq(&first.gates["b"], &second.gates["b"]), "gate state survives reloads");
         assert!(Arc::ptr_eq(&first.pools["b"].endpoints[0], &second.pools["b"].endpoints[0]));
         assert_eq!(second.pools["b"].endpoints.len(), 2);
     }

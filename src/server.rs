@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::sync::{watch, Notify};
 
+use crate::burst::controller::Gates;
 use crate::config::{self, ConfigError, LoadedConfig};
 use crate::proxy::listener::{self, ListenerTask};
 use crate::runtime::{BuildError, Runtime};
@@ -81,6 +82,7 @@ impl Drop for ConnectionGuard<'_> {
 
 pub struct Server {
     pub runtime: ArcSwap<Runtime>,
+    pub gates: Gates,
     pub config_path: PathBuf,
     pub connections: Connections,
     pub drain: watch::Sender<bool>,
@@ -91,7 +93,8 @@ pub struct Server {
 
 impl Server {
     pub fn new(loaded: &LoadedConfig) -> Result<Arc<Server>, BuildError> {
-        let runtime = Runtime::build(loaded, None)?;
+        let gates = Gates::new(&loaded.config.spill);
+        let runtime = Runtime::build(loaded, None, &gates)?;
         let state = ReloadState {
             version: loaded.version.clone(),
             path: loaded.path.display().to_string(),
@@ -100,6 +103,7 @@ impl Server {
         };
         Ok(Arc::new(Server {
             runtime: ArcSwap::from_pointee(runtime),
+            gates,
             config_path: loaded.path.clone(),
             connections: Connections::default(),
             drain: watch::channel(false).0,
@@ -114,6 +118,7 @@ impl Server {
         let rt = self.runtime.load_full();
         rt.activate(None);
         rt.initial_probes(Duration::from_secs(5)).await;
+        tokio::spawn(crate::burst::controller::run(self.clone()));
         let bound = bind_new(&rt, &BTreeMap::new())?;
         self.start_bound(bound).await
     }
@@ -123,8 +128,11 @@ impl Server {
         let mut listeners = self.listeners.lock().await;
         for (name, socket) in bound {
             let cfg = &rt.listeners[&name].config;
-            let task = listener::start(self.clone(), cfg, socket)
-                .map_err(|source| ReloadError::Bind { name: name.clone(), addr: cfg.listen, source })?;
+            let task = listener::start(self.clone(), cfg, socket).map_err(|source| ReloadError::Bind {
+                name: name.clone(),
+                addr: cfg.listen,
+                source,
+            })?;
             tracing::info!(listener = %name, addr = %task.local, tls = cfg.tls.is_some(), "listening");
             println!("listening {name} {}", task.local);
             if let Some(old) = listeners.insert(name, task) {
@@ -168,11 +176,12 @@ impl Server {
     async fn try_reload(self: &Arc<Self>) -> Result<String, ReloadError> {
         let loaded = config::load(&self.config_path)?;
         let old = self.runtime.load_full();
-        let next = Arc::new(Runtime::build(&loaded, Some(&old))?);
+        let next = Arc::new(Runtime::build(&loaded, Some(&old), &self.gates)?);
         let current: BTreeMap<String, SocketAddr> =
             self.listeners.lock().await.values().map(|t| (t.name.clone(), t.configured)).collect();
         let bound = bind_new(&next, &current)?;
         self.runtime.store(next.clone());
+        self.gates.reconfigure(&next.config.spill);
         next.activate(Some(&old));
         // Listeners that were removed stop accepting; their connections drain.
         {
@@ -202,14 +211,20 @@ impl Server {
 }
 
 /// Binds the listeners of `rt` that are new or whose address changed.
-fn bind_new(rt: &Runtime, current: &BTreeMap<String, SocketAddr>) -> Result<Vec<(String, tokio::net::TcpListener)>, ReloadError> {
+fn bind_new(
+    rt: &Runtime,
+    current: &BTreeMap<String, SocketAddr>,
+) -> Result<Vec<(String, tokio::net::TcpListener)>, ReloadError> {
     let mut out = Vec::new();
     for (name, l) in &rt.listeners {
         if current.get(name) == Some(&l.config.listen) {
             continue;
         }
-        let socket = listener::bind(l.config.listen)
-            .map_err(|source| ReloadError::Bind { name: name.clone(), addr: l.config.listen, source })?;
+        let socket = listener::bind(l.config.listen).map_err(|source| ReloadError::Bind {
+            name: name.clone(),
+            addr: l.config.listen,
+            source,
+        })?;
         out.push((name.clone(), socket));
     }
     Ok(out)

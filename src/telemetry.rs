@@ -7,7 +7,8 @@ use tracing_subscriber::EnvFilter;
 /// Installs the log subscriber; `RUST_LOG` overrides the default level.
 pub fn init_logging(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
 /// Installs the global Prometheus recorder and returns the render handle.

@@ -76,10 +76,7 @@ pub fn client_config(tls: &UpstreamTls) -> Result<ClientConfig, TlsError> {
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
-            .with_no_client_auth()
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider()))).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)

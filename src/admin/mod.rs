@@ -62,9 +62,13 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Bo
         }
         (&Method::POST, "/reload") => match admin.server.reload("admin").await {
             Ok(version) => json(StatusCode::OK, &serde_json::json!({ "ok": true, "version": version })),
-            Err(e) => json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({ "ok": false, "error": e.to_string() })),
+            Err(e) => {
+                json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({ "ok": false, "error": e.to_string() }))
+            }
         },
-        (_, "/healthz" | "/readyz" | "/status" | "/metrics" | "/reload") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (_, "/healthz" | "/readyz" | "/status" | "/metrics" | "/reload") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(resp)
@@ -73,7 +77,8 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Bo
 fn authorized(admin: &Admin, req: &Request<Incoming>) -> bool {
     let rt = admin.server.runtime.load();
     let Some(token) = rt.config.admin.token.as_deref() else { return true };
-    let got = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let got =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     got.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
 }
 

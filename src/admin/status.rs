@@ -12,7 +12,12 @@ pub async fn snapshot(server: &Server) -> Value {
     let rt = server.runtime.load_full();
     let now = Instant::now();
     let reload = server.reload_state.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let listeners: Vec<Value> = server.bound().await.into_iter().map(|(name, addr)| json!({ "name": name, "addr": addr.to_string() })).collect();
+    let listeners: Vec<Value> = server
+        .bound()
+        .await
+        .into_iter()
+        .map(|(name, addr)| json!({ "name": name, "addr": addr.to_string() }))
+        .collect();
     let pools: serde_json::Map<String, Value> = rt
         .pools
         .iter()

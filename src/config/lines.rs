@@ -24,7 +24,11 @@ pub fn line_of(source: &str, key: &str) -> Option<usize> {
             if k.is_empty() {
                 continue;
             }
-            if table.is_empty() { k } else { format!("{table}.{k}") }
+            if table.is_empty() {
+                k
+            } else {
+                format!("{table}.{k}")
+            }
         } else {
             continue;
         };

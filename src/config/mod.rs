@@ -6,8 +6,8 @@
 
 mod duration;
 mod lines;
-pub mod reload;
 pub mod raw;
+pub mod reload;
 mod types;
 mod validate;
 
@@ -71,7 +71,8 @@ pub struct LoadedConfig {
 
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
     from_str(&text, path, base_dir)
 }

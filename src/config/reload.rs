@@ -30,7 +30,11 @@ impl Trigger {
 }
 
 /// Watches `path`; the returned watcher must be kept alive.
-pub fn watch_file(path: &Path, debounce: Duration, tx: mpsc::Sender<Trigger>) -> notify::Result<notify::RecommendedWatcher> {
+pub fn watch_file(
+    path: &Path,
+    debounce: Duration,
+    tx: mpsc::Sender<Trigger>,
+) -> notify::Result<notify::RecommendedWatcher> {
     let file: PathBuf = path.file_name().map(PathBuf::from).unwrap_or_default();
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();

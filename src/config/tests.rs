@@ -68,10 +68,15 @@ fn every_problem_is_reported_with_key_and_line() {
 #[test]
 fn bad_values_are_refused() {
     let text = GOOD
-        .replace("127.0.0.1:8081\"]", "127.0.0.1:8081\", \"300.1.1.1:80\", \"\"]\nhealth = { path = \"/h\", interval = \"0s\" }")
+        .replace(
+            "127.0.0.1:8081\"]",
+            "127.0.0.1:8081\", \"300.1.1.1:80\", \"\"]\nhealth = { path = \"/h\", interval = \"0s\" }",
+        )
         .replace("listen = \"127.0.0.1:0\"", "listen = \"nowhere\"");
     let keys: Vec<_> = problems(&text).into_iter().map(|p| p.key).collect();
-    for want in ["pools.onprem.endpoints[1]", "pools.onprem.endpoints[2]", "pools.onprem.health.interval", "listener[0].listen"] {
+    for want in
+        ["pools.onprem.endpoints[1]", "pools.onprem.endpoints[2]", "pools.onprem.health.interval", "listener[0].listen"]
+    {
         assert!(keys.iter().any(|k| k == want), "missing {want} in {keys:?}");
     }
 }

@@ -32,9 +32,7 @@ impl Checker<'_> {
     }
 
     fn dur(&mut self, key: &str, value: Option<Dur>, default: &str, allow_zero: bool) -> Duration {
-        let d = value
-            .map(|d| d.0)
-            .unwrap_or_else(|| duration::parse(default).expect("default duration parses"));
+        let d = value.map(|d| d.0).unwrap_or_else(|| duration::parse(default).expect("default duration parses"));
         if d.is_zero() && !allow_zero {
             self.fail(key, "must be greater than zero");
         }
@@ -139,7 +137,12 @@ fn listeners(c: &mut Checker, raw: Vec<RawListener>, admin: SocketAddr) -> Vec<L
             c.fail(format!("{key}.max_connections"), "must be greater than zero");
         }
         out.push(ListenerConfig {
-            header_read_timeout: c.dur(&format!("{key}.header_read_timeout"), l.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT, false),
+            header_read_timeout: c.dur(
+                &format!("{key}.header_read_timeout"),
+                l.header_read_timeout,
+                DEFAULT_HEADER_READ_TIMEOUT,
+                false,
+            ),
             idle_timeout: c.dur(&format!("{key}.idle_timeout"), l.idle_timeout, DEFAULT_CLIENT_IDLE_TIMEOUT, false),
             name: l.name,
             listen,
@@ -195,8 +198,18 @@ fn pools(c: &mut Checker, raw: BTreeMap<String, RawPool>) -> BTreeMap<String, Po
             endpoints: p.endpoints,
             tls,
             health,
-            connect_timeout: c.dur(&format!("{key}.connect_timeout"), p.connect_timeout, DEFAULT_CONNECT_TIMEOUT, false),
-            response_timeout: c.dur(&format!("{key}.response_timeout"), p.response_timeout, DEFAULT_RESPONSE_TIMEOUT, false),
+            connect_timeout: c.dur(
+                &format!("{key}.connect_timeout"),
+                p.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+                false,
+            ),
+            response_timeout: c.dur(
+                &format!("{key}.response_timeout"),
+                p.response_timeout,
+                DEFAULT_RESPONSE_TIMEOUT,
+                false,
+            ),
             idle_timeout: c.dur(&format!("{key}.idle_timeout"), p.idle_timeout, DEFAULT_UPSTREAM_IDLE_TIMEOUT, false),
             max_idle_per_endpoint: p.max_idle_per_endpoint.unwrap_or(DEFAULT_MAX_IDLE_PER_ENDPOINT),
             eject_after,
@@ -263,9 +276,10 @@ fn routes(c: &mut Checker, raw: Vec<RawRoute>, pools: &BTreeMap<String, PoolConf
         let key = format!("route[{i}]");
         match pools.get(&r.primary) {
             None => c.fail(format!("{key}.primary"), format!("unknown pool {:?}", r.primary)),
-            Some(p) if p.role == PoolRole::Cloud => {
-                c.fail(format!("{key}.primary"), format!("pool {:?} has role \"cloud\"; a primary must be on-prem", r.primary))
-            }
+            Some(p) if p.role == PoolRole::Cloud => c.fail(
+                format!("{key}.primary"),
+                format!("pool {:?} has role \"cloud\"; a primary must be on-prem", r.primary),
+            ),
             Some(_) => {}
         }
         if let Some(o) = &r.overflow {

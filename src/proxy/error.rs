@@ -79,7 +79,8 @@ mod tests {
 
     #[test]
     fn statuses_follow_fault() {
-        let to = ProxyError::UpstreamTimeout { pool: "p".into(), endpoint: "e".into(), timeout: Duration::from_secs(1) };
+        let to =
+            ProxyError::UpstreamTimeout { pool: "p".into(), endpoint: "e".into(), timeout: Duration::from_secs(1) };
         assert_eq!(to.status(), StatusCode::GATEWAY_TIMEOUT);
         let c = ProxyError::Connect { pool: "p".into(), endpoint: "e".into(), detail: "refused".into() };
         assert_eq!(c.status(), StatusCode::BAD_GATEWAY);

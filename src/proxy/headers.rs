@@ -13,7 +13,8 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Headers that describe one hop and never travel through a proxy.
-const HOP_BY_HOP: [&HeaderName; 5] = [&header::TE, &header::TRAILER, &header::TRANSFER_ENCODING, &KEEP_ALIVE, &PROXY_CONNECTION];
+const HOP_BY_HOP: [&HeaderName; 5] =
+    [&header::TE, &header::TRAILER, &header::TRANSFER_ENCODING, &KEEP_ALIVE, &PROXY_CONNECTION];
 
 /// Is this an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`)?
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -91,10 +92,7 @@ pub fn prepare_request(headers: &mut HeaderMap, client: &ClientSide<'_>, upgrade
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
     append_forwarded_for(headers, client.ip);
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if client.tls { "https" } else { "http" }),
-    );
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if client.tls { "https" } else { "http" }));
     append_via(headers, client.version);
 }
 
@@ -172,7 +170,9 @@ mod tests {
             ("accept", "*/*"),
         ]);
         prepare_request(&mut h, &client(), false);
-        for gone in ["connection", "x-secret", "keep-alive", "te", "transfer-encoding", "proxy-authorization", "upgrade"] {
+        for gone in
+            ["connection", "x-secret", "keep-alive", "te", "transfer-encoding", "proxy-authorization", "upgrade"]
+        {
             assert!(!h.contains_key(gone), "{gone} should be removed");
         }
         assert_eq!(h["host"], "www.example.com");

@@ -111,7 +111,13 @@ async fn reject(mut tcp: TcpStream, server: Arc<Server>, name: String) {
     }
 }
 
-async fn connection(server: Arc<Server>, name: String, tcp: TcpStream, remote: SocketAddr, _permit: OwnedSemaphorePermit) {
+async fn connection(
+    server: Arc<Server>,
+    name: String,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
     let holder = server.clone();
     let _active = holder.connections.enter();
     let (config, acceptor) = {

@@ -13,6 +13,9 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::body::Body;
+use crate::burst::controller::InFlight;
+use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayReason};
+use crate::runtime::{Route, Runtime};
 use crate::server::Server;
 use crate::upstream::{probe::error_chain, Endpoint, Pool};
 
@@ -21,11 +24,15 @@ use super::headers::{self, ClientSide};
 use super::ConnInfo;
 
 /// hyper's service entry point for one client request.
-pub async fn serve(server: Arc<Server>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn serve(
+    server: Arc<Server>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let rt = server.runtime.load_full();
-    let result = handle(&rt, &conn, req).await;
+    let result = handle(&rt, &server, &conn, req).await;
     let resp = result.unwrap_or_else(|err| {
         tracing::warn!(client = %conn.remote, %method, error = %err, status = err.status().as_u16(), "request failed");
         metrics::counter!("spillway_proxy_errors_total", "kind" => err.kind()).increment(1);
@@ -35,15 +42,103 @@ pub async fn serve(server: Arc<Server>, conn: Arc<ConnInfo>, req: Request<Incomi
     Ok(resp)
 }
 
-async fn handle(rt: &crate::runtime::Runtime, conn: &ConnInfo, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+async fn handle(
+    rt: &Runtime,
+    server: &Server,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
     let host = request_host(&req);
     let Some(route) = rt.route(host, req.uri().path()) else {
         return Err(ProxyError::NoRoute { host: host.unwrap_or("").to_string(), path: req.uri().path().to_string() });
     };
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let pool = &route.primary;
-    forward(pool, req, conn, on_upgrade).await
+    let (pool, guard) = gate(rt, server, route, conn, &req).await?;
+    forward(pool, req, conn, on_upgrade, guard).await
+}
+
+/// Asks the spill policy where this request goes and counts it in-flight
+/// there. Writes pin their client on-prem for `pin_after_write`.
+async fn gate<'r>(
+    rt: &Runtime,
+    server: &Server,
+    route: &'r Route,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+) -> Result<(&'r Pool, InFlight), ProxyError> {
+    let started = Instant::now();
+    let spill = &rt.config.spill;
+    let key = || client_key(session_cookie(req, spill.session_cookie.as_deref()), conn.remote.ip());
+    if is_write(req.method()) {
+        server.gates.pins.pin(key(), started);
+    }
+    let gate = &route.primary_gate;
+    let in_flight = gate.signals.begin();
+    let limit = gate.limit();
+    let primary_healthy = route.primary.has_available(started);
+    let decision = if in_flight <= limit.min(spill.max_in_flight) && primary_healthy {
+        SpillDecision::Primary(StayReason::UnderLimit)
+    } else {
+        let method_may_spill = route.config.spill_methods.contains(req.method());
+        let path = req.uri().path();
+        let path_never_spills = route.config.never_spill.iter().any(|p| path.starts_with(p.as_str()));
+        let pinned = method_may_spill && !path_never_spills && server.gates.pins.is_pinned(key(), started);
+        let (cloud_healthy, replica_lag_ok) =
+            route.overflow.as_ref().map_or((false, false), |(p, g)| (p.has_available(started), g.replica_lag_ok()));
+        decide(&GateInputs {
+            phase: gate.phase(),
+            in_flight,
+            limit,
+            max_in_flight: spill.max_in_flight,
+            method_may_spill,
+            path_never_spills,
+            pinned,
+            has_overflow: route.overflow.is_some(),
+            cloud_healthy,
+            replica_lag_ok,
+            primary_healthy,
+            shed_when_cloud_unavailable: spill.shed_when_cloud_unavailable,
+        })
+    };
+    route.decisions.count(decision);
+    match decision {
+        SpillDecision::Primary(_) => Ok((&route.primary, gate.adopt(started))),
+        SpillDecision::Cloud(_) => {
+            gate.leave();
+            let (pool, cloud_gate) =
+                route.overflow.as_ref().ok_or_else(|| ProxyError::NoHealthyEndpoint { pool: "overflow".into() })?;
+            Ok((pool, cloud_gate.enter(started)))
+        }
+        SpillDecision::Queue(reason) => {
+            gate.leave();
+            match gate.wait_for_slot(spill, Instant::now()).await {
+                Some(guard) => Ok((&route.primary, guard)),
+                None => Err(ProxyError::Overloaded {
+                    reason: reason.as_str(),
+                    retry_after: std::time::Duration::from_secs(1),
+                }),
+            }
+        }
+    }
+}
+
+fn is_write(m: &Method) -> bool {
+    matches!(*m, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+}
+
+/// The value of the session cookie, if the request carries it.
+fn session_cookie<'a, B>(req: &'a Request<B>, name: Option<&str>) -> Option<&'a [u8]> {
+    let name = name?;
+    req.headers()
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v.as_bytes())
+        })
 }
 
 fn request_host<B>(req: &Request<B>) -> Option<&str> {
@@ -62,6 +157,7 @@ pub async fn forward(
     req: Request<Incoming>,
     conn: &ConnInfo,
     on_upgrade: Option<OnUpgrade>,
+    guard: InFlight,
 ) -> Result<Response<Body>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let client_version = parts.version;
@@ -79,17 +175,29 @@ pub async fn forward(
     let mut tried: Option<Arc<Endpoint>> = None;
     loop {
         let now = Instant::now();
-        let endpoint = pool
-            .pick(now, tried.as_deref())
-            .cloned()
-            .ok_or_else(|| ProxyError::NoHealthyEndpoint { pool: pool.name.clone() })?;
+        let Some(endpoint) = pool.pick(now, tried.as_deref()).cloned() else {
+            guard.record(Outcome::Failed, now);
+            return Err(ProxyError::NoHealthyEndpoint { pool: pool.name.clone() });
+        };
         let last_try = !retryable || tried.is_some();
         let upstream_req = if last_try {
-            build(std::mem::replace(&mut parts, Request::new(()).into_parts().0), &endpoint, body.take().map_or_else(Body::empty, Body::stream))
+            build(
+                std::mem::replace(&mut parts, Request::new(()).into_parts().0),
+                &endpoint,
+                body.take().map_or_else(Body::empty, Body::stream),
+            )
         } else {
             build(clone_parts(&parts), &endpoint, Body::empty())
         };
-        match send(pool, &endpoint, upstream_req).await {
+        let sent = send(pool, &endpoint, upstream_req).await;
+        let now = Instant::now();
+        match &sent {
+            Ok(resp) if resp.status().is_server_error() => guard.record(Outcome::ServerError, now),
+            Ok(_) => guard.record(Outcome::Ok, now),
+            Err(SendError::Connect(_)) if !last_try => {}
+            Err(_) => guard.record(Outcome::Failed, now),
+        }
+        match sent {
             Ok(mut resp) => {
                 if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(client_upgrade) = on_upgrade {
@@ -100,7 +208,11 @@ pub async fn forward(
                 let switching = rparts.status == http::StatusCode::SWITCHING_PROTOCOLS;
                 headers::prepare_response(&mut rparts.headers, client_version, switching);
                 rparts.version = client_version;
-                return Ok(Response::from_parts(rparts, Body::stream(rbody)));
+                let body = Body::stream(rbody);
+                // An upgraded connection leaves the pool's in-flight count at
+                // once: a long-lived WebSocket is not load on the web tier.
+                let body = if switching { body } else { body.with_guard(guard) };
+                return Ok(Response::from_parts(rparts, body));
             }
             Err(SendError::Connect(e)) if !last_try => {
                 tracing::info!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "connect failed; retrying on another endpoint");

@@ -51,7 +51,9 @@ impl Connector {
             Some(t) => {
                 let config = tls::client_config(t)?;
                 let sni = match &t.sni {
-                    Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| tls::TlsError::BadSni(name.clone()))?),
+                    Some(name) => {
+                        Some(ServerName::try_from(name.clone()).map_err(|_| tls::TlsError::BadSni(name.clone()))?)
+                    }
                     None => None,
                 };
                 Some((tokio_rustls::TlsConnector::from(Arc::new(config)), sni))
@@ -87,7 +89,8 @@ impl tower_service::Service<http::Uri> for Connector {
                 Some((connector, sni)) => {
                     let name = match sni {
                         Some(n) => n.clone(),
-                        None => ServerName::try_from(host.to_string()).map_err(|_| ConnectError::BadAddress(addr.clone()))?,
+                        None => ServerName::try_from(host.to_string())
+                            .map_err(|_| ConnectError::BadAddress(addr.clone()))?,
                     };
                     let handshake = connector.connect(name, tcp);
                     let tls = tokio::time::timeout(inner.connect_timeout, handshake)
@@ -131,7 +134,11 @@ impl AsyncWrite for UpstreamIo {
         }
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),

@@ -59,7 +59,11 @@ async fn probe_one(pool: &Pool, endpoint: &Arc<Endpoint>, health: &HealthConfig)
     }
 }
 
-async fn send(pool: &Pool, endpoint: &Endpoint, health: &HealthConfig) -> Result<(http::StatusCode, Option<Duration>), String> {
+async fn send(
+    pool: &Pool,
+    endpoint: &Endpoint,
+    health: &HealthConfig,
+) -> Result<(http::StatusCode, Option<Duration>), String> {
     let host = pool.config.tls.as_ref().and_then(|t| t.sni.clone()).unwrap_or_else(|| endpoint.addr.clone());
     let uri = format!("http://{}{}", endpoint.authority, health.path);
     let req = Request::get(uri)

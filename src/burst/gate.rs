@@ -1,0 +1,326 @@
+//! The spill gate: window → [`Pressure`], pressure over time → [`SpillPhase`]
+//! (hysteresis), and the per-request [`decide`].
+//!
+//! # Hysteresis
+//! [`SpillController`] integrates pressure over time. In `Calm`, each
+//! pressured observation adds the time since the previous observation to a
+//! score and each calm one takes away twice that; `Spilling` starts when the
+//! score reaches `enter_after`. In `Spilling` the roles swap: calm adds, pressure
+//! takes away twice, and `Calm` returns when the score reaches `exit_after`.
+//! So a phase never changes before `enter_after` (resp. `exit_after`) has
+//! passed; strictly alternating pressure never enters; and a signal pressured
+//! less than two thirds of the time drifts back toward zero, entering only on
+//! a rare net run of `enter_after` of pressure, after which it stays until
+//! calm clearly dominates (the same holds in reverse for leaving).
+//! One observation counts for at most [`MAX_STEP`] (a stalled ticker does not
+//! turn one window into a long pressure).
+//!
+//! # The decision, in order
+//! 1. **Disaster recovery**: the primary pool has no healthy endpoint and an
+//!    overflow pool with a healthy endpoint exists → `Cloud(DisasterRecovery)`,
+//!    for every request, writes and pinned clients included (the primary
+//!    database is gone, so pins and replica lag no longer protect anything).
+//!    Without a healthy cloud the ordinary rules below apply.
+//! 2. **Under the limit** (`in_flight ≤ min(limit, max_in_flight)`) →
+//!    `Primary(UnderLimit)`. `in_flight` includes this request.
+//! 3. Over the limit but not over the hard cap while the phase is `Calm` →
+//!    `Primary(NotSpilling)`: pressure has not lasted `enter_after` yet.
+//!    Over the hard cap (`in_flight > max_in_flight`) the request is treated as
+//!    if spilling at once, whatever the phase.
+//! 4. **Request eligibility**, checked in this order: the method may spill,
+//!    the path is not `never_spill`, the client is not pinned after a write.
+//!    An ineligible request stays: `Primary(MethodNotSpillable |
+//!    NeverSpillPath | PinnedAfterWrite)`. The gate never sheds these: writes
+//!    and read-after-write reads belong on-prem even when it is overloaded.
+//! 5. **Cloud availability**, in order: an overflow pool exists, it has a
+//!    healthy endpoint, its replica lag is acceptable. If one fails, the
+//!    request *would have spilled* but cannot: with
+//!    `shed_when_cloud_unavailable` it is queued (`Queue(NoOverflowPool |
+//!    CloudUnavailable | ReplicaLag)`: wait briefly for a primary slot, then
+//!    503 + Retry-After) rather than piling onto a drowning origin; without,
+//!    it goes on-prem anyway (`Primary(` same reason `)`).
+//! 6. Otherwise → `Cloud(OverHardLimit)` if over the hard cap, else
+//!    `Cloud(OverLimit)`.
+//!
+//! Properties (tested): nothing spills or queues at or under the limit
+//! outside DR; more in-flight never turns a `Cloud` or `Queue` back into
+//! `Primary`; pinned clients and non-spillable methods are never sent to the
+//! cloud or queued outside DR.
+
+use std::time::{Duration, Instant};
+
+use super::signals::WindowStats;
+
+/// Longest time one observation counts for in the hysteresis score.
+pub const MAX_STEP: Duration = Duration::from_secs(1);
+
+/// What a window says about the primary pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pressure {
+    Calm,
+    /// Demand exceeded the limit during the window.
+    OverLimit,
+    /// The sliding p99 exceeded the latency SLO.
+    OverSlo,
+}
+
+impl Pressure {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Calm => "calm",
+            Self::OverLimit => "over_limit",
+            Self::OverSlo => "over_slo",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpillPhase {
+    Calm,
+    Spilling,
+}
+
+impl SpillPhase {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Calm => "calm",
+            Self::Spilling => "spilling",
+        }
+    }
+}
+
+/// Classify a window: `OverLimit` when the peak (or current) in-flight went
+/// above `limit`, else `OverSlo` when the sliding p99 is above the SLO, else
+/// `Calm`. The gate admits `limit` requests, so a peak of `limit + 1` means
+/// at least one arrival found the pool full.
+pub fn pressure(window: &WindowStats, limit: u32, latency_slo: Duration) -> Pressure {
+    if window.max_in_flight.max(window.in_flight) > limit {
+        Pressure::OverLimit
+    } else if window.p99_sliding > latency_slo {
+        Pressure::OverSlo
+    } else {
+        Pressure::Calm
+    }
+}
+
+/// Spill hysteresis: see the module doc.
+#[derive(Clone, Debug)]
+pub struct SpillController {
+    enter_after: Duration,
+    exit_after: Duration,
+    phase: SpillPhase,
+    score: Duration,
+    last: Option<Instant>,
+    since: Option<Instant>,
+}
+
+impl SpillController {
+    pub fn new(enter_after: Duration, exit_after: Duration) -> Self {
+        Self { enter_after, exit_after, phase: SpillPhase::Calm, score: Duration::ZERO, last: None, since: None }
+    }
+
+    /// New thresholds (config reload); the phase and score are kept.
+    pub fn set_thresholds(&mut self, enter_after: Duration, exit_after: Duration) {
+        self.enter_after = enter_after;
+        self.exit_after = exit_after;
+    }
+
+    /// Called once per tick with that window's pressure.
+    pub fn observe(&mut self, pressure: Pressure, now: Instant) -> SpillPhase {
+        let step = self.last.map_or(Duration::ZERO, |t| now.saturating_duration_since(t)).min(MAX_STEP);
+        self.last = Some(now);
+        let pressed = pressure != Pressure::Calm;
+        let (toward, threshold, next) = match self.phase {
+            SpillPhase::Calm => (pressed, self.enter_after, SpillPhase::Spilling),
+            SpillPhase::Spilling => (!pressed, self.exit_after, SpillPhase::Calm),
+        };
+        if toward {
+            self.score += step;
+            if self.score >= threshold {
+                self.phase = next;
+                self.score = Duration::ZERO;
+                self.since = Some(now);
+            }
+        } else {
+            self.score = self.score.saturating_sub(step * 2);
+        }
+        self.phase
+    }
+
+    pub fn phase(&self) -> SpillPhase {
+        self.phase
+    }
+
+    /// When the current phase began (`None` before the first change).
+    pub fn phase_since(&self) -> Option<Instant> {
+        self.since
+    }
+}
+
+/// Everything [`decide`] needs about one request; see the module doc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GateInputs {
+    pub phase: SpillPhase,
+    /// Primary pool in-flight including this request (what `begin()` returned).
+    pub in_flight: u32,
+    /// Current concurrency limit (static mode: `max_in_flight`).
+    pub limit: u32,
+    /// Hard cap: over it a request spills at once, whatever the phase.
+    pub max_in_flight: u32,
+    pub method_may_spill: bool,
+    pub path_never_spills: bool,
+    /// The client wrote within `pin_after_write`.
+    pub pinned: bool,
+    pub has_overflow: bool,
+    /// The overflow pool has a healthy endpoint.
+    pub cloud_healthy: bool,
+    /// Replica lag known and under `max_replica_lag`, or no lag probe.
+    pub replica_lag_ok: bool,
+    /// The primary pool has a healthy endpoint (false: DR mode).
+    pub primary_healthy: bool,
+    pub shed_when_cloud_unavailable: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpillDecision {
+    Primary(StayReason),
+    Cloud(SpillReason),
+    /// Wait briefly for a primary slot, then 503 + Retry-After.
+    Queue(QueueReason),
+}
+
+impl SpillDecision {
+    /// The target, as a metrics label: `primary`, `cloud` or `queue`.
+    pub fn target(&self) -> &'static str {
+        match self {
+            Self::Primary(_) => "primary",
+            Self::Cloud(_) => "cloud",
+            Self::Queue(_) => "queue",
+        }
+    }
+
+    /// The reason, as a metrics label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Primary(r) => r.as_str(),
+            Self::Cloud(r) => r.as_str(),
+            Self::Queue(r) => r.as_str(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StayReason {
+    UnderLimit,
+    /// Over the limit, but pressure has not lasted `enter_after` yet.
+    NotSpilling,
+    MethodNotSpillable,
+    NeverSpillPath,
+    PinnedAfterWrite,
+    NoOverflowPool,
+    ReplicaLag,
+    /// Shedding disabled: the request overloads the primary.
+    CloudUnavailable,
+}
+
+impl StayReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::UnderLimit => "under_limit",
+            Self::NotSpilling => "not_spilling",
+            Self::MethodNotSpillable => "method_not_spillable",
+            Self::NeverSpillPath => "never_spill_path",
+            Self::PinnedAfterWrite => "pinned_after_write",
+            Self::NoOverflowPool => "no_overflow_pool",
+            Self::ReplicaLag => "replica_lag",
+            Self::CloudUnavailable => "cloud_unavailable",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpillReason {
+    OverLimit,
+    OverHardLimit,
+    DisasterRecovery,
+}
+
+impl SpillReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::OverLimit => "over_limit",
+            Self::OverHardLimit => "over_hard_limit",
+            Self::DisasterRecovery => "disaster_recovery",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueReason {
+    NoOverflowPool,
+    CloudUnavailable,
+    ReplicaLag,
+}
+
+impl QueueReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::NoOverflowPool => "no_overflow_pool",
+            Self::CloudUnavailable => "cloud_unavailable",
+            Self::ReplicaLag => "replica_lag",
+        }
+    }
+}
+
+/// The per-request decision; pure and allocation-free. See the module doc.
+pub fn decide(i: &GateInputs) -> SpillDecision {
+    if !i.primary_healthy && i.has_overflow && i.cloud_healthy {
+        return SpillDecision::Cloud(SpillReason::DisasterRecovery);
+    }
+    let over_hard = i.in_flight > i.max_in_flight;
+    if i.in_flight <= i.limit.min(i.max_in_flight) {
+        return SpillDecision::Primary(StayReason::UnderLimit);
+    }
+    if !over_hard && i.phase == SpillPhase::Calm {
+        return SpillDecision::Primary(StayReason::NotSpilling);
+    }
+    if let Some(reason) = ineligible(i) {
+        return SpillDecision::Primary(reason);
+    }
+    match unavailable(i) {
+        Some((_, queue)) if i.shed_when_cloud_unavailable => SpillDecision::Queue(queue),
+        Some((stay, _)) => SpillDecision::Primary(stay),
+        None if over_hard => SpillDecision::Cloud(SpillReason::OverHardLimit),
+        None => SpillDecision::Cloud(SpillReason::OverLimit),
+    }
+}
+
+/// Why this request may not leave the primary, if it may not.
+fn ineligible(i: &GateInputs) -> Option<StayReason> {
+    if !i.method_may_spill {
+        Some(StayReason::MethodNotSpillable)
+    } else if i.path_never_spills {
+        Some(StayReason::NeverSpillPath)
+    } else if i.pinned {
+        Some(StayReason::PinnedAfterWrite)
+    } else {
+        None
+    }
+}
+
+/// Why the cloud cannot take a request that would spill, if it cannot.
+fn unavailable(i: &GateInputs) -> Option<(StayReason, QueueReason)> {
+    if !i.has_overflow {
+        Some((StayReason::NoOverflowPool, QueueReason::NoOverflowPool))
+    } else if !i.cloud_healthy {
+        Some((StayReason::CloudUnavailable, QueueReason::CloudUnavailable))
+    } else if !i.replica_lag_ok {
+        Some((StayReason::ReplicaLag, QueueReason::ReplicaLag))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+#[path = "gate_tests.rs"]
+mod tests;

@@ -1,0 +1,254 @@
+//! Unit and property tests of the gate and the hysteresis.
+
+use super::*;
+
+const TICK: Duration = Duration::from_millis(100);
+
+fn base() -> GateInputs {
+    GateInputs {
+        phase: SpillPhase::Spilling,
+        in_flight: 1,
+        limit: 10,
+        max_in_flight: 20,
+        method_may_spill: true,
+        path_never_spills: false,
+        pinned: false,
+        has_overflow: true,
+        cloud_healthy: true,
+        replica_lag_ok: true,
+        primary_healthy: true,
+        shed_when_cloud_unavailable: false,
+    }
+}
+
+fn random_inputs(rng: &mut fastrand::Rng) -> GateInputs {
+    GateInputs {
+        phase: if rng.bool() { SpillPhase::Spilling } else { SpillPhase::Calm },
+        in_flight: rng.u32(0..60),
+        limit: rng.u32(0..40),
+        max_in_flight: rng.u32(0..50),
+        method_may_spill: rng.bool(),
+        path_never_spills: rng.u8(0..4) == 0,
+        pinned: rng.u8(0..4) == 0,
+        has_overflow: rng.u8(0..5) != 0,
+        cloud_healthy: rng.u8(0..5) != 0,
+        replica_lag_ok: rng.u8(0..5) != 0,
+        primary_healthy: rng.u8(0..6) != 0,
+        shed_when_cloud_unavailable: rng.bool(),
+    }
+}
+
+const SEED: u64 = 0x6a7e;
+const CASES: usize = 50_000;
+
+#[test]
+fn table_of_reasons() {
+    use SpillDecision::*;
+    let over = GateInputs { in_flight: 11, ..base() };
+    let hard = GateInputs { in_flight: 21, phase: SpillPhase::Calm, ..base() };
+    let cases = [
+        (GateInputs { in_flight: 10, ..base() }, Primary(StayReason::UnderLimit)),
+        (over, Cloud(SpillReason::OverLimit)),
+        (GateInputs { phase: SpillPhase::Calm, ..over }, Primary(StayReason::NotSpilling)),
+        (hard, Cloud(SpillReason::OverHardLimit)),
+        (GateInputs { method_may_spill: false, ..over }, Primary(StayReason::MethodNotSpillable)),
+        (GateInputs { path_never_spills: true, ..over }, Primary(StayReason::NeverSpillPath)),
+        (GateInputs { pinned: true, ..hard }, Primary(StayReason::PinnedAfterWrite)),
+        (GateInputs { has_overflow: false, ..over }, Primary(StayReason::NoOverflowPool)),
+        (GateInputs { cloud_healthy: false, ..over }, Primary(StayReason::CloudUnavailable)),
+        (GateInputs { replica_lag_ok: false, ..over }, Primary(StayReason::ReplicaLag)),
+        (
+            GateInputs { cloud_healthy: false, shed_when_cloud_unavailable: true, ..over },
+            Queue(QueueReason::CloudUnavailable),
+        ),
+        (
+            GateInputs { replica_lag_ok: false, shed_when_cloud_unavailable: true, ..over },
+            Queue(QueueReason::ReplicaLag),
+        ),
+        (
+            GateInputs { has_overflow: false, shed_when_cloud_unavailable: true, ..over },
+            Queue(QueueReason::NoOverflowPool),
+        ),
+        (
+            GateInputs { pinned: true, cloud_healthy: false, shed_when_cloud_unavailable: true, ..over },
+            Primary(StayReason::PinnedAfterWrite),
+        ),
+        (GateInputs { in_flight: 20, limit: 50, ..base() }, Primary(StayReason::UnderLimit)),
+        (GateInputs { in_flight: 21, limit: 50, ..base() }, Cloud(SpillReason::OverHardLimit)),
+        (
+            GateInputs {
+                primary_healthy: false,
+                method_may_spill: false,
+                pinned: true,
+                phase: SpillPhase::Calm,
+                ..base()
+            },
+            Cloud(SpillReason::DisasterRecovery),
+        ),
+        (GateInputs { primary_healthy: false, cloud_healthy: false, ..base() }, Primary(StayReason::UnderLimit)),
+    ];
+    for (inputs, want) in cases {
+        assert_eq!(decide(&inputs), want, "{inputs:?}");
+    }
+}
+
+#[test]
+fn labels_are_snake_case() {
+    let labels = [
+        StayReason::MethodNotSpillable.as_str(),
+        SpillReason::DisasterRecovery.as_str(),
+        QueueReason::CloudUnavailable.as_str(),
+        SpillDecision::Cloud(SpillReason::OverHardLimit).reason(),
+        SpillDecision::Queue(QueueReason::ReplicaLag).target(),
+        Pressure::OverSlo.as_str(),
+        SpillPhase::Spilling.as_str(),
+    ];
+    for label in labels {
+        assert!(label.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{label}");
+    }
+}
+
+#[test]
+fn property_nothing_leaves_primary_at_or_under_the_limit_outside_dr() {
+    let mut rng = fastrand::Rng::with_seed(SEED);
+    for _ in 0..CASES {
+        let mut i = random_inputs(&mut rng);
+        i.primary_healthy = true;
+        i.in_flight = i.in_flight.min(i.limit).min(i.max_in_flight);
+        assert_eq!(decide(&i), SpillDecision::Primary(StayReason::UnderLimit), "seed {SEED}: {i:?}");
+    }
+}
+
+#[test]
+fn property_more_in_flight_never_returns_to_primary() {
+    let mut rng = fastrand::Rng::with_seed(SEED + 1);
+    for _ in 0..CASES {
+        let i = random_inputs(&mut rng);
+        let more = GateInputs { in_flight: i.in_flight + rng.u32(1..30), ..i };
+        if !matches!(decide(&i), SpillDecision::Primary(_)) {
+            assert!(!matches!(decide(&more), SpillDecision::Primary(_)), "seed {SEED}: {i:?} then {more:?}");
+        }
+    }
+}
+
+#[test]
+fn property_pinned_and_writes_stay_on_primary_outside_dr() {
+    let mut rng = fastrand::Rng::with_seed(SEED + 2);
+    for _ in 0..CASES {
+        let mut i = random_inputs(&mut rng);
+        let dr = !i.primary_healthy && i.has_overflow && i.cloud_healthy;
+        match rng.u8(0..3) {
+            0 => i.pinned = true,
+            1 => i.method_may_spill = false,
+            _ => i.path_never_spills = true,
+        }
+        let got = decide(&i);
+        if dr {
+            assert_eq!(got, SpillDecision::Cloud(SpillReason::DisasterRecovery), "seed {SEED}: {i:?}");
+        } else {
+            assert!(matches!(got, SpillDecision::Primary(_)), "seed {SEED}: {i:?} -> {got:?}");
+        }
+    }
+}
+
+#[test]
+fn property_cloud_only_when_eligible_and_available() {
+    let mut rng = fastrand::Rng::with_seed(SEED + 3);
+    for _ in 0..CASES {
+        let i = random_inputs(&mut rng);
+        if let SpillDecision::Cloud(reason) = decide(&i) {
+            assert!(i.has_overflow && i.cloud_healthy, "seed {SEED}: {i:?}");
+            if reason != SpillReason::DisasterRecovery {
+                assert!(i.replica_lag_ok && i.method_may_spill && !i.pinned && !i.path_never_spills);
+                assert!(i.phase == SpillPhase::Spilling || i.in_flight > i.max_in_flight, "{i:?}");
+            }
+        }
+        if matches!(decide(&i), SpillDecision::Queue(_)) {
+            assert!(i.shed_when_cloud_unavailable && i.method_may_spill && !i.pinned, "{i:?}");
+        }
+    }
+}
+
+#[test]
+fn pressure_classification() {
+    let w =
+        WindowStats { max_in_flight: 10, in_flight: 3, p99_sliding: Duration::from_millis(100), ..Default::default() };
+    let slo = Duration::from_millis(250);
+    assert_eq!(pressure(&w, 10, slo), Pressure::Calm);
+    assert_eq!(pressure(&w, 9, slo), Pressure::OverLimit);
+    assert_eq!(pressure(&WindowStats { p99_sliding: slo * 2, ..w }, 10, slo), Pressure::OverSlo);
+    assert_eq!(pressure(&WindowStats { in_flight: 12, ..w }, 10, slo), Pressure::OverLimit);
+}
+
+#[test]
+fn hysteresis_waits_enter_after_and_exit_after() {
+    let t0 = Instant::now();
+    let mut c = SpillController::new(Duration::from_secs(1), Duration::from_secs(3));
+    for tick in 0..10 {
+        assert_eq!(c.observe(Pressure::OverLimit, t0 + TICK * tick), SpillPhase::Calm, "tick {tick}");
+    }
+    assert_eq!(c.observe(Pressure::OverSlo, t0 + TICK * 10), SpillPhase::Spilling);
+    assert_eq!(c.phase_since(), Some(t0 + TICK * 10));
+    for tick in 11..40 {
+        assert_eq!(c.observe(Pressure::Calm, t0 + TICK * tick), SpillPhase::Spilling, "tick {tick}");
+    }
+    assert_eq!(c.observe(Pressure::Calm, t0 + TICK * 40), SpillPhase::Calm);
+    assert_eq!(c.phase(), SpillPhase::Calm);
+}
+
+#[test]
+fn hysteresis_a_stalled_ticker_counts_one_step_at_most() {
+    let t0 = Instant::now();
+    let mut c = SpillController::new(Duration::from_secs(2), Duration::from_secs(30));
+    c.observe(Pressure::Calm, t0);
+    assert_eq!(c.observe(Pressure::OverLimit, t0 + Duration::from_secs(60)), SpillPhase::Calm);
+    assert_eq!(c.observe(Pressure::OverLimit, t0 + Duration::from_secs(61)), SpillPhase::Spilling);
+}
+
+#[test]
+fn hysteresis_alternating_pressure_does_not_flap() {
+    let t0 = Instant::now();
+    let mut c = SpillController::new(Duration::from_secs(1), Duration::from_secs(30));
+    for tick in 0..10_000 {
+        let p = if tick % 2 == 0 { Pressure::OverLimit } else { Pressure::Calm };
+        assert_eq!(c.observe(p, t0 + TICK * tick), SpillPhase::Calm, "tick {tick}");
+    }
+}
+
+/// Random pressure at several duty cycles: every phase change is preceded by
+/// at least `enter_after` (`exit_after`) of time in the previous phase and of
+/// pressured (calm) observations; sparse noise never enters, mostly
+/// pressured signals enter once and stay.
+#[test]
+fn property_hysteresis_holds_under_noise() {
+    let t0 = Instant::now();
+    let (enter, exit) = (Duration::from_secs(1), Duration::from_secs(5));
+    for (k, duty) in [0.3, 0.5, 0.6, 0.8, 0.95].into_iter().enumerate() {
+        let seed = SEED + 10 + k as u64;
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut c = SpillController::new(enter, exit);
+        let (mut changed_at, mut toward, mut changes) = (t0, Duration::ZERO, 0);
+        let mut now = t0;
+        for _ in 0..20_000 {
+            now += TICK;
+            let pressed = rng.f64() < duty;
+            let before = c.phase();
+            if pressed == (before == SpillPhase::Calm) {
+                toward += TICK;
+            }
+            let after = c.observe(if pressed { Pressure::OverLimit } else { Pressure::Calm }, now);
+            if after != before {
+                let need = if before == SpillPhase::Calm { enter } else { exit };
+                assert!(now - changed_at >= need, "seed {seed} duty {duty}: changed after {:?}", now - changed_at);
+                assert!(toward >= need, "seed {seed} duty {duty}: only {toward:?} of signal");
+                (changed_at, toward, changes) = (now, Duration::ZERO, changes + 1);
+            }
+        }
+        if duty < 0.5 {
+            assert_eq!(changes, 0, "seed {seed}: {duty} noise entered spilling");
+        } else if duty > 0.5 {
+            assert_eq!(changes, 1, "seed {seed}: {duty} pressure did not enter, or left");
+        }
+        assert!(changes <= 2, "seed {seed} duty {duty}: {changes} phase changes (flapping)");
+    }
+}

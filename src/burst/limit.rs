@@ -1,0 +1,283 @@
+//! Adaptive concurrency limit: a gradient controller in the family of
+//! Netflix's Gradient2 and Envoy's adaptive concurrency filter.
+//!
+//! Once per window (tick), with `sample` = the window's p50 latency:
+//!
+//! ```text
+//! gradient = clamp(tolerance × baseline / sample, 0.5, 1.0)
+//! target   = limit × gradient + queue_allowance(limit)
+//! limit    = limit × (1 − smoothing) + target × smoothing      (clamped to [min, max])
+//! ```
+//!
+//! For a pool of C workers, latency is flat up to C in flight and grows as
+//! N/C beyond (requests wait in the accept queue), so the limit settles near
+//! `tolerance × C + queue_allowance`, whatever the offered load.
+//!
+//! The baseline is the pool's no-load latency. It falls quickly toward a
+//! lower sample (weight `baseline_fall` per window) and rises slowly, with a
+//! time constant of `baseline_rise` while the pool is not saturated and the
+//! much longer `baseline_rise_saturated` while it is, so a sustained overload
+//! does not teach the controller that queueing is normal (Gradient2's drift)
+//! while a lasting change of the backend's speed is still learnt.
+//!
+//! Safeguards: windows with fewer than `min_samples` latency samples change
+//! nothing; the gradient floor of 0.5 and the smoothing mean one noisy window
+//! moves the limit by at most `smoothing / 2` (10 % by default); the limit
+//! only grows when the window's peak in-flight reached `app_limited_below ×
+//! limit`, so an idle pool does not accumulate an unbounded limit.
+//! Known limit: a controller started in the middle of an overload takes the
+//! loaded latency as its baseline until the load drops (Envoy solves this by
+//! probing at low concurrency; not done here).
+//!
+//! Invariant: `limit()` is always within `[min, max]`.
+
+use std::time::{Duration, Instant};
+
+use super::signals::WindowStats;
+
+/// How much queueing the limit allows on top of `limit × gradient`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum QueueAllowance {
+    /// A constant number of requests (Gradient2's default is 4).
+    Fixed(u32),
+    /// √limit, at least 1 (Envoy's headroom): scales with the pool.
+    SquareRoot,
+}
+
+impl QueueAllowance {
+    fn at(self, limit: f64) -> f64 {
+        match self {
+            Self::Fixed(n) => f64::from(n),
+            Self::SquareRoot => limit.sqrt().max(1.0),
+        }
+    }
+}
+
+/// Parameters of [`ConcurrencyLimit`]; `LimitParams::new(min, max, initial)`
+/// fills the rest with the defaults below.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LimitParams {
+    pub min: u32,
+    pub max: u32,
+    pub initial: u32,
+    /// Weight of the new target per window (default 0.2).
+    pub smoothing: f64,
+    /// Latency ratio over the baseline still counted as no queueing (default 1.1).
+    pub tolerance: f64,
+    /// Default √limit.
+    pub queue: QueueAllowance,
+    /// Baseline rise time constant while not saturated (default 10 s).
+    pub baseline_rise: Duration,
+    /// Baseline rise time constant while saturated (default 300 s).
+    pub baseline_rise_saturated: Duration,
+    /// Weight of a lower sample in the baseline, per window (default 0.1).
+    pub baseline_fall: f64,
+    /// Windows with fewer latency samples are ignored (default 5).
+    pub min_samples: u64,
+    /// The pool is saturated when its peak in-flight reached this share of the limit (default 0.5).
+    pub app_limited_below: f64,
+}
+
+impl LimitParams {
+    pub fn new(min: u32, max: u32, initial: u32) -> Self {
+        Self {
+            min,
+            max,
+            initial,
+            smoothing: 0.2,
+            tolerance: 1.1,
+            queue: QueueAllowance::SquareRoot,
+            baseline_rise: Duration::from_secs(10),
+            baseline_rise_saturated: Duration::from_secs(300),
+            baseline_fall: 0.1,
+            min_samples: 5,
+            app_limited_below: 0.5,
+        }
+    }
+
+    /// `min` at least 1, `max` at least `min`.
+    fn bounds(&self) -> (f64, f64) {
+        let min = self.min.max(1);
+        (f64::from(min), f64::from(self.max.max(min)))
+    }
+}
+
+/// The adaptive limit of one pool; owned by its ticker.
+#[derive(Clone, Debug)]
+pub struct ConcurrencyLimit {
+    params: LimitParams,
+    estimate: f64,
+    /// No-load latency, seconds.
+    baseline: Option<f64>,
+    last_update: Option<Instant>,
+}
+
+impl ConcurrencyLimit {
+    pub fn new(params: LimitParams) -> Self {
+        let (min, max) = params.bounds();
+        let estimate = f64::from(params.initial).clamp(min, max);
+        Self { params, estimate, baseline: None, last_update: None }
+    }
+
+    /// Take new parameters (config reload), keeping the learnt state.
+    pub fn reconfigure(&mut self, params: LimitParams) {
+        let (min, max) = params.bounds();
+        self.params = params;
+        self.estimate = self.estimate.clamp(min, max);
+    }
+
+    /// Feed one window; returns the new limit, within `[min, max]`.
+    pub fn update(&mut self, window: &WindowStats, now: Instant) -> u32 {
+        let dt = self.last_update.map_or(window.elapsed, |t| now.saturating_duration_since(t));
+        self.last_update = Some(now);
+        if window.samples == 0 || window.samples < self.params.min_samples {
+            return self.limit();
+        }
+        let sample = window.p50.as_secs_f64().max(1e-6);
+        let saturated = f64::from(window.max_in_flight) >= self.estimate * self.params.app_limited_below;
+        let baseline = self.track_baseline(sample, saturated, dt);
+        let gradient = (self.params.tolerance * baseline / sample).clamp(0.5, 1.0);
+        let target = self.estimate * gradient + self.params.queue.at(self.estimate);
+        if target <= self.estimate || saturated {
+            let s = self.params.smoothing.clamp(0.0, 1.0);
+            let (min, max) = self.params.bounds();
+            self.estimate = (self.estimate * (1.0 - s) + target * s).clamp(min, max);
+        }
+        self.limit()
+    }
+
+    pub fn limit(&self) -> u32 {
+        let (min, max) = self.params.bounds();
+        let limit = self.estimate.round().clamp(min, max) as u32;
+        debug_assert!((self.params.min.max(1)..=self.params.max.max(self.params.min.max(1))).contains(&limit));
+        limit
+    }
+
+    /// The learnt no-load latency, once a window had enough samples.
+    pub fn rtt_baseline(&self) -> Option<Duration> {
+        self.baseline.map(Duration::from_secs_f64)
+    }
+
+    pub fn params(&self) -> &LimitParams {
+        &self.params
+    }
+
+    /// Move the baseline toward `sample`: fast down, slow up.
+    fn track_baseline(&mut self, sample: f64, saturated: bool, dt: Duration) -> f64 {
+        let next = match self.baseline {
+            None => sample,
+            Some(old) if sample < old => old + (sample - old) * self.params.baseline_fall.clamp(0.0, 1.0),
+            Some(old) => {
+                let tau = if saturated { self.params.baseline_rise_saturated } else { self.params.baseline_rise };
+                let alpha = 1.0 - (-dt.as_secs_f64() / tau.as_secs_f64().max(1e-9)).exp();
+                old + (sample - old) * alpha
+            }
+        };
+        self.baseline = Some(next);
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICK: Duration = Duration::from_millis(100);
+
+    fn window(p50_ms: f64, samples: u64, peak: u32) -> WindowStats {
+        WindowStats {
+            elapsed: TICK,
+            samples,
+            max_in_flight: peak,
+            p50: Duration::from_secs_f64(p50_ms / 1e3),
+            ..WindowStats::default()
+        }
+    }
+
+    /// Latency of a pool of `c` workers with `n` in flight and 20 ms service time.
+    fn pool_p50(n: u32, c: u32) -> f64 {
+        20.0 * (f64::from(n) / f64::from(c)).max(1.0)
+    }
+
+    #[test]
+    fn empty_or_thin_windows_change_nothing() {
+        let t0 = Instant::now();
+        let mut l = ConcurrencyLimit::new(LimitParams::new(4, 100, 20));
+        assert_eq!(l.update(&window(500.0, 0, 20), t0), 20);
+        assert_eq!(l.update(&window(500.0, 4, 20), t0 + TICK), 20);
+        assert_eq!(l.rtt_baseline(), None);
+    }
+
+    #[test]
+    fn grows_while_latency_holds_and_saturated_but_not_when_app_limited() {
+        let t0 = Instant::now();
+        let mut l = ConcurrencyLimit::new(LimitParams::new(4, 1000, 20));
+        for i in 1..=50 {
+            l.update(&window(20.0, 100, 5), t0 + TICK * i);
+        }
+        assert_eq!(l.limit(), 20, "app-limited: no growth");
+        for i in 51..=100 {
+            let limit = l.limit();
+            l.update(&window(20.0, 100, limit), t0 + TICK * i);
+        }
+        assert!(l.limit() > 60, "saturated at baseline latency: grows, got {}", l.limit());
+    }
+
+    #[test]
+    fn converges_near_capacity_from_above_and_below() {
+        let t0 = Instant::now();
+        for (initial, c) in [(10, 50), (400, 50), (5, 200), (900, 200)] {
+            let mut l = ConcurrencyLimit::new(LimitParams::new(2, 1000, initial));
+            l.update(&window(20.0, 100, 1), t0);
+            for i in 1..=600 {
+                let n = l.limit();
+                l.update(&window(pool_p50(n, c), 100, n), t0 + TICK * i);
+            }
+            let (lo, hi) = (c, c + c / 2);
+            assert!((lo..=hi).contains(&l.limit()), "C={c} from {initial}: limit {}", l.limit());
+            let baseline = l.rtt_baseline().unwrap().as_secs_f64() * 1e3;
+            assert!((19.0..=23.0).contains(&baseline), "baseline {baseline} ms");
+        }
+    }
+
+    #[test]
+    fn one_noisy_window_does_not_collapse_and_it_recovers() {
+        let t0 = Instant::now();
+        let mut l = ConcurrencyLimit::new(LimitParams::new(2, 1000, 100));
+        l.update(&window(20.0, 100, 100), t0);
+        let before = l.limit();
+        l.update(&window(2000.0, 100, 100), t0 + TICK);
+        assert!(l.limit() >= before * 85 / 100, "{before} -> {}", l.limit());
+        l.update(&window(0.5, 100, 100), t0 + TICK * 2);
+        for i in 3..=30 {
+            l.update(&window(20.0, 100, l.limit()), t0 + TICK * i);
+        }
+        assert!(l.limit() >= before, "recovered to {} (was {before})", l.limit());
+    }
+
+    #[test]
+    fn stays_within_bounds_under_random_windows() {
+        let seed = 0x5eed;
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let t0 = Instant::now();
+        for _ in 0..200 {
+            let min = rng.u32(1..20);
+            let max = rng.u32(min..500);
+            let mut l = ConcurrencyLimit::new(LimitParams::new(min, max, rng.u32(0..1000)));
+            for i in 0..100 {
+                let w = window(rng.f64() * 5000.0, rng.u64(0..200), rng.u32(0..1000));
+                let got = l.update(&w, t0 + TICK * i);
+                assert!((min..=max).contains(&got), "seed {seed}: {got} outside [{min}, {max}]");
+            }
+        }
+    }
+
+    #[test]
+    fn reconfigure_keeps_state_and_clamps() {
+        let mut l = ConcurrencyLimit::new(LimitParams::new(1, 100, 80));
+        l.reconfigure(LimitParams::new(1, 50, 10));
+        assert_eq!(l.limit(), 50);
+        let degenerate = ConcurrencyLimit::new(LimitParams::new(0, 0, 0));
+        assert_eq!(degenerate.limit(), 1);
+    }
+}

@@ -1,0 +1,40 @@
+//! Burst policy, pure: load signals, the adaptive concurrency limit, the
+//! spill gate with its hysteresis, and read-after-write pinning.
+//!
+//! Nothing here does I/O, spawns, reads a clock or draws a random number:
+//! time comes in as `now: Instant` or durations. The request path
+//! ([`LoadSignals::begin`]/[`end`](LoadSignals::end)/[`record`](LoadSignals::record)
+//! and [`decide`]) is lock-free and allocation-free; [`WritePins`] takes a
+//! sharded mutex only for writes and would-spill reads.
+//!
+//! One tick of a pool's controller (in the I/O shell, every `spill.tick`):
+//!
+//! ```text
+//! let w = signals.take_window(now);
+//! let limit = match mode { Adaptive => limit.update(&w, now).min(max_in_flight), Static => max_in_flight };
+//! let phase = spill.observe(pressure(&w, limit, latency_slo), now);
+//! // publish (limit, phase) for the request path, e.g. in atomics
+//! ```
+//!
+//! One request: `in_flight = signals.begin()`, fill [`GateInputs`], [`decide`];
+//! on `Cloud` or `Queue` call `signals.end()` at once (the request leaves the
+//! primary), else `record` the outcome and `end()` when it completes. A write
+//! calls [`WritePins::pin`] with [`client_key`].
+
+pub mod controller;
+pub mod gate;
+mod histogram;
+pub mod limit;
+pub mod pins;
+pub mod signals;
+
+#[cfg(test)]
+mod sim;
+
+pub use gate::{
+    decide, pressure, GateInputs, Pressure, QueueReason, SpillController, SpillDecision, SpillPhase, SpillReason,
+    StayReason,
+};
+pub use limit::{ConcurrencyLimit, LimitParams, QueueAllowance};
+pub use pins::{client_key, WritePins};
+pub use signals::{LoadSignals, Outcome, SignalsConfig, WindowStats};
