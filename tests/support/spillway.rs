@@ -46,6 +46,7 @@ impl Spillway {
             .args(["run", "--threads", "2", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -159,9 +160,9 @@ impl Spillway {
         self.stdout_lines().iter().rev().filter_map(|l| parse_listening(l)).find(|(n, _)| n == name).map(|(_, a)| a)
     }
 
-    /// The log so far.
+    /// The log so far, without terminal colour codes.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        strip_ansi(&std::fs::read_to_string(&self.stderr_path).unwrap_or_default())
     }
 
     /// Replaces the config file atomically (temp file + rename).
@@ -240,6 +241,24 @@ impl Drop for Spillway {
             eprintln!("---- spillway log ({}) ----\n{}", self.config_path.display(), self.log());
         }
     }
+}
+
+/// Removes `ESC [ ... m` colour sequences.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn parse_listening(line: &str) -> Option<(String, SocketAddr)> {
