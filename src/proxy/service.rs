@@ -181,7 +181,9 @@ pub async fn forward(
             // A retry that finds no other endpoint reports the connect
             // failure it was retrying (502), not "no healthy endpoint" (503).
             return Err(match (tried, tried_error) {
-                (Some(ep), Some(detail)) => ProxyError::Connect { pool: pool.name.clone(), endpoint: ep.addr.clone(), detail },
+                (Some(ep), Some(detail)) => {
+                    ProxyError::Connect { pool: pool.name.clone(), endpoint: ep.addr.clone(), detail }
+                }
                 _ => ProxyError::NoHealthyEndpoint { pool: pool.name.clone() },
             });
         };
