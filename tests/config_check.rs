@@ -109,7 +109,16 @@ max = 2
         let want = format!("line {n}: {key}: ");
         assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
     }
-    for message in ["cannot read", "duplicate listener address", "invalid address", "greater than zero", "at least one endpoint", "unknown pool", "must not be shorter", "greater than max"] {
+    for message in [
+        "cannot read",
+        "duplicate listener address",
+        "invalid address",
+        "greater than zero",
+        "at least one endpoint",
+        "unknown pool",
+        "must not be shorter",
+        "greater than max",
+    ] {
         assert!(stderr.contains(message), "missing {message:?} in:\n{stderr}");
     }
 }
@@ -136,7 +145,9 @@ fn unknown_keys_and_syntax_errors_name_the_line() {
 fn every_example_config_validates() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect()
+        })
         .unwrap_or_default();
     files.sort();
     assert!(!files.is_empty(), "no example config (*.toml) in {}", dir.display());

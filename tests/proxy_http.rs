@@ -126,7 +126,6 @@ async fn websocket_echo_is_tunnelled_both_ways() {
         .expect("websocket handshake through the proxy");
     assert_eq!(resp.status(), 101);
 
-
     let greeting = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(greeting, Message::text("hello from a"), "server → client");
     for i in 0..5 {
@@ -297,7 +296,8 @@ async fn connections_over_max_connections_get_503() {
     assert!(sw.metric("spillway_connections_rejected_total").await >= 1.0);
 }
 
-const HEALTH: &str = "health = { path = \"/health\", interval = \"100ms\", timeout = \"80ms\", unhealthy_after = 2, healthy_after = 2 }";
+const HEALTH: &str =
+    "health = { path = \"/health\", interval = \"100ms\", timeout = \"80ms\", unhealthy_after = 2, healthy_after = 2 }";
 
 /// `/status` for endpoint `addr` of pool `app`.
 async fn endpoint_status(sw: &Spillway, addr: &str) -> serde_json::Value {

@@ -48,6 +48,7 @@ async fn hundred_megabytes_each_way_with_bounded_rss() {
     assert_eq!(down.size_download, SIZE, "the client received every byte");
 
     let growth = hwm_after_down.saturating_sub(hwm_before);
+    eprintln!("proxy VmHWM KiB: before {hwm_before}, after upload {hwm_after_up}, after download {hwm_after_down}; VmRSS now {rss}");
     assert!(
         growth < MAX_GROWTH_KIB,
         "peak RSS grew by {growth} KiB (before {hwm_before}, after upload {hwm_after_up}, after download {hwm_after_down}, rss now {rss})"

@@ -135,7 +135,12 @@ async fn bad_file_change_is_rejected_without_a_restart() {
 }
 
 /// Runs a request loop until `stop`; counts successes, records failures.
-fn client_loop(url: String, stop: Arc<AtomicBool>, ok: Arc<AtomicUsize>, failures: Arc<std::sync::Mutex<Vec<String>>>) -> tokio::task::JoinHandle<()> {
+fn client_loop(
+    url: String,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while !stop.load(SeqCst) {
             match get(&url).await {
@@ -151,10 +156,16 @@ fn client_loop(url: String, stop: Arc<AtomicBool>, ok: Arc<AtomicUsize>, failure
 
 /// A keep-alive client (hyper's pooled client): its connections stay open
 /// across reloads.
-fn keepalive_loop(url: String, stop: Arc<AtomicBool>, ok: Arc<AtomicUsize>, failures: Arc<std::sync::Mutex<Vec<String>>>) -> tokio::task::JoinHandle<()> {
+fn keepalive_loop(
+    url: String,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
     use http_body_util::{BodyExt, Empty};
     tokio::spawn(async move {
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<Empty<bytes::Bytes>>();
         while !stop.load(SeqCst) {
             let result = tokio::time::timeout(Duration::from_secs(10), async {
                 let resp = client.get(url.parse().unwrap()).await.map_err(|e| e.to_string())?;
@@ -242,7 +253,10 @@ async fn reload_under_load_drops_no_request() {
                 let (code, answer) = sw.reload().await;
                 assert_eq!(code, 200, "{answer}");
             }
-            eventually(Duration::from_secs(10), "traffic flows after the reload", || async { ok.load(SeqCst) > before + 5 }).await;
+            eventually(Duration::from_secs(10), "traffic flows after the reload", || async {
+                ok.load(SeqCst) > before + 5
+            })
+            .await;
         }
     }
     stop.store(true, SeqCst);
@@ -250,7 +264,13 @@ async fn reload_under_load_drops_no_request() {
         l.await.unwrap();
     }
     let failures = failures.lock().unwrap();
-    assert!(failures.is_empty(), "{} failed requests out of {}: {:?}", failures.len(), ok.load(SeqCst), &failures[..failures.len().min(10)]);
+    assert!(
+        failures.is_empty(),
+        "{} failed requests out of {}: {:?}",
+        failures.len(),
+        ok.load(SeqCst),
+        &failures[..failures.len().min(10)]
+    );
     assert!(ok.load(SeqCst) > 100, "only {} requests ran", ok.load(SeqCst));
     assert!(a.hits() > 0 && b.hits() > 0 && c.hits() > 0, "a={} b={} c={}", a.hits(), b.hits(), c.hits());
     assert_eq!(sw.metric("config_reload_failures_total").await, 0.0);
@@ -337,7 +357,8 @@ async fn removed_endpoint_drains_its_in_flight_request() {
     }
     assert_eq!(a.in_flight(), 1, "the in-flight request is still running on the removed endpoint");
     let status = sw.status().await;
-    let listed: Vec<&str> = status["pools"]["pa"]["endpoints"].as_array().unwrap().iter().map(|e| e["addr"].as_str().unwrap()).collect();
+    let listed: Vec<&str> =
+        status["pools"]["pa"]["endpoints"].as_array().unwrap().iter().map(|e| e["addr"].as_str().unwrap()).collect();
     assert_eq!(listed, vec![b.endpoint()]);
 
     let resp = slow.await.unwrap().expect("the drained request completes");
@@ -405,7 +426,10 @@ async fn listener_address_change_opens_the_new_and_closes_the_old() {
     assert_eq!(new.ip().to_string(), "127.0.0.2");
     let resp = get(&format!("http://{new}/moved")).await.unwrap();
     assert_eq!(resp.status, 200);
-    eventually(Duration::from_secs(5), "old address closed", || async { tokio::net::TcpStream::connect(old).await.is_err() }).await;
+    eventually(Duration::from_secs(5), "old address closed", || async {
+        tokio::net::TcpStream::connect(old).await.is_err()
+    })
+    .await;
     let status = sw.status().await;
     assert_eq!(status["listeners"][0]["addr"], new.to_string());
 }

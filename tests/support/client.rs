@@ -51,7 +51,8 @@ pub async fn request(method: Method, url: &str, headers: Vec<(&str, String)>, bo
 async fn request_inner(method: Method, url: &str, headers: Vec<(&str, String)>, body: Bytes) -> Result<Resp, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
     let authority = uri.authority().ok_or("no authority")?.clone();
-    let tcp = tokio::net::TcpStream::connect(authority.as_str()).await.map_err(|e| format!("connect {authority}: {e}"))?;
+    let tcp =
+        tokio::net::TcpStream::connect(authority.as_str()).await.map_err(|e| format!("connect {authority}: {e}"))?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(conn);

@@ -69,7 +69,8 @@ impl Origin {
     async fn start_with(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(OriginState { name: name.to_string(), healthy: AtomicBool::new(true), ..Default::default() });
+        let state =
+            Arc::new(OriginState { name: name.to_string(), healthy: AtomicBool::new(true), ..Default::default() });
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(accept_loop(listener, state.clone(), tls, stop_rx));
         Origin { addr, state, stop }
@@ -168,7 +169,11 @@ impl Drop for InFlight {
     }
 }
 
-async fn handle(state: Arc<OriginState>, sni: Arc<Option<String>>, req: Request<Incoming>) -> Result<Response<OriginBody>, Infallible> {
+async fn handle(
+    state: Arc<OriginState>,
+    sni: Arc<Option<String>>,
+    req: Request<Incoming>,
+) -> Result<Response<OriginBody>, Infallible> {
     if req.uri().path() == "/health" {
         state.probes.fetch_add(1, SeqCst);
         let status = if state.healthy.load(SeqCst) { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -210,7 +215,10 @@ async fn echo(state: &OriginState, sni: &Option<String>, req: Request<Incoming>)
     let (parts, body) = req.into_parts();
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in &parts.headers {
-        headers.entry(name.as_str().to_string()).or_default().push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        headers
+            .entry(name.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
     let body_len = drain(body).await;
     serde_json::json!({
@@ -290,7 +298,10 @@ impl http_body::Body for Repeat {
 }
 
 fn is_websocket<B>(req: &Request<B>) -> bool {
-    req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// Answers 101 and echoes every message, after a greeting from the origin.

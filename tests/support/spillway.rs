@@ -208,7 +208,9 @@ impl Spillway {
 
     /// `POST /reload`: the status and the JSON answer.
     pub async fn reload(&self) -> (u16, serde_json::Value) {
-        let resp = client::request(http::Method::POST, &self.admin_url("/reload"), Vec::new(), &[]).await.expect("POST /reload");
+        let resp = client::request(http::Method::POST, &self.admin_url("/reload"), Vec::new(), &[])
+            .await
+            .expect("POST /reload");
         (resp.status, resp.json())
     }
 
