@@ -203,10 +203,10 @@ async fn half_written_file_is_not_applied_half_way() {
     // validate.
     let cut = next.find("[pools.pb]").unwrap();
     let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&sw.config_path).unwrap();
-    f.write_all(next[..cut].as_bytes()).unwrap();
+    f.write_all(&next.as_bytes()[..cut]).unwrap();
     f.sync_all().unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    f.write_all(next[cut..].as_bytes()).unwrap();
+    f.write_all(&next.as_bytes()[cut..]).unwrap();
     f.sync_all().unwrap();
     drop(f);
 
@@ -263,7 +263,7 @@ async fn reload_under_load_drops_no_request() {
     for l in loops {
         l.await.unwrap();
     }
-    let failures = failures.lock().unwrap();
+    let failures = failures.lock().unwrap().clone();
     assert!(
         failures.is_empty(),
         "{} failed requests out of {}: {:?}",
@@ -271,6 +271,7 @@ async fn reload_under_load_drops_no_request() {
         ok.load(SeqCst),
         &failures[..failures.len().min(10)]
     );
+    eprintln!("{} requests across 18 reloads, none failed", ok.load(SeqCst));
     assert!(ok.load(SeqCst) > 100, "only {} requests ran", ok.load(SeqCst));
     assert!(a.hits() > 0 && b.hits() > 0 && c.hits() > 0, "a={} b={} c={}", a.hits(), b.hits(), c.hits());
     assert_eq!(sw.metric("config_reload_failures_total").await, 0.0);
