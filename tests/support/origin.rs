@@ -2,7 +2,8 @@
 //!
 //! Every origin answers every path the same way, steered by the query:
 //! `delay_ms=N` waits before the response headers, `status=N` sets the
-//! status, `bytes=N` streams N bytes instead of the echo document. The echo
+//! status, `bytes=N` streams N bytes instead of the echo document, `hop=1`
+//! adds hop-by-hop response headers. The echo
 //! document (JSON) says what arrived: method, path, version, headers, body
 //! length, TLS server name. `/health` answers 200 or 503 as set by the test,
 //! and an `Upgrade: websocket` request becomes a WebSocket echo.
@@ -200,6 +201,14 @@ async fn handle(
     let echo = echo(&state, &sni, req).await;
     let mut resp = respond(status, &state, Full::new(Bytes::from(echo.to_string())).boxed());
     resp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    if q.hop {
+        let h = resp.headers_mut();
+        h.insert(header::CONNECTION, "x-hop".parse().unwrap());
+        h.insert("x-hop", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::PROXY_AUTHENTICATE, "Basic".parse().unwrap());
+        h.insert("x-end-to-end", "1".parse().unwrap());
+    }
     Ok(resp)
 }
 
@@ -249,6 +258,8 @@ struct Query {
     delay_ms: Option<u64>,
     status: Option<u16>,
     bytes: Option<u64>,
+    /// Add hop-by-hop headers to the response.
+    hop: bool,
 }
 
 impl Query {
@@ -260,6 +271,7 @@ impl Query {
                 "delay_ms" => out.delay_ms = v.parse().ok(),
                 "status" => out.status = v.parse().ok(),
                 "bytes" => out.bytes = v.parse().ok(),
+                "hop" => out.hop = v == "1",
                 _ => {}
             }
         }
