@@ -227,7 +227,7 @@ async fn reload_under_load_drops_no_request() {
         two_pools("pa", &[&a], &[&b], ""),
         two_pools("pb", &[&a], &[&b, &c], ""),
         two_pools("pa", &[&a, &c], &[&b], ""),
-        two_pools("pb", &[&c], &[&b], "response_timeout = \"5s\""),
+        two_pools("pa", &[&c], &[&b], "response_timeout = \"5s\""),
         two_pools("pa", &[&a, &b], &[&c], ""),
         two_pools("pb", &[&a], &[&b], ""),
     ];
@@ -382,8 +382,9 @@ async fn added_endpoints_are_probed_before_use() {
     }
     assert_eq!(c.hits(), 0, "an endpoint that never passed a probe takes no traffic");
     c.set_healthy(true);
+    // A slow answer from a makes it look expensive, so P2C tries c.
     eventually(Duration::from_secs(5), "c takes traffic once healthy", || async {
-        origin_of(&sw, "/y").await;
+        origin_of(&sw, "/y?delay_ms=20").await;
         c.hits() > 0
     })
     .await;
@@ -433,4 +434,61 @@ async fn listener_address_change_opens_the_new_and_closes_the_old() {
     .await;
     let status = sw.status().await;
     assert_eq!(status["listeners"][0]["addr"], new.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_state_and_upstream_connections_survive_a_reload() {
+    let (a, b) = (Origin::start("a").await, Origin::start("b").await);
+    let pool = "eject_after = 2\neject_base = \"60s\"\neject_max = \"60s\"";
+    let sw = Spillway::start(&two_pools("pa", &[&a, &b], &[&b], pool)).await;
+    a.set_failing(Some(503));
+    eventually(Duration::from_secs(10), "a ejected", || async {
+        get(&sw.url("web", "/x")).await.unwrap();
+        endpoint_field(&sw, "pa", &a.endpoint(), "ejected").await == true
+    })
+    .await;
+    a.set_failing(None);
+    for i in 0..5 {
+        assert_eq!(origin_of(&sw, &format!("/warm/{i}")).await, "b");
+    }
+    let b_connections = b.connections();
+
+    // A reload that changes something else: the route's name.
+    let next = two_pools("pa", &[&a, &b], &[&b], pool).replace("name = \"main\"", "name = \"renamed\"");
+    sw.write_config(&next);
+    sw.wait_version(&sw.version_of(&next)).await;
+    assert_eq!(endpoint_field(&sw, "pa", &a.endpoint(), "ejected").await, true, "ejection survives the reload");
+    for i in 0..10 {
+        assert_eq!(origin_of(&sw, &format!("/after/{i}")).await, "b");
+    }
+    assert_eq!(b.connections(), b_connections, "keep-alive connections to b were reused, not reopened");
+}
+
+/// A field of endpoint `addr` in pool `pool` in `/status`.
+async fn endpoint_field(sw: &Spillway, pool: &str, addr: &str, field: &str) -> serde_json::Value {
+    let status = sw.status().await;
+    let endpoints = status["pools"][pool]["endpoints"].as_array().unwrap().clone();
+    endpoints.into_iter().find(|e| e["addr"] == addr).unwrap()[field].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_can_be_added_and_removed_by_reload() {
+    let a = Origin::start("a").await;
+    let config = two_pools("pa", &[&a], &[&a], "");
+    let sw = Spillway::start(&config).await;
+    let extra = "[[listener]]\nname = \"extra\"\nlisten = \"127.0.0.1:0\"\n\n[pools.pa]";
+    let with_extra = config.replacen("[pools.pa]", extra, 1);
+    sw.write_config(&with_extra);
+    sw.wait_version(&sw.version_of(&with_extra)).await;
+    let extra_addr = sw.latest_addr("extra").expect("the new listener printed its address");
+    assert_eq!(get(&format!("http://{extra_addr}/extra")).await.unwrap().status, 200);
+    assert_eq!(get(&sw.url("web", "/web")).await.unwrap().status, 200, "the untouched listener keeps serving");
+
+    sw.write_config(&config);
+    sw.wait_version(&sw.version_of(&config)).await;
+    eventually(Duration::from_secs(5), "removed listener closed", || async {
+        tokio::net::TcpStream::connect(extra_addr).await.is_err()
+    })
+    .await;
+    assert_eq!(get(&sw.url("web", "/web")).await.unwrap().status, 200);
 }
