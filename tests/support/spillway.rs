@@ -160,6 +160,14 @@ impl Spillway {
         self.stdout_lines().iter().rev().filter_map(|l| parse_listening(l)).find(|(n, _)| n == name).map(|(_, a)| a)
     }
 
+    /// Waits until the latest address printed for listener `name` differs
+    /// from `old` (stdout is read by a thread: it may lag the admin API).
+    pub async fn wait_listening(&self, name: &str, old: Option<SocketAddr>) -> SocketAddr {
+        let what = format!("a new `listening {name}` line");
+        eventually(Duration::from_secs(10), &what, || async { self.latest_addr(name).is_some_and(|a| Some(a) != old) }).await;
+        self.latest_addr(name).unwrap()
+    }
+
     /// The log so far, without terminal colour codes.
     pub fn log(&self) -> String {
         strip_ansi(&std::fs::read_to_string(&self.stderr_path).unwrap_or_default())
