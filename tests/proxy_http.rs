@@ -386,8 +386,10 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
     })
     .await;
     let web = sw.addr("web");
-    eventually(Duration::from_secs(2), "stopped accepting", || async { tokio::net::TcpStream::connect(web).await.is_err() })
-        .await;
+    eventually(Duration::from_secs(2), "stopped accepting", || async {
+        tokio::net::TcpStream::connect(web).await.is_err()
+    })
+    .await;
     let resp = in_flight.await.unwrap().expect("in-flight request completes");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.json()["path"], "/in-flight?delay_ms=3000");

@@ -164,7 +164,8 @@ impl Spillway {
     /// from `old` (stdout is read by a thread: it may lag the admin API).
     pub async fn wait_listening(&self, name: &str, old: Option<SocketAddr>) -> SocketAddr {
         let what = format!("a new `listening {name}` line");
-        eventually(Duration::from_secs(10), &what, || async { self.latest_addr(name).is_some_and(|a| Some(a) != old) }).await;
+        eventually(Duration::from_secs(10), &what, || async { self.latest_addr(name).is_some_and(|a| Some(a) != old) })
+            .await;
         self.latest_addr(name).unwrap()
     }
 
