@@ -338,7 +338,7 @@ async fn health_probes_take_a_failing_endpoint_out_and_back() {
     assert_eq!(a.hits(), a_before, "no request went to the endpoint marked down");
     a.set_healthy(true);
     eventually(Duration::from_secs(5), "a back up and taking traffic", || async {
-        get(&sw.url("web", "/back?delay_ms=20")).await.unwrap();
+        get(&sw.url("web", "/back?delay_ms=100")).await.unwrap();
         endpoint_status(&sw, &a.endpoint()).await["probe"] == "up" && a.hits() > a_before
     })
     .await;
@@ -353,7 +353,7 @@ async fn passive_ejection_after_consecutive_5xx() {
     a.set_failing(Some(500));
     // b answers slowly, a fails fast: a looks cheaper and keeps being picked.
     eventually(Duration::from_secs(10), "a ejected after 3 consecutive 500s", || async {
-        get(&sw.url("web", "/x?delay_ms=20")).await.unwrap();
+        get(&sw.url("web", "/x?delay_ms=50")).await.unwrap();
         endpoint_status(&sw, &a.endpoint()).await["ejected"] == true
     })
     .await;
@@ -367,7 +367,7 @@ async fn passive_ejection_after_consecutive_5xx() {
     assert!(sw.metric("spillway_endpoint_ejections_total").await >= 1.0);
     a.set_failing(None);
     eventually(Duration::from_secs(15), "a readmitted after the backoff", || async {
-        get(&sw.url("web", "/later?delay_ms=20")).await.unwrap();
+        get(&sw.url("web", "/later?delay_ms=100")).await.unwrap();
         a.hits() > a_before
     })
     .await;

@@ -444,7 +444,7 @@ async fn endpoint_state_and_upstream_connections_survive_a_reload() {
     a.set_failing(Some(503));
     // b answers slowly, a fails fast: a looks cheaper and keeps being picked.
     eventually(Duration::from_secs(10), "a ejected", || async {
-        get(&sw.url("web", "/x?delay_ms=20")).await.unwrap();
+        get(&sw.url("web", "/x?delay_ms=50")).await.unwrap();
         endpoint_field(&sw, "pa", &a.endpoint(), "ejected").await == true
     })
     .await;
