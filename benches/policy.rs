@@ -4,10 +4,12 @@
 //! policy per request. What each group compares:
 //! - `request_path`: one request's full policy cost (`begin` + `decide` +
 //!   `record` + `end`) against its parts, so a regression points at its cause.
-//! - `record_contention`: the atomic histogram recorded from 1 thread and
-//!   from 2 threads sharing one pool's signals, against a naive
-//!   `Mutex<histogram>` under the same load: what lock-freedom buys when
-//!   the proxy's worker threads hit the same pool.
+//! - `record_contention`: `record` alone and a whole `begin`+`record`+`end`,
+//!   from 1 thread and from 2 threads hammering one pool's signals, against
+//!   the naive design (the same counters behind one `Mutex`): what the
+//!   atomics buy, and cost, when the proxy's worker threads hit one pool.
+//!   The 2-thread loops are a worst case (no work between requests), so
+//!   they measure cache-line ping-pong, not a real proxy's load.
 //! - `tick`: the once-per-tick work (`take_window`, the limit update, the
 //!   hysteresis), which runs every 100 ms off the request path: it only has
 //!   to stay in microseconds.
@@ -65,14 +67,25 @@ fn request_path(c: &mut Criterion) {
     g.finish();
 }
 
-/// A naive recorder: the same buckets behind one mutex.
-struct MutexHistogram(Mutex<Vec<u64>>);
+/// The naive alternative: the same counters and buckets behind one mutex.
+struct MutexSignals(Mutex<(u32, u64, Vec<u64>)>);
 
-impl MutexHistogram {
+impl MutexSignals {
+    fn begin(&self) -> u32 {
+        let mut s = self.0.lock().unwrap();
+        s.0 += 1;
+        s.1 += 1;
+        s.0
+    }
+
     fn record(&self, latency: Duration) {
         let us = latency.as_micros() as u64;
-        let index = (64 - us.leading_zeros()) as usize * 32 + (us & 31) as usize;
-        self.0.lock().unwrap()[index % 704] += 1;
+        let index = (64 - us.leading_zeros() as usize) * 32 + (us & 31) as usize;
+        self.0.lock().unwrap().2[index % 704] += 1;
+    }
+
+    fn end(&self) {
+        self.0.lock().unwrap().0 -= 1;
     }
 }
 
@@ -98,20 +111,32 @@ fn contended(threads: usize, iters: u64, op: &(impl Fn() + Sync)) -> Duration {
 fn record_contention(c: &mut Criterion) {
     let mut g = c.benchmark_group("record_contention");
     let signals = LoadSignals::new();
-    let naive = MutexHistogram(Mutex::new(vec![0; 704]));
+    let naive = MutexSignals(Mutex::new((0, 0, vec![0; 704])));
     let latency = Duration::from_micros(12_345);
-    let atomic_op = || {
+    let atomic_record = || signals.record(black_box(latency), Outcome::Ok);
+    let naive_record = || naive.record(black_box(latency));
+    let atomic_request = || {
         signals.begin();
         signals.record(black_box(latency), Outcome::Ok);
         signals.end();
     };
-    let naive_op = || naive.record(black_box(latency));
+    let naive_request = || {
+        naive.begin();
+        naive.record(black_box(latency));
+        naive.end();
+    };
     for threads in [1, 2] {
-        g.bench_function(format!("atomic_signals/{threads}_thread"), |b| {
-            b.iter_custom(|iters| contended(threads, iters, &atomic_op))
+        g.bench_function(format!("record/atomic/{threads}_thread"), |b| {
+            b.iter_custom(|iters| contended(threads, iters, &atomic_record))
         });
-        g.bench_function(format!("mutex_histogram/{threads}_thread"), |b| {
-            b.iter_custom(|iters| contended(threads, iters, &naive_op))
+        g.bench_function(format!("record/mutex/{threads}_thread"), |b| {
+            b.iter_custom(|iters| contended(threads, iters, &naive_record))
+        });
+        g.bench_function(format!("begin_record_end/atomic/{threads}_thread"), |b| {
+            b.iter_custom(|iters| contended(threads, iters, &atomic_request))
+        });
+        g.bench_function(format!("begin_record_end/mutex/{threads}_thread"), |b| {
+            b.iter_custom(|iters| contended(threads, iters, &naive_request))
         });
     }
     g.finish();

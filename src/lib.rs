@@ -6,12 +6,17 @@
 //! See DESIGN.md for the three loops (gate, DNS, scale) and the module map.
 
 pub mod admin;
+pub mod aws;
 pub mod body;
 pub mod burst;
 pub mod clock;
 pub mod config;
+pub mod control;
+pub mod demo;
+pub mod dns;
 pub mod proxy;
 pub mod runtime;
+pub mod scale;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

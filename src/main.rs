@@ -24,6 +24,18 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Run a self-contained burst demo: simulated on-prem and cloud tiers, Spillway between them, a game-time burst.
+    Demo {
+        /// How long the burst lasts (e.g. "60s", "2m").
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Peak offered load in requests/s (default: three times the on-prem capacity).
+        #[arg(long)]
+        peak_rps: Option<f64>,
+        /// Proxy listen address (default 127.0.0.1:8080, or a free port if taken).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Validate a config file and exit: 0 when valid, 1 with every problem listed otherwise.
     Check {
         #[arg(long, short)]
@@ -35,6 +47,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Demo { duration, peak_rps, listen } => match demo(duration, peak_rps, listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spillway: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config, threads } => match run(&config, threads) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -43,6 +62,22 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    spillway::config::parse_duration(text)
+}
+
+fn demo(duration: Duration, peak_rps: Option<f64>, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    spillway::telemetry::init_logging("warn");
+    spillway::tls::install_default_provider();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the tokio runtime")?;
+    rt.block_on(async move {
+        let metrics = spillway::telemetry::init_metrics();
+        let opts = spillway::demo::DemoOptions { duration, peak_rps, listen };
+        spillway::demo::run(opts, metrics).await?;
+        anyhow::Ok(())
+    })
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 use crate::config::{PoolRole, SpillConfig, SpillMode};
 use crate::upstream::Pool;
 
+use super::SloLimit;
+
 use super::{
     pressure, ConcurrencyLimit, LimitParams, LoadSignals, Outcome, Pressure, SpillController, SpillPhase, WindowStats,
     WritePins,
@@ -46,6 +48,7 @@ pub struct PoolGate {
 
 struct TickState {
     limit: ConcurrencyLimit,
+    slo_limit: SloLimit,
     spill: SpillController,
     applied: SpillConfig,
     last: WindowStats,
@@ -65,6 +68,7 @@ impl PoolGate {
             slot: Notify::new(),
             tick: Mutex::new(TickState {
                 limit: ConcurrencyLimit::new(limit_params(spill)),
+                slo_limit: SloLimit::new(spill.min_limit, spill.max_in_flight, spill.latency_slo),
                 spill: SpillController::new(spill.enter_after, spill.exit_after),
                 applied: spill.clone(),
                 last: WindowStats::default(),
@@ -163,13 +167,14 @@ impl PoolGate {
         let mut st = self.tick.lock().unwrap_or_else(|e| e.into_inner());
         if st.applied != *spill {
             st.limit.reconfigure(limit_params(spill));
+            st.slo_limit = SloLimit::new(spill.min_limit, spill.max_in_flight, spill.latency_slo);
             st.spill.set_thresholds(spill.enter_after, spill.exit_after);
             st.applied = spill.clone();
         }
         let window = self.signals.take_window(now);
         let limit = match spill.mode {
             SpillMode::Adaptive => st.limit.update(&window, now).min(spill.max_in_flight),
-            SpillMode::Static => spill.max_in_flight,
+            SpillMode::Static => st.slo_limit.update(&window),
         };
         let pressure = pressure(&window, limit, spill.latency_slo);
         let phase = st.spill.observe(pressure, now);

@@ -163,7 +163,7 @@ pub struct GateInputs {
     pub phase: SpillPhase,
     /// Primary pool in-flight including this request (what `begin()` returned).
     pub in_flight: u32,
-    /// Current concurrency limit (static mode: `max_in_flight`).
+    /// Current concurrency limit: `ConcurrencyLimit` (adaptive) or `SloLimit` (static).
     pub limit: u32,
     /// Hard cap: over it a request spills at once, whatever the phase.
     pub max_in_flight: u32,

@@ -96,6 +96,15 @@ pub fn quantile<C: Copy + Into<u64>>(counts: &[C], total: u64, q: f64) -> Durati
     Duration::from_micros(bucket_mid(counts.len() - 1))
 }
 
+/// The mean of `total` samples from bucket midpoints (within the bucket error).
+pub fn mean(counts: &[u64], total: u64) -> Duration {
+    if total == 0 {
+        return Duration::ZERO;
+    }
+    let sum: u128 = counts.iter().enumerate().map(|(i, c)| u128::from(*c) * u128::from(bucket_mid(i))).sum();
+    Duration::from_micros((sum / u128::from(total)) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

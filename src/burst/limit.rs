@@ -178,6 +178,47 @@ impl ConcurrencyLimit {
     }
 }
 
+/// Static mode's limit: `max` while the pool meets its latency SLO. A window
+/// whose p99 exceeds the SLO (with at least `MIN_SLO_SAMPLES` samples) cuts
+/// the limit to 90 % of the lower of the limit and the window's peak
+/// in-flight; a window with samples within the SLO raises it by 5 % (at
+/// least 1) back toward `max`. This gives static mode's "spill when p99 exceeds the
+/// SLO" a concurrency to spill above; pass `max_in_flight` as `max`.
+#[derive(Clone, Debug)]
+pub struct SloLimit {
+    min: f64,
+    max: f64,
+    slo: Duration,
+    estimate: f64,
+}
+
+/// Fewest samples for a window's p99 to cut the static limit.
+pub const MIN_SLO_SAMPLES: u64 = 5;
+
+impl SloLimit {
+    pub fn new(min: u32, max: u32, slo: Duration) -> Self {
+        let (min, max) = LimitParams::new(min, max, max).bounds();
+        Self { min, max, slo, estimate: max }
+    }
+
+    /// Feed one window; returns the new limit, within `[min, max]`.
+    pub fn update(&mut self, window: &WindowStats) -> u32 {
+        if window.p99 > self.slo {
+            if window.samples >= MIN_SLO_SAMPLES {
+                self.estimate = self.estimate.min(f64::from(window.max_in_flight)) * 0.9;
+            }
+        } else if window.samples > 0 {
+            self.estimate += (self.estimate * 0.05).max(1.0);
+        }
+        self.estimate = self.estimate.clamp(self.min, self.max);
+        self.limit()
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.estimate.round() as u32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +311,26 @@ mod tests {
                 assert!((min..=max).contains(&got), "seed {seed}: {got} outside [{min}, {max}]");
             }
         }
+    }
+
+    #[test]
+    fn slo_limit_cuts_over_the_slo_and_recovers_to_max() {
+        let slo = Duration::from_millis(250);
+        let mut l = SloLimit::new(4, 200, slo);
+        let slow = WindowStats { samples: 50, max_in_flight: 120, p99: slo * 2, ..WindowStats::default() };
+        assert_eq!(l.update(&slow), 108);
+        assert_eq!(l.update(&slow), 97);
+        assert_eq!(l.update(&WindowStats { samples: 2, ..slow }), 97, "too few samples to cut");
+        for _ in 0..100 {
+            l.update(&slow);
+        }
+        assert_eq!(l.limit(), 4);
+        let fast = WindowStats { p99: slo / 2, ..slow };
+        for _ in 0..200 {
+            l.update(&fast);
+        }
+        assert_eq!(l.limit(), 200);
+        assert_eq!(l.update(&WindowStats::default()), 200);
     }
 
     #[test]

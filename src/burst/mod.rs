@@ -11,15 +11,18 @@
 //!
 //! ```text
 //! let w = signals.take_window(now);
-//! let limit = match mode { Adaptive => limit.update(&w, now).min(max_in_flight), Static => max_in_flight };
+//! let limit = match mode { Adaptive => limit.update(&w, now).min(max_in_flight), Static => slo_limit.update(&w) };
 //! let phase = spill.observe(pressure(&w, limit, latency_slo), now);
 //! // publish (limit, phase) for the request path, e.g. in atomics
 //! ```
 //!
 //! One request: `in_flight = signals.begin()`, fill [`GateInputs`], [`decide`];
 //! on `Cloud` or `Queue` call `signals.end()` at once (the request leaves the
-//! primary), else `record` the outcome and `end()` when it completes. A write
-//! calls [`WritePins::pin`] with [`client_key`].
+//! primary; a queued request calls `begin()` again when it gets a slot), else
+//! `record` the outcome and `end()` when it completes. A write calls
+//! [`WritePins::pin`] with [`client_key`]; a read asks
+//! [`WritePins::is_pinned`] only when it is over the limit (the only case
+//! where `pinned` can change the decision).
 
 pub mod controller;
 pub mod gate;
@@ -35,6 +38,6 @@ pub use gate::{
     decide, pressure, GateInputs, Pressure, QueueReason, SpillController, SpillDecision, SpillPhase, SpillReason,
     StayReason,
 };
-pub use limit::{ConcurrencyLimit, LimitParams, QueueAllowance};
+pub use limit::{ConcurrencyLimit, LimitParams, QueueAllowance, SloLimit};
 pub use pins::{client_key, WritePins};
 pub use signals::{LoadSignals, Outcome, SignalsConfig, WindowStats};

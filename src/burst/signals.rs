@@ -64,6 +64,7 @@ pub struct WindowStats {
     pub in_flight: u32,
     /// Peak in-flight during the window.
     pub max_in_flight: u32,
+    /// From histogram bucket midpoints (≤ ~1.6 % error), like the percentiles.
     pub mean: Duration,
     pub p50: Duration,
     pub p99: Duration,
@@ -76,14 +77,20 @@ pub struct WindowStats {
     pub error_rate: f64,
 }
 
+/// One unit of the high half of a packed counter pair.
+const HIGH: u64 = 1 << 32;
+
 /// Load signals of one pool; `Send + Sync`, shared by every request.
+///
+/// Counters that change together share one atomic word, so a request costs
+/// three atomic read-modify-writes in the common case (`begin`, the latency
+/// bucket, `end`).
 pub struct LoadSignals {
-    in_flight: AtomicU32,
+    /// Low half: in-flight; high half: arrivals since the last take.
+    gauge: AtomicU64,
     peak: AtomicU32,
-    arrivals: AtomicU64,
+    /// Low half: errors; high half: failed (no latency sample).
     errors: AtomicU64,
-    failed: AtomicU64,
-    sum_micros: AtomicU64,
     hist: AtomicHistogram,
     config: SignalsConfig,
     tick: Mutex<TickState>,
@@ -108,12 +115,9 @@ impl LoadSignals {
 
     pub fn with_config(config: SignalsConfig) -> Self {
         Self {
-            in_flight: AtomicU32::new(0),
+            gauge: AtomicU64::new(0),
             peak: AtomicU32::new(0),
-            arrivals: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
             hist: AtomicHistogram::new(),
             config,
             tick: Mutex::new(TickState::new()),
@@ -123,8 +127,7 @@ impl LoadSignals {
     /// A request starts: returns in-flight after the increment.
     #[inline]
     pub fn begin(&self) -> u32 {
-        self.arrivals.fetch_add(1, Relaxed);
-        let now = self.in_flight.fetch_add(1, Relaxed).wrapping_add(1);
+        let now = (self.gauge.fetch_add(HIGH + 1, Relaxed) as u32).wrapping_add(1);
         if now > self.peak.load(Relaxed) {
             self.peak.fetch_max(now, Relaxed);
         }
@@ -134,16 +137,17 @@ impl LoadSignals {
     /// A request ends (whatever its outcome). Saturates at zero.
     #[inline]
     pub fn end(&self) {
-        let before = self.in_flight.fetch_sub(1, Relaxed);
+        let before = self.gauge.fetch_sub(1, Relaxed) as u32;
         if before == 0 {
             debug_assert!(false, "LoadSignals::end without begin");
-            self.in_flight.fetch_add(1, Relaxed);
+            // Undo the borrow from the arrivals half.
+            self.gauge.fetch_add(1, Relaxed);
         }
     }
 
     #[inline]
     pub fn in_flight(&self) -> u32 {
-        self.in_flight.load(Relaxed)
+        self.gauge.load(Relaxed) as u32
     }
 
     /// Record a completion: `latency` is the time to upstream response headers.
@@ -151,8 +155,7 @@ impl LoadSignals {
     pub fn record(&self, latency: Duration, outcome: Outcome) {
         match outcome {
             Outcome::Failed => {
-                self.failed.fetch_add(1, Relaxed);
-                self.errors.fetch_add(1, Relaxed);
+                self.errors.fetch_add(HIGH + 1, Relaxed);
                 return;
             }
             Outcome::ServerError => {
@@ -160,27 +163,27 @@ impl LoadSignals {
             }
             Outcome::Ok => {}
         }
-        let us = histogram::micros(latency).min(histogram::MAX_MICROS);
-        self.sum_micros.fetch_add(us, Relaxed);
-        self.hist.record(us);
+        self.hist.record(histogram::micros(latency));
     }
 
     /// Drain the current window (called by one ticker task every tick).
     pub fn take_window(&self, now: Instant) -> WindowStats {
         let mut tick = self.tick.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let in_flight = self.in_flight.load(Relaxed);
+        let gauge = self.gauge.load(Relaxed);
+        let arrivals = gauge >> 32;
+        // Take only the arrivals read; later ones stay for the next window.
+        self.gauge.fetch_sub(arrivals << 32, Relaxed);
+        let in_flight = gauge as u32;
         let peak = self.peak.swap(in_flight, Relaxed).max(in_flight);
-        let arrivals = self.arrivals.swap(0, Relaxed);
-        let errors = self.errors.swap(0, Relaxed);
-        let failed = self.failed.swap(0, Relaxed);
-        let sum = self.sum_micros.swap(0, Relaxed);
+        let error_pair = self.errors.swap(0, Relaxed);
+        let (errors, failed) = (error_pair & (HIGH - 1), error_pair >> 32);
         let samples = {
             let TickState { current, .. } = &mut *tick;
             self.hist.drain_into(current)
         };
         let elapsed = tick.last_take.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         tick.last_take = Some(now);
-        let mean = Duration::from_micros(sum.checked_div(samples).unwrap_or(0));
+        let mean = histogram::mean(&tick.current, samples);
         let ewma = tick.update_ewma(mean, samples, elapsed, self.config.ewma_window);
         tick.push(now, self.config.sliding);
         let completions = samples + failed;

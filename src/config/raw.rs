@@ -167,6 +167,15 @@ pub struct RawScale {
     pub dr_capacity: Option<u32>,
     pub scale_in_cooldown: Option<Dur>,
     pub onprem_capacity_rps: Option<u32>,
+    /// How often the controller decides (it samples signals at least once a second).
+    pub interval: Option<Dur>,
+    /// Holt smoothing factors for the level and the trend, in (0, 1].
+    pub forecast_alpha: Option<f64>,
+    pub forecast_beta: Option<f64>,
+    /// At most this many instances removed per scale-in action.
+    pub scale_in_step: Option<u32>,
+    /// Time between two scale-in steps once the cooldown has passed.
+    pub scale_in_interval: Option<Dur>,
     #[serde(default, rename = "event")]
     pub events: Vec<RawEvent>,
 }
@@ -195,13 +204,43 @@ pub struct RawDns {
     pub shift_after: Option<Dur>,
     pub min_change_interval: Option<Dur>,
     pub max_step: Option<u8>,
+    /// How often the controller looks at the signals and decides.
+    pub interval: Option<Dur>,
+    /// Smallest weight move worth a change (moves to 0 or full always count).
+    pub hysteresis: Option<u8>,
+    /// How long to poll `GetChange` for INSYNC before reporting a timeout.
+    pub insync_timeout: Option<Dur>,
+    /// What to do when the records were edited by someone else: "respect" or "correct".
+    pub on_external_edit: Option<String>,
+    /// Operator-set target weights (planned migration); moved to in bounded steps.
+    pub target_weights: Option<RawTargetWeights>,
+    /// How often the records are read back to notice edits made elsewhere.
+    pub verify_interval: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDnsTarget {
     pub set_identifier: String,
-    pub value: String,
+    /// A plain record value (CNAME target or IP address).
+    pub value: Option<String>,
+    /// Or an alias to an AWS resource such as an ELB.
+    pub alias: Option<RawAlias>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlias {
+    pub dns_name: String,
+    pub hosted_zone_id: String,
+    pub evaluate_health: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTargetWeights {
+    pub onprem: u32,
+    pub aws: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -147,6 +147,11 @@ pub struct ScaleConfig {
     pub scale_in_cooldown: Duration,
     pub onprem_capacity_rps: Option<u32>,
     pub events: Vec<ScheduledEvent>,
+    pub interval: Duration,
+    pub forecast_alpha: f64,
+    pub forecast_beta: f64,
+    pub scale_in_step: u32,
+    pub scale_in_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -170,12 +175,44 @@ pub struct DnsConfig {
     pub shift_after: Duration,
     pub min_change_interval: Duration,
     pub max_step: u8,
+    pub interval: Duration,
+    pub hysteresis: u8,
+    pub insync_timeout: Duration,
+    pub on_external_edit: ExternalEdit,
+    pub target_weights: Option<TargetWeights>,
+    pub verify_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DnsTarget {
     pub set_identifier: String,
+    /// The plain record value; for an alias, the alias's DNS name.
     pub value: String,
+    pub alias: Option<AliasTarget>,
+}
+
+/// An alias record's target (e.g. an ELB: its DNS name and its hosted zone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasTarget {
+    pub dns_name: String,
+    pub hosted_zone_id: String,
+    pub evaluate_health: bool,
+}
+
+/// What the DNS controller does when someone else changed its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalEdit {
+    /// Keep the edited weights, report them, and stop shifting until reload (DR still acts).
+    Respect,
+    /// Report the edit and write the controller's weights back.
+    Correct,
+}
+
+/// Operator-set weights (0–255 each) for a planned migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetWeights {
+    pub onprem: u8,
+    pub aws: u8,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

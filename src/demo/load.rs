@@ -1,0 +1,193 @@
+//! An open-loop load generator: requests start on schedule whatever the
+//! latency (as real users do), so overload shows as queueing, not as a
+//! politely slower client. A mix of reads and writes from many sessions.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{header, Method, Request};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+use crate::body::Body;
+
+/// The shape of the burst: base → ramp up → hold peak → ramp down → base.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadPlan {
+    pub duration: Duration,
+    pub base_rps: f64,
+    pub peak_rps: f64,
+    pub write_share: f64,
+    pub sessions: u32,
+}
+
+impl LoadPlan {
+    /// Pure: offered requests per second at `t` into the run. The first and
+    /// last 15 % are at base, 20 % ramps each way, 30 % holds the peak.
+    pub fn rate_at(&self, t: Duration) -> f64 {
+        let x = t.as_secs_f64() / self.duration.as_secs_f64().max(1e-9);
+        let ramp = |from: f64, to: f64, a: f64, b: f64| from + (to - from) * ((x - a) / (b - a));
+        match x {
+            x if x < 0.15 => self.base_rps,
+            x if x < 0.35 => ramp(self.base_rps, self.peak_rps, 0.15, 0.35),
+            x if x < 0.65 => self.peak_rps,
+            x if x < 0.85 => ramp(self.peak_rps, self.base_rps, 0.65, 0.85),
+            x if x <= 1.0 => self.base_rps,
+            _ => 0.0,
+        }
+    }
+}
+
+/// One second of results.
+#[derive(Debug, Default, Clone)]
+pub struct Second {
+    pub sent: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub onprem: u64,
+    pub cloud: u64,
+    pub latencies_us: Vec<u32>,
+}
+
+#[derive(Default)]
+pub struct Results {
+    pub seconds: Mutex<Vec<Second>>,
+    pub outstanding: AtomicU64,
+}
+
+impl Results {
+    fn record(&self, second: usize, f: impl FnOnce(&mut Second)) {
+        let mut s = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
+        if s.len() <= second {
+            s.resize(second + 1, Second::default());
+        }
+        f(&mut s[second]);
+    }
+}
+
+/// Runs the plan against `target`; returns when every request has finished.
+pub async fn run(plan: LoadPlan, target: SocketAddr, results: Arc<Results>) {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Body> =
+        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4096).build(connector);
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let mut owed = 0.0;
+    let mut rng = fastrand::Rng::with_seed(42);
+    let mut handles = Vec::new();
+    while start.elapsed() < plan.duration {
+        tick.tick().await;
+        owed += plan.rate_at(start.elapsed()) * 0.005;
+        while owed >= 1.0 {
+            owed -= 1.0;
+            let write = rng.f64() < plan.write_share;
+            let session = rng.u32(0..plan.sessions.max(1));
+            let client = client.clone();
+            let results = results.clone();
+            results.outstanding.fetch_add(1, Relaxed);
+            handles.push(tokio::spawn(async move {
+                one(&client, target, write, session, start, &results).await;
+                results.outstanding.fetch_sub(1, Relaxed);
+            }));
+        }
+        handles.retain(|h| !h.is_finished());
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+async fn one(
+    client: &Client<HttpConnector, Body>,
+    target: SocketAddr,
+    write: bool,
+    session: u32,
+    start: Instant,
+    results: &Results,
+) {
+    let sent_at = Instant::now();
+    let second = (sent_at - start).as_secs() as usize;
+    let (method, path, body) = if write {
+        (Method::POST, "/api/post".to_string(), Body::full("{\"text\":\"what a goal\"}"))
+    } else {
+        (Method::GET, format!("/match/{}", session % 50), Body::empty())
+    };
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("http://{target}{path}"))
+        .header(header::COOKIE, format!("SPORTCHAT_SESSION=s{session}"))
+        .body(body)
+        .expect("static request is valid");
+    let result = tokio::time::timeout(Duration::from_secs(30), client.request(req)).await;
+    let outcome = match result {
+        Ok(Ok(resp)) => {
+            let status = resp.status();
+            let by = resp.headers().get("x-served-by").map(|v| v.as_bytes().to_vec());
+            let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+            Some((status, by))
+        }
+        _ => None,
+    };
+    let latency = sent_at.elapsed().as_micros().min(u32::MAX as u128) as u32;
+    results.record(second, |s| {
+        s.sent += 1;
+        s.latencies_us.push(latency);
+        match outcome {
+            Some((status, by)) if status.is_success() => {
+                s.ok += 1;
+                match by.as_deref() {
+                    Some(b"cloud") => s.cloud += 1,
+                    _ => s.onprem += 1,
+                }
+            }
+            _ => s.errors += 1,
+        }
+    });
+}
+
+/// Pure: the q-quantile of unsorted samples (sorts in place).
+pub fn quantile(samples: &mut [u32], q: f64) -> Option<Duration> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_unstable();
+    let idx = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    Some(Duration::from_micros(samples[idx] as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> LoadPlan {
+        LoadPlan {
+            duration: Duration::from_secs(100),
+            base_rps: 100.0,
+            peak_rps: 400.0,
+            write_share: 0.1,
+            sessions: 10,
+        }
+    }
+
+    #[test]
+    fn rate_follows_the_burst_shape() {
+        let p = plan();
+        assert_eq!(p.rate_at(Duration::from_secs(5)), 100.0);
+        assert!((p.rate_at(Duration::from_secs(25)) - 250.0).abs() < 1e-9);
+        assert_eq!(p.rate_at(Duration::from_secs(50)), 400.0);
+        assert!((p.rate_at(Duration::from_secs(75)) - 250.0).abs() < 1e-9);
+        assert_eq!(p.rate_at(Duration::from_secs(95)), 100.0);
+        assert_eq!(p.rate_at(Duration::from_secs(101)), 0.0);
+    }
+
+    #[test]
+    fn quantiles() {
+        let mut v: Vec<u32> = (1..=100).collect();
+        assert_eq!(quantile(&mut v, 0.5), Some(Duration::from_micros(51)));
+        assert_eq!(quantile(&mut v, 0.99), Some(Duration::from_micros(99)));
+        assert_eq!(quantile(&mut [], 0.5), None);
+    }
+}

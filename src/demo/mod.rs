@@ -1,0 +1,228 @@
+//! `spillway demo`: a self-contained game-time burst on loopback.
+//!
+//! Starts a simulated on-prem tier (few workers, service time rising with
+//! load, like Apache prefork) and a cloud tier (many workers, added network
+//! latency), runs Spillway between them with the demo config, and drives an
+//! open-loop burst of reads and writes from many sessions: base load, a ramp
+//! to `peak_rps`, a plateau, and back. It prints one line per second and a
+//! summary per phase; the proxy stays reachable for curl during the run.
+
+pub mod load;
+pub mod tier;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::burst::controller::mode_label;
+use crate::server::Server;
+
+use load::{LoadPlan, Results, Second};
+use tier::{Tier, TierSpec};
+
+const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub duration: Duration,
+    /// Peak offered load; default three times the on-prem capacity.
+    pub peak_rps: Option<f64>,
+    /// Where the proxy listens; default 127.0.0.1:8080, or any free port.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("demo: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("demo config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("demo: {0}")]
+    Start(#[from] crate::StartError),
+}
+
+/// The on-prem tier: 16 workers, 20 ms idle service time, doubling at full load.
+pub fn onprem_spec() -> TierSpec {
+    TierSpec {
+        name: "onprem",
+        workers: 16,
+        base: Duration::from_millis(20),
+        slowdown: 1.0,
+        network: Duration::ZERO,
+        replica_lag: None,
+    }
+}
+
+/// The cloud tier: 256 workers, 30 ms round trip away, replicas 2 s behind.
+pub fn cloud_spec() -> TierSpec {
+    TierSpec {
+        name: "cloud",
+        workers: 256,
+        base: Duration::from_millis(20),
+        slowdown: 0.5,
+        network: Duration::from_millis(30),
+        replica_lag: Some(2.0),
+    }
+}
+
+/// Runs the demo to completion; returns the per-second results.
+pub async fn run(
+    opts: DemoOptions,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Result<Vec<Second>, DemoError> {
+    let onprem = Tier::start(onprem_spec()).await?;
+    let cloud = Tier::start(cloud_spec()).await?;
+    let dir = std::env::temp_dir().join(format!("spillway-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let listen = opts.listen.unwrap_or_else(|| free_or_any("127.0.0.1:8080"));
+    let admin = free_or_any("127.0.0.1:9901");
+    let text = DEMO_CONFIG
+        .replace("127.0.0.1:18081", &onprem.addr.to_string())
+        .replace("127.0.0.1:18082", &cloud.addr.to_string())
+        .replace("127.0.0.1:8080", &listen.to_string())
+        .replace("127.0.0.1:9901", &admin.to_string());
+    let path = dir.join("demo.toml");
+    std::fs::write(&path, text)?;
+    let loaded = crate::config::load(&path)?;
+    let running = crate::start(loaded, metrics).await?;
+    let server = running.server.clone();
+    let target = server.bound().await.into_iter().next().map(|(_, a)| a).unwrap_or(listen);
+
+    let capacity = onprem.spec.capacity_rps();
+    let plan = LoadPlan {
+        duration: opts.duration,
+        base_rps: capacity * 0.5,
+        peak_rps: opts.peak_rps.unwrap_or(capacity * 3.0),
+        write_share: 0.03,
+        sessions: 50_000,
+    };
+    println!("spillway demo: proxy on http://{target}  admin http://{}  config {}", running.admin_addr, path.display());
+    println!(
+        "on-prem tier: {} workers, ~{:.0} req/s capacity; cloud tier: {} workers, +{:?} network; burst {:.0} -> {:.0} req/s over {:?}",
+        onprem.spec.workers,
+        capacity,
+        cloud.spec.workers,
+        cloud.spec.network,
+        plan.base_rps,
+        plan.peak_rps,
+        plan.duration
+    );
+    println!("(curl the proxy, edit the config, or watch /status while it runs)\n");
+    println!("{}", header());
+    let results = Arc::new(Results::default());
+    let load = tokio::spawn(load::run(plan, target, results.clone()));
+    report_live(&server, &onprem, &cloud, &results, &load).await;
+    let _ = load.await;
+    let seconds = results.seconds.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    println!("\n{}", summary(&plan, &seconds));
+    let _ = std::fs::remove_dir_all(&dir);
+    server.shutdown(Duration::from_secs(2)).await;
+    Ok(seconds)
+}
+
+fn free_or_any(addr: &str) -> SocketAddr {
+    let want: SocketAddr = addr.parse().expect("static address");
+    match std::net::TcpListener::bind(want) {
+        Ok(_) => want,
+        Err(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
+    }
+}
+
+fn header() -> String {
+    format!(
+        "{:>4} {:>8} {:>8} {:>8} {:>6} {:>11} {:>7} {:>7}  {}",
+        "t", "offered", "on-prem", "cloud", "errors", "inflt/limit", "p50", "p99", "mode (pressure)"
+    )
+}
+
+async fn report_live(
+    server: &Server,
+    onprem: &Tier,
+    cloud: &Tier,
+    results: &Results,
+    load: &tokio::task::JoinHandle<()>,
+) {
+    let start = Instant::now();
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
+    let (mut last_on, mut last_cloud) = (0, 0);
+    let mut second = 0usize;
+    while !load.is_finished() {
+        tick.tick().await;
+        let on = onprem.served.load(Relaxed);
+        let cl = cloud.served.load(Relaxed);
+        let rt = server.runtime.load();
+        let view = rt.gates.get("onprem").map(|g| g.view());
+        let mut s = results.seconds.lock().unwrap_or_else(|e| e.into_inner()).get(second).cloned().unwrap_or_default();
+        let p50 = load::quantile(&mut s.latencies_us, 0.5).map_or("-".into(), ms);
+        let p99 = load::quantile(&mut s.latencies_us, 0.99).map_or("-".into(), ms);
+        let (inflight, mode) = match &view {
+            Some(v) => (format!("{}/{}", v.in_flight, v.limit), format!("{} ({})", mode_label(v.mode), v.pressure)),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:>3}s {:>6}/s {:>6}/s {:>6}/s {:>6} {:>11} {:>7} {:>7}  {}",
+            start.elapsed().as_secs(),
+            s.sent,
+            on - last_on,
+            cl - last_cloud,
+            s.errors,
+            inflight,
+            p50,
+            p99,
+            mode
+        );
+        (last_on, last_cloud) = (on, cl);
+        second += 1;
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}ms", d.as_secs_f64() * 1e3)
+}
+
+/// The summary table: one row per phase of the burst, and a total.
+pub fn summary(plan: &LoadPlan, seconds: &[Second]) -> String {
+    let total = plan.duration.as_secs_f64();
+    let phases = [
+        ("base", 0.0, 0.15),
+        ("ramp up", 0.15, 0.35),
+        ("peak", 0.35, 0.65),
+        ("ramp down", 0.65, 0.85),
+        ("base", 0.85, 1.01),
+        ("total", 0.0, 1.01),
+    ];
+    let mut out = format!(
+        "{:<10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8}\n",
+        "phase", "requests", "on-prem", "cloud", "errors", "p50", "p99", "p99.9"
+    );
+    for (name, from, to) in phases {
+        let rows = seconds.iter().enumerate().filter(|(i, _)| {
+            let x = *i as f64 / total;
+            x >= from && x < to
+        });
+        let mut agg = Second::default();
+        for (_, s) in rows {
+            agg.sent += s.sent;
+            agg.errors += s.errors;
+            agg.onprem += s.onprem;
+            agg.cloud += s.cloud;
+            agg.latencies_us.extend_from_slice(&s.latencies_us);
+        }
+        let q = |v: &mut Vec<u32>, q| load::quantile(v, q).map_or("-".to_string(), ms);
+        let mut l = agg.latencies_us;
+        out.push_str(&format!(
+            "{:<10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8}\n",
+            name,
+            agg.sent,
+            agg.onprem,
+            agg.cloud,
+            agg.errors,
+            q(&mut l, 0.5),
+            q(&mut l, 0.99),
+            q(&mut l, 0.999)
+        ));
+    }
+    out
+}

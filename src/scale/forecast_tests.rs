@@ -1,0 +1,187 @@
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::*;
+
+const HOLT: Holt = Holt {
+    alpha: 0.3,
+    beta: 0.05,
+};
+
+fn ring(rates: impl IntoIterator<Item = f64>) -> History {
+    let mut h = History::new(HISTORY_SAMPLES);
+    for (i, r) in rates.into_iter().enumerate() {
+        h.push(i as f64, r);
+    }
+    h
+}
+
+fn event(name: &str, start_secs: u64, end_secs: u64, rps: u32) -> ScheduledEvent {
+    ScheduledEvent {
+        name: name.into(),
+        start: UNIX_EPOCH + Duration::from_secs(start_secs),
+        end: UNIX_EPOCH + Duration::from_secs(end_secs),
+        expected_rps: rps,
+    }
+}
+
+fn inputs<'a>(
+    arrivals: &'a History,
+    spilled: &'a History,
+    events: &'a [ScheduledEvent],
+    cap: Option<f64>,
+) -> DemandInputs<'a> {
+    DemandInputs {
+        arrivals,
+        spilled,
+        holt: HOLT,
+        warmup: Duration::from_secs(180),
+        lead: Duration::from_secs(190),
+        events,
+        now: UNIX_EPOCH + Duration::from_secs(1_000),
+        onprem_capacity_rps: cap,
+        dns_cloud_share: 0.0,
+    }
+}
+
+#[test]
+fn no_history_no_forecast() {
+    assert_eq!(HOLT.fit(std::iter::empty()), None);
+    let empty = History::new(10);
+    let d = demand(&inputs(&empty, &empty, &[], Some(1000.0)));
+    assert_eq!(d.arrival_rps, 0.0);
+    assert_eq!(d.forecast_rps, 0.0);
+    assert_eq!(
+        d.overflow_rps, -1000.0,
+        "negative overflow: on-prem has room"
+    );
+    assert_eq!(d.event, None);
+}
+
+#[test]
+fn flat_demand_has_no_trend() {
+    let t = HOLT
+        .fit(ring(std::iter::repeat_n(500.0, 300)).iter())
+        .unwrap();
+    assert!((t.level - 500.0).abs() < 1e-9);
+    assert!(t.slope.abs() < 1e-9);
+    assert!((t.at(Duration::from_secs(180)) - 500.0).abs() < 1e-6);
+}
+
+#[test]
+fn a_ramp_is_projected_ahead() {
+    // 10 rps more every second.
+    let h = ring((0..300).map(|i| 1000.0 + 10.0 * i as f64));
+    let t = HOLT.fit(h.iter()).unwrap();
+    assert!((t.slope - 10.0).abs() < 0.5, "slope {}", t.slope);
+    let ahead = t.at(Duration::from_secs(180));
+    assert!(ahead > 5500.0, "forecast {ahead} should be ~5790");
+    let d = demand(&inputs(&h, &ring([0.0]), &[], Some(3000.0)));
+    assert!(d.forecast_rps > d.arrival_rps);
+    assert!(d.overflow_rps > 2000.0);
+}
+
+#[test]
+fn a_single_spike_moves_the_level_not_the_projection_much() {
+    let mut rates = vec![1000.0; 200];
+    rates.push(10_000.0);
+    rates.extend([1000.0; 5]);
+    let t = HOLT.fit(ring(rates).iter()).unwrap();
+    assert!(t.level < 2000.0, "level {}", t.level);
+    assert!(
+        t.at(Duration::from_secs(180)) < 5000.0,
+        "projection {}",
+        t.at(Duration::from_secs(180))
+    );
+}
+
+#[test]
+fn falling_demand_never_projects_below_zero_nor_below_now() {
+    let h = ring((0..100).map(|i| 1000.0 - 10.0 * i as f64));
+    let t = HOLT.fit(h.iter()).unwrap();
+    assert_eq!(t.at(Duration::from_secs(3600)), 0.0);
+    let d = demand(&inputs(&h, &ring([0.0]), &[], Some(0.0)));
+    assert!(
+        d.forecast_rps >= d.arrival_rps,
+        "provision for now at least"
+    );
+}
+
+#[test]
+fn ring_is_bounded_and_sanitised() {
+    let mut h = History::new(3);
+    for i in 0..10 {
+        h.push(f64::from(i), f64::from(i));
+    }
+    assert_eq!(h.len(), 3);
+    assert_eq!(h.iter().next().unwrap().at_secs, 7.0);
+    h.push(20.0, f64::NAN);
+    h.push(21.0, -5.0);
+    assert!(h.iter().all(|s| s.rps >= 0.0 && s.rps.is_finite()));
+    h.push(21.0, 7.0);
+    assert_eq!(h.last().unwrap().rps, 7.0, "same time replaces");
+    assert_eq!(h.len(), 3);
+}
+
+#[test]
+fn unknown_capacity_uses_the_spill_trend() {
+    let arrivals = ring(std::iter::repeat_n(2000.0, 60));
+    let spilled = ring(std::iter::repeat_n(300.0, 60));
+    let d = demand(&inputs(&arrivals, &spilled, &[], None));
+    assert!((d.overflow_rps - 300.0).abs() < 1e-6);
+}
+
+#[test]
+fn dns_share_counts_traffic_the_gate_does_not_see() {
+    let arrivals = ring(std::iter::repeat_n(1000.0, 60));
+    let none = ring([0.0]);
+    let mut inp = inputs(&arrivals, &none, &[], Some(800.0));
+    inp.dns_cloud_share = 0.5;
+    let d = demand(&inp);
+    assert!((d.forecast_rps - 2000.0).abs() < 1e-6);
+    assert!((d.overflow_rps - 1200.0).abs() < 1e-6);
+}
+
+#[test]
+fn events_count_from_lead_before_start_until_end() {
+    let events = [
+        event("final", 1_100, 1_300, 9_000),
+        event("small", 900, 1_200, 2_000),
+    ];
+    let now = |s| UNIX_EPOCH + Duration::from_secs(s);
+    let lead = Duration::from_secs(190);
+    assert_eq!(
+        scheduled_demand(&events, now(800), lead).unwrap().name,
+        "small"
+    );
+    assert_eq!(
+        scheduled_demand(&events, now(910), lead).unwrap().name,
+        "final",
+        "within lead of kickoff"
+    );
+    assert_eq!(
+        scheduled_demand(&events, now(1_250), lead).unwrap().name,
+        "final"
+    );
+    assert!(
+        scheduled_demand(&events, now(1_300), lead).is_none(),
+        "ended"
+    );
+    assert!(
+        scheduled_demand(&events, now(600), lead).is_none(),
+        "too early"
+    );
+    assert!(scheduled_demand(&[], SystemTime::now(), lead).is_none());
+}
+
+#[test]
+fn an_event_raises_overflow_above_the_trend() {
+    let arrivals = ring(std::iter::repeat_n(1000.0, 60));
+    let spilled = ring([0.0]);
+    let events = [event("final", 1_100, 1_300, 9_000)];
+    let d = demand(&inputs(&arrivals, &spilled, &events, Some(4_000.0)));
+    assert_eq!(d.event.as_deref(), Some("final"));
+    assert!((d.overflow_rps - 5_000.0).abs() < 1e-6);
+    // Unknown capacity: what on-prem serves now (1000) stands in.
+    let d = demand(&inputs(&arrivals, &spilled, &events, None));
+    assert!((d.overflow_rps - 8_000.0).abs() < 1e-6);
+}
