@@ -538,3 +538,16 @@ async fn sigint_also_shuts_down_cleanly() {
     let status = sw.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "exit status {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_over_h2_are_refused_without_reaching_the_origin() {
+    let a = Origin::start("a").await;
+    let sw = Spillway::start(&simple_config(&[&a], "max_header_bytes = 8192", "")).await;
+    let big = format!("x-big: {}", "a".repeat(20_000));
+    let out = curl(&["--http2-prior-knowledge", "-H", &big, &sw.url("web", "/big")]).await;
+    // hyper answers 431 or resets the stream; either way no origin request.
+    assert!(out.status == 431 || out.exit != 0, "{out:?}");
+    assert_eq!(a.hits(), 0);
+    let ok = curl(&["--http2-prior-knowledge", &sw.url("web", "/fine")]).await;
+    assert_eq!(ok.status, 200, "the proxy still serves: {ok:?}");
+}
