@@ -194,8 +194,8 @@ impl PoolGate {
     fn tick_cloud(&self, now: Instant, pool: &Pool, spill: &SpillConfig) {
         let window = self.signals.take_window(now);
         let lag_ok = pool.config.health.as_ref().and_then(|h| h.lag_header.as_ref()).is_none() || {
-            let lags = pool.endpoints.iter().filter(|e| e.available(now)).map(|e| e.lag());
-            let worst = lags.fold(Some(Duration::ZERO), |acc, l| acc.zip(l).map(|(a, b)| a.max(b)));
+            let mut lags = pool.endpoints.iter().filter(|e| e.available(now)).map(|e| e.lag());
+            let worst = lags.try_fold(Duration::ZERO, |acc, l| l.map(|b| acc.max(b)));
             worst.is_some_and(|w| w <= spill.max_replica_lag)
         };
         if self.replica_lag_ok.swap(lag_ok, Relaxed) != lag_ok {
