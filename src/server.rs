@@ -80,9 +80,62 @@ impl Drop for ConnectionGuard<'_> {
     }
 }
 
+/// The channels between the data plane and the AWS controllers.
+pub struct ControlPlane {
+    pub signals: watch::Sender<crate::control::ControlSignals>,
+    pub scale: watch::Sender<Option<crate::config::ScaleConfig>>,
+    pub dns: watch::Sender<Option<crate::config::DnsConfig>>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub handle: Mutex<Option<crate::control::ControlHandle>>,
+}
+
+impl ControlPlane {
+    fn new(config: &crate::config::Config) -> Self {
+        ControlPlane {
+            signals: watch::channel(crate::control::ControlSignals::default()).0,
+            scale: watch::channel(config.scale.clone()).0,
+            dns: watch::channel(config.dns.clone()).0,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            handle: Mutex::new(None),
+        }
+    }
+
+    /// The controllers' inputs, for `control::start`.
+    pub fn inputs(&self) -> crate::control::ControlInputs {
+        crate::control::ControlInputs {
+            signals: self.signals.subscribe(),
+            scale: self.scale.subscribe(),
+            dns: self.dns.subscribe(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
+    /// Hands a reloaded config's controller sections to the controllers.
+    fn reconfigure(&self, config: &crate::config::Config) {
+        self.scale.send_if_modified(|s| replace_if_changed(s, &config.scale));
+        self.dns.send_if_modified(|d| replace_if_changed(d, &config.dns));
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        match &*self.handle.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(h) => h.status(),
+            None => serde_json::json!({ "running": false }),
+        }
+    }
+}
+
+fn replace_if_changed<T: PartialEq + Clone>(slot: &mut T, next: &T) -> bool {
+    let changed = slot != next;
+    if changed {
+        *slot = next.clone();
+    }
+    changed
+}
+
 pub struct Server {
     pub runtime: ArcSwap<Runtime>,
     pub gates: Gates,
+    pub control: ControlPlane,
     pub config_path: PathBuf,
     pub connections: Connections,
     pub drain: watch::Sender<bool>,
@@ -102,6 +155,7 @@ impl Server {
             ..ReloadState::default()
         };
         Ok(Arc::new(Server {
+            control: ControlPlane::new(&runtime.config),
             runtime: ArcSwap::from_pointee(runtime),
             gates,
             config_path: loaded.path.clone(),
@@ -182,6 +236,7 @@ impl Server {
         let bound = bind_new(&next, &current)?;
         self.runtime.store(next.clone());
         self.gates.reconfigure(&next.config.spill);
+        self.control.reconfigure(&next.config);
         next.activate(Some(&old));
         // Listeners that were removed stop accepting; their connections drain.
         {
@@ -205,6 +260,7 @@ impl Server {
             task.stop();
         }
         let _ = self.drain.send(true);
+        self.control.shutdown.cancel();
         let _ = tokio::time::timeout(timeout, self.connections.drained()).await;
         self.connections.open()
     }

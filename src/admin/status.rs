@@ -45,8 +45,42 @@ pub async fn snapshot(server: &Server) -> Value {
         .iter()
         .map(|r| json!({ "name": r.config.name, "host": r.config.host, "path_prefix": r.config.path_prefix, "primary": r.config.primary, "overflow": r.config.overflow }))
         .collect();
+    let gates: serde_json::Map<String, Value> = rt
+        .gates
+        .iter()
+        .map(|(name, gate)| {
+            let v = gate.view();
+            let w = &v.window;
+            (
+                name.clone(),
+                json!({
+                    "mode": v.mode,
+                    "in_flight": v.in_flight,
+                    "limit": v.limit,
+                    "queued": v.queued,
+                    "pressure": v.pressure,
+                    "replica_lag_ok": v.replica_lag_ok,
+                    "rtt_baseline_ms": v.rtt_baseline_ms,
+                    "arrival_rps": w.arrival_rps,
+                    "completion_rps": w.completion_rps,
+                    "error_rate": w.error_rate,
+                    "p50_ms": w.p50_sliding.as_secs_f64() * 1e3,
+                    "p99_ms": w.p99_sliding.as_secs_f64() * 1e3,
+                    "ewma_ms": w.ewma.as_secs_f64() * 1e3,
+                }),
+            )
+        })
+        .collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "spill": {
+            "mode": format!("{:?}", rt.config.spill.mode).to_lowercase(),
+            "max_in_flight": rt.config.spill.max_in_flight,
+            "pins": server.gates.pins.len(),
+            "pin_evictions": server.gates.pins.evictions(),
+        },
+        "gates": gates,
+        "controllers": server.control.status(),
         "config": reload,
         "draining": *server.drain.borrow(),
         "connections": server.connections.open(),

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::config::{PoolRole, SpillConfig, SpillMode};
+use crate::control::ControlSignals;
 use crate::upstream::Pool;
 
 use super::SloLimit;
@@ -193,8 +194,8 @@ impl PoolGate {
     fn tick_cloud(&self, now: Instant, pool: &Pool, spill: &SpillConfig) {
         let window = self.signals.take_window(now);
         let lag_ok = pool.config.health.as_ref().and_then(|h| h.lag_header.as_ref()).is_none() || {
-            let lags = pool.endpoints.iter().filter(|e| e.available(now)).map(|e| e.lag());
-            let worst = lags.fold(Some(Duration::ZERO), |acc, l| acc.zip(l).map(|(a, b)| a.max(b)));
+            let mut lags = pool.endpoints.iter().filter(|e| e.available(now)).map(|e| e.lag());
+            let worst = lags.try_fold(Duration::ZERO, |acc, l| l.map(|b| acc.max(b)));
             worst.is_some_and(|w| w <= spill.max_replica_lag)
         };
         if self.replica_lag_ok.swap(lag_ok, Relaxed) != lag_ok {
@@ -296,11 +297,19 @@ impl Gates {
     }
 }
 
-/// One tick over every pool of the snapshot. Returns the mode changes.
-pub fn tick(rt: &crate::runtime::Runtime, now: Instant) -> Vec<(String, PoolMode, PoolMode)> {
+/// What one tick saw: mode changes and the signals for the controllers.
+pub struct TickReport {
+    pub changes: Vec<(String, PoolMode, PoolMode)>,
+    pub control: ControlSignals,
+}
+
+/// One tick over every pool of the snapshot.
+pub fn tick(rt: &crate::runtime::Runtime, now: Instant) -> TickReport {
     let spill = &rt.config.spill;
     let cloud_ok = rt.pools.values().any(|p| p.role() == PoolRole::Cloud && p.has_available(now));
     let mut changes = Vec::new();
+    let mut control = ControlSignals { cloud_healthy: cloud_ok, ..ControlSignals::default() };
+    let mut capacity = 0.0;
     for (name, pool) in &rt.pools {
         let gate = &rt.gates[name];
         match pool.role() {
@@ -308,15 +317,27 @@ pub fn tick(rt: &crate::runtime::Runtime, now: Instant) -> Vec<(String, PoolMode
                 if let Some((from, to)) = gate.tick_primary(now, spill, pool.has_available(now), cloud_ok) {
                     changes.push((name.clone(), from, to));
                 }
+                let view = gate.view();
+                control.arrival_rps += view.window.arrival_rps;
+                control.dr |= view.mode == PoolMode::DisasterRecovery;
+                // Little's law: a pool holding `limit` requests for `ewma` each serves limit/ewma per second.
+                let ewma = view.window.ewma.as_secs_f64();
+                if ewma > 0.0 {
+                    capacity += f64::from(view.limit) / ewma;
+                }
             }
-            PoolRole::Cloud => gate.tick_cloud(now, pool, spill),
+            PoolRole::Cloud => {
+                gate.tick_cloud(now, pool, spill);
+                control.spilled_rps += gate.view().window.arrival_rps;
+            }
         }
     }
-    changes
+    control.onprem_capacity_rps = (capacity > 0.0).then_some(capacity);
+    TickReport { changes, control }
 }
 
-/// The ticker task: every `spill.tick`, update every pool's gate and report
-/// mode changes (log line, metric).
+/// The ticker task: every `spill.tick`, update every pool's gate, report
+/// mode changes (log line, metric) and publish signals for the controllers.
 pub async fn run(server: Arc<crate::server::Server>) {
     let mut interval = tokio::time::interval(server.runtime.load().config.spill.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -327,16 +348,18 @@ pub async fn run(server: Arc<crate::server::Server>) {
             interval = tokio::time::interval(rt.config.spill.tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
-        for (pool, from, to) in tick(&rt, Instant::now()) {
+        let report = tick(&rt, Instant::now());
+        for (pool, from, to) in report.changes {
             let view = rt.gates[&pool].view();
             tracing::warn!(
-                %pool, from = ?from, to = ?to, in_flight = view.in_flight, limit = view.limit,
+                %pool, from = mode_label(from), to = mode_label(to), in_flight = view.in_flight, limit = view.limit,
                 p99_ms = view.window.p99_sliding.as_secs_f64() * 1e3, pressure = view.pressure,
                 "pool mode changed"
             );
             metrics::counter!("spillway_mode_changes_total", "pool" => pool.clone(), "to" => mode_label(to))
                 .increment(1);
         }
+        server.control.signals.send_replace(report.control);
         for (name, gate) in &rt.gates {
             let v = gate.view();
             metrics::gauge!("spillway_pool_in_flight", "pool" => name.clone()).set(v.in_flight as f64);

@@ -7,6 +7,7 @@
 //! to `peak_rps`, a plateau, and back. It prints one line per second and a
 //! summary per phase; the proxy stays reachable for curl during the run.
 
+pub mod aws_sim;
 pub mod load;
 pub mod tier;
 
@@ -22,6 +23,32 @@ use load::{LoadPlan, Results, Second};
 use tier::{Tier, TierSpec};
 
 const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+/// The controllers' sections for the demo, on a demo time scale (seconds,
+/// not minutes) and against the simulated AWS.
+const DEMO_CONTROLLERS: &str = r#"
+[scale]
+auto_scaling_group = "sportchat-burst"
+per_instance_rps = 100
+warmup = "10s"
+headroom = 0.2
+min = 2
+max = 40
+dr_capacity = 20
+scale_in_cooldown = "10s"
+interval = "1s"
+
+[dns]
+hosted_zone_id = "ZDEMO"
+record = "www.sportchat.example."
+type = "CNAME"
+ttl = 60
+onprem = { set_identifier = "dc1", value = "dc1-edge.sportchat.example." }
+aws = { set_identifier = "aws", value = "sportchat-burst.elb.example." }
+shift_after = "5s"
+min_change_interval = "3s"
+interval = "1s"
+"#;
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -81,11 +108,13 @@ pub async fn run(
         .replace("127.0.0.1:18081", &onprem.addr.to_string())
         .replace("127.0.0.1:18082", &cloud.addr.to_string())
         .replace("127.0.0.1:8080", &listen.to_string())
-        .replace("127.0.0.1:9901", &admin.to_string());
+        .replace("127.0.0.1:9901", &admin.to_string())
+        + DEMO_CONTROLLERS;
     let path = dir.join("demo.toml");
     std::fs::write(&path, text)?;
     let loaded = crate::config::load(&path)?;
-    let running = crate::start(loaded, metrics).await?;
+    let sim = std::sync::Arc::new(aws_sim::SimAws::new(2, 40));
+    let running = crate::start_with(loaded, metrics, crate::ControllerApis::Custom(sim.clone(), sim.clone())).await?;
     let server = running.server.clone();
     let target = server.bound().await.into_iter().next().map(|(_, a)| a).unwrap_or(listen);
 
@@ -108,11 +137,14 @@ pub async fn run(
         plan.peak_rps,
         plan.duration
     );
+    println!(
+        "AWS is simulated in memory: the controllers' calls are printed as `aws>` lines, nothing leaves this machine."
+    );
     println!("(curl the proxy, edit the config, or watch /status while it runs)\n");
     println!("{}", header());
     let results = Arc::new(Results::default());
     let load = tokio::spawn(load::run(plan, target, results.clone()));
-    report_live(&server, &onprem, &cloud, &results, &load).await;
+    report_live(&server, &onprem, &cloud, &results, &load, &sim).await;
     let _ = load.await;
     let seconds = results.seconds.lock().unwrap_or_else(|e| e.into_inner()).clone();
     println!("\n{}", summary(&plan, &seconds));
@@ -131,8 +163,8 @@ fn free_or_any(addr: &str) -> SocketAddr {
 
 fn header() -> String {
     format!(
-        "{:>4} {:>8} {:>8} {:>8} {:>6} {:>11} {:>7} {:>7}  {}",
-        "t", "offered", "on-prem", "cloud", "errors", "inflt/limit", "p50", "p99", "mode (pressure)"
+        "{:>4} {:>8} {:>8} {:>8} {:>6} {:>11} {:>7} {:>7}  {:<24} {}",
+        "t", "offered", "on-prem", "cloud", "errors", "inflt/limit", "p50", "p99", "mode (pressure)", "aws (simulated)"
     )
 }
 
@@ -142,6 +174,7 @@ async fn report_live(
     cloud: &Tier,
     results: &Results,
     load: &tokio::task::JoinHandle<()>,
+    sim: &aws_sim::SimAws,
 ) {
     let start = Instant::now();
     let mut tick =
@@ -161,8 +194,10 @@ async fn report_live(
             Some(v) => (format!("{}/{}", v.in_flight, v.limit), format!("{} ({})", mode_label(v.mode), v.pressure)),
             None => ("-".into(), "-".into()),
         };
+        let weights: Vec<String> = sim.weights().into_iter().map(|(id, w)| format!("{id}={w}")).collect();
+        let aws = format!("asg={} dns[{}]", sim.desired(), weights.join(" "));
         println!(
-            "{:>3}s {:>6}/s {:>6}/s {:>6}/s {:>6} {:>11} {:>7} {:>7}  {}",
+            "{:>3}s {:>6}/s {:>6}/s {:>6}/s {:>6} {:>11} {:>7} {:>7}  {:<24} {}",
             start.elapsed().as_secs(),
             s.sent,
             on - last_on,
@@ -171,7 +206,8 @@ async fn report_live(
             inflight,
             p50,
             p99,
-            mode
+            mode,
+            aws
         );
         (last_on, last_cloud) = (on, cl);
         second += 1;

@@ -173,11 +173,19 @@ pub async fn forward(
     let retryable = !upgrade && idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
     let mut body = Some(body);
     let mut tried: Option<Arc<Endpoint>> = None;
+    let mut tried_error: Option<String> = None;
     loop {
         let now = Instant::now();
         let Some(endpoint) = pool.pick(now, tried.as_deref()).cloned() else {
             guard.record(Outcome::Failed, now);
-            return Err(ProxyError::NoHealthyEndpoint { pool: pool.name.clone() });
+            // A retry that finds no other endpoint reports the connect
+            // failure it was retrying (502), not "no healthy endpoint" (503).
+            return Err(match (tried, tried_error) {
+                (Some(ep), Some(detail)) => {
+                    ProxyError::Connect { pool: pool.name.clone(), endpoint: ep.addr.clone(), detail }
+                }
+                _ => ProxyError::NoHealthyEndpoint { pool: pool.name.clone() },
+            });
         };
         let last_try = !retryable || tried.is_some();
         let upstream_req = if last_try {
@@ -218,6 +226,7 @@ pub async fn forward(
                 tracing::info!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "connect failed; retrying on another endpoint");
                 metrics::counter!("spillway_retries_total").increment(1);
                 tried = Some(endpoint);
+                tried_error = Some(e);
             }
             Err(SendError::Connect(detail)) => {
                 return Err(ProxyError::Connect { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), detail })

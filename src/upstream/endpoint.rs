@@ -63,7 +63,14 @@ impl Endpoint {
 
     /// May this endpoint take a new request at `now`?
     pub fn available(&self, now: Instant) -> bool {
-        self.probe.load(Relaxed) == PROBE_UP && !self.draining.load(Relaxed) && !self.is_ejected(now)
+        self.serving(now) && !self.draining.load(Relaxed)
+    }
+
+    /// Healthy and not ejected, draining or not. A removed (draining)
+    /// endpoint still serves the requests that began on a snapshot that had
+    /// it, including those that had not yet picked an endpoint.
+    pub fn serving(&self, now: Instant) -> bool {
+        self.probe.load(Relaxed) == PROBE_UP && !self.is_ejected(now)
     }
 
     pub fn is_ejected(&self, now: Instant) -> bool {

@@ -80,14 +80,20 @@ impl Pool {
             (false, true) => Some(b),
             (false, false) => {
                 let start = fastrand::usize(..n);
-                (0..n).map(|k| &self.endpoints[(start + k) % n]).find(|e| usable(e))
+                let ring = || (0..n).map(|k| &self.endpoints[(start + k) % n]);
+                // Only a snapshot older than the current one has draining
+                // endpoints: a request that began on it is served by them
+                // rather than failed with 503 because a reload removed them.
+                let serving = |e: &Endpoint| e.serving(now) && !avoid.is_some_and(|a| std::ptr::eq(a, e));
+                ring().find(|e| usable(e)).or_else(|| ring().find(|e| serving(e)))
             }
         }
     }
 
-    /// Whether any endpoint can take a request at `now`.
+    /// Whether any endpoint can take a request at `now` (draining ones
+    /// count: see `pick`).
     pub fn has_available(&self, now: Instant) -> bool {
-        self.endpoints.iter().any(|e| e.available(now))
+        self.endpoints.iter().any(|e| e.serving(now))
     }
 
     /// Marks endpoints that the next snapshot no longer has as draining.
