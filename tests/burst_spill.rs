@@ -13,6 +13,7 @@
 //! observable condition, and the tolerances are stated where they are used.
 
 #[path = "support/burst.rs"]
+mod burst;
 mod support;
 
 use std::time::Duration;
@@ -20,9 +21,10 @@ use std::time::Duration;
 use http::StatusCode;
 use spillway::demo::tier::{Tier, TierSpec};
 
-use support::{
-    metric, open_loop, HttpClient, Knobs, PeakWatch, Reply, Schedule, Spillway, MAX_IN_FLIGHT, ONPREM_CAPACITY_RPS,
+use burst::{
+    metric, open_loop, Admin, HttpClient, Knobs, PeakWatch, Reply, Schedule, MAX_IN_FLIGHT, ONPREM_CAPACITY_RPS,
 };
+use support::Spillway;
 
 /// The scenarios share two cores: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -67,8 +69,9 @@ async fn a_3x_burst_spills_only_the_overflow_and_traffic_returns_on_prem() {
     let onprem = Tier::start(onprem_spec()).await.unwrap();
     let cloud = Tier::start(cloud_spec(2.0)).await.unwrap();
     let proxy = Spillway::start(&Knobs::new(onprem.addr, cloud.addr).render()).await;
-    proxy.wait_healthy().await;
-    let client = HttpClient::new(proxy.proxy);
+    let admin = Admin(&proxy);
+    admin.wait_healthy().await;
+    let client = HttpClient::new(proxy.addr("public"));
 
     let schedule = burst();
     let start = tokio::time::Instant::now();
@@ -79,18 +82,11 @@ async fn a_3x_burst_spills_only_the_overflow_and_traffic_returns_on_prem() {
     let replies = open_loop(&client, &schedule, start).await;
     let side = side.await.unwrap();
     let peaks = peaks.stop();
-    println!("{}", support::timeline(&replies, &peaks));
-    let log = || proxy.log_tail();
+    println!("{}", burst::timeline(&replies, &peaks));
 
     // No request fails: every reply is a 200.
     let failed: Vec<&Reply> = replies.iter().chain(&side).filter(|r| r.status != Some(StatusCode::OK)).collect();
-    assert!(
-        failed.is_empty(),
-        "{} failed requests, e.g. {:?}\n{}",
-        failed.len(),
-        &failed[..failed.len().min(5)],
-        log()
-    );
+    assert!(failed.is_empty(), "{} failed requests, e.g. {:?}", failed.len(), &failed[..failed.len().min(5)]);
 
     // On-prem in-flight never passes the hard cap. The +1: the side client's
     // write, pinned read and never_spill read (one at a time) stay on-prem by
@@ -99,7 +95,7 @@ async fn a_3x_burst_spills_only_the_overflow_and_traffic_returns_on_prem() {
     // only between its arrival and the end of its service, which lies within
     // the proxy's count (gate → last byte of the response).
     let worst = peaks.iter().map(|p| p.1).max().unwrap_or(0);
-    assert!(worst <= MAX_IN_FLIGHT + 1, "on-prem in-flight peaked at {worst} > {MAX_IN_FLIGHT} + 1\n{}", log());
+    assert!(worst <= MAX_IN_FLIGHT + 1, "on-prem in-flight peaked at {worst} > {MAX_IN_FLIGHT} + 1");
 
     // The overflow is served by the cloud, and only the overflow: during the
     // 5 s hold (3× capacity offered), the cloud serves at least 40 % (2/3 is
@@ -122,7 +118,7 @@ async fn a_3x_burst_spills_only_the_overflow_and_traffic_returns_on_prem() {
     // did consider spilling them (each reason counted at least once).
     let off: Vec<&Reply> = side.iter().filter(|r| r.served_by.as_deref() != Some("onprem")).collect();
     assert!(side.len() >= 9 && off.is_empty(), "side requests served off-prem: {off:?}");
-    let m = proxy.metrics().await;
+    let m = admin.metrics().await;
     for reason in ["method_not_spillable", "pinned_after_write", "never_spill_path"] {
         let n = metric(&m, "spillway_gate_decisions_total", &[("target", "primary"), ("reason", reason)]);
         assert!(n >= 1.0, "no decision with reason {reason}: the side client never met a full pool");
@@ -138,7 +134,7 @@ async fn a_3x_burst_spills_only_the_overflow_and_traffic_returns_on_prem() {
     // The mode change is visible both ways: spilling, then normal again.
     let to_spilling = metric(&m, "spillway_mode_changes_total", &[("pool", "onprem"), ("to", "spilling")]);
     assert!(to_spilling >= 1.0, "no mode change to spilling recorded");
-    proxy.wait_metric("spillway_pool_mode", &[("pool", "onprem")], 0.0, Duration::from_secs(5)).await;
+    admin.wait_gate("onprem", "mode", "normal".into()).await;
 }
 
 /// Until `end`: POST a message, read it back with the same session cookie,
@@ -179,26 +175,27 @@ async fn disaster_recovery_sends_everything_to_the_cloud_and_traffic_returns() {
     let onprem = Tier::start(onprem_spec()).await.unwrap();
     let cloud = Tier::start(cloud_spec(2.0)).await.unwrap();
     let proxy = Spillway::start(&Knobs::new(onprem.addr, cloud.addr).render()).await;
-    proxy.wait_healthy().await;
-    let client = HttpClient::new(proxy.proxy);
+    let admin = Admin(&proxy);
+    admin.wait_healthy().await;
+    let client = HttpClient::new(proxy.addr("public"));
     let served_by = |rs: &[Reply]| rs.iter().map(|r| (r.status, r.served_by.clone())).collect::<Vec<_>>();
     let all = |who: &str, n: usize| vec![(Some(StatusCode::OK), Some(who.to_string())); n];
 
     assert_eq!(served_by(&reads_and_writes(&client, "before").await), all("onprem", 10));
 
     onprem.stop();
-    proxy.wait_metric("spillway_pool_mode", &[("pool", "onprem")], 2.0, Duration::from_secs(5)).await;
+    admin.wait_gate("onprem", "mode", "disaster_recovery".into()).await;
     // Writes too, and a session that just wrote (its pin no longer protects
     // anything: the primary database is gone).
     let during = reads_and_writes(&client, "dr").await;
-    assert_eq!(served_by(&during), all("cloud", 10), "{}", proxy.log_tail());
-    let m = proxy.metrics().await;
+    assert_eq!(served_by(&during), all("cloud", 10));
+    let m = admin.metrics().await;
     let dr = metric(&m, "spillway_gate_decisions_total", &[("target", "cloud"), ("reason", "disaster_recovery")]);
     assert_eq!(dr, 10.0);
     assert!(metric(&m, "spillway_mode_changes_total", &[("pool", "onprem"), ("to", "disaster_recovery")]) >= 1.0);
 
     let onprem = Tier::start_at(onprem_spec(), onprem.addr).await.unwrap();
-    proxy.wait_metric("spillway_pool_mode", &[("pool", "onprem")], 0.0, Duration::from_secs(5)).await;
+    admin.wait_gate("onprem", "mode", "normal".into()).await;
     assert_eq!(served_by(&reads_and_writes(&client, "after").await), all("onprem", 10));
     assert_eq!(onprem.served.load(std::sync::atomic::Ordering::Relaxed), 10);
 }
@@ -226,18 +223,19 @@ async fn a_lagging_cloud_replica_gets_no_reads_they_queue_then_get_503() {
     let onprem = Tier::start(onprem_spec()).await.unwrap();
     let cloud = Tier::start(cloud_spec(200.0)).await.unwrap();
     let proxy = Spillway::start(&Knobs::new(onprem.addr, cloud.addr).render()).await;
-    proxy.wait_healthy().await;
-    proxy.wait_replica_lag_seen("aws").await;
-    let client = HttpClient::new(proxy.proxy);
+    let admin = Admin(&proxy);
+    admin.wait_healthy().await;
+    admin.wait_gate("aws", "replica_lag_ok", false.into()).await;
+    let client = HttpClient::new(proxy.addr("public"));
 
     let start = tokio::time::Instant::now();
     let peaks = PeakWatch::start(onprem.clone(), start);
     let replies = open_loop(&client, &overload(2.5, 3.0), start).await;
     let peaks = peaks.stop();
-    println!("{}", support::timeline(&replies, &peaks));
+    println!("{}", burst::timeline(&replies, &peaks));
 
     let cloud_served = cloud.served.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(cloud_served, 0, "a replica 200 s behind served reads\n{}", proxy.log_tail());
+    assert_eq!(cloud_served, 0, "a replica 200 s behind served reads");
     let shed: Vec<&Reply> = replies.iter().filter(|r| r.status == Some(StatusCode::SERVICE_UNAVAILABLE)).collect();
     let ok = replies.iter().filter(|r| r.status == Some(StatusCode::OK)).count();
     assert!(!shed.is_empty(), "2.5× capacity without a usable cloud shed nothing");
@@ -249,7 +247,7 @@ async fn a_lagging_cloud_replica_gets_no_reads_they_queue_then_get_503() {
     // Queued requests take a slot only under the cap: no tolerance needed.
     let worst = peaks.iter().map(|p| p.1).max().unwrap_or(0);
     assert!(worst <= MAX_IN_FLIGHT, "on-prem in-flight peaked at {worst}");
-    let m = proxy.metrics().await;
+    let m = admin.metrics().await;
     assert!(metric(&m, "spillway_gate_decisions_total", &[("target", "queue"), ("reason", "replica_lag")]) >= 1.0);
     assert_eq!(metric(&m, "spillway_gate_decisions_total", &[("target", "cloud")]), 0.0);
 }
@@ -261,9 +259,10 @@ async fn a_lagging_cloud_replica_without_shedding_keeps_reads_on_prem() {
     let cloud = Tier::start(cloud_spec(200.0)).await.unwrap();
     let knobs = Knobs { shed_when_cloud_unavailable: false, ..Knobs::new(onprem.addr, cloud.addr) };
     let proxy = Spillway::start(&knobs.render()).await;
-    proxy.wait_healthy().await;
-    proxy.wait_replica_lag_seen("aws").await;
-    let client = HttpClient::new(proxy.proxy);
+    let admin = Admin(&proxy);
+    admin.wait_healthy().await;
+    admin.wait_gate("aws", "replica_lag_ok", false.into()).await;
+    let client = HttpClient::new(proxy.addr("public"));
 
     // 1.5× for 2 s: on-prem queues ~100 requests (~1 s) but all are served.
     let replies = open_loop(&client, &overload(1.5, 2.0), tokio::time::Instant::now()).await;
@@ -273,6 +272,6 @@ async fn a_lagging_cloud_replica_without_shedding_keeps_reads_on_prem() {
         .collect();
     assert!(not_onprem.is_empty(), "{} replies not 200 on-prem, e.g. {:?}", not_onprem.len(), not_onprem.first());
     assert_eq!(cloud.served.load(std::sync::atomic::Ordering::Relaxed), 0);
-    let m = proxy.metrics().await;
+    let m = admin.metrics().await;
     assert!(metric(&m, "spillway_gate_decisions_total", &[("target", "primary"), ("reason", "replica_lag")]) >= 1.0);
 }

@@ -1,10 +1,10 @@
-//! Fixtures for the burst scenarios (`tests/burst_spill.rs`): the `spillway`
-//! binary as a child process, the scenario config, an open-loop load
-//! generator that keeps every reply, a watcher of the on-prem tier's exact
-//! in-flight high-water mark, and a Prometheus text reader.
+//! Fixtures for the burst scenarios (`tests/burst_spill.rs`), on top of the
+//! shared `support` ones: the scenario config, the admin calls the scenarios
+//! wait on, an open-loop load generator with a pooled client that keeps every
+//! reply, a watcher of the on-prem tier's exact in-flight high-water mark,
+//! and a labelled Prometheus sample reader.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,14 +14,14 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use spillway::body::Body;
 use spillway::demo::tier::Tier;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
+
+use crate::support::{get, Spillway};
 
 /// `[spill] max_in_flight` of the scenario config.
 pub const MAX_IN_FLIGHT: u32 = 10;
 /// The on-prem tier's capacity: 8 workers / (40 ms × 2 at full load).
 pub const ONPREM_CAPACITY_RPS: f64 = 100.0;
-const TICK_MS: u64 = 50;
 
 /// The scenario config; the knobs are what the scenarios vary.
 pub struct Knobs {
@@ -83,7 +83,7 @@ shed_when_cloud_unavailable = {shed}
 queue_timeout = "200ms"
 max_queue = 1000
 max_replica_lag = "90s"
-tick = "{TICK_MS}ms"
+tick = "50ms"
 "#,
             onprem = self.onprem,
             cloud = self.cloud,
@@ -92,66 +92,13 @@ tick = "{TICK_MS}ms"
     }
 }
 
-/// A running `spillway run --config FILE`; killed when dropped.
-pub struct Spillway {
-    pub proxy: SocketAddr,
-    admin: HttpClient,
-    dir: tempfile::TempDir,
-    _child: tokio::process::Child,
-}
+/// The admin API of a running proxy (`crate::support::Spillway`), as the
+/// burst scenarios use it.
+pub struct Admin<'a>(pub &'a Spillway);
 
-impl Spillway {
-    /// Starts the binary and waits for `ready` (listeners bound).
-    pub async fn start(config: &str) -> Spillway {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("spillway.toml");
-        std::fs::write(&path, config).expect("write config");
-        let log = std::fs::File::create(dir.path().join("spillway.log")).expect("log file");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_spillway"))
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn spillway");
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let (mut proxy, mut admin) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let line = tokio::time::timeout_at(deadline, lines.next_line()).await;
-            let Ok(Ok(Some(line))) = line else {
-                let log = std::fs::read_to_string(dir.path().join("spillway.log")).unwrap_or_default();
-                panic!("spillway did not get ready ({line:?}); its log:\n{log}");
-            };
-            match line.split_whitespace().collect::<Vec<_>>()[..] {
-                ["listening", "admin", addr] => admin = addr.parse().ok(),
-                ["listening", _, addr] => proxy = addr.parse().ok(),
-                ["ready"] => break,
-                _ => {}
-            }
-        }
-        // Keep reading so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let (proxy, admin) = (proxy.expect("a listener line"), admin.expect("an admin line"));
-        Spillway { proxy, admin: HttpClient::new(admin), dir, _child: child }
-    }
-
-    /// The last 40 lines of the proxy's log, for failure messages.
-    pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("spillway.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        format!("--- spillway log (tail) ---\n{}", lines[lines.len().saturating_sub(40)..].join("\n"))
-    }
-
+impl Admin<'_> {
     pub async fn metrics(&self) -> String {
-        self.admin.text("/metrics").await
-    }
-
-    pub async fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&self.admin.text("/status").await).unwrap_or(serde_json::Value::Null)
+        get(&self.0.admin_url("/metrics")).await.expect("GET /metrics").text()
     }
 
     /// Until every endpoint of every pool is available (probed up).
@@ -164,52 +111,19 @@ impl Spillway {
         .await;
     }
 
-    /// Until the probes have reported a replica lag for every endpoint of
-    /// `pool` and the gate has taken it in: from `/status` `gates.<pool>`
-    /// when the admin has it, else three gate ticks later (the ticker copies
-    /// the probed lag into the gate every tick).
-    pub async fn wait_replica_lag_seen(&self, pool: &str) {
-        self.wait_status("replica lag probed", |s| {
-            let eps = s["pools"][pool]["endpoints"].as_array().cloned().unwrap_or_default();
-            !eps.is_empty() && eps.iter().all(|e| e["replica_lag_s"].is_number() && e["available"] == true)
-        })
-        .await;
-        if self.status().await["gates"][pool]["replica_lag_ok"].is_boolean() {
-            self.wait_status("gate sees the lag", |s| s["gates"][pool]["replica_lag_ok"] == false).await;
-        } else {
-            tokio::time::sleep(Duration::from_millis(3 * TICK_MS)).await;
-        }
+    /// Until `/status` shows `gates.<pool>.<field> == value`.
+    pub async fn wait_gate(&self, pool: &str, field: &str, value: serde_json::Value) {
+        self.wait_status(&format!("gates.{pool}.{field} == {value}"), |s| s["gates"][pool][field] == value).await;
     }
 
     async fn wait_status(&self, what: &str, ok: impl Fn(&serde_json::Value) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let status = self.status().await;
+            let status = self.0.status().await;
             if ok(&status) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; /status:\n{status:#}\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Until the metric (summed over matching series) equals `value`.
-    pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], value: f64, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let now = metric(&self.metrics().await, name, labels);
-            if now == value {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name}{labels:?} is {now}, not {value}, after {within:?}\n{}",
-                self.log_tail()
-            );
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; /status:\n{status:#}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -289,15 +203,6 @@ impl HttpClient {
         }
         reply.latency = sent.elapsed();
         reply
-    }
-
-    async fn text(&self, path: &str) -> String {
-        let req = Request::get(format!("http://{}{path}", self.target)).body(Body::empty()).expect("valid request");
-        let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(5), self.client.request(req)).await else {
-            return String::new();
-        };
-        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        String::from_utf8_lossy(&body).into_owned()
     }
 }
 
