@@ -40,26 +40,64 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// Removes hop-by-hop headers. With `upgrade`, keeps `Upgrade` and sets
 /// `Connection: upgrade` so the next hop sees the upgrade request/response.
-/// One pass over the names first: most messages carry none, and then
-/// nothing is looked up or removed.
+///
+/// The common cases cost one pass over the names: no hop-by-hop header at
+/// all, or only `Connection: keep-alive|close` (as most upstreams send).
+/// Only a `Connection` header naming other headers, or `Proxy-*` headers,
+/// takes the general path that collects names to remove.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    if headers.keys().any(is_hop_by_hop) {
-        let mut doomed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        doomed.extend(headers.keys().filter(|n| is_hop_by_hop(n)).cloned());
-        for name in doomed {
-            if !(upgrade && name == header::UPGRADE) {
-                headers.remove(&name);
+    let mut simple = true;
+    let mut any = false;
+    for name in headers.keys() {
+        if is_hop_by_hop(name) {
+            any = true;
+            if name.as_str().starts_with("proxy-") {
+                simple = false;
             }
+        }
+    }
+    if any {
+        if let Some(conn) = headers.get(header::CONNECTION) {
+            simple &= headers.get_all(header::CONNECTION).iter().count() == 1
+                && conn.to_str().is_ok_and(|v| {
+                    v.split(',').all(|t| {
+                        let t = t.trim();
+                        t.eq_ignore_ascii_case("keep-alive")
+                            || t.eq_ignore_ascii_case("close")
+                            || t.eq_ignore_ascii_case("upgrade")
+                    })
+                });
+        }
+        if simple {
+            headers.remove(header::CONNECTION);
+            for name in HOP_BY_HOP {
+                headers.remove(name);
+            }
+            if !upgrade {
+                headers.remove(header::UPGRADE);
+            }
+        } else {
+            strip_general(headers, upgrade);
         }
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+fn strip_general(headers: &mut HeaderMap, upgrade: bool) {
+    let mut doomed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    doomed.extend(headers.keys().filter(|n| is_hop_by_hop(n)).cloned());
+    for name in doomed {
+        if !(upgrade && name == header::UPGRADE) {
+            headers.remove(&name);
+        }
     }
 }
 
@@ -77,6 +115,8 @@ pub struct ClientSide<'a> {
 /// Rewrites a request's headers for the upstream hop.
 pub fn prepare_request(headers: &mut HeaderMap, client: &ClientSide<'_>, upgrade: bool) {
     strip_hop_by_hop(headers, upgrade);
+    // Room for the four headers added below, in one growth at most.
+    headers.reserve(4);
     if !headers.contains_key(header::HOST) {
         if let Some(v) = client.authority.and_then(|a| HeaderValue::from_str(a).ok()) {
             headers.insert(header::HOST, v);
