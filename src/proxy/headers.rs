@@ -34,7 +34,7 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
         || name == header::UPGRADE
-        || HOP_BY_HOP.iter().any(|h| *h == name)
+        || HOP_BY_HOP.contains(&name)
         || name.as_str().starts_with("proxy-")
 }
 
