@@ -13,8 +13,22 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-/// Dropped when a body finishes (or is dropped): marks a request complete.
-pub type Guard = crate::burst::controller::InFlight;
+/// What a proxied response body carries until its last byte: the request's
+/// in-flight count and the upstream connection. At the end of the stream the
+/// connection goes back to its keep-alive pool; a body dropped halfway (the
+/// client went away) closes it instead.
+pub struct Guard {
+    pub in_flight: crate::burst::controller::InFlight,
+    pub conn: Option<crate::upstream::client::Conn>,
+}
+
+impl Guard {
+    fn finish(self) {
+        if let Some(conn) = self.conn {
+            conn.release(std::time::Instant::now());
+        }
+    }
+}
 
 pub struct Body {
     kind: Kind,
@@ -43,7 +57,7 @@ impl Body {
     /// Attaches a guard that is released when the body ends or is dropped.
     pub fn with_guard(mut self, guard: Guard) -> Self {
         if self.is_end_stream_inner() {
-            drop(guard);
+            guard.finish();
         } else {
             self.guard = Some(guard);
         }
@@ -69,8 +83,18 @@ impl http_body::Body for Body {
             Kind::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
         };
         match &polled {
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.guard = None,
-            Poll::Ready(Some(Ok(_))) if this.is_end_stream_inner() => this.guard = None,
+            Poll::Ready(None) => {
+                if let Some(g) = this.guard.take() {
+                    g.finish();
+                }
+            }
+            Poll::Ready(Some(Ok(_))) if this.is_end_stream_inner() => {
+                if let Some(g) = this.guard.take() {
+                    g.finish();
+                }
+            }
+            // An error mid-body: the connection is not reusable.
+            Poll::Ready(Some(Err(_))) => this.guard = None,
             _ => {}
         }
         polled

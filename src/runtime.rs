@@ -161,6 +161,7 @@ impl Runtime {
     pub fn activate(&self, previous: Option<&Runtime>) {
         for pool in self.pools.values() {
             crate::upstream::probe::spawn(pool);
+            crate::upstream::probe::spawn_sweeper(pool);
         }
         if let Some(prev) = previous {
             for (name, old) in &prev.pools {

@@ -23,6 +23,8 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error("{key} changed from {from} to {to}: that takes a restart; keeping the running configuration")]
+    NeedsRestart { key: &'static str, from: String, to: String },
     #[error("listener {name}: cannot bind {addr}: {source}")]
     Bind { name: String, addr: SocketAddr, source: std::io::Error },
 }
@@ -230,6 +232,15 @@ impl Server {
     async fn try_reload(self: &Arc<Self>) -> Result<String, ReloadError> {
         let loaded = config::load(&self.config_path)?;
         let old = self.runtime.load_full();
+        // The admin listener is bound once; a token rule checked against a
+        // new address it is not listening on would protect nothing.
+        if loaded.config.admin.listen != old.config.admin.listen {
+            return Err(ReloadError::NeedsRestart {
+                key: "admin.listen",
+                from: old.config.admin.listen.to_string(),
+                to: loaded.config.admin.listen.to_string(),
+            });
+        }
         let next = Arc::new(Runtime::build(&loaded, Some(&old), &self.gates)?);
         let current: BTreeMap<String, SocketAddr> =
             self.listeners.lock().await.values().map(|t| (t.name.clone(), t.configured)).collect();

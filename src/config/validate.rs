@@ -122,7 +122,13 @@ fn listeners(c: &mut Checker, raw: Vec<RawListener>, admin: SocketAddr) -> Vec<L
         let tls = l.tls.map(|t| {
             let (cert_path, cert_pem) = c.read_file(&format!("{key}.tls.cert"), &t.cert);
             let (key_path, key_pem) = c.read_file(&format!("{key}.tls.key"), &t.key);
-            ServerTls { cert_path, key_path, cert_pem, key_pem }
+            let tls = ServerTls { cert_path, key_path, cert_pem, key_pem };
+            if !tls.cert_pem.is_empty() && !tls.key_pem.is_empty() {
+                if let Err(e) = crate::tls::server_config(&tls) {
+                    c.fail(format!("{key}.tls"), e.to_string());
+                }
+            }
+            tls
         });
         let max_header_bytes = l.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
         if max_header_bytes < 8192 {
@@ -177,10 +183,16 @@ fn pools(c: &mut Checker, raw: BTreeMap<String, RawPool>) -> BTreeMap<String, Po
                 c.fail(format!("{key}.endpoints[{i}]"), format!("duplicate endpoint {e:?}"));
             }
         }
-        let tls = p.tls.map(|t| UpstreamTls {
-            sni: t.sni,
-            verify: t.verify.unwrap_or(true),
-            ca_pem: t.ca.map(|path| c.read_file(&format!("{key}.tls.ca"), &path).1),
+        let tls = p.tls.map(|t| {
+            let tls = UpstreamTls {
+                sni: t.sni,
+                verify: t.verify.unwrap_or(true),
+                ca_pem: t.ca.map(|path| c.read_file(&format!("{key}.tls.ca"), &path).1),
+            };
+            if let Err(e) = crate::upstream::connector::Connector::new(std::time::Duration::from_secs(1), Some(&tls)) {
+                c.fail(format!("{key}.tls"), e.to_string());
+            }
+            tls
         });
         let health = p.health.map(|h| health(c, &format!("{key}.health"), h));
         let eject_after = p.eject_after.unwrap_or(DEFAULT_EJECT_AFTER);

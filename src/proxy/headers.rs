@@ -30,43 +30,73 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Is `name` a hop-by-hop header (or one that only describes this hop)?
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::UPGRADE
+        || HOP_BY_HOP.contains(&name)
+        || name.as_str().starts_with("proxy-")
+}
+
 /// Removes hop-by-hop headers. With `upgrade`, keeps `Upgrade` and sets
 /// `Connection: upgrade` so the next hop sees the upgrade request/response.
+///
+/// The common cases cost one pass over the names: no hop-by-hop header at
+/// all, or only `Connection: keep-alive|close` (as most upstreams send).
+/// Only a `Connection` header naming other headers, or `Proxy-*` headers,
+/// takes the general path that collects names to remove.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            if !(upgrade && name == header::UPGRADE) {
-                headers.remove(&name);
+    let mut simple = true;
+    let mut any = false;
+    for name in headers.keys() {
+        if is_hop_by_hop(name) {
+            any = true;
+            if name.as_str().starts_with("proxy-") {
+                simple = false;
             }
         }
-        headers.remove(header::CONNECTION);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    if any {
+        if let Some(conn) = headers.get(header::CONNECTION) {
+            simple &= headers.get_all(header::CONNECTION).iter().count() == 1
+                && conn.to_str().is_ok_and(|v| {
+                    v.split(',').all(|t| {
+                        let t = t.trim();
+                        t.eq_ignore_ascii_case("keep-alive")
+                            || t.eq_ignore_ascii_case("close")
+                            || t.eq_ignore_ascii_case("upgrade")
+                    })
+                });
+        }
+        if simple {
+            headers.remove(header::CONNECTION);
+            for name in HOP_BY_HOP {
+                headers.remove(name);
+            }
+            if !upgrade {
+                headers.remove(header::UPGRADE);
+            }
+        } else {
+            strip_general(headers, upgrade);
+        }
     }
-    strip_proxy_headers(headers);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 
-/// `Proxy-*` headers (Proxy-Authorization, Proxy-Authenticate, …) are for
-/// this hop only.
-fn strip_proxy_headers(headers: &mut HeaderMap) {
-    let has_proxy = headers.keys().any(|k| k.as_str().starts_with("proxy-"));
-    if has_proxy {
-        let names: Vec<HeaderName> = headers.keys().filter(|k| k.as_str().starts_with("proxy-")).cloned().collect();
-        for n in names {
-            headers.remove(n);
+fn strip_general(headers: &mut HeaderMap, upgrade: bool) {
+    let mut doomed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    doomed.extend(headers.keys().filter(|n| is_hop_by_hop(n)).cloned());
+    for name in doomed {
+        if !(upgrade && name == header::UPGRADE) {
+            headers.remove(&name);
         }
     }
 }
@@ -74,6 +104,8 @@ fn strip_proxy_headers(headers: &mut HeaderMap) {
 /// What the proxy knows about the client side of a request.
 pub struct ClientSide<'a> {
     pub ip: IpAddr,
+    /// `ip` already formatted (see `forwarded_for_value`), if the caller has it.
+    pub forwarded_for: Option<&'a HeaderValue>,
     pub tls: bool,
     pub version: Version,
     /// The request's authority (HTTP/2 `:authority` or absolute-form URI).
@@ -83,6 +115,8 @@ pub struct ClientSide<'a> {
 /// Rewrites a request's headers for the upstream hop.
 pub fn prepare_request(headers: &mut HeaderMap, client: &ClientSide<'_>, upgrade: bool) {
     strip_hop_by_hop(headers, upgrade);
+    // Room for the four headers added below, in one growth at most.
+    headers.reserve(4);
     if !headers.contains_key(header::HOST) {
         if let Some(v) = client.authority.and_then(|a| HeaderValue::from_str(a).ok()) {
             headers.insert(header::HOST, v);
@@ -91,7 +125,7 @@ pub fn prepare_request(headers: &mut HeaderMap, client: &ClientSide<'_>, upgrade
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
-    append_forwarded_for(headers, client.ip);
+    append_forwarded_for(headers, client);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if client.tls { "https" } else { "http" }));
     append_via(headers, client.version);
 }
@@ -102,14 +136,22 @@ pub fn prepare_response(headers: &mut HeaderMap, version: Version, upgrade: bool
     append_via(headers, version);
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
-    let mut buf = itoa_ip(ip);
-    if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        buf = format!("{prev}, {buf}");
-    }
-    if let Ok(v) = HeaderValue::from_str(&buf) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+fn append_forwarded_for(headers: &mut HeaderMap, client: &ClientSide<'_>) {
+    let ours = match client.forwarded_for {
+        Some(v) => v.clone(),
+        None => forwarded_for_value(client.ip),
+    };
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", itoa_ip(client.ip))).unwrap_or(ours),
+        None => ours,
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), value);
+}
+
+/// A client address as an `X-Forwarded-For` element (IPv4-mapped IPv6
+/// addresses as plain IPv4).
+pub fn forwarded_for_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&itoa_ip(ip)).expect("an IP address is a valid header value")
 }
 
 fn itoa_ip(ip: IpAddr) -> String {
@@ -153,7 +195,13 @@ mod tests {
     }
 
     fn client() -> ClientSide<'static> {
-        ClientSide { ip: "192.0.2.7".parse().unwrap(), tls: true, version: Version::HTTP_11, authority: None }
+        ClientSide {
+            ip: "192.0.2.7".parse().unwrap(),
+            forwarded_for: None,
+            tls: true,
+            version: Version::HTTP_11,
+            authority: None,
+        }
     }
 
     #[test]

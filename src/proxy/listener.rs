@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,7 +19,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::clock;
 use crate::config::ListenerConfig;
 use crate::server::Server;
 
@@ -127,7 +126,7 @@ async fn connection(
             None => return, // listener removed by a reload between accept and now
         }
     };
-    let info = Arc::new(ConnInfo { listener: name, remote, tls: acceptor.is_some() });
+    let info = Arc::new(ConnInfo::new(name, remote, acceptor.is_some()));
     match acceptor {
         None => serve_io(server, info, &config, tcp).await,
         Some(acceptor) => match tokio::time::timeout(config.header_read_timeout, acceptor.accept(tcp)).await {
@@ -172,8 +171,9 @@ where
     if closing {
         conn.as_mut().graceful_shutdown();
     }
+    let mut seen = last.load(Relaxed);
+    let mut watchdog = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
     loop {
-        let quiet_until = clock::from_nanos(last.load(Relaxed)) + idle;
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -185,11 +185,13 @@ where
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = tokio::time::sleep_until(quiet_until.into()), if !closing => {
-                if clock::from_nanos(last.load(Relaxed)) + idle <= Instant::now() {
+            _ = watchdog.tick(), if !closing => {
+                let now = last.load(Relaxed);
+                if now == seen {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
+                seen = now;
             }
         }
     }

@@ -17,4 +17,14 @@ pub struct ConnInfo {
     pub listener: String,
     pub remote: SocketAddr,
     pub tls: bool,
+    /// The client address as an `X-Forwarded-For` element, formatted once
+    /// per connection rather than per request.
+    pub forwarded_for: http::HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(listener: String, remote: SocketAddr, tls: bool) -> Self {
+        let forwarded_for = headers::forwarded_for_value(remote.ip());
+        ConnInfo { listener, remote, tls, forwarded_for }
+    }
 }

@@ -7,16 +7,17 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{request, Method, Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::body::Body;
+use crate::body::{Body, Guard};
 use crate::burst::controller::InFlight;
 use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayReason};
 use crate::runtime::{Route, Runtime};
 use crate::server::Server;
+use crate::upstream::client::SendFailure;
 use crate::upstream::{probe::error_chain, Endpoint, Pool};
 
 use super::error::ProxyError;
@@ -150,8 +151,10 @@ fn idempotent(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
 }
 
-/// Sends the request to an endpoint of `pool`; a connect failure of a
-/// bodiless idempotent request is retried once on another endpoint.
+/// Sends the request to an endpoint of `pool`. Two failures are retried,
+/// because nothing was sent: a connect failure of an idempotent request
+/// (once, on another endpoint), and a pooled connection found closed (once,
+/// on a fresh connection to the same endpoint).
 pub async fn forward(
     pool: &Pool,
     req: Request<Incoming>,
@@ -159,119 +162,131 @@ pub async fn forward(
     on_upgrade: Option<OnUpgrade>,
     guard: InFlight,
 ) -> Result<Response<Body>, ProxyError> {
-    let (mut parts, body) = req.into_parts();
-    let client_version = parts.version;
-    let client = ClientSide {
-        ip: conn.remote.ip(),
-        tls: conn.tls,
-        version: client_version,
-        authority: parts.uri.authority().map(|a| a.as_str()),
-    };
+    let client_version = req.version();
     let upgrade = on_upgrade.is_some();
-    headers::prepare_request(&mut parts.headers, &client, upgrade);
-    parts.version = Version::HTTP_11;
-    let retryable = !upgrade && idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
-    let mut body = Some(body);
-    let mut tried: Option<Arc<Endpoint>> = None;
-    let mut tried_error: Option<String> = None;
+    let idempotent = !upgrade && idempotent(req.method());
+    let mut req = upstream_request(req, conn, upgrade);
+    let mut tried: Option<(Arc<Endpoint>, String)> = None;
+    let mut resend_to: Option<Arc<Endpoint>> = None;
     loop {
         let now = Instant::now();
-        let Some(endpoint) = pool.pick(now, tried.as_deref()).cloned() else {
-            guard.record(Outcome::Failed, now);
-            // A retry that finds no other endpoint reports the connect
-            // failure it was retrying (502), not "no healthy endpoint" (503).
-            return Err(match (tried, tried_error) {
-                (Some(ep), Some(detail)) => {
-                    ProxyError::Connect { pool: pool.name.clone(), endpoint: ep.addr.clone(), detail }
+        let fresh = resend_to.is_some();
+        let endpoint = match resend_to.take() {
+            Some(e) => e,
+            None => match pool.pick(now, tried.as_ref().map(|(e, _)| &**e)) {
+                Some(e) => e.clone(),
+                None => {
+                    guard.record(Outcome::Failed, now);
+                    // A retry that finds no other endpoint reports the connect
+                    // failure it was retrying (502), not "no healthy endpoint" (503).
+                    return Err(match tried {
+                        Some((ep, detail)) => {
+                            ProxyError::Connect { pool: pool.name.clone(), endpoint: ep.addr.clone(), detail }
+                        }
+                        None => ProxyError::NoHealthyEndpoint { pool: pool.name.clone() },
+                    });
                 }
-                _ => ProxyError::NoHealthyEndpoint { pool: pool.name.clone() },
-            });
+            },
         };
-        let last_try = !retryable || tried.is_some();
-        let upstream_req = if last_try {
-            build(
-                std::mem::replace(&mut parts, Request::new(()).into_parts().0),
-                &endpoint,
-                body.take().map_or_else(Body::empty, Body::stream),
-            )
-        } else {
-            build(clone_parts(&parts), &endpoint, Body::empty())
+        let checkout =
+            if fresh { pool.transport.connect(&endpoint).await } else { pool.transport.checkout(&endpoint, now).await };
+        let mut upstream = match checkout {
+            Ok(c) => c,
+            Err(e) => {
+                record_passive(pool, &endpoint, false, Instant::now());
+                let detail = error_chain(&e);
+                if idempotent && tried.is_none() {
+                    tracing::info!(pool = %pool.name, endpoint = %endpoint.addr, error = %detail, "connect failed; retrying on another endpoint");
+                    metrics::counter!("spillway_retries_total", "reason" => "connect").increment(1);
+                    tried = Some((endpoint, detail));
+                    continue;
+                }
+                guard.record(Outcome::Failed, Instant::now());
+                return Err(ProxyError::Connect { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), detail });
+            }
         };
-        let sent = send(pool, &endpoint, upstream_req).await;
+        let started = Instant::now();
+        let pending = endpoint.start();
+        let sent = tokio::time::timeout(pool.config.response_timeout, upstream.send(req)).await;
         let now = Instant::now();
-        match &sent {
-            Ok(resp) if resp.status().is_server_error() => guard.record(Outcome::ServerError, now),
-            Ok(_) => guard.record(Outcome::Ok, now),
-            Err(SendError::Connect(_)) if !last_try => {}
-            Err(_) => guard.record(Outcome::Failed, now),
-        }
-        match sent {
-            Ok(mut resp) => {
-                if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                    if let Some(client_upgrade) = on_upgrade {
-                        tunnel(client_upgrade, hyper::upgrade::on(&mut resp), pool.name.clone());
-                    }
-                }
-                let (mut rparts, rbody) = resp.into_parts();
-                let switching = rparts.status == http::StatusCode::SWITCHING_PROTOCOLS;
-                headers::prepare_response(&mut rparts.headers, client_version, switching);
-                rparts.version = client_version;
-                let body = Body::stream(rbody);
-                // An upgraded connection leaves the pool's in-flight count at
-                // once: a long-lived WebSocket is not load on the web tier.
-                let body = if switching { body } else { body.with_guard(guard) };
-                return Ok(Response::from_parts(rparts, body));
+        let failure = match sent {
+            Ok(Ok(resp)) => {
+                pending.finish(now - started, now);
+                let ok = !resp.status().is_server_error();
+                record_passive(pool, &endpoint, ok, now);
+                guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);
+                return Ok(respond(resp, pool, client_version, on_upgrade, guard, upstream));
             }
-            Err(SendError::Connect(e)) if !last_try => {
-                tracing::info!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "connect failed; retrying on another endpoint");
-                metrics::counter!("spillway_retries_total").increment(1);
-                tried = Some(endpoint);
-                tried_error = Some(e);
+            Ok(Err(SendFailure::NotSent(back, e))) if upstream.reused => {
+                // The upstream closed this idle connection just now; nothing
+                // was sent, so any method may go again on a new connection.
+                tracing::debug!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "pooled connection was closed; resending");
+                metrics::counter!("spillway_retries_total", "reason" => "stale_connection").increment(1);
+                req = *back;
+                resend_to = Some(endpoint.clone());
+                continue;
             }
-            Err(SendError::Connect(detail)) => {
-                return Err(ProxyError::Connect { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), detail })
-            }
-            Err(SendError::Timeout) => {
-                return Err(ProxyError::UpstreamTimeout {
-                    pool: pool.name.clone(),
-                    endpoint: endpoint.addr.clone(),
-                    timeout: pool.config.response_timeout,
-                })
-            }
-            Err(SendError::Other(detail)) => {
-                return Err(ProxyError::Upstream { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), detail })
-            }
-        }
+            Ok(Err(SendFailure::NotSent(_, e) | SendFailure::Failed(e))) => ProxyError::Upstream {
+                pool: pool.name.clone(),
+                endpoint: endpoint.addr.clone(),
+                detail: error_chain(&e),
+            },
+            Err(_) => ProxyError::UpstreamTimeout {
+                pool: pool.name.clone(),
+                endpoint: endpoint.addr.clone(),
+                timeout: pool.config.response_timeout,
+            },
+        };
+        drop(pending);
+        record_passive(pool, &endpoint, false, now);
+        guard.record(Outcome::Failed, now);
+        return Err(failure);
     }
 }
 
-enum SendError {
-    Connect(String),
-    Timeout,
-    Other(String),
+/// The client's request rewritten for the upstream hop: hop-by-hop headers
+/// out, forwarding headers in, HTTP/1.1, origin-form target.
+fn upstream_request(req: Request<Incoming>, conn: &ConnInfo, upgrade: bool) -> Request<Body> {
+    let (mut parts, body) = req.into_parts();
+    let client = ClientSide {
+        ip: conn.remote.ip(),
+        forwarded_for: Some(&conn.forwarded_for),
+        tls: conn.tls,
+        version: parts.version,
+        authority: parts.uri.authority().map(|a| a.as_str()),
+    };
+    headers::prepare_request(&mut parts.headers, &client, upgrade);
+    parts.version = Version::HTTP_11;
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    }
+    Request::from_parts(parts, Body::stream(body))
 }
 
-/// One attempt: send, wait for headers within the response timeout, and feed
-/// the outcome to the endpoint's latency estimate and passive health.
-async fn send(pool: &Pool, endpoint: &Endpoint, req: Request<Body>) -> Result<Response<Incoming>, SendError> {
-    let started = Instant::now();
-    let pending = endpoint.start();
-    let result = tokio::time::timeout(pool.config.response_timeout, pool.client.request(req)).await;
-    let now = Instant::now();
-    let outcome = match result {
-        Ok(Ok(resp)) => {
-            pending.finish(now - started, now);
-            let ok = !resp.status().is_server_error();
-            record_passive(pool, endpoint, ok, now);
-            return Ok(resp);
+/// The upstream's response rewritten for the client; the body carries the
+/// in-flight guard and the connection until its last byte.
+fn respond(
+    mut resp: Response<Incoming>,
+    pool: &Pool,
+    client_version: Version,
+    on_upgrade: Option<OnUpgrade>,
+    guard: InFlight,
+    upstream: crate::upstream::client::Conn,
+) -> Response<Body> {
+    let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        if let Some(client_upgrade) = on_upgrade {
+            tunnel(client_upgrade, hyper::upgrade::on(&mut resp), pool.name.clone());
         }
-        Ok(Err(e)) if e.is_connect() => SendError::Connect(error_chain(&e)),
-        Ok(Err(e)) => SendError::Other(error_chain(&e)),
-        Err(_) => SendError::Timeout,
-    };
-    drop(pending);
-    record_passive(pool, endpoint, false, now);
-    Err(outcome)
+    }
+    let (mut parts, body) = resp.into_parts();
+    headers::prepare_response(&mut parts.headers, client_version, switching);
+    parts.version = client_version;
+    let body = Body::stream(body);
+    // An upgraded connection leaves the pool's in-flight count at once (a
+    // long-lived WebSocket is not load on the web tier) and is never pooled.
+    let body = if switching { body } else { body.with_guard(Guard { in_flight: guard, conn: Some(upstream) }) };
+    Response::from_parts(parts, body)
 }
 
 fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {
@@ -279,26 +294,6 @@ fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {
         tracing::warn!(pool = %pool.name, endpoint = %endpoint.addr, "endpoint ejected after consecutive failures");
         metrics::counter!("spillway_endpoint_ejections_total", "pool" => pool.name.clone()).increment(1);
     }
-}
-
-fn build(mut parts: request::Parts, endpoint: &Endpoint, body: Body) -> Request<Body> {
-    let pq = parts.uri.path_and_query().cloned();
-    let mut uri = Uri::builder().scheme("http").authority(endpoint.authority.clone());
-    uri = match pq {
-        Some(pq) => uri.path_and_query(pq),
-        None => uri.path_and_query("/"),
-    };
-    parts.uri = uri.build().unwrap_or_default();
-    Request::from_parts(parts, body)
-}
-
-fn clone_parts(parts: &request::Parts) -> request::Parts {
-    let mut req = Request::new(());
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
-    req.into_parts().0
 }
 
 /// Joins the client and upstream halves of an upgraded connection

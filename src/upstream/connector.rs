@@ -2,17 +2,13 @@
 //! timeout and `TCP_NODELAY`, then TLS (rustls, SNI, verification against the
 //! public web roots plus an optional private CA) for pools that ask for it.
 //!
-//! The hyper client keys its idle pool by the request's authority, which is
-//! always an endpoint address, so each endpoint gets its own keep-alive set.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -30,6 +26,8 @@ pub enum ConnectError {
     Io { addr: String, source: io::Error },
     #[error("TLS handshake with {addr}: {source}")]
     Tls { addr: String, source: io::Error },
+    #[error("HTTP handshake with {addr}: {detail}")]
+    Handshake { addr: String, detail: String },
     #[error("invalid upstream address {0}")]
     BadAddress(String),
 }
@@ -63,45 +61,36 @@ impl Connector {
     }
 }
 
-impl tower_service::Service<http::Uri> for Connector {
-    type Response = TokioIo<UpstreamIo>;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let inner = self.inner.clone();
-        Box::pin(async move {
-            let host = uri.host().ok_or_else(|| ConnectError::BadAddress(uri.to_string()))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port = uri.port_u16().unwrap_or(80);
-            let addr = format!("{host}:{port}");
-            let tcp = tokio::time::timeout(inner.connect_timeout, TcpStream::connect((host, port)))
-                .await
-                .map_err(|_| ConnectError::Timeout { addr: addr.clone(), timeout: inner.connect_timeout })?
-                .map_err(|source| ConnectError::Io { addr: addr.clone(), source })?;
-            let _ = tcp.set_nodelay(true);
-            let io = match &inner.tls {
-                None => UpstreamIo::Plain(tcp),
-                Some((connector, sni)) => {
-                    let name = match sni {
-                        Some(n) => n.clone(),
-                        None => ServerName::try_from(host.to_string())
-                            .map_err(|_| ConnectError::BadAddress(addr.clone()))?,
-                    };
-                    let handshake = connector.connect(name, tcp);
-                    let tls = tokio::time::timeout(inner.connect_timeout, handshake)
-                        .await
-                        .map_err(|_| ConnectError::Timeout { addr: addr.clone(), timeout: inner.connect_timeout })?
-                        .map_err(|source| ConnectError::Tls { addr, source })?;
-                    UpstreamIo::Tls(Box::new(tls))
-                }
-            };
-            Ok(TokioIo::new(io))
-        })
+impl Connector {
+    /// Opens a connection to `host:port`: TCP (with the connect timeout,
+    /// `TCP_NODELAY`), then TLS when the pool asks for it.
+    pub async fn connect(&self, host: &str, port: u16) -> Result<TokioIo<UpstreamIo>, ConnectError> {
+        let inner = &self.inner;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = format!("{host}:{port}");
+        let tcp = tokio::time::timeout(inner.connect_timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| ConnectError::Timeout { addr: addr.clone(), timeout: inner.connect_timeout })?
+            .map_err(|source| ConnectError::Io { addr: addr.clone(), source })?;
+        let _ = tcp.set_nodelay(true);
+        let io = match &inner.tls {
+            None => UpstreamIo::Plain(tcp),
+            Some((connector, sni)) => {
+                let name = match sni {
+                    Some(n) => n.clone(),
+                    None => {
+                        ServerName::try_from(host.to_string()).map_err(|_| ConnectError::BadAddress(addr.clone()))?
+                    }
+                };
+                let handshake = connector.connect(name, tcp);
+                let tls = tokio::time::timeout(inner.connect_timeout, handshake)
+                    .await
+                    .map_err(|_| ConnectError::Timeout { addr: addr.clone(), timeout: inner.connect_timeout })?
+                    .map_err(|source| ConnectError::Tls { addr, source })?;
+                UpstreamIo::Tls(Box::new(tls))
+            }
+        };
+        Ok(TokioIo::new(io))
     }
 }
 
@@ -109,12 +98,6 @@ impl tower_service::Service<http::Uri> for Connector {
 pub enum UpstreamIo {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl Connection for UpstreamIo {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
 }
 
 impl AsyncRead for UpstreamIo {

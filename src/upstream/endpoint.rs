@@ -14,6 +14,7 @@ use crate::clock;
 use crate::config::PoolConfig;
 
 use super::balance;
+use super::client::IdleConns;
 use super::health::{self, Probe, ProbeState};
 
 const DEFAULT_RTT: Duration = Duration::from_millis(5);
@@ -23,7 +24,6 @@ const PROBE_UNKNOWN: u8 = 0;
 const PROBE_UP: u8 = 1;
 const PROBE_DOWN: u8 = 2;
 
-#[derive(Debug)]
 pub struct Endpoint {
     /// `host:port` as configured.
     pub addr: String,
@@ -39,6 +39,14 @@ pub struct Endpoint {
     draining: AtomicBool,
     /// Replica lag reported by the last probe, in milliseconds (u64::MAX: unknown).
     lag_ms: AtomicU64,
+    /// Keep-alive connections waiting for the next request.
+    pub idle: IdleConns,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("addr", &self.addr).finish()
+    }
 }
 
 impl Endpoint {
@@ -58,6 +66,7 @@ impl Endpoint {
             ejected_until: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             lag_ms: AtomicU64::new(u64::MAX),
+            idle: IdleConns::default(),
         })
     }
 

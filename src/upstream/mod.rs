@@ -3,6 +3,7 @@
 //! requests to them.
 
 pub mod balance;
+pub mod client;
 pub mod connector;
 pub mod endpoint;
 pub mod health;

@@ -7,18 +7,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-
-use crate::body::Body;
 use crate::config::{PoolConfig, PoolRole};
 use crate::tls::TlsError;
 
 use super::balance;
+use super::client::Transport;
 use super::connector::Connector;
 use super::endpoint::Endpoint;
-
-pub type HttpClient = Client<Connector, Body>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -32,7 +27,7 @@ pub struct Pool {
     pub name: String,
     pub config: PoolConfig,
     pub endpoints: Vec<Arc<Endpoint>>,
-    pub client: HttpClient,
+    pub transport: Arc<Transport>,
 }
 
 impl Pool {
@@ -53,11 +48,11 @@ impl Pool {
             };
             endpoints.push(endpoint);
         }
-        let client = match previous.filter(|p| same_transport(&p.config, config)) {
-            Some(p) => p.client.clone(),
-            None => new_client(config)?,
+        let transport = match previous.filter(|p| same_transport(&p.config, config)) {
+            Some(p) => p.transport.clone(),
+            None => Arc::new(new_transport(config)?),
         };
-        Ok(Pool { name: config.name.clone(), config: config.clone(), endpoints, client })
+        Ok(Pool { name: config.name.clone(), config: config.clone(), endpoints, transport })
     }
 
     pub fn role(&self) -> PoolRole {
@@ -113,14 +108,8 @@ fn same_transport(a: &PoolConfig, b: &PoolConfig) -> bool {
         && a.max_idle_per_endpoint == b.max_idle_per_endpoint
 }
 
-fn new_client(config: &PoolConfig) -> Result<HttpClient, PoolError> {
+fn new_transport(config: &PoolConfig) -> Result<Transport, PoolError> {
     let connector = Connector::new(config.connect_timeout, config.tls.as_ref())
         .map_err(|source| PoolError::Tls { pool: config.name.clone(), source })?;
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(config.idle_timeout)
-        .pool_max_idle_per_host(config.max_idle_per_endpoint)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .set_host(false)
-        .build(connector))
+    Ok(Transport::new(connector, config.max_idle_per_endpoint, config.idle_timeout))
 }

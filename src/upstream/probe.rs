@@ -14,6 +14,7 @@ use http::{header, Request};
 use crate::body::Body;
 use crate::config::HealthConfig;
 
+use super::client::SendFailure;
 use super::endpoint::Endpoint;
 use super::health::Probe;
 use super::pool::Pool;
@@ -23,6 +24,23 @@ pub fn spawn(pool: &Arc<Pool>) {
     let Some(health) = pool.config.health.clone() else { return };
     let weak = Arc::downgrade(pool);
     tokio::spawn(async move { run(weak, health).await });
+}
+
+/// Closes keep-alive connections idle past the pool's `idle_timeout`, so
+/// quiet pools do not hold sockets the upstream has long forgotten.
+pub fn spawn_sweeper(pool: &Arc<Pool>) {
+    let weak = Arc::downgrade(pool);
+    let every = (pool.transport.idle_timeout() / 2).max(Duration::from_millis(100));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(p) = weak.upgrade() else { return };
+            let now = Instant::now();
+            for e in &p.endpoints {
+                e.idle.sweep(now, p.transport.idle_timeout());
+            }
+        }
+    });
 }
 
 async fn run(pool: Weak<Pool>, health: HealthConfig) {
@@ -59,19 +77,23 @@ async fn probe_one(pool: &Pool, endpoint: &Arc<Endpoint>, health: &HealthConfig)
     }
 }
 
+/// One probe on a fresh connection (a pooled one could hide that new
+/// connections fail), closed afterwards.
 async fn send(
     pool: &Pool,
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     health: &HealthConfig,
 ) -> Result<(http::StatusCode, Option<Duration>), String> {
     let host = pool.config.tls.as_ref().and_then(|t| t.sni.clone()).unwrap_or_else(|| endpoint.addr.clone());
-    let uri = format!("http://{}{}", endpoint.authority, health.path);
-    let req = Request::get(uri)
+    let req = Request::get(health.path.as_str())
         .header(header::HOST, host)
         .header(header::USER_AGENT, "spillway-health")
         .body(Body::empty())
         .map_err(|e| e.to_string())?;
-    let resp = pool.client.request(req).await.map_err(|e| error_chain(&e))?;
+    let mut conn = pool.transport.connect(endpoint).await.map_err(|e| error_chain(&e))?;
+    let resp = conn.send(req).await.map_err(|e| match e {
+        SendFailure::NotSent(_, e) | SendFailure::Failed(e) => error_chain(&e),
+    })?;
     let lag = health
         .lag_header
         .as_ref()
@@ -81,7 +103,6 @@ async fn send(
         .filter(|secs| secs.is_finite() && *secs >= 0.0)
         .map(Duration::from_secs_f64);
     let status = resp.status();
-    // Drain the (small) body so the connection can be reused.
     let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
     Ok((status, lag))
 }
