@@ -46,34 +46,35 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Only a `Connection` header naming other headers, or `Proxy-*` headers,
 /// takes the general path that collects names to remove.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Which of the fixed hop-by-hop headers are present, as a bit set, so
+    // only those are looked up again for removal.
+    let mut present = 0u8;
     let mut simple = true;
-    let mut any = false;
     for name in headers.keys() {
-        if is_hop_by_hop(name) {
-            any = true;
-            if name.as_str().starts_with("proxy-") {
-                simple = false;
-            }
+        if name == header::CONNECTION {
+            present |= 1 << 5;
+        } else if name == header::UPGRADE {
+            present |= 1 << 6;
+        } else if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name) {
+            present |= 1 << i;
+        } else if name.as_str().starts_with("proxy-") {
+            simple = false;
         }
     }
-    if any {
-        if let Some(conn) = headers.get(header::CONNECTION) {
-            simple &= headers.get_all(header::CONNECTION).iter().count() == 1
-                && conn.to_str().is_ok_and(|v| {
-                    v.split(',').all(|t| {
-                        let t = t.trim();
-                        t.eq_ignore_ascii_case("keep-alive")
-                            || t.eq_ignore_ascii_case("close")
-                            || t.eq_ignore_ascii_case("upgrade")
-                    })
-                });
+    if present != 0 || !simple {
+        if present & (1 << 5) != 0 {
+            simple &= connection_is_plain(headers);
         }
         if simple {
-            headers.remove(header::CONNECTION);
-            for name in HOP_BY_HOP {
-                headers.remove(name);
+            if present & (1 << 5) != 0 {
+                headers.remove(header::CONNECTION);
             }
-            if !upgrade {
+            for (i, name) in HOP_BY_HOP.iter().enumerate() {
+                if present & (1 << i) != 0 {
+                    headers.remove(*name);
+                }
+            }
+            if !upgrade && present & (1 << 6) != 0 {
                 headers.remove(header::UPGRADE);
             }
         } else {
@@ -83,6 +84,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// One `Connection` header naming no other header (`keep-alive`, `close`,
+/// `upgrade`): removing the fixed set is enough.
+fn connection_is_plain(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    let first = values.next();
+    values.next().is_none()
+        && first.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+            v.split(',').all(|t| {
+                let t = t.trim();
+                t.eq_ignore_ascii_case("keep-alive")
+                    || t.eq_ignore_ascii_case("close")
+                    || t.eq_ignore_ascii_case("upgrade")
+            })
+        })
 }
 
 fn strip_general(headers: &mut HeaderMap, upgrade: bool) {
@@ -225,6 +242,18 @@ mod tests {
         }
         assert_eq!(h["host"], "www.example.com");
         assert_eq!(h["accept"], "*/*");
+    }
+
+    #[test]
+    fn plain_connection_values_and_lone_proxy_headers_are_removed() {
+        let mut h = map(&[("connection", "close"), ("keep-alive", "timeout=5"), ("content-length", "3")]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key("connection") && !h.contains_key("keep-alive"));
+        assert_eq!(h["content-length"], "3");
+        let mut h = map(&[("proxy-authorization", "Basic x"), ("accept", "*/*")]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key("proxy-authorization"));
+        assert_eq!(h.len(), 1);
     }
 
     #[test]
