@@ -62,6 +62,7 @@ async fn start_controllers(server: &Arc<Server>, config: &config::Config, apis: 
         }
     };
     tracing::info!(scale = config.scale.is_some(), dns = config.dns.is_some(), "AWS controllers started");
+    *server.control.capacity.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.cloud_capacity());
     *server.control.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
 }
 

@@ -89,6 +89,8 @@ pub struct ControlPlane {
     pub dns: watch::Sender<Option<crate::config::DnsConfig>>,
     pub shutdown: tokio_util::sync::CancellationToken,
     pub handle: Mutex<Option<crate::control::ControlHandle>>,
+    /// The scale controller's report of in-service cloud capacity.
+    pub capacity: Mutex<Option<watch::Receiver<Option<crate::scale::CloudCapacity>>>>,
 }
 
 impl ControlPlane {
@@ -99,6 +101,7 @@ impl ControlPlane {
             dns: watch::channel(config.dns.clone()).0,
             shutdown: tokio_util::sync::CancellationToken::new(),
             handle: Mutex::new(None),
+            capacity: Mutex::new(None),
         }
     }
 
@@ -116,6 +119,12 @@ impl ControlPlane {
     fn reconfigure(&self, config: &crate::config::Config) {
         self.scale.send_if_modified(|s| replace_if_changed(s, &config.scale));
         self.dns.send_if_modified(|d| replace_if_changed(d, &config.dns));
+    }
+
+    /// Warm cloud capacity in requests/s, once the scale controller has read the group.
+    pub fn warm_rps(&self) -> Option<f64> {
+        let cap = self.capacity.lock().unwrap_or_else(|e| e.into_inner());
+        cap.as_ref().and_then(|rx| rx.borrow().as_ref().map(|c| c.warm_rps))
     }
 
     pub fn status(&self) -> serde_json::Value {

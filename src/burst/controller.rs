@@ -42,6 +42,9 @@ pub struct PoolGate {
     spilling: AtomicBool,
     mode: AtomicU8,
     replica_lag_ok: AtomicBool,
+    /// Most requests in flight this pool may take as a spill target
+    /// (`u32::MAX`: no cap); set from the cloud's warm capacity.
+    spill_cap: AtomicU32,
     queued: AtomicU32,
     slot: Notify,
     tick: Mutex<TickState>,
@@ -65,6 +68,7 @@ impl PoolGate {
             spilling: AtomicBool::new(false),
             mode: AtomicU8::new(0),
             replica_lag_ok: AtomicBool::new(true),
+            spill_cap: AtomicU32::new(u32::MAX),
             queued: AtomicU32::new(0),
             slot: Notify::new(),
             tick: Mutex::new(TickState {
@@ -95,6 +99,12 @@ impl PoolGate {
     #[inline]
     pub fn replica_lag_ok(&self) -> bool {
         self.replica_lag_ok.load(Relaxed)
+    }
+
+    /// Whether this pool, as a spill target, has room under its warm-capacity cap.
+    #[inline]
+    pub fn has_spill_room(&self) -> bool {
+        self.signals.in_flight() < self.spill_cap.load(Relaxed)
     }
 
     pub fn mode(&self) -> PoolMode {
@@ -191,8 +201,13 @@ impl PoolGate {
         self.swap_mode(mode)
     }
 
-    fn tick_cloud(&self, now: Instant, pool: &Pool, spill: &SpillConfig) {
+    fn tick_cloud(&self, now: Instant, pool: &Pool, spill: &SpillConfig, warm_rps: Option<f64>) {
         let window = self.signals.take_window(now);
+        let cap = match warm_rps.filter(|_| spill.cap_by_warm_capacity) {
+            Some(rps) => warm_cap(rps, window.ewma),
+            None => u32::MAX,
+        };
+        self.spill_cap.store(cap, Relaxed);
         let lag_ok = pool.config.health.as_ref().and_then(|h| h.lag_header.as_ref()).is_none() || {
             let mut lags = pool.endpoints.iter().filter(|e| e.available(now)).map(|e| e.lag());
             let worst = lags.try_fold(Duration::ZERO, |acc, l| l.map(|b| acc.max(b)));
@@ -246,6 +261,13 @@ pub struct GateView {
     pub replica_lag_ok: bool,
     pub rtt_baseline_ms: Option<f64>,
     pub window: WindowStats,
+}
+
+/// Little's law: a cloud serving `warm_rps` at latency `rtt` holds
+/// `warm_rps × rtt` requests; before any latency is known, 100 ms is assumed.
+pub fn warm_cap(warm_rps: f64, rtt: Duration) -> u32 {
+    let rtt = if rtt.is_zero() { Duration::from_millis(100) } else { rtt };
+    (warm_rps * rtt.as_secs_f64()).ceil().clamp(1.0, f64::from(u32::MAX - 1)) as u32
 }
 
 fn limit_params(spill: &SpillConfig) -> LimitParams {
@@ -304,7 +326,7 @@ pub struct TickReport {
 }
 
 /// One tick over every pool of the snapshot.
-pub fn tick(rt: &crate::runtime::Runtime, now: Instant) -> TickReport {
+pub fn tick(rt: &crate::runtime::Runtime, now: Instant, warm_rps: Option<f64>) -> TickReport {
     let spill = &rt.config.spill;
     let cloud_ok = rt.pools.values().any(|p| p.role() == PoolRole::Cloud && p.has_available(now));
     let mut changes = Vec::new();
@@ -327,7 +349,7 @@ pub fn tick(rt: &crate::runtime::Runtime, now: Instant) -> TickReport {
                 }
             }
             PoolRole::Cloud => {
-                gate.tick_cloud(now, pool, spill);
+                gate.tick_cloud(now, pool, spill, warm_rps);
                 control.spilled_rps += gate.view().window.arrival_rps;
             }
         }
@@ -348,7 +370,7 @@ pub async fn run(server: Arc<crate::server::Server>) {
             interval = tokio::time::interval(rt.config.spill.tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
-        let report = tick(&rt, Instant::now());
+        let report = tick(&rt, Instant::now(), server.control.warm_rps());
         for (pool, from, to) in report.changes {
             let view = rt.gates[&pool].view();
             tracing::warn!(
@@ -376,5 +398,41 @@ pub fn mode_label(mode: PoolMode) -> &'static str {
         PoolMode::Normal => "normal",
         PoolMode::Spilling => "spilling",
         PoolMode::DisasterRecovery => "disaster_recovery",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_cap_follows_littles_law() {
+        // 2 instances × 150 req/s at 50 ms hold 15 requests.
+        assert_eq!(warm_cap(300.0, Duration::from_millis(50)), 15);
+        // No latency sample yet: 100 ms assumed.
+        assert_eq!(warm_cap(300.0, Duration::ZERO), 30);
+        // Never below one request, so a cold group still takes a trickle.
+        assert_eq!(warm_cap(0.0, Duration::from_millis(50)), 1);
+    }
+
+    #[test]
+    fn the_cap_only_applies_when_configured() {
+        let text = "[[listener]]\nname='l'\nlisten='127.0.0.1:0'\n[pools.onprem]\nendpoints=['127.0.0.1:1']\n[pools.aws]\nrole='cloud'\nendpoints=['127.0.0.1:2']\n[[route]]\nprimary='onprem'\noverflow='aws'\n";
+        let mut loaded = crate::config::from_str(text, "t".as_ref(), ".".as_ref()).unwrap();
+        let gates = Gates::new(&loaded.config.spill);
+        let rt = crate::runtime::Runtime::build(&loaded, None, &gates).unwrap();
+        let now = Instant::now();
+        tick(&rt, now, Some(10.0));
+        assert_eq!(rt.gates["aws"].spill_cap.load(Relaxed), u32::MAX, "off by default");
+        loaded.config.spill.cap_by_warm_capacity = true;
+        let rt = crate::runtime::Runtime::build(&loaded, Some(&rt), &gates).unwrap();
+        tick(&rt, now + Duration::from_millis(100), Some(10.0));
+        assert_eq!(rt.gates["aws"].spill_cap.load(Relaxed), 1, "10 req/s × 100 ms");
+        for _ in 0..2 {
+            rt.gates["aws"].signals.begin();
+        }
+        assert!(!rt.gates["aws"].has_spill_room());
+        tick(&rt, now + Duration::from_millis(200), None);
+        assert!(rt.gates["aws"].has_spill_room(), "no capacity report: no cap");
     }
 }

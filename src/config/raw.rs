@@ -146,6 +146,7 @@ pub struct RawSpill {
     pub pin_capacity: Option<usize>,
     pub session_cookie: Option<String>,
     pub shed_when_cloud_unavailable: Option<bool>,
+    pub cap_by_warm_capacity: Option<bool>,
     pub queue_timeout: Option<Dur>,
     pub max_queue: Option<u32>,
     pub max_replica_lag: Option<Dur>,

@@ -126,6 +126,8 @@ pub struct SpillConfig {
     pub pin_capacity: usize,
     pub session_cookie: Option<String>,
     pub shed_when_cloud_unavailable: bool,
+    /// Spill no more than the cloud's in-service instances can take (needs `[scale]`).
+    pub cap_by_warm_capacity: bool,
     pub queue_timeout: Duration,
     pub max_queue: u32,
     pub max_replica_lag: Duration,

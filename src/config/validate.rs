@@ -374,6 +374,7 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
         pin_capacity,
         session_cookie,
         shed_when_cloud_unavailable: s.shed_when_cloud_unavailable.unwrap_or(true),
+        cap_by_warm_capacity: s.cap_by_warm_capacity.unwrap_or(false),
         queue_timeout: c.dur("spill.queue_timeout", s.queue_timeout, "250ms", true),
         max_queue: s.max_queue.unwrap_or(1000),
         max_replica_lag: c.dur("spill.max_replica_lag", s.max_replica_lag, "90s", false),

@@ -85,8 +85,10 @@ async fn gate<'r>(
         let path = req.uri().path();
         let path_never_spills = route.config.never_spill.iter().any(|p| path.starts_with(p.as_str()));
         let pinned = method_may_spill && !path_never_spills && server.gates.pins.is_pinned(key(), started);
-        let (cloud_healthy, replica_lag_ok) =
-            route.overflow.as_ref().map_or((false, false), |(p, g)| (p.has_available(started), g.replica_lag_ok()));
+        // Over the warm-capacity cap the cloud cannot take a spill; DR ignores the cap.
+        let (cloud_healthy, replica_lag_ok) = route.overflow.as_ref().map_or((false, false), |(p, g)| {
+            (p.has_available(started) && (g.has_spill_room() || !primary_healthy), g.replica_lag_ok())
+        });
         decide(&GateInputs {
             phase: gate.phase(),
             in_flight,
