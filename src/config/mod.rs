@@ -10,6 +10,7 @@ pub mod raw;
 pub mod reload;
 mod types;
 mod validate;
+mod validate_control;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

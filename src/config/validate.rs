@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::duration::{self, Dur};
 use super::raw::*;
 use super::types::*;
+use super::validate_control as control;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,17 +22,17 @@ pub struct Problem {
 }
 
 /// Collects problems while the config is being checked.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     base_dir: &'a Path,
     problems: Vec<Problem>,
 }
 
 impl Checker<'_> {
-    fn fail(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn fail(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem { key: key.into(), message: message.into() });
     }
 
-    fn dur(&mut self, key: &str, value: Option<Dur>, default: &str, allow_zero: bool) -> Duration {
+    pub(super) fn dur(&mut self, key: &str, value: Option<Dur>, default: &str, allow_zero: bool) -> Duration {
         let d = value.map(|d| d.0).unwrap_or_else(|| duration::parse(default).expect("default duration parses"));
         if d.is_zero() && !allow_zero {
             self.fail(key, "must be greater than zero");
@@ -70,8 +71,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let pools = pools(&mut c, raw.pools);
     let routes = routes(&mut c, raw.routes, &pools);
     let spill = spill(&mut c, raw.spill);
-    let scale = raw.scale.map(|s| scale(&mut c, s));
-    let dns = raw.dns.map(|d| dns(&mut c, d));
+    let scale = raw.scale.map(|s| control::scale(&mut c, s));
+    let dns = raw.dns.map(|d| control::dns(&mut c, d));
     let notify = NotifyConfig { sns_topic_arn: raw.notify.sns_topic_arn, webhook: raw.notify.webhook };
     if c.problems.is_empty() {
         Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify })
@@ -380,193 +381,4 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
         max_replica_lag: c.dur("spill.max_replica_lag", s.max_replica_lag, "90s", false),
         tick: c.dur("spill.tick", s.tick, "100ms", false),
     }
-}
-
-fn scale(c: &mut Checker, s: RawScale) -> ScaleConfig {
-    if s.min > s.max {
-        c.fail("scale.min", format!("min ({}) is greater than max ({})", s.min, s.max));
-    }
-    let dr_capacity = s.dr_capacity.unwrap_or(s.max);
-    if dr_capacity < s.min || dr_capacity > s.max {
-        c.fail("scale.dr_capacity", format!("must be within [min, max] = [{}, {}]", s.min, s.max));
-    }
-    if s.per_instance_rps == 0 {
-        c.fail("scale.per_instance_rps", "must be greater than zero");
-    }
-    let headroom = s.headroom.unwrap_or(0.2);
-    if !(0.0..=10.0).contains(&headroom) {
-        c.fail("scale.headroom", "must be between 0 and 10");
-    }
-    if s.auto_scaling_group.is_empty() {
-        c.fail("scale.auto_scaling_group", "must not be empty");
-    }
-    let events = s
-        .events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let key = format!("scale.event[{i}]");
-            let start = timestamp(c, &format!("{key}.start"), &e.start);
-            let end = timestamp(c, &format!("{key}.end"), &e.end);
-            if end <= start {
-                c.fail(format!("{key}.end"), "must be after start");
-            }
-            ScheduledEvent { name: e.name, start, end, expected_rps: e.expected_rps }
-        })
-        .collect();
-    ScaleConfig {
-        enabled: s.enabled.unwrap_or(true),
-        dry_run: s.dry_run.unwrap_or(false),
-        region: s.region.unwrap_or_else(|| "us-east-1".into()),
-        auto_scaling_group: s.auto_scaling_group,
-        per_instance_rps: s.per_instance_rps,
-        warmup: c.dur("scale.warmup", s.warmup, "180s", true),
-        headroom,
-        min: s.min,
-        max: s.max,
-        dr_capacity,
-        scale_in_cooldown: c.dur("scale.scale_in_cooldown", s.scale_in_cooldown, "10m", true),
-        onprem_capacity_rps: s.onprem_capacity_rps,
-        events,
-        interval: c.dur("scale.interval", s.interval, "10s", false),
-        forecast_alpha: unit_fraction(c, "scale.forecast_alpha", s.forecast_alpha, 0.3),
-        forecast_beta: unit_fraction(c, "scale.forecast_beta", s.forecast_beta, 0.05),
-        scale_in_step: positive(c, "scale.scale_in_step", s.scale_in_step, 10),
-        scale_in_interval: c.dur("scale.scale_in_interval", s.scale_in_interval, "60s", true),
-    }
-}
-
-/// A smoothing factor: in (0, 1].
-fn unit_fraction(c: &mut Checker, key: &str, value: Option<f64>, default: f64) -> f64 {
-    let v = value.unwrap_or(default);
-    if !(v > 0.0 && v <= 1.0) {
-        c.fail(key, "must be greater than 0 and at most 1");
-    }
-    v
-}
-
-fn positive(c: &mut Checker, key: &str, value: Option<u32>, default: u32) -> u32 {
-    let v = value.unwrap_or(default);
-    if v == 0 {
-        c.fail(key, "must be greater than zero");
-    }
-    v
-}
-
-fn timestamp(c: &mut Checker, key: &str, text: &str) -> std::time::SystemTime {
-    humantime::parse_rfc3339(text).unwrap_or_else(|e| {
-        c.fail(key, format!("invalid RFC 3339 time {text:?}: {e}"));
-        std::time::UNIX_EPOCH
-    })
-}
-
-fn dns(c: &mut Checker, d: RawDns) -> DnsConfig {
-    let record_type = d.record_type.unwrap_or_else(|| "CNAME".into()).to_ascii_uppercase();
-    if !["CNAME", "A", "AAAA"].contains(&record_type.as_str()) {
-        c.fail("dns.type", format!("unsupported record type {record_type:?}: expected CNAME, A or AAAA"));
-    }
-    let ttl = d.ttl.unwrap_or(60);
-    if ttl == 0 {
-        c.fail("dns.ttl", "must be greater than zero");
-    }
-    if d.onprem.set_identifier == d.aws.set_identifier {
-        c.fail("dns.aws.set_identifier", "must differ from dns.onprem.set_identifier");
-    }
-    if d.hosted_zone_id.is_empty() {
-        c.fail("dns.hosted_zone_id", "must not be empty");
-    }
-    if d.record.is_empty() {
-        c.fail("dns.record", "must not be empty");
-    }
-    if d.onprem.set_identifier.is_empty() {
-        c.fail("dns.onprem.set_identifier", "must not be empty");
-    }
-    if d.aws.set_identifier.is_empty() {
-        c.fail("dns.aws.set_identifier", "must not be empty");
-    }
-    let on_external_edit = match d.on_external_edit.as_deref() {
-        None | Some("respect") => ExternalEdit::Respect,
-        Some("correct") => ExternalEdit::Correct,
-        Some(other) => {
-            c.fail("dns.on_external_edit", format!("unknown value {other:?}: expected \"respect\" or \"correct\""));
-            ExternalEdit::Respect
-        }
-    };
-    let target_weights = d.target_weights.map(|t| TargetWeights {
-        onprem: weight(c, "dns.target_weights.onprem", t.onprem),
-        aws: weight(c, "dns.target_weights.aws", t.aws),
-    });
-    if target_weights.is_some_and(|t| t.onprem == 0 && t.aws == 0) {
-        c.fail("dns.target_weights", "both weights are 0: Route 53 would split evenly; set at least one above 0");
-    }
-    let onprem = dns_target(c, "dns.onprem", d.onprem);
-    let aws = dns_target(c, "dns.aws", d.aws);
-    if (onprem.alias.is_some() || aws.alias.is_some()) && record_type == "CNAME" {
-        c.fail("dns.type", "an alias record must be of type A or AAAA");
-    }
-    let max_step = d.max_step.unwrap_or(64);
-    if max_step == 0 {
-        c.fail("dns.max_step", "must be greater than zero");
-    }
-    DnsConfig {
-        enabled: d.enabled.unwrap_or(true),
-        dry_run: d.dry_run.unwrap_or(false),
-        hosted_zone_id: d.hosted_zone_id,
-        record: d.record,
-        record_type,
-        ttl,
-        onprem,
-        aws,
-        shift_after: c.dur("dns.shift_after", d.shift_after, "5m", true),
-        min_change_interval: c.dur("dns.min_change_interval", d.min_change_interval, "60s", false),
-        max_step,
-        interval: c.dur("dns.interval", d.interval, "5s", false),
-        hysteresis: d.hysteresis.unwrap_or(16),
-        insync_timeout: c.dur("dns.insync_timeout", d.insync_timeout, "120s", false),
-        on_external_edit,
-        target_weights,
-        verify_interval: c.dur("dns.verify_interval", d.verify_interval, "60s", false),
-    }
-}
-
-/// A Route 53 weight: 0–255.
-fn weight(c: &mut Checker, key: &str, value: u32) -> u8 {
-    u8::try_from(value).unwrap_or_else(|_| {
-        c.fail(key, format!("weight {value} is out of range: Route 53 weights are 0-255"));
-        u8::MAX
-    })
-}
-
-/// Exactly one of `value` and `alias`.
-fn dns_target(c: &mut Checker, key: &str, t: RawDnsTarget) -> DnsTarget {
-    let alias = t.alias.map(|a| {
-        if a.dns_name.is_empty() {
-            c.fail(format!("{key}.alias.dns_name"), "must not be empty");
-        }
-        if a.hosted_zone_id.is_empty() {
-            c.fail(format!("{key}.alias.hosted_zone_id"), "must not be empty");
-        }
-        AliasTarget {
-            dns_name: a.dns_name,
-            hosted_zone_id: a.hosted_zone_id,
-            evaluate_health: a.evaluate_health.unwrap_or(true),
-        }
-    });
-    let value = match (t.value, &alias) {
-        (Some(_), Some(_)) => {
-            c.fail(format!("{key}.alias"), "set either value or alias, not both");
-            String::new()
-        }
-        (None, None) => {
-            c.fail(format!("{key}.value"), "set value (a record value) or alias (an AWS resource)");
-            String::new()
-        }
-        (Some(v), None) if v.is_empty() => {
-            c.fail(format!("{key}.value"), "must not be empty");
-            v
-        }
-        (Some(v), None) => v,
-        (None, Some(a)) => a.dns_name.clone(),
-    };
-    DnsTarget { set_identifier: t.set_identifier, value, alias }
 }
