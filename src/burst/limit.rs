@@ -62,6 +62,10 @@ pub struct LimitParams {
     pub initial: u32,
     /// Weight of the new target per window (default 0.2).
     pub smoothing: f64,
+    /// Weight of a *lower* target per window (default 0.3): the limit comes
+    /// down faster than it goes up, so a burst's leading edge is not admitted
+    /// at the old, calm limit for long.
+    pub smoothing_down: f64,
     /// Latency ratio over the baseline still counted as no queueing (default 1.1).
     pub tolerance: f64,
     /// Default √limit.
@@ -85,6 +89,7 @@ impl LimitParams {
             max,
             initial,
             smoothing: 0.2,
+            smoothing_down: 0.3,
             tolerance: 1.1,
             queue: QueueAllowance::SquareRoot,
             baseline_rise: Duration::from_secs(10),
@@ -139,7 +144,8 @@ impl ConcurrencyLimit {
         let gradient = (self.params.tolerance * baseline / sample).clamp(0.5, 1.0);
         let target = self.estimate * gradient + self.params.queue.at(self.estimate);
         if target <= self.estimate || saturated {
-            let s = self.params.smoothing.clamp(0.0, 1.0);
+            let s =
+                if target < self.estimate { self.params.smoothing_down } else { self.params.smoothing }.clamp(0.0, 1.0);
             let (min, max) = self.params.bounds();
             self.estimate = (self.estimate * (1.0 - s) + target * s).clamp(min, max);
         }
