@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod dns;
+pub mod notifications;
 pub mod proxy;
 pub mod runtime;
 pub mod scale;

@@ -145,6 +145,8 @@ fn replace_if_changed<T: PartialEq + Clone>(slot: &mut T, next: &T) -> bool {
 
 pub struct Server {
     pub runtime: ArcSwap<Runtime>,
+    /// Set once at start (needs the runtime to exist).
+    pub notifier: std::sync::OnceLock<crate::notifications::Notifier>,
     pub gates: Gates,
     pub control: ControlPlane,
     pub config_path: PathBuf,
@@ -166,6 +168,7 @@ impl Server {
             ..ReloadState::default()
         };
         Ok(Arc::new(Server {
+            notifier: std::sync::OnceLock::new(),
             control: ControlPlane::new(&runtime.config),
             runtime: ArcSwap::from_pointee(runtime),
             gates,
@@ -178,8 +181,20 @@ impl Server {
         }))
     }
 
+    /// Queues a notification (no-op before `start`).
+    pub fn notify(&self, event: crate::notifications::Event) {
+        if let Some(n) = self.notifier.get() {
+            n.send(event);
+        }
+    }
+
     /// Activates the first snapshot and binds every listener.
     pub async fn start(self: &Arc<Self>) -> Result<(), ReloadError> {
+        let weak = Arc::downgrade(self);
+        let notifier = crate::notifications::Notifier::spawn(move || {
+            weak.upgrade().and_then(|s| s.runtime.load().config.notify.webhook.clone())
+        });
+        let _ = self.notifier.set(notifier);
         let rt = self.runtime.load_full();
         rt.activate(None);
         rt.initial_probes(Duration::from_secs(5)).await;
@@ -232,6 +247,12 @@ impl Server {
                 st.last_error = Some(e.to_string());
                 st.last_error_at = Some(timestamp());
                 metrics::counter!("config_reload_failures_total").increment(1);
+                self.notify(crate::notifications::Event::new(
+                    "config_reload_failed",
+                    "error",
+                    format!("Spillway reload ({trigger}) failed; the previous configuration keeps serving"),
+                    serde_json::json!({ "error": e.to_string(), "active_version": st.version }),
+                ));
                 tracing::error!(%trigger, error = %e, "configuration reload failed; the previous configuration keeps serving");
             }
         }

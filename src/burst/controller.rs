@@ -380,6 +380,21 @@ pub async fn run(server: Arc<crate::server::Server>) {
             );
             metrics::counter!("spillway_mode_changes_total", "pool" => pool.clone(), "to" => mode_label(to))
                 .increment(1);
+            let severity = match to {
+                PoolMode::DisasterRecovery => "critical",
+                PoolMode::Spilling => "warning",
+                PoolMode::Normal => "info",
+            };
+            server.notify(crate::notifications::Event::new(
+                "pool_mode_changed",
+                severity,
+                format!("pool {pool}: {} -> {}", mode_label(from), mode_label(to)),
+                serde_json::json!({
+                    "pool": pool, "from": mode_label(from), "to": mode_label(to),
+                    "in_flight": view.in_flight, "limit": view.limit, "pressure": view.pressure,
+                    "p99_ms": view.window.p99_sliding.as_secs_f64() * 1e3,
+                }),
+            ));
         }
         server.control.signals.send_replace(report.control);
         for (name, gate) in &rt.gates {

@@ -73,6 +73,14 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let spill = spill(&mut c, raw.spill);
     let scale = raw.scale.map(|s| control::scale(&mut c, s));
     let dns = raw.dns.map(|d| control::dns(&mut c, d));
+    if let Some(url) = &raw.notify.webhook {
+        if let Err(e) = crate::notifications::check_url(url) {
+            c.fail("notify.webhook", e);
+        }
+    }
+    if raw.notify.sns_topic_arn.is_some() {
+        c.fail("notify.sns_topic_arn", "SNS delivery is not built yet; use notify.webhook");
+    }
     let notify = NotifyConfig { sns_topic_arn: raw.notify.sns_topic_arn, webhook: raw.notify.webhook };
     if c.problems.is_empty() {
         Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify })

@@ -1,0 +1,148 @@
+//! Notifications: every mode change (spill on/off, DR engaged/cleared) and
+//! every failed reload is POSTed as JSON to `[notify] webhook`, so the
+//! on-call engineer hears about it without watching a dashboard.
+//!
+//! Delivery never touches the data plane: events go through a bounded queue
+//! (full: the event is dropped and counted) to one sender task, which retries
+//! each event three times with backoff and gives up (counted, logged). The
+//! webhook URL is read from the running config at send time, so a reload
+//! changes it. HTTPS webhooks are verified against the public web roots.
+
+use std::time::{Duration, SystemTime};
+
+use http::{header, Method, Request, Uri};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::body::Body;
+use crate::config::UpstreamTls;
+use crate::upstream::connector::Connector;
+
+const QUEUE: usize = 256;
+const ATTEMPTS: u32 = 3;
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One notification.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub source: &'static str,
+    pub kind: &'static str,
+    /// `info`, `warning`, `error` or `critical` (PagerDuty's severities).
+    pub severity: &'static str,
+    pub summary: String,
+    pub at: String,
+    pub details: serde_json::Value,
+}
+
+impl Event {
+    pub fn new(kind: &'static str, severity: &'static str, summary: String, details: serde_json::Value) -> Event {
+        Event {
+            source: "spillway",
+            kind,
+            severity,
+            summary,
+            at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            details,
+        }
+    }
+}
+
+/// The sending side, shared by whoever has something to say.
+#[derive(Clone)]
+pub struct Notifier {
+    tx: mpsc::Sender<Event>,
+}
+
+impl Notifier {
+    /// Starts the sender task; `webhook` returns the current URL (if any).
+    pub fn spawn(webhook: impl Fn() -> Option<String> + Send + 'static) -> Notifier {
+        let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let Some(url) = webhook() else { continue };
+                deliver(&url, &event).await;
+            }
+        });
+        Notifier { tx }
+    }
+
+    /// Queues an event; never waits.
+    pub fn send(&self, event: Event) {
+        if self.tx.try_send(event).is_err() {
+            metrics::counter!("spillway_notifications_dropped_total").increment(1);
+        }
+    }
+}
+
+async fn deliver(url: &str, event: &Event) {
+    let body = serde_json::to_vec(event).unwrap_or_default();
+    let mut backoff = Duration::from_millis(500);
+    for attempt in 1..=ATTEMPTS {
+        match tokio::time::timeout(TIMEOUT, post(url, body.clone())).await {
+            Ok(Ok(status)) if status.is_success() => {
+                metrics::counter!("spillway_notifications_sent_total").increment(1);
+                return;
+            }
+            Ok(Ok(status)) => {
+                tracing::warn!(%url, %status, attempt, kind = event.kind, "webhook refused the notification")
+            }
+            Ok(Err(e)) => tracing::warn!(%url, error = %e, attempt, kind = event.kind, "webhook unreachable"),
+            Err(_) => tracing::warn!(%url, attempt, kind = event.kind, "webhook timed out"),
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+    }
+    metrics::counter!("spillway_notifications_failed_total").increment(1);
+}
+
+/// Why a webhook URL is unusable.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let uri: Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(format!("{url:?}: the webhook must be an http:// or https:// URL")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?}: no host"));
+    }
+    Ok(())
+}
+
+async fn post(url: &str, body: Vec<u8>) -> Result<http::StatusCode, String> {
+    check_url(url)?;
+    let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    let https = uri.scheme_str() == Some("https");
+    let host = uri.host().unwrap_or_default().to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let tls = https.then(|| UpstreamTls { sni: Some(host.clone()), verify: true, ca_pem: None });
+    let connector = Connector::new(TIMEOUT, tls.as_ref()).map_err(|e| e.to_string())?;
+    let io = connector.connect(&host, port).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or(host);
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header(header::HOST, authority)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::USER_AGENT, concat!("spillway/", env!("CARGO_PKG_VERSION")))
+        .body(Body::full(body))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    Ok(resp.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls_are_checked() {
+        assert!(check_url("https://events.pagerduty.example/v2/enqueue").is_ok());
+        assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
+        assert!(check_url("ftp://example.com/").is_err());
+        assert!(check_url("not a url").is_err());
+    }
+}

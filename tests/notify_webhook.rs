@@ -1,0 +1,99 @@
+//! Mode changes and failed reloads reach the `[notify] webhook`: a real
+//! HTTP receiver on loopback collects what the binary POSTs.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use support::{eventually, Origin, Spillway, ADMIN};
+
+type Events = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// A webhook receiver: every POST body is parsed as JSON and kept.
+async fn receiver() -> (SocketAddr, Events) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let events: Events = Arc::default();
+    let store = events.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let store = store.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let store = store.clone();
+                    async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        if let Ok(v) = serde_json::from_slice(&body) {
+                            store.lock().unwrap().push(v);
+                        }
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
+            });
+        }
+    });
+    (addr, events)
+}
+
+fn has(events: &Events, kind: &str, field: &str, value: &str) -> bool {
+    events.lock().unwrap().iter().any(|e| e["kind"] == kind && e["details"][field] == value)
+}
+
+fn config(webhook: SocketAddr, onprem: &str, cloud: &Origin) -> String {
+    format!(
+        "{ADMIN}\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n\
+         [pools.onprem]\nendpoints = [\"{onprem}\"]\nconnect_timeout = \"200ms\"\n\
+         health = {{ path = \"/healthz\", interval = \"200ms\", timeout = \"150ms\", unhealthy_after = 1, healthy_after = 1 }}\n\n\
+         [pools.aws]\nrole = \"cloud\"\nendpoints = [\"{}\"]\n\n\
+         [[route]]\nprimary = \"onprem\"\noverflow = \"aws\"\n\n\
+         [spill]\ntick = \"50ms\"\n\n[notify]\nwebhook = \"http://{webhook}/hook\"\n",
+        cloud.endpoint()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disaster_recovery_and_a_failed_reload_are_notified() {
+    let (hook, events) = receiver().await;
+    let cloud = Origin::start("cloud").await;
+    // The on-prem pool points at a port nobody listens on: every probe fails.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let sw = Spillway::start(&config(hook, &dead.to_string(), &cloud)).await;
+    eventually(Duration::from_secs(10), "a DR notification", || async {
+        has(&events, "pool_mode_changed", "to", "disaster_recovery")
+    })
+    .await;
+    let dr = events.lock().unwrap().iter().find(|e| e["kind"] == "pool_mode_changed").cloned().unwrap();
+    assert_eq!(dr["severity"], "critical");
+    assert_eq!(dr["details"]["pool"], "onprem");
+
+    sw.write_config("[[listener]]\nname = broken");
+    eventually(Duration::from_secs(10), "a reload-failure notification", || async {
+        events.lock().unwrap().iter().any(|e| e["kind"] == "config_reload_failed")
+    })
+    .await;
+    let failed = events.lock().unwrap().iter().find(|e| e["kind"] == "config_reload_failed").cloned().unwrap();
+    assert_eq!(failed["severity"], "error");
+    assert!(failed["details"]["error"].as_str().unwrap().contains("line"), "{failed}");
+}
+
+#[tokio::test]
+async fn check_refuses_a_webhook_that_is_not_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let cloud_less = format!(
+        "{ADMIN}\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n[pools.p]\nendpoints = [\"127.0.0.1:1\"]\n[[route]]\nprimary = \"p\"\n[notify]\nwebhook = \"ftp://example.com/\"\n"
+    );
+    std::fs::write(&path, cloud_less).unwrap();
+    let (code, _, stderr) = support::spillway::check(&path);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("notify.webhook"), "{stderr}");
+}
