@@ -1,6 +1,6 @@
 //! The admin listener: `/healthz` (process alive), `/readyz` (listeners
 //! bound, not draining), `/status` (JSON), `/metrics` (Prometheus),
-//! `POST /reload`. Loopback by default; a bearer token is required when a
+//! `POST /reload`, and a live dashboard at `/` (a static page polling `/status`). Loopback by default; a bearer token is required when a
 //! token file is configured (and validation requires one off loopback).
 
 mod status;
@@ -18,6 +18,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::body::Body;
 use crate::server::Server;
+
+/// The live dashboard: one static page that polls `/status` every second.
+const DASHBOARD: &str = include_str!("dashboard.html");
 
 pub struct Admin {
     pub server: Arc<Server>,
@@ -46,6 +49,11 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Bo
         return Ok(text(StatusCode::UNAUTHORIZED, "admin token required\n"));
     }
     let resp = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/" | "/dashboard") => {
+            let mut r = Response::new(Body::full(DASHBOARD));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            r
+        }
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => {
             if *admin.server.drain.borrow() {
