@@ -209,17 +209,17 @@ pub async fn forward(
         };
         let started = Instant::now();
         let pending = endpoint.start();
-        let sent = upstream.send(req, pool.config.response_timeout, started).await;
+        let sent = tokio::time::timeout(pool.config.response_timeout, upstream.send(req)).await;
         let now = Instant::now();
         let failure = match sent {
-            Ok(resp) => {
+            Ok(Ok(resp)) => {
                 pending.finish(now - started, now);
                 let ok = !resp.status().is_server_error();
                 record_passive(pool, &endpoint, ok, now);
                 guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);
                 return Ok(respond(resp, pool, client_version, on_upgrade, guard, upstream));
             }
-            Err(SendFailure::NotSent(back, e)) if upstream.reused => {
+            Ok(Err(SendFailure::NotSent(back, e))) if upstream.reused => {
                 // The upstream closed this idle connection just now; nothing
                 // was sent, so any method may go again on a new connection.
                 tracing::debug!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "pooled connection was closed; resending");
@@ -228,12 +228,12 @@ pub async fn forward(
                 resend_to = Some(endpoint.clone());
                 continue;
             }
-            Err(SendFailure::NotSent(_, e) | SendFailure::Failed(e)) => ProxyError::Upstream {
+            Ok(Err(SendFailure::NotSent(_, e) | SendFailure::Failed(e))) => ProxyError::Upstream {
                 pool: pool.name.clone(),
                 endpoint: endpoint.addr.clone(),
                 detail: error_chain(&e),
             },
-            Err(SendFailure::TimedOut) => ProxyError::UpstreamTimeout {
+            Err(_) => ProxyError::UpstreamTimeout {
                 pool: pool.name.clone(),
                 endpoint: endpoint.addr.clone(),
                 timeout: pool.config.response_timeout,

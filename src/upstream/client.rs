@@ -12,15 +12,8 @@
 //! A connection goes back to its endpoint's idle list only once the response
 //! body has been read to its end (see `Conn::release`); one abandoned halfway
 //! is closed.
-//!
-//! The response-header timeout is kept per connection, not per request: an
-//! exchange stores its deadline in an atomic, and the connection's own task
-//! checks it on a coarse tick (a tenth of the timeout) and closes the
-//! connection when it has passed. That replaces a timer-wheel insert and
-//! removal per request with two atomic stores; the timeout fires up to one
-//! tick late.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,7 +22,6 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 
 use crate::body::Body;
-use crate::clock;
 
 use super::connector::{ConnectError, Connector};
 use super::endpoint::Endpoint;
@@ -41,18 +33,6 @@ pub struct Transport {
     connector: Connector,
     max_idle: usize,
     idle_timeout: Duration,
-    /// How often a connection checks its exchange's deadline.
-    deadline_tick: Duration,
-}
-
-/// An exchange's deadline, shared between the request side and the
-/// connection's task.
-#[derive(Default)]
-struct Deadline {
-    /// Nanoseconds (see `clock`) after which the exchange has timed out; 0: none.
-    at: AtomicU64,
-    /// The connection task closed the connection because `at` passed.
-    expired: AtomicBool,
 }
 
 /// Idle keep-alive connections of one endpoint.
@@ -63,7 +43,6 @@ pub struct IdleConns {
 
 struct Idle {
     sender: SendRequest<Body>,
-    deadline: Arc<Deadline>,
     transport: u64,
     since: Instant,
 }
@@ -98,7 +77,6 @@ impl IdleConns {
 /// A connection checked out for one exchange.
 pub struct Conn {
     sender: SendRequest<Body>,
-    deadline: Arc<Deadline>,
     transport: u64,
     max_idle: usize,
     endpoint: Arc<Endpoint>,
@@ -119,15 +97,12 @@ pub enum SendFailure {
     NotSent(Box<Request<Body>>, hyper::Error),
     /// The request may have reached the upstream.
     Failed(hyper::Error),
-    /// No response headers before the deadline: the connection was closed.
-    TimedOut,
 }
 
 impl Transport {
-    pub fn new(connector: Connector, max_idle: usize, idle_timeout: Duration, response_timeout: Duration) -> Transport {
+    pub fn new(connector: Connector, max_idle: usize, idle_timeout: Duration) -> Transport {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let deadline_tick = (response_timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        Transport { id: NEXT_ID.fetch_add(1, Relaxed), connector, max_idle, idle_timeout, deadline_tick }
+        Transport { id: NEXT_ID.fetch_add(1, Relaxed), connector, max_idle, idle_timeout }
     }
 
     /// A ready connection to `endpoint`: the most recently used idle one, or
@@ -136,7 +111,7 @@ impl Transport {
         while let Some(idle) = endpoint.idle.pop() {
             let fresh = now.saturating_duration_since(idle.since) < self.idle_timeout;
             if idle.transport == self.id && fresh && idle.sender.is_ready() {
-                return Ok(self.conn(idle.sender, idle.deadline, endpoint, true));
+                return Ok(self.conn(idle.sender, endpoint, true));
             }
         }
         self.connect(endpoint).await
@@ -151,14 +126,17 @@ impl Transport {
             .handshake(io)
             .await
             .map_err(|e| ConnectError::Handshake { addr: endpoint.addr.clone(), detail: e.to_string() })?;
-        let deadline = Arc::new(Deadline::default());
-        tokio::spawn(drive(conn, deadline.clone(), self.deadline_tick));
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection closed with an error");
+            }
+        });
         metrics::counter!("spillway_upstream_connections_opened_total").increment(1);
-        Ok(self.conn(sender, deadline, endpoint, false))
+        Ok(self.conn(sender, endpoint, false))
     }
 
-    fn conn(&self, sender: SendRequest<Body>, deadline: Arc<Deadline>, endpoint: &Arc<Endpoint>, reused: bool) -> Conn {
-        Conn { sender, deadline, transport: self.id, max_idle: self.max_idle, endpoint: endpoint.clone(), reused }
+    fn conn(&self, sender: SendRequest<Body>, endpoint: &Arc<Endpoint>, reused: bool) -> Conn {
+        Conn { sender, transport: self.id, max_idle: self.max_idle, endpoint: endpoint.clone(), reused }
     }
 
     pub fn idle_timeout(&self) -> Duration {
@@ -166,51 +144,11 @@ impl Transport {
     }
 }
 
-/// The connection's task: runs hyper's connection and closes it when an
-/// exchange's deadline passes.
-async fn drive(
-    conn: http1::Connection<hyper_util::rt::TokioIo<super::connector::UpstreamIo>, Body>,
-    deadline: Arc<Deadline>,
-    every: Duration,
-) {
-    let conn = conn.with_upgrades();
-    tokio::pin!(conn);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "upstream connection closed with an error");
-                }
-                return;
-            }
-            _ = tick.tick() => {
-                let at = deadline.at.load(Relaxed);
-                if at != 0 && clock::to_nanos(Instant::now()) >= at {
-                    deadline.expired.store(true, Relaxed);
-                    return; // dropping the connection fails the waiting exchange
-                }
-            }
-        }
-    }
-}
-
 impl Conn {
-    /// Sends one request and waits for the response headers, at most
-    /// `timeout` from `now`.
-    pub async fn send(
-        &mut self,
-        req: Request<Body>,
-        timeout: Duration,
-        now: Instant,
-    ) -> Result<Response<Incoming>, SendFailure> {
-        self.deadline.at.store(clock::to_nanos(now + timeout).max(1), Relaxed);
-        let result = self.sender.try_send_request(req).await;
-        self.deadline.at.store(0, Relaxed);
-        result.map_err(|mut e| match e.take_message() {
+    /// Sends one request and waits for the response headers.
+    pub async fn send(&mut self, req: Request<Body>) -> Result<Response<Incoming>, SendFailure> {
+        self.sender.try_send_request(req).await.map_err(|mut e| match e.take_message() {
             Some(req) => SendFailure::NotSent(Box::new(req), e.into_error()),
-            None if self.deadline.expired.load(Relaxed) => SendFailure::TimedOut,
             None => SendFailure::Failed(e.into_error()),
         })
     }
@@ -219,7 +157,7 @@ impl Conn {
     /// request (unless the upstream is closing it, or the list is full).
     pub fn release(self, now: Instant) {
         if !self.sender.is_closed() {
-            let idle = Idle { sender: self.sender, deadline: self.deadline, transport: self.transport, since: now };
+            let idle = Idle { sender: self.sender, transport: self.transport, since: now };
             self.endpoint.idle.push(idle, self.max_idle);
         }
     }

@@ -106,11 +106,10 @@ fn same_transport(a: &PoolConfig, b: &PoolConfig) -> bool {
         && a.connect_timeout == b.connect_timeout
         && a.idle_timeout == b.idle_timeout
         && a.max_idle_per_endpoint == b.max_idle_per_endpoint
-        && a.response_timeout == b.response_timeout
 }
 
 fn new_transport(config: &PoolConfig) -> Result<Transport, PoolError> {
     let connector = Connector::new(config.connect_timeout, config.tls.as_ref())
         .map_err(|source| PoolError::Tls { pool: config.name.clone(), source })?;
-    Ok(Transport::new(connector, config.max_idle_per_endpoint, config.idle_timeout, config.response_timeout))
+    Ok(Transport::new(connector, config.max_idle_per_endpoint, config.idle_timeout))
 }

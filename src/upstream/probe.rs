@@ -91,9 +91,8 @@ async fn send(
         .body(Body::empty())
         .map_err(|e| e.to_string())?;
     let mut conn = pool.transport.connect(endpoint).await.map_err(|e| error_chain(&e))?;
-    let resp = conn.send(req, health.timeout, Instant::now()).await.map_err(|e| match e {
+    let resp = conn.send(req).await.map_err(|e| match e {
         SendFailure::NotSent(_, e) | SendFailure::Failed(e) => error_chain(&e),
-        SendFailure::TimedOut => format!("timed out after {:?}", health.timeout),
     })?;
     let lag = health
         .lag_header
