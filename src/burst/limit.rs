@@ -25,6 +25,12 @@
 //! moves the limit by at most `smoothing / 2` (10 % by default); the limit
 //! only grows when the window's peak in-flight reached `app_limited_below ×
 //! limit`, so an idle pool does not accumulate an unbounded limit.
+//! While the pool is not saturated the limit also drifts down (time
+//! constant `calm_decay`) toward `calm_headroom × peak in-flight + queue
+//! allowance`, so a calm pool's limit stays near what it really carries and a
+//! burst's leading edge meets a limit close to capacity rather than
+//! `max_in_flight` (measured: the first burst was otherwise admitted up to
+//! the cap before latency brought the limit down).
 //! Known limit: a controller started in the middle of an overload takes the
 //! loaded latency as its baseline until the load drops (Envoy solves this by
 //! probing at low concurrency; not done here).
@@ -78,6 +84,10 @@ pub struct LimitParams {
     pub baseline_fall: f64,
     /// Windows with fewer latency samples are ignored (default 5).
     pub min_samples: u64,
+    /// Calm limit: `calm_headroom × peak in-flight` (+ queue allowance) (default 2.0).
+    pub calm_headroom: f64,
+    /// Time constant of the drift down to the calm limit (default 10 s).
+    pub calm_decay: Duration,
     /// The pool is saturated when its peak in-flight reached this share of the limit (default 0.5).
     pub app_limited_below: f64,
 }
@@ -97,6 +107,8 @@ impl LimitParams {
             baseline_fall: 0.1,
             min_samples: 5,
             app_limited_below: 0.5,
+            calm_headroom: 2.0,
+            calm_decay: Duration::from_secs(10),
         }
     }
 
@@ -149,7 +161,21 @@ impl ConcurrencyLimit {
             let (min, max) = self.params.bounds();
             self.estimate = (self.estimate * (1.0 - s) + target * s).clamp(min, max);
         }
+        if !saturated {
+            self.drift_to_calm(window, dt);
+        }
         self.limit()
+    }
+
+    /// Not saturated: move toward what the pool carries, with headroom.
+    fn drift_to_calm(&mut self, window: &WindowStats, dt: Duration) {
+        let ceiling = self.params.calm_headroom * f64::from(window.max_in_flight)
+            + self.params.queue.at(f64::from(window.max_in_flight).max(1.0));
+        if self.estimate > ceiling && !self.params.calm_decay.is_zero() {
+            let w = 1.0 - (-dt.as_secs_f64() / self.params.calm_decay.as_secs_f64()).exp();
+            let (min, max) = self.params.bounds();
+            self.estimate = (self.estimate - (self.estimate - ceiling) * w).clamp(min, max);
+        }
     }
 
     pub fn limit(&self) -> u32 {
@@ -247,6 +273,24 @@ mod tests {
     }
 
     #[test]
+    fn a_calm_pool_drifts_down_to_what_it_carries() {
+        let t0 = Instant::now();
+        let mut l = ConcurrencyLimit::new(LimitParams::new(4, 400, 400));
+        // 8 in flight at baseline latency for a minute: not saturated.
+        for i in 1..=600 {
+            l.update(&window(20.0, 100, 8), t0 + TICK * i);
+        }
+        let calm = l.limit();
+        assert!((18..=25).contains(&calm), "2 × 8 + √8 ≈ 19, got {calm}");
+        // Load rises with latency flat: the pool saturates and the limit grows again.
+        for i in 601..=700 {
+            let limit = l.limit();
+            l.update(&window(20.0, 100, limit), t0 + TICK * i);
+        }
+        assert!(l.limit() > calm + 10, "grew from {calm} to {}", l.limit());
+    }
+
+    #[test]
     fn empty_or_thin_windows_change_nothing() {
         let t0 = Instant::now();
         let mut l = ConcurrencyLimit::new(LimitParams::new(4, 100, 20));
@@ -262,7 +306,8 @@ mod tests {
         for i in 1..=50 {
             l.update(&window(20.0, 100, 5), t0 + TICK * i);
         }
-        assert_eq!(l.limit(), 20, "app-limited: no growth");
+        // App-limited: no growth; it drifts down toward 2 × 5 + √5 ≈ 12.
+        assert!((12..20).contains(&l.limit()), "app-limited: {}", l.limit());
         for i in 51..=100 {
             let limit = l.limit();
             l.update(&window(20.0, 100, limit), t0 + TICK * i);
