@@ -35,7 +35,9 @@ pub struct Runtime {
 }
 
 pub struct ListenerRuntime {
-    pub config: ListenerConfig,
+    /// Shared so each accepted connection takes a reference, not a copy
+    /// (the config holds the certificate and key PEM bytes).
+    pub config: Arc<ListenerConfig>,
     pub tls: Option<TlsAcceptor>,
 }
 
@@ -138,7 +140,7 @@ impl Runtime {
                     tls::server_config(t).map_err(|source| BuildError::Tls { listener: lc.name.clone(), source })?,
                 ))),
             };
-            listeners.insert(lc.name.clone(), ListenerRuntime { config: lc.clone(), tls });
+            listeners.insert(lc.name.clone(), ListenerRuntime { config: Arc::new(lc.clone()), tls });
         }
         Ok(Runtime { version: loaded.version.clone(), config, routes, pools, gates, listeners })
     }

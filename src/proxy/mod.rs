@@ -14,7 +14,6 @@ pub use error::ProxyError;
 /// What the service knows about the client connection a request came on.
 #[derive(Debug)]
 pub struct ConnInfo {
-    pub listener: String,
     pub remote: SocketAddr,
     pub tls: bool,
     /// The client address as an `X-Forwarded-For` element, formatted once
@@ -23,8 +22,8 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub fn new(listener: String, remote: SocketAddr, tls: bool) -> Self {
+    pub fn new(remote: SocketAddr, tls: bool) -> Self {
         let forwarded_for = headers::forwarded_for_value(remote.ip());
-        ConnInfo { listener, remote, tls, forwarded_for }
+        ConnInfo { remote, tls, forwarded_for }
     }
 }

@@ -33,7 +33,7 @@ pub async fn serve(
     let started = Instant::now();
     let method = req.method().clone();
     let rt = server.runtime.load_full();
-    let result = handle(&rt, &server, &conn, req).await;
+    let result = handle(&rt, &server, &conn, req, started).await;
     let resp = result.unwrap_or_else(|err| {
         tracing::warn!(client = %conn.remote, %method, error = %err, status = err.status().as_u16(), "request failed");
         metrics::counter!("spillway_proxy_errors_total", "kind" => err.kind()).increment(1);
@@ -48,6 +48,7 @@ async fn handle(
     server: &Server,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
+    started: Instant,
 ) -> Result<Response<Body>, ProxyError> {
     let host = request_host(&req);
     let Some(route) = rt.route(host, req.uri().path()) else {
@@ -55,7 +56,7 @@ async fn handle(
     };
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (pool, guard) = gate(rt, server, route, conn, &req).await?;
+    let (pool, guard) = gate(rt, server, route, conn, &req, started).await?;
     forward(pool, req, conn, on_upgrade, guard).await
 }
 
@@ -67,8 +68,8 @@ async fn gate<'r>(
     route: &'r Route,
     conn: &ConnInfo,
     req: &Request<Incoming>,
+    started: Instant,
 ) -> Result<(&'r Pool, InFlight), ProxyError> {
-    let started = Instant::now();
     let spill = &rt.config.spill;
     let key = || client_key(session_cookie(req, spill.session_cookie.as_deref()), conn.remote.ip());
     if is_write(req.method()) {
