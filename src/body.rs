@@ -1,10 +1,12 @@
-//! The one body type that flows through the proxy, both ways: a streamed
-//! hyper body, a small in-memory body (error pages, admin), or nothing.
+//! The one body type that flows through the proxy, both ways: a client's
+//! request body (hyper), an upstream response body (`upstream::client`), a
+//! small in-memory body (error pages, admin), or nothing.
 //!
 //! It never buffers a streamed body; it forwards frames as they come and
-//! keeps hyper's size hints so framing (Content-Length vs chunked) survives.
-//! An optional guard rides along and is dropped when the stream ends, so
-//! "request finished" is observed at the last byte, not at the headers.
+//! keeps the size hints so framing (Content-Length vs chunked) survives.
+//! An optional in-flight guard rides along and is dropped when the stream
+//! ends, so "request finished" is observed at the last byte, not at the
+//! headers.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,30 +15,19 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-/// What a proxied response body carries until its last byte: the request's
-/// in-flight count and the upstream connection. At the end of the stream the
-/// connection goes back to its keep-alive pool; a body dropped halfway (the
-/// client went away) closes it instead.
-pub struct Guard {
-    pub in_flight: crate::burst::controller::InFlight,
-    pub conn: Option<crate::upstream::client::Conn>,
-}
+use crate::burst::controller::InFlight;
+use crate::upstream::client::UpstreamBody;
 
-impl Guard {
-    fn finish(self) {
-        if let Some(conn) = self.conn {
-            conn.release(std::time::Instant::now());
-        }
-    }
-}
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub struct Body {
     kind: Kind,
-    guard: Option<Guard>,
+    guard: Option<InFlight>,
 }
 
 enum Kind {
-    Stream(Incoming),
+    Client(Incoming),
+    Upstream(UpstreamBody),
     Full(Option<Bytes>),
 }
 
@@ -50,15 +41,19 @@ impl Body {
         Body { kind: Kind::Full((!bytes.is_empty()).then_some(bytes)), guard: None }
     }
 
+    /// A client's request body, on its way upstream.
     pub fn stream(incoming: Incoming) -> Self {
-        Body { kind: Kind::Stream(incoming), guard: None }
+        Body { kind: Kind::Client(incoming), guard: None }
+    }
+
+    /// An upstream's response body, on its way to the client.
+    pub fn upstream(body: UpstreamBody) -> Self {
+        Body { kind: Kind::Upstream(body), guard: None }
     }
 
     /// Attaches a guard that is released when the body ends or is dropped.
-    pub fn with_guard(mut self, guard: Guard) -> Self {
-        if self.is_end_stream_inner() {
-            guard.finish();
-        } else {
+    pub fn with_guard(mut self, guard: InFlight) -> Self {
+        if !self.is_end_stream_inner() {
             self.guard = Some(guard);
         }
         self
@@ -66,7 +61,8 @@ impl Body {
 
     fn is_end_stream_inner(&self) -> bool {
         match &self.kind {
-            Kind::Stream(b) => http_body::Body::is_end_stream(b),
+            Kind::Client(b) => http_body::Body::is_end_stream(b),
+            Kind::Upstream(b) => http_body::Body::is_end_stream(b),
             Kind::Full(b) => b.is_none(),
         }
     }
@@ -74,27 +70,18 @@ impl Body {
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let polled = match &mut this.kind {
-            Kind::Stream(b) => Pin::new(b).poll_frame(cx),
+        let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.kind {
+            Kind::Client(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Kind::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Kind::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
         };
         match &polled {
-            Poll::Ready(None) => {
-                if let Some(g) = this.guard.take() {
-                    g.finish();
-                }
-            }
-            Poll::Ready(Some(Ok(_))) if this.is_end_stream_inner() => {
-                if let Some(g) = this.guard.take() {
-                    g.finish();
-                }
-            }
-            // An error mid-body: the connection is not reusable.
-            Poll::Ready(Some(Err(_))) => this.guard = None,
+            Poll::Ready(None) => this.guard = None,
+            Poll::Ready(Some(Ok(_))) if this.is_end_stream_inner() => this.guard = None,
             _ => {}
         }
         polled
@@ -106,7 +93,8 @@ impl http_body::Body for Body {
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Stream(b) => b.size_hint(),
+            Kind::Client(b) => b.size_hint(),
+            Kind::Upstream(b) => b.size_hint(),
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
@@ -115,7 +103,8 @@ impl http_body::Body for Body {
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.kind {
-            Kind::Stream(_) => "Body::Stream",
+            Kind::Client(_) => "Body::Client",
+            Kind::Upstream(_) => "Body::Upstream",
             Kind::Full(_) => "Body::Full",
         })
     }

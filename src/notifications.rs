@@ -119,6 +119,7 @@ async fn post(url: &str, body: Vec<u8>) -> Result<http::StatusCode, String> {
     let tls = https.then(|| UpstreamTls { sni: Some(host.clone()), verify: true, ca_pem: None });
     let connector = Connector::new(TIMEOUT, tls.as_ref()).map_err(|e| e.to_string())?;
     let io = connector.connect(&host, port).await.map_err(|e| e.to_string())?;
+    let io = hyper_util::rt::TokioIo::new(io);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or(host);

@@ -12,12 +12,12 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{Body, Guard};
+use crate::body::Body;
 use crate::burst::controller::InFlight;
 use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayReason};
 use crate::runtime::{Route, Runtime};
 use crate::server::Server;
-use crate::upstream::client::SendFailure;
+use crate::upstream::client::{SendFailure, UpstreamBody, Upgraded};
 use crate::upstream::{probe::error_chain, Endpoint, Pool};
 
 use super::error::ProxyError;
@@ -193,7 +193,7 @@ pub async fn forward(
         };
         let checkout =
             if fresh { pool.transport.connect(&endpoint).await } else { pool.transport.checkout(&endpoint, now).await };
-        let mut upstream = match checkout {
+        let upstream = match checkout {
             Ok(c) => c,
             Err(e) => {
                 record_passive(pool, &endpoint, false, Instant::now());
@@ -210,6 +210,7 @@ pub async fn forward(
         };
         let started = Instant::now();
         let pending = endpoint.start();
+        let reused = upstream.reused;
         let sent = tokio::time::timeout(pool.config.response_timeout, upstream.send(req)).await;
         let now = Instant::now();
         let failure = match sent {
@@ -218,21 +219,25 @@ pub async fn forward(
                 let ok = !resp.status().is_server_error();
                 record_passive(pool, &endpoint, ok, now);
                 guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);
-                return Ok(respond(resp, pool, client_version, on_upgrade, guard, upstream));
+                return Ok(respond(resp, pool, client_version, on_upgrade, guard));
             }
-            Ok(Err(SendFailure::NotSent(back, e))) if upstream.reused => {
-                // The upstream closed this idle connection just now; nothing
-                // was sent, so any method may go again on a new connection.
+            // The upstream closed this idle connection just now (the
+            // keep-alive race). Nothing was sent, or the request had no body
+            // and is idempotent: it goes again, once, on a new connection.
+            Ok(Err(SendFailure::NotSent(back, e))) | Ok(Err(SendFailure::NoResponse(back, e)))
+                if reused && (idempotent || sent_nothing(&e)) =>
+            {
                 tracing::debug!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "pooled connection was closed; resending");
                 metrics::counter!("spillway_retries_total", "reason" => "stale_connection").increment(1);
+                drop(pending);
                 req = *back;
                 resend_to = Some(endpoint.clone());
                 continue;
             }
-            Ok(Err(SendFailure::NotSent(_, e) | SendFailure::Failed(e))) => ProxyError::Upstream {
+            Ok(Err(failure)) => ProxyError::Upstream {
                 pool: pool.name.clone(),
                 endpoint: endpoint.addr.clone(),
-                detail: error_chain(&e),
+                detail: error_chain(failure.error()),
             },
             Err(_) => ProxyError::UpstreamTimeout {
                 pool: pool.name.clone(),
@@ -269,27 +274,35 @@ fn upstream_request(req: Request<Incoming>, conn: &ConnInfo, upgrade: bool) -> R
 /// The upstream's response rewritten for the client; the body carries the
 /// in-flight guard and the connection until its last byte.
 fn respond(
-    mut resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
     pool: &Pool,
     client_version: Version,
     on_upgrade: Option<OnUpgrade>,
     guard: InFlight,
-    upstream: crate::upstream::client::Conn,
 ) -> Response<Body> {
     let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-    if switching {
-        if let Some(client_upgrade) = on_upgrade {
-            tunnel(client_upgrade, hyper::upgrade::on(&mut resp), pool.name.clone());
-        }
-    }
     let (mut parts, body) = resp.into_parts();
     headers::prepare_response(&mut parts.headers, client_version, switching);
     parts.version = client_version;
-    let body = Body::stream(body);
     // An upgraded connection leaves the pool's in-flight count at once (a
     // long-lived WebSocket is not load on the web tier) and is never pooled.
-    let body = if switching { body } else { body.with_guard(Guard { in_flight: guard, conn: Some(upstream) }) };
+    let body = match (switching, on_upgrade) {
+        (true, Some(client_upgrade)) => {
+            if let Some(upstream) = body.into_upgraded() {
+                tunnel(client_upgrade, upstream, pool.name.clone());
+            }
+            Body::empty()
+        }
+        (true, None) => Body::empty(),
+        (false, _) => Body::upstream(body).with_guard(guard),
+    };
     Response::from_parts(parts, body)
+}
+
+/// A write refused before one byte was accepted: the upstream never saw
+/// the request, whatever its method.
+fn sent_nothing(e: &crate::upstream::client::UpstreamError) -> bool {
+    matches!(e, crate::upstream::client::UpstreamError::Write(_))
 }
 
 fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {
@@ -301,10 +314,10 @@ fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {
 
 /// Joins the client and upstream halves of an upgraded connection
 /// (WebSocket) and copies bytes both ways until either side closes.
-fn tunnel(client: OnUpgrade, upstream: OnUpgrade, pool: String) {
+fn tunnel(client: OnUpgrade, upstream: Upgraded, pool: String) {
     tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
+        let client = match client.await {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!(%pool, error = %e, "upgrade failed");
                 return;
@@ -313,7 +326,15 @@ fn tunnel(client: OnUpgrade, upstream: OnUpgrade, pool: String) {
         let gauge = metrics::gauge!("spillway_upgraded_connections");
         gauge.increment(1.0);
         let mut client = TokioIo::new(client);
-        let mut upstream = TokioIo::new(upstream);
+        let Upgraded { io: mut upstream, buffered } = upstream;
+        // Bytes of the new protocol that came with the 101 go first.
+        if !buffered.is_empty() {
+            if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut client, &buffered).await {
+                tracing::debug!(%pool, error = %e, "upgraded connection ended with an error");
+                gauge.decrement(1.0);
+                return;
+            }
+        }
         match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             Ok((up, down)) => tracing::debug!(%pool, up, down, "upgraded connection closed"),
             Err(e) => tracing::debug!(%pool, error = %e, "upgraded connection ended with an error"),

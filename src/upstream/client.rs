@@ -1,30 +1,45 @@
-//! Upstream HTTP/1.1 exchanges on hyper's low-level client, with a small
+//! Upstream HTTP/1.1 exchanges, hand-written on the socket, with a small
 //! keep-alive pool per endpoint (LIFO, so the warmest connection goes first).
 //!
-//! Hand-written rather than hyper-util's pooled client because this is the
-//! hot path: a checkout is a pop from a short per-endpoint list (no keyed
-//! lookup), the request is never cloned, and the two ways an exchange can
-//! fail *before any byte left* are told apart from the rest:
-//! - the connect failed: the caller may retry on another endpoint;
-//! - a pooled connection turned out closed (the upstream timed it out just
-//!   now): hyper hands the request back and it is resent on a fresh one.
+//! Why not hyper's client: it runs each connection as its own task and
+//! talks to it through channels, so every proxied request paid for two task
+//! wake-ups, a oneshot, an mpsc and a second HTTP/1 state machine. Here the
+//! request's own task writes the head, reads the response head (`h1.rs`) and
+//! the response body is read straight from the socket by whoever polls it
+//! (hyper's server, writing to the client). Nothing is spawned per request.
 //!
-//! A connection goes back to its endpoint's idle list only once the response
-//! body has been read to its end (see `Conn::release`); one abandoned halfway
-//! is closed.
+//! - A request body is streamed while the response head is awaited and,
+//!   if the upstream answers early, while the response body streams (full
+//!   duplex, as hyper does).
+//! - The two ways an exchange can fail with the request safe to send again
+//!   are told apart from the rest (`SendFailure`).
+//! - A connection goes back to its endpoint's idle list only when the
+//!   response was read to its end, the request body was sent whole, nothing
+//!   extra was buffered and neither side asked to close. One abandoned
+//!   halfway is closed.
+//! - An idle connection is checked before reuse by a read that must find
+//!   nothing: the upstream's FIN or stray bytes retire it. With tokio's
+//!   readiness tracking that read costs no system call when the socket is quiet.
 
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
+use http_body::{Body as _, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::body::Body;
+use crate::body::{Body, BoxError};
 
-use super::connector::{ConnectError, Connector};
+use super::connector::{ConnectError, Connector, UpstreamIo};
 use super::endpoint::Endpoint;
+use super::h1::{self, Chunk, ChunkedDecoder, RequestFraming, ResponseFraming, WireError};
 
 /// How a pool reaches its endpoints: connector and keep-alive settings.
 /// Reused across reloads while the pool's transport settings do not change.
@@ -35,6 +50,44 @@ pub struct Transport {
     idle_timeout: Duration,
 }
 
+/// The socket of one upstream connection and its buffers (kept across
+/// requests so their memory is reused).
+struct Wire {
+    io: UpstreamIo,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+}
+
+/// Smallest free space a read is given; below it the buffer grows.
+const READ_MIN: usize = 2 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+impl Wire {
+    fn new(io: UpstreamIo) -> Wire {
+        Wire { io, rbuf: BytesMut::with_capacity(READ_CHUNK), wbuf: BytesMut::with_capacity(1024) }
+    }
+
+    /// Whether an idle connection is still usable: a read must find nothing.
+    /// End of stream, an error or unexpected bytes all retire it.
+    fn idle_ok(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        Pin::new(&mut self.io).poll_read(&mut cx, &mut buf).is_pending()
+    }
+
+    /// Reads what the socket has into `rbuf`; `Ok(0)` is end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_MIN {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
+    }
+}
+
 /// Idle keep-alive connections of one endpoint.
 #[derive(Default)]
 pub struct IdleConns {
@@ -42,7 +95,7 @@ pub struct IdleConns {
 }
 
 struct Idle {
-    sender: SendRequest<Body>,
+    wire: Wire,
     transport: u64,
     since: Instant,
 }
@@ -67,20 +120,20 @@ impl IdleConns {
         self.len() == 0
     }
 
-    /// Closes connections idle for longer than `max_age`.
+    /// Closes connections idle for longer than `max_age` or closed by the upstream.
     pub fn sweep(&self, now: Instant, max_age: Duration) {
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
-        list.retain(|i| !i.sender.is_closed() && now.saturating_duration_since(i.since) < max_age);
+        list.retain_mut(|i| now.saturating_duration_since(i.since) < max_age && i.wire.idle_ok());
     }
 }
 
 /// A connection checked out for one exchange.
 pub struct Conn {
-    sender: SendRequest<Body>,
+    wire: Wire,
     transport: u64,
     max_idle: usize,
     endpoint: Arc<Endpoint>,
-    /// Taken from the idle list (may have been closed by the upstream).
+    /// Taken from the idle list (the upstream may have closed it meanwhile).
     pub reused: bool,
 }
 
@@ -90,13 +143,43 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// What went wrong on the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("writing the request: {0}")]
+    Write(io::Error),
+    #[error("reading the response: {0}")]
+    Read(io::Error),
+    #[error("connection closed before the response head")]
+    ClosedBeforeHead,
+    #[error("connection closed {0} bytes before the end of the response body")]
+    ClosedInBody(u64),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("reading the client's request body: {0}")]
+    ClientBody(BoxError),
+}
+
 /// Why an exchange failed.
 #[derive(Debug)]
 pub enum SendFailure {
-    /// Nothing was written: the request comes back for another try.
-    NotSent(Box<Request<Body>>, hyper::Error),
-    /// The request may have reached the upstream.
-    Failed(hyper::Error),
+    /// Not one byte reached the upstream: the request comes back and may be
+    /// sent again, whatever its method.
+    NotSent(Box<Request<Body>>, UpstreamError),
+    /// The request (which had no body) was written on a reused connection
+    /// that closed without a byte of response: the keep-alive race. It comes
+    /// back; resending is safe for idempotent methods.
+    NoResponse(Box<Request<Body>>, UpstreamError),
+    /// The request may have been processed.
+    Failed(UpstreamError),
+}
+
+impl SendFailure {
+    pub fn error(&self) -> &UpstreamError {
+        match self {
+            SendFailure::NotSent(_, e) | SendFailure::NoResponse(_, e) | SendFailure::Failed(e) => e,
+        }
+    }
 }
 
 impl Transport {
@@ -108,10 +191,10 @@ impl Transport {
     /// A ready connection to `endpoint`: the most recently used idle one, or
     /// a new one.
     pub async fn checkout(&self, endpoint: &Arc<Endpoint>, now: Instant) -> Result<Conn, ConnectError> {
-        while let Some(idle) = endpoint.idle.pop() {
+        while let Some(mut idle) = endpoint.idle.pop() {
             let fresh = now.saturating_duration_since(idle.since) < self.idle_timeout;
-            if idle.transport == self.id && fresh && idle.sender.is_ready() {
-                return Ok(self.conn(idle.sender, endpoint, true));
+            if idle.transport == self.id && fresh && idle.wire.idle_ok() {
+                return Ok(self.conn(idle.wire, endpoint, true));
             }
         }
         self.connect(endpoint).await
@@ -122,21 +205,12 @@ impl Transport {
         let host = endpoint.authority.host();
         let port = endpoint.authority.port_u16().unwrap_or(80);
         let io = self.connector.connect(host, port).await?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| ConnectError::Handshake { addr: endpoint.addr.clone(), detail: e.to_string() })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection closed with an error");
-            }
-        });
         metrics::counter!("spillway_upstream_connections_opened_total").increment(1);
-        Ok(self.conn(sender, endpoint, false))
+        Ok(self.conn(Wire::new(io), endpoint, false))
     }
 
-    fn conn(&self, sender: SendRequest<Body>, endpoint: &Arc<Endpoint>, reused: bool) -> Conn {
-        Conn { sender, transport: self.id, max_idle: self.max_idle, endpoint: endpoint.clone(), reused }
+    fn conn(&self, wire: Wire, endpoint: &Arc<Endpoint>, reused: bool) -> Conn {
+        Conn { wire, transport: self.id, max_idle: self.max_idle, endpoint: endpoint.clone(), reused }
     }
 
     pub fn idle_timeout(&self) -> Duration {
@@ -145,20 +219,381 @@ impl Transport {
 }
 
 impl Conn {
-    /// Sends one request and waits for the response headers.
-    pub async fn send(&mut self, req: Request<Body>) -> Result<Response<Incoming>, SendFailure> {
-        self.sender.try_send_request(req).await.map_err(|mut e| match e.take_message() {
-            Some(req) => SendFailure::NotSent(Box::new(req), e.into_error()),
-            None => SendFailure::Failed(e.into_error()),
+    /// Sends one request and waits for the response head. The request's
+    /// target is its path and query; its headers go out as they are (the
+    /// caller rewrote them), with the body's framing.
+    pub async fn send(mut self, req: Request<Body>) -> Result<Response<UpstreamBody>, SendFailure> {
+        let (parts, body) = req.into_parts();
+        let framing = match body.size_hint().exact() {
+            _ if http_body::Body::is_end_stream(&body) => RequestFraming::Empty,
+            Some(0) => RequestFraming::Empty,
+            Some(n) => RequestFraming::Length(n),
+            None => RequestFraming::Chunked,
+        };
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        h1::encode_request_head(&mut self.wire.wbuf, &parts.method, target, &parts.headers, framing);
+        let head = self.wire.wbuf.split().freeze();
+        let body = (framing != RequestFraming::Empty).then_some(body);
+        let had_body = body.is_some();
+        let mut upload = Some(Upload::new(head, body, framing == RequestFraming::Chunked));
+        let mut upload_failed = false;
+        let mut written_any = false;
+        let mut read_any = false;
+        let method = &parts.method;
+
+        let result = poll_fn(|cx| {
+            loop {
+                if let Some(up) = upload.as_mut() {
+                    let polled = up.poll(cx, &mut self.wire.io);
+                    written_any |= up.written_any;
+                    match polled {
+                        Poll::Ready(Ok(())) => upload = None,
+                        Poll::Ready(Err(UploadError::Client(e))) => return Poll::Ready(Err(UpstreamError::ClientBody(e))),
+                        Poll::Ready(Err(UploadError::Upstream(e))) if !written_any => {
+                            return Poll::Ready(Err(UpstreamError::Write(e)))
+                        }
+                        // The upstream stopped reading mid-request; it may
+                        // still have answered (413, 401...): look for that.
+                        Poll::Ready(Err(UploadError::Upstream(e))) => {
+                            tracing::debug!(error = %e, "upstream stopped reading the request");
+                            upload = None;
+                            upload_failed = true;
+                        }
+                        Poll::Pending => {}
+                    }
+                }
+                if !self.wire.rbuf.is_empty() {
+                    if let Some(head) = h1::parse_response_head(&mut self.wire.rbuf, method)? {
+                        if head.status.is_informational() && head.framing != ResponseFraming::Upgrade {
+                            continue; // 100 Continue, 103 Early Hints: the real answer follows.
+                        }
+                        return Poll::Ready(Ok(head));
+                    }
+                }
+                match ready!(self.wire.poll_fill(cx)) {
+                    Ok(0) => return Poll::Ready(Err(UpstreamError::ClosedBeforeHead)),
+                    Ok(_) => read_any = true,
+                    Err(e) => return Poll::Ready(Err(UpstreamError::Read(e))),
+                }
+            }
         })
+        .await;
+
+        match result {
+            Ok(head) => {
+                let keep_alive = head.keep_alive && !upload_failed;
+                let mut resp = Response::new(UpstreamBody::new(self, head.framing, keep_alive, upload.map(Box::new)));
+                *resp.status_mut() = head.status;
+                *resp.version_mut() = head.version;
+                *resp.headers_mut() = head.headers;
+                Ok(resp)
+            }
+            Err(e) => {
+                // Only a request without a body can be handed back whole.
+                let retry_shape = self.reused && !had_body && !read_any;
+                Err(match e {
+                    UpstreamError::Write(_) if retry_shape && !written_any => {
+                        SendFailure::NotSent(Box::new(Request::from_parts(parts, Body::empty())), e)
+                    }
+                    UpstreamError::Write(_) | UpstreamError::Read(_) | UpstreamError::ClosedBeforeHead if retry_shape => {
+                        SendFailure::NoResponse(Box::new(Request::from_parts(parts, Body::empty())), e)
+                    }
+                    e => SendFailure::Failed(e),
+                })
+            }
+        }
     }
 
-    /// The response was read to its end: keep the connection for the next
-    /// request (unless the upstream is closing it, or the list is full).
-    pub fn release(self, now: Instant) {
-        if !self.sender.is_closed() {
-            let idle = Idle { sender: self.sender, transport: self.transport, since: now };
-            self.endpoint.idle.push(idle, self.max_idle);
+    /// The exchange ended cleanly: keep the connection for the next request
+    /// (unless the idle list is full).
+    fn release(self, now: Instant) {
+        let idle = Idle { wire: self.wire, transport: self.transport, since: now };
+        self.endpoint.idle.push(idle, self.max_idle);
+    }
+}
+
+enum UploadError {
+    Upstream(io::Error),
+    Client(BoxError),
+}
+
+/// The request on its way out: the head, then the client's body frames,
+/// chunk-framed when its length is unknown.
+struct Upload {
+    out: VecDeque<Bytes>,
+    body: Option<Body>,
+    chunked: bool,
+    /// The kernel accepted at least one byte of this request.
+    written_any: bool,
+    /// The head has not been written yet: try to send the first body frame with it.
+    coalesce: bool,
+}
+
+impl Upload {
+    fn new(head: Bytes, body: Option<Body>, chunked: bool) -> Upload {
+        let mut out = VecDeque::with_capacity(if body.is_some() { 4 } else { 1 });
+        out.push_back(head);
+        let coalesce = body.is_some();
+        Upload { out, body, chunked, written_any: false, coalesce }
+    }
+
+    /// Writes until everything is out (`Ready(Ok)`), the socket is full or
+    /// the client's body has nothing yet (`Pending`).
+    fn poll(&mut self, cx: &mut Context<'_>, io: &mut UpstreamIo) -> Poll<Result<(), UploadError>> {
+        loop {
+            if self.coalesce {
+                self.coalesce = false;
+                if let Poll::Ready(r) = self.poll_body(cx) {
+                    r?;
+                }
+            }
+            if !self.out.is_empty() {
+                let mut slices = [IoSlice::new(&[]); 8];
+                let n = self.out.iter().zip(slices.iter_mut()).map(|(b, s)| *s = IoSlice::new(b)).count();
+                let written = match Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(UploadError::Upstream(io::ErrorKind::WriteZero.into()))),
+                    Poll::Ready(Ok(w)) => w,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(UploadError::Upstream(e))),
+                };
+                self.written_any = true;
+                self.consume(written);
+                continue;
+            }
+            if self.body.is_none() {
+                return Pin::new(io).poll_flush(cx).map_err(UploadError::Upstream);
+            }
+            if self.poll_body(cx)?.is_pending() {
+                // Whatever a TLS stream still holds goes out while we wait.
+                let _ = Pin::new(io).poll_flush(cx).map_err(UploadError::Upstream)?;
+                return Poll::Pending;
+            }
         }
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.out.front_mut() else { return };
+            if n >= front.len() {
+                n -= front.len();
+                self.out.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+
+    /// Queues the client's next body frame, if it has one ready.
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), UploadError>> {
+        let Some(body) = self.body.as_mut() else { return Poll::Ready(Ok(())) };
+        match ready!(Pin::new(body).poll_frame(cx)) {
+            None => {
+                self.body = None;
+                if self.chunked {
+                    self.out.push_back(h1::chunked_end(None));
+                }
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if data.is_empty() => {}
+                Ok(data) => {
+                    if self.chunked {
+                        self.out.push_back(h1::chunk_prefix(data.len()));
+                        self.out.push_back(data);
+                        self.out.push_back(Bytes::from_static(b"\r\n"));
+                    } else {
+                        self.out.push_back(data);
+                    }
+                }
+                Err(frame) => {
+                    // Trailers end the body; only chunked framing can carry them.
+                    self.body = None;
+                    if self.chunked {
+                        self.out.push_back(h1::chunked_end(frame.trailers_ref()));
+                    }
+                }
+            },
+            Some(Err(e)) => {
+                self.body = None;
+                return Poll::Ready(Err(UploadError::Client(e)));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A response body read from the upstream connection as it is polled. At
+/// its end the connection goes back to the idle list when it can be reused.
+pub struct UpstreamBody {
+    conn: Option<Conn>,
+    read: Read,
+    keep_alive: bool,
+    /// A request body still being sent (the upstream answered early).
+    upload: Option<Box<Upload>>,
+}
+
+enum Read {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+    Upgrade,
+    Done,
+}
+
+/// An upstream connection after `101 Switching Protocols`, with the bytes
+/// of the new protocol already read.
+pub struct Upgraded {
+    pub io: UpstreamIo,
+    pub buffered: Bytes,
+}
+
+impl UpstreamBody {
+    fn new(conn: Conn, framing: ResponseFraming, keep_alive: bool, upload: Option<Box<Upload>>) -> UpstreamBody {
+        let read = match framing {
+            ResponseFraming::Empty => Read::Done,
+            ResponseFraming::Length(n) => Read::Length(n),
+            ResponseFraming::Chunked => Read::Chunked(ChunkedDecoder::default()),
+            ResponseFraming::UntilClose => Read::UntilClose,
+            ResponseFraming::Upgrade => Read::Upgrade,
+        };
+        let mut body = UpstreamBody { conn: Some(conn), read, keep_alive, upload };
+        if matches!(body.read, Read::Done) {
+            body.finish();
+        }
+        body
+    }
+
+    /// The connection after a `101`: it now carries the upgraded protocol.
+    pub fn into_upgraded(mut self) -> Option<Upgraded> {
+        if !matches!(self.read, Read::Upgrade) {
+            return None;
+        }
+        let mut conn = self.conn.take()?;
+        Some(Upgraded { io: conn.wire.io, buffered: conn.wire.rbuf.split().freeze() })
+    }
+
+    /// The body was read to its end.
+    fn finish(&mut self) {
+        self.read = Read::Done;
+        let Some(conn) = self.conn.take() else { return };
+        if self.keep_alive && self.upload.is_none() && conn.wire.rbuf.is_empty() {
+            conn.release(Instant::now());
+        }
+    }
+
+    fn poll_upload(&mut self, cx: &mut Context<'_>) -> Result<(), UpstreamError> {
+        let (Some(up), Some(conn)) = (self.upload.as_mut(), self.conn.as_mut()) else { return Ok(()) };
+        match up.poll(cx, &mut conn.wire.io) {
+            Poll::Pending => {}
+            Poll::Ready(Ok(())) => self.upload = None,
+            Poll::Ready(Err(UploadError::Upstream(e))) => {
+                tracing::debug!(error = %e, "upstream stopped reading the request body after answering");
+                self.upload = None;
+                self.keep_alive = false;
+            }
+            Poll::Ready(Err(UploadError::Client(e))) => {
+                self.conn = None;
+                return Err(UpstreamError::ClientBody(e));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = UpstreamError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        let this = self.get_mut();
+        if let Err(e) = this.poll_upload(cx) {
+            this.read = Read::Done;
+            return Poll::Ready(Some(Err(e)));
+        }
+        loop {
+            let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
+            let wire = &mut conn.wire;
+            match &mut this.read {
+                Read::Done | Read::Upgrade => return Poll::Ready(None),
+                Read::Length(left) => {
+                    if !wire.rbuf.is_empty() {
+                        let take = (wire.rbuf.len() as u64).min(*left) as usize;
+                        let data = wire.rbuf.split_to(take).freeze();
+                        *left -= take as u64;
+                        if *left == 0 {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Read::Chunked(dec) => match dec.decode(&mut wire.rbuf) {
+                    Ok(Chunk::Data(data)) => {
+                        // Read the terminator if it is already here, so the
+                        // end is seen with the last data (and the connection
+                        // released without another poll).
+                        if let Ok(true) = dec.at_end(&mut wire.rbuf) {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Ok(Chunk::End) => {
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    Ok(Chunk::NeedMore) => {}
+                    Err(e) => {
+                        this.conn = None;
+                        this.read = Read::Done;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                },
+                Read::UntilClose => {
+                    if !wire.rbuf.is_empty() {
+                        let data = wire.rbuf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+            }
+            match ready!(wire.poll_fill(cx)) {
+                Ok(0) => {
+                    let missing = match this.read {
+                        Read::UntilClose => {
+                            this.keep_alive = false;
+                            this.finish();
+                            return Poll::Ready(None);
+                        }
+                        Read::Length(left) => left,
+                        _ => 0,
+                    };
+                    this.conn = None;
+                    this.read = Read::Done;
+                    return Poll::Ready(Some(Err(UpstreamError::ClosedInBody(missing))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.conn = None;
+                    this.read = Read::Done;
+                    return Poll::Ready(Some(Err(UpstreamError::Read(e))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.read, Read::Done | Read::Upgrade)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.read {
+            Read::Length(n) => SizeHint::with_exact(n),
+            Read::Done | Read::Upgrade => SizeHint::with_exact(0),
+            Read::Chunked(_) | Read::UntilClose => SizeHint::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamBody")
     }
 }

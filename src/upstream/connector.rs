@@ -1,4 +1,4 @@
-//! Opens upstream connections for the pooled HTTP client: TCP with a connect
+//! Opens upstream connections for the HTTP/1.1 client (`client.rs`): TCP with a connect
 //! timeout and `TCP_NODELAY`, then TLS (rustls, SNI, verification against the
 //! public web roots plus an optional private CA) for pools that ask for it.
 //!
@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -26,8 +25,6 @@ pub enum ConnectError {
     Io { addr: String, source: io::Error },
     #[error("TLS handshake with {addr}: {source}")]
     Tls { addr: String, source: io::Error },
-    #[error("HTTP handshake with {addr}: {detail}")]
-    Handshake { addr: String, detail: String },
     #[error("invalid upstream address {0}")]
     BadAddress(String),
 }
@@ -64,7 +61,7 @@ impl Connector {
 impl Connector {
     /// Opens a connection to `host:port`: TCP (with the connect timeout,
     /// `TCP_NODELAY`), then TLS when the pool asks for it.
-    pub async fn connect(&self, host: &str, port: u16) -> Result<TokioIo<UpstreamIo>, ConnectError> {
+    pub async fn connect(&self, host: &str, port: u16) -> Result<UpstreamIo, ConnectError> {
         let inner = &self.inner;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let addr = format!("{host}:{port}");
@@ -90,7 +87,7 @@ impl Connector {
                 UpstreamIo::Tls(Box::new(tls))
             }
         };
-        Ok(TokioIo::new(io))
+        Ok(io)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod balance;
 pub mod client;
 pub mod connector;
 pub mod endpoint;
+pub mod h1;
 pub mod health;
 pub mod pool;
 pub mod probe;

@@ -14,7 +14,6 @@ use http::{header, Request};
 use crate::body::Body;
 use crate::config::HealthConfig;
 
-use super::client::SendFailure;
 use super::endpoint::Endpoint;
 use super::health::Probe;
 use super::pool::Pool;
@@ -90,10 +89,8 @@ async fn send(
         .header(header::USER_AGENT, "spillway-health")
         .body(Body::empty())
         .map_err(|e| e.to_string())?;
-    let mut conn = pool.transport.connect(endpoint).await.map_err(|e| error_chain(&e))?;
-    let resp = conn.send(req).await.map_err(|e| match e {
-        SendFailure::NotSent(_, e) | SendFailure::Failed(e) => error_chain(&e),
-    })?;
+    let conn = pool.transport.connect(endpoint).await.map_err(|e| error_chain(&e))?;
+    let resp = conn.send(req).await.map_err(|e| error_chain(e.error()))?;
     let lag = health
         .lag_header
         .as_ref()

@@ -1,0 +1,516 @@
+//! HTTP/1.1 wire format for the upstream hop, without I/O: the request head
+//! written in one pass, the response head parsed with `httparse` into
+//! shared slices of the read buffer (no copy per header), the body framing
+//! of RFC 9112 §6.3, and an incremental chunked decoder.
+//!
+//! Everything here is pure: `client.rs` owns the sockets and calls in.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// Most headers accepted in an upstream response (as hyper's client).
+pub const MAX_RESPONSE_HEADERS: usize = 100;
+/// Largest upstream response head; a bigger one is a bad response (502).
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("malformed response head: {0}")]
+    Head(&'static str),
+    #[error("response head larger than {MAX_RESPONSE_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("invalid Content-Length")]
+    ContentLength,
+    #[error("malformed chunked body: {0}")]
+    Chunked(&'static str),
+}
+
+/// How the request body is framed on the upstream hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body: nothing follows the head.
+    Empty,
+    /// Exactly this many bytes follow (the client's `Content-Length`).
+    Length(u64),
+    /// Length unknown (client sent chunked, or HTTP/2 without a length).
+    Chunked,
+}
+
+/// Writes `METHOD target HTTP/1.1`, the headers, and the framing header.
+/// The caller has removed hop-by-hop headers, `Transfer-Encoding` among
+/// them; a `Content-Length` the client sent is replaced by `framing`.
+pub fn encode_request_head(
+    out: &mut BytesMut,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) {
+    let size: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    out.reserve(method.as_str().len() + target.len() + size + 48);
+    out.put_slice(method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(target.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH {
+            continue;
+        }
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::Length(n) => {
+            out.put_slice(b"content-length: ");
+            let mut buf = itoa::Buffer::new();
+            out.put_slice(buf.format(n).as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        // A POST or PUT without a body says so, or some servers wait for one.
+        RequestFraming::Empty if headers.contains_key(header::CONTENT_LENGTH) || body_expected(method) => {
+            out.put_slice(b"content-length: 0\r\n")
+        }
+        RequestFraming::Empty => {}
+    }
+    out.put_slice(b"\r\n");
+}
+
+fn body_expected(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+}
+
+/// The prefix of one chunk of `len` bytes: `<hex len>\r\n`.
+pub fn chunk_prefix(len: usize) -> Bytes {
+    let mut b = BytesMut::with_capacity(18);
+    b.put_slice(format!("{len:x}\r\n").as_bytes());
+    b.freeze()
+}
+
+/// The end of a chunked body, with trailers if any.
+pub fn chunked_end(trailers: Option<&HeaderMap>) -> Bytes {
+    match trailers {
+        None => Bytes::from_static(b"0\r\n\r\n"),
+        Some(t) => {
+            let mut b = BytesMut::with_capacity(64);
+            b.put_slice(b"0\r\n");
+            for (name, value) in t {
+                b.put_slice(name.as_str().as_bytes());
+                b.put_slice(b": ");
+                b.put_slice(value.as_bytes());
+                b.put_slice(b"\r\n");
+            }
+            b.put_slice(b"\r\n");
+            b.freeze()
+        }
+    }
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: ResponseFraming,
+    /// The connection may carry another request after this response.
+    pub keep_alive: bool,
+}
+
+/// How the response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Everything until the upstream closes the connection.
+    UntilClose,
+    /// `101 Switching Protocols`: the bytes that follow belong to the new protocol.
+    Upgrade,
+}
+
+/// Parses a response head from the front of `buf`. `Ok(None)`: incomplete,
+/// read more. On success the head's bytes are taken out of `buf` and the
+/// header values point into them.
+pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, WireError> {
+    let mut raw = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut raw);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => return Err(WireError::HeadTooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(WireError::Head("too many headers")),
+        Err(_) => return Err(WireError::Head("invalid syntax")),
+    };
+    if len > MAX_RESPONSE_HEAD {
+        return Err(WireError::HeadTooLarge);
+    }
+    let code = resp.code.ok_or(WireError::Head("no status"))?;
+    let status = StatusCode::from_u16(code).map_err(|_| WireError::Head("invalid status code"))?;
+    let version = if resp.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    // Offsets first: the head is frozen below and values become slices of it.
+    let base = buf.as_ptr() as usize;
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_RESPONSE_HEADERS];
+    let count = resp.headers.len();
+    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+        let n = h.name.as_ptr() as usize - base;
+        let v = h.value.as_ptr() as usize - base;
+        *span = (n as u32, (n + h.name.len()) as u32, v as u32, (v + h.value.len()) as u32);
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(ns, ne, vs, ve) in &spans[..count] {
+        let name =
+            HeaderName::from_bytes(&head[ns as usize..ne as usize]).map_err(|_| WireError::Head("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+            .map_err(|_| WireError::Head("invalid header value"))?;
+        headers.append(name, value);
+    }
+    let (framing, mut keep_alive) = framing(status, version, &headers, method)?;
+    if keep_alive {
+        keep_alive = match version {
+            Version::HTTP_10 => connection_has(&headers, "keep-alive"),
+            _ => !connection_has(&headers, "close"),
+        };
+    }
+    Ok(Some(ResponseHead { status, version, headers, framing, keep_alive }))
+}
+
+/// The body framing and whether the framing allows reuse at all.
+fn framing(
+    status: StatusCode,
+    version: Version,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Result<(ResponseFraming, bool), WireError> {
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok((ResponseFraming::Upgrade, false));
+    }
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((ResponseFraming::Empty, true));
+    }
+    if let Some(te) = headers.get(header::TRANSFER_ENCODING) {
+        let chunked_last = version == Version::HTTP_11
+            && te.to_str().ok().and_then(|v| v.rsplit(',').next()).is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+        // With both headers the length is ignored and the connection not
+        // reused (RFC 9112 §6.3 item 3): a smuggling vector otherwise.
+        let both = headers.contains_key(header::CONTENT_LENGTH);
+        return Ok(if chunked_last { (ResponseFraming::Chunked, !both) } else { (ResponseFraming::UntilClose, false) });
+    }
+    let mut length = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        // A list of identical values is allowed; different ones are not.
+        for part in v.to_str().map_err(|_| WireError::ContentLength)?.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(WireError::ContentLength);
+            }
+            let n: u64 = part.parse().map_err(|_| WireError::ContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(WireError::ContentLength);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => (ResponseFraming::Empty, true),
+        Some(n) => (ResponseFraming::Length(n), true),
+        None => (ResponseFraming::UntilClose, false),
+    })
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// What the chunked decoder produced from the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk {
+    Data(Bytes),
+    /// The buffer ends inside framing: read more.
+    NeedMore,
+    /// The last chunk and trailer section were consumed.
+    End,
+}
+
+/// Incremental decoder for `Transfer-Encoding: chunked`. Trailers are read
+/// and dropped (they would need the client to have sent `TE: trailers`).
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    /// Inside a chunk's data, this many bytes left.
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer lines after the last chunk, until an empty line.
+    Trailers,
+    Done,
+}
+
+/// Longest chunk-size line accepted (hex digits plus extensions).
+const MAX_CHUNK_LINE: usize = 4096;
+/// Longest trailer section accepted.
+const MAX_TRAILERS: usize = 16 * 1024;
+
+impl ChunkedDecoder {
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Consumes framing from `buf` and returns the next piece of data, at
+    /// most what is buffered (a slice of it, not a copy).
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Chunk, WireError> {
+        self.step(buf, true)
+    }
+
+    /// Consumes framing only, up to the next data: whether the body's end
+    /// (last chunk and trailers) is already in `buf`.
+    pub fn at_end(&mut self, buf: &mut BytesMut) -> Result<bool, WireError> {
+        Ok(self.step(buf, false)? == Chunk::End)
+    }
+
+    fn step(&mut self, buf: &mut BytesMut, want_data: bool) -> Result<Chunk, WireError> {
+        loop {
+            match self.state {
+                ChunkState::Size => {
+                    let Some(eol) = find_crlf(buf) else {
+                        if buf.len() > MAX_CHUNK_LINE {
+                            return Err(WireError::Chunked("chunk size line too long"));
+                        }
+                        return Ok(Chunk::NeedMore);
+                    };
+                    let line = &buf[..eol];
+                    let digits = line.split(|&b| b == b';').next().unwrap_or(&[]);
+                    let digits = trim_ows(digits);
+                    if digits.is_empty() || digits.len() > 15 {
+                        return Err(WireError::Chunked("invalid chunk size"));
+                    }
+                    let mut size = 0u64;
+                    for &d in digits {
+                        let v = (d as char).to_digit(16).ok_or(WireError::Chunked("invalid chunk size"))?;
+                        size = size * 16 + u64::from(v);
+                    }
+                    buf.advance(eol + 2);
+                    self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
+                }
+                ChunkState::Data(left) => {
+                    if buf.is_empty() || !want_data {
+                        return Ok(Chunk::NeedMore);
+                    }
+                    let take = (buf.len() as u64).min(left) as usize;
+                    let data = buf.split_to(take).freeze();
+                    self.state = if take as u64 == left { ChunkState::DataEnd } else { ChunkState::Data(left - take as u64) };
+                    return Ok(Chunk::Data(data));
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Chunk::NeedMore);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(WireError::Chunked("missing CRLF after chunk data"));
+                    }
+                    buf.advance(2);
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let Some(eol) = find_crlf(buf) else {
+                        if buf.len() > MAX_TRAILERS {
+                            return Err(WireError::Chunked("trailer section too long"));
+                        }
+                        return Ok(Chunk::NeedMore);
+                    };
+                    buf.advance(eol + 2);
+                    if eol == 0 {
+                        self.state = ChunkState::Done;
+                    }
+                }
+                ChunkState::Done => return Ok(Chunk::End),
+            }
+        }
+    }
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str, method: Method) -> Result<Option<ResponseHead>, WireError> {
+        let mut buf = BytesMut::from(raw);
+        parse_response_head(&mut buf, &method)
+    }
+
+    #[test]
+    fn request_head_is_written_with_its_framing() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("example.test"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        let mut out = BytesMut::new();
+        encode_request_head(&mut out, &Method::POST, "/p?q=1", &headers, RequestFraming::Length(5));
+        assert_eq!(
+            &out[..],
+            b"POST /p?q=1 HTTP/1.1\r\nhost: example.test\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
+        );
+        out.clear();
+        encode_request_head(&mut out, &Method::PUT, "/", &HeaderMap::new(), RequestFraming::Chunked);
+        assert_eq!(&out[..], b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+        out.clear();
+        encode_request_head(&mut out, &Method::POST, "/", &HeaderMap::new(), RequestFraming::Empty);
+        assert_eq!(&out[..], b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+        out.clear();
+        encode_request_head(&mut out, &Method::GET, "/", &HeaderMap::new(), RequestFraming::Empty);
+        assert_eq!(&out[..], b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn response_head_is_parsed_and_taken_out_of_the_buffer() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabcREST");
+        let head = parse_response_head(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(head.headers["x-a"], "b");
+        assert_eq!(head.framing, ResponseFraming::Length(3));
+        assert!(head.keep_alive);
+        assert_eq!(&buf[..], b"abcREST");
+    }
+
+    #[test]
+    fn a_partial_head_asks_for_more_and_a_huge_one_is_refused() {
+        assert!(parse("HTTP/1.1 200 OK\r\nContent-Le", Method::GET).unwrap().is_none());
+        let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_RESPONSE_HEAD + 1));
+        assert_eq!(parse(&huge, Method::GET).unwrap_err(), WireError::HeadTooLarge);
+        assert!(matches!(parse("HTTP/1.1 abc\r\n\r\n", Method::GET), Err(WireError::Head(_))));
+        let many = format!("HTTP/1.1 200 OK\r\n{}\r\n", "X: y\r\n".repeat(MAX_RESPONSE_HEADERS + 1));
+        assert!(matches!(parse(&many, Method::GET), Err(WireError::Head("too many headers"))));
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let f = |raw: &str, m: Method| {
+            let h = parse(raw, m).unwrap().unwrap();
+            (h.framing, h.keep_alive)
+        };
+        use ResponseFraming::*;
+        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", Method::HEAD), (Empty, true));
+        assert_eq!(f("HTTP/1.1 204 No Content\r\n\r\n", Method::GET), (Empty, true));
+        assert_eq!(f("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", Method::GET), (Empty, true));
+        assert_eq!(f("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", Method::GET), (Upgrade, false));
+        assert_eq!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Method::GET), (Chunked, true));
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", Method::GET),
+            (Chunked, false)
+        );
+        assert_eq!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", Method::GET), (UntilClose, false));
+        assert_eq!(f("HTTP/1.1 200 OK\r\n\r\n", Method::GET), (UntilClose, false));
+        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Method::GET), (Empty, true));
+        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n", Method::GET), (Length(7), true));
+        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\n", Method::GET), (Length(7), false));
+        assert_eq!(f("HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\n", Method::GET), (Length(7), false));
+        assert_eq!(
+            f("HTTP/1.0 200 OK\r\nContent-Length: 7\r\nConnection: Keep-Alive\r\n\r\n", Method::GET),
+            (Length(7), true)
+        );
+        for bad in ["7, 8", "-1", "+7", "", "0x10", "99999999999999999999999"] {
+            let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\n");
+            assert_eq!(parse(&raw, Method::GET).unwrap_err(), WireError::ContentLength, "{bad:?}");
+        }
+    }
+
+    fn decode_all(wire: &[u8], split: usize) -> Result<(Vec<u8>, usize), WireError> {
+        let mut dec = ChunkedDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut fed = 0;
+        loop {
+            match dec.decode(&mut buf)? {
+                Chunk::Data(d) => out.extend_from_slice(&d),
+                Chunk::End => return Ok((out, buf.len())),
+                Chunk::NeedMore => {
+                    if fed == wire.len() {
+                        return Err(WireError::Chunked("eof"));
+                    }
+                    let end = (fed + split).min(wire.len());
+                    buf.extend_from_slice(&wire[fed..end]);
+                    fed = end;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_at_every_split() {
+        let wire = b"5\r\nhello\r\n1;ext=1\r\n \r\nA \r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        for split in 1..wire.len() {
+            let (body, left) = decode_all(wire, split).unwrap();
+            assert_eq!(body, b"hello 0123456789", "split {split}");
+            // Bytes after the body stay for the next response.
+            assert!(left <= 4);
+        }
+    }
+
+    #[test]
+    fn looking_for_the_end_never_consumes_data() {
+        let mut dec = ChunkedDecoder::default();
+        let mut buf = BytesMut::from(&b"2\r\nab\r\n1\r\n \r\n0\r\n\r\n"[..]);
+        assert_eq!(dec.decode(&mut buf).unwrap(), Chunk::Data(Bytes::from_static(b"ab")));
+        assert!(!dec.at_end(&mut buf).unwrap());
+        assert_eq!(dec.decode(&mut buf).unwrap(), Chunk::Data(Bytes::from_static(b" ")));
+        assert!(dec.at_end(&mut buf).unwrap());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_are_errors() {
+        for bad in [&b"zz\r\n"[..], b"5\r\nhelloXX", b"1234567890123456\r\n", b";\r\n"] {
+            assert!(matches!(decode_all(bad, 64), Err(WireError::Chunked(_))), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn chunk_framing_round_trips() {
+        let mut wire = Vec::new();
+        for part in [&b"abc"[..], &[b'x'; 300]] {
+            wire.extend_from_slice(&chunk_prefix(part.len()));
+            wire.extend_from_slice(part);
+            wire.extend_from_slice(b"\r\n");
+        }
+        let mut t = HeaderMap::new();
+        t.insert("x-sum", HeaderValue::from_static("1"));
+        wire.extend_from_slice(&chunked_end(Some(&t)));
+        let (body, _) = decode_all(&wire, 7).unwrap();
+        assert_eq!(body.len(), 303);
+    }
+}

@@ -1,0 +1,200 @@
+//! Issue 2: the upstream HTTP/1.1 client against origins that misbehave or
+//! use the less common corners of the protocol, byte for byte: chunked
+//! bodies with extensions and trailers, close-delimited bodies, 1xx interim
+//! answers, early answers to uploads, malformed heads, connections that die
+//! at the worst moment. The proxy is the real binary; clients are curl and
+//! hyper.
+
+mod support;
+
+use std::time::Duration;
+
+use http::Method;
+use support::wire::{Reply, Then, WireOrigin};
+use support::{curl, get, request, Spillway, ADMIN};
+
+fn config(origin: &WireOrigin, pool_extra: &str) -> String {
+    format!(
+        "{ADMIN}\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n[pools.app]\nendpoints = [\"{}\"]\nconnect_timeout = \"300ms\"\nresponse_timeout = \"3s\"\n{pool_extra}\n\n[[route]]\nname = \"all\"\nprimary = \"app\"\n",
+        origin.endpoint()
+    )
+}
+
+/// The origin's answer for a GET, kept alive.
+fn ok(body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_and_close_delimited_bodies_arrive_whole() {
+    let origin = WireOrigin::start(|n, _| match n {
+        // Chunk extensions, a trailer, odd sizes.
+        0 => Reply::keep(
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=\"x\"\r\nhello\r\n1\r\n \r\nB\r\nchunked-end\r\n0\r\nX-Trailer: t\r\n\r\n"[..],
+        ),
+        // No length at all: the body ends when the origin closes.
+        1 => Reply::close(&b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the connection closes"[..]),
+        _ => Reply::keep(ok("after")),
+    })
+    .await;
+    let sw = Spillway::start(&config(&origin, "")).await;
+    let a = get(&sw.url("web", "/chunked")).await.unwrap();
+    assert_eq!((a.status, a.text()), (200, "hello chunked-end".to_string()));
+    let b = get(&sw.url("web", "/close")).await.unwrap();
+    assert_eq!((b.status, b.text()), (200, "until the connection closes".to_string()));
+    let c = get(&sw.url("web", "/after")).await.unwrap();
+    assert_eq!((c.status, c.text()), (200, "after".to_string()));
+    // The chunked exchange left its connection reusable; the close-delimited
+    // one could not, so the third request needed a second connection.
+    let conns: Vec<usize> = origin.seen().iter().map(|s| s.connection).collect();
+    assert_eq!(conns, vec![0, 0, 1], "{:?}", origin.seen());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_1xx_answers_are_skipped_and_head_answers_have_no_body() {
+    let origin = WireOrigin::start(|n, _| match n {
+        0 => Reply::keep(&b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal"[..]),
+        // A HEAD answer announces a length but carries no body.
+        1 => Reply::keep(&b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"[..]),
+        2 => Reply::keep(&b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"[..]),
+        _ => Reply::keep(ok("next")),
+    })
+    .await;
+    let sw = Spillway::start(&config(&origin, "")).await;
+    let a = get(&sw.url("web", "/hints")).await.unwrap();
+    assert_eq!((a.status, a.text()), (200, "real".to_string()));
+    let head = curl(&["-I", &sw.url("web", "/head")]).await;
+    assert_eq!(head.status, 200, "{head:?}");
+    assert!(head.body.to_ascii_lowercase().contains("content-length: 1234"), "{head:?}");
+    let nm = get(&sw.url("web", "/cached")).await.unwrap();
+    assert_eq!((nm.status, nm.body.len()), (304, 0));
+    let d = get(&sw.url("web", "/next")).await.unwrap();
+    assert_eq!((d.status, d.text()), (200, "next".to_string()));
+    assert_eq!(origin.connections(), 1, "all four exchanges reused one connection");
+}
+
+/// The keep-alive race, made certain: the origin answers the first request
+/// on a connection, then closes the connection when the second arrives,
+/// without answering (it had just timed it out). A GET is resent on a new
+/// connection; a POST is not (it may have been processed), and gets 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_closed_under_a_request_is_resent_only_when_idempotent() {
+    let origin = WireOrigin::start(|n, _| match n {
+        // 1: the second GET on connection 0; 3: the POST, on connection 1.
+        1 | 3 => Reply { bytes: Vec::new(), read_body: false, then: Then::Close },
+        _ => Reply::keep(ok("fine")),
+    })
+    .await;
+    let sw = Spillway::start(&config(&origin, "")).await;
+    let first = get(&sw.url("web", "/one")).await.unwrap();
+    assert_eq!(first.status, 200);
+    let second = get(&sw.url("web", "/two")).await.unwrap();
+    assert_eq!((second.status, second.text()), (200, "fine".to_string()), "the GET was resent");
+    let retries = sw.metric("spillway_retries_total").await;
+    assert_eq!(retries, 1.0, "one stale-connection retry");
+    let seen: Vec<(usize, String)> = origin
+        .seen()
+        .iter()
+        .map(|s| (s.connection, s.head.lines().next().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(seen[1..3], [(0, "GET /two HTTP/1.1".into()), (1, "GET /two HTTP/1.1".into())], "{seen:?}");
+
+    // Connection 1 is pooled now; the origin closes it under the POST.
+    let post = request(Method::POST, &sw.url("web", "/write"), Vec::new(), b"").await.unwrap();
+    assert_eq!(post.status, 502, "{}", post.text());
+    assert_eq!(post.header("x-spillway-error"), Some("upstream"));
+    let posts = origin.seen().iter().filter(|s| s.head.starts_with("POST")).count();
+    assert_eq!(posts, 1, "the POST reached the origin once, never twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_to_an_upload_reaches_the_client() {
+    let origin = WireOrigin::start(|_, _| Reply {
+        bytes: b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large".to_vec(),
+        read_body: false,
+        then: Then::LingerClose,
+    })
+    .await;
+    let sw = Spillway::start(&config(&origin, "")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big");
+    std::fs::write(&file, vec![b'x'; 8 << 20]).unwrap();
+    let data = format!("@{}", file.display());
+    let resp = curl(&["-X", "POST", "-H", "Expect:", "--data-binary", &data, &sw.url("web", "/upload")]).await;
+    assert_eq!(resp.status, 413, "{resp:?}");
+    assert_eq!(resp.body, "too large");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_upstream_answers_are_502_and_a_body_cut_short_aborts_the_client() {
+    let origin = WireOrigin::start(|n, _| match n {
+        0 => Reply::close(&b"HTTP/1.1 2xx Whatever\r\n\r\n"[..]),
+        1 => Reply::close(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"[..]),
+        2 => Reply::close(&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n"[..]),
+        // Promises 100 000 bytes, sends 10 and dies.
+        3 => Reply::close(&b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789"[..]),
+        _ => Reply::keep(ok("still serving")),
+    })
+    .await;
+    let sw = Spillway::start(&config(&origin, "eject_after = 1000")).await;
+    for path in ["/bad-status", "/two-lengths"] {
+        let r = get(&sw.url("web", path)).await.unwrap();
+        assert_eq!(r.status, 502, "{path}: {}", r.text());
+        assert_eq!(r.header("x-spillway-error"), Some("upstream"), "{path}");
+    }
+    // A broken chunked body is found after the head went out: the client's
+    // response is cut, not completed.
+    let chunked = curl(&[&sw.url("web", "/bad-chunked")]).await;
+    assert_ne!(chunked.exit, 0, "{chunked:?}");
+    // The head may or may not have left before the cut; the client never
+    // sees a complete response either way.
+    let cut = curl(&["-o", "/dev/null", &sw.url("web", "/cut")]).await;
+    assert_ne!(cut.exit, 0, "curl saw the body end early: {cut:?}");
+    assert!(cut.size_download < 100_000, "{cut:?}");
+    let after = tokio::time::timeout(Duration::from_secs(5), get(&sw.url("web", "/after"))).await.unwrap().unwrap();
+    assert_eq!((after.status, after.text()), (200, "still serving".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_keep_their_framing_upstream() {
+    let origin = WireOrigin::start(|_, _| Reply::keep(ok("got it"))).await;
+    let sw = Spillway::start(&config(&origin, "")).await;
+    // Chunked from the client: chunked upstream, same bytes.
+    let chunked = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        "a chunked upload",
+        &sw.url("web", "/chunked"),
+    ])
+    .await;
+    assert_eq!(chunked.status, 200, "{chunked:?}");
+    // A length from the client: the same length upstream.
+    let sized = request(Method::PUT, &sw.url("web", "/sized"), Vec::new(), &[7u8; 70_000]).await.unwrap();
+    assert_eq!(sized.status, 200);
+    // h2 without a length: chunked upstream.
+    let h2 = curl(&[
+        "--http2-prior-knowledge",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Length:",
+        "-T",
+        "-",
+        &sw.url("web", "/h2"),
+    ])
+    .await;
+    assert_eq!(h2.status, 200, "{h2:?}");
+    let seen = origin.seen();
+    let find = |path: &str| seen.iter().find(|s| s.head.contains(path)).unwrap_or_else(|| panic!("{path}: {seen:?}"));
+    let c = find("/chunked");
+    assert!(c.head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{}", c.head);
+    assert_eq!(c.body, b"a chunked upload");
+    let s = find("/sized");
+    assert!(s.head.to_ascii_lowercase().contains("content-length: 70000"), "{}", s.head);
+    assert_eq!(s.body, vec![7u8; 70_000]);
+    let h = find("/h2");
+    assert!(h.head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{}", h.head);
+}
