@@ -92,11 +92,8 @@ async fn a_pooled_connection_closed_under_a_request_is_resent_only_when_idempote
     assert_eq!((second.status, second.text()), (200, "fine".to_string()), "the GET was resent");
     let retries = sw.metric("spillway_retries_total").await;
     assert_eq!(retries, 1.0, "one stale-connection retry");
-    let seen: Vec<(usize, String)> = origin
-        .seen()
-        .iter()
-        .map(|s| (s.connection, s.head.lines().next().unwrap_or("").to_string()))
-        .collect();
+    let seen: Vec<(usize, String)> =
+        origin.seen().iter().map(|s| (s.connection, s.head.lines().next().unwrap_or("").to_string())).collect();
     assert_eq!(seen[1..3], [(0, "GET /two HTTP/1.1".into()), (1, "GET /two HTTP/1.1".into())], "{seen:?}");
 
     // Connection 1 is pooled now; the origin closes it under the POST.
@@ -175,17 +172,9 @@ async fn uploads_keep_their_framing_upstream() {
     let sized = request(Method::PUT, &sw.url("web", "/sized"), Vec::new(), &[7u8; 70_000]).await.unwrap();
     assert_eq!(sized.status, 200);
     // h2 without a length: chunked upstream.
-    let h2 = curl(&[
-        "--http2-prior-knowledge",
-        "-X",
-        "POST",
-        "-H",
-        "Content-Length:",
-        "-T",
-        "-",
-        &sw.url("web", "/h2"),
-    ])
-    .await;
+    let h2 =
+        curl(&["--http2-prior-knowledge", "-X", "POST", "-H", "Content-Length:", "-T", "-", &sw.url("web", "/h2")])
+            .await;
     assert_eq!(h2.status, 200, "{h2:?}");
     let seen = origin.seen();
     let find = |path: &str| seen.iter().find(|s| s.head.contains(path)).unwrap_or_else(|| panic!("{path}: {seen:?}"));

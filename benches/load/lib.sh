@@ -190,6 +190,19 @@ cpu_ticks() {
     echo "$total"
 }
 
+# user_ticks PID... — utime alone: the part of cpu_ticks spent in the
+# process's own code rather than in the kernel on its behalf.
+user_ticks() {
+    local pid s rest f total=0
+    for pid in "$@"; do
+        s=$(<"/proc/$pid/stat") 2>/dev/null || continue
+        rest=${s##*) }
+        read -ra f <<<"$rest"
+        total=$((total + f[11]))
+    done
+    echo "$total"
+}
+
 # machine_busy_ticks — busy jiffies of the whole machine, all CPUs.
 machine_busy_ticks() {
     awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat

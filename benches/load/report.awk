@@ -1,6 +1,6 @@
 # Markdown report of the throughput mode (benches/load/run).
 # Input 1, runs.tsv (one row per recorded wrk run):
-#   round target t0 t1 requests rps p50_us p99_us cpu_us_per_req errors other_pct [syscalls]
+#   round target t0 t1 requests rps p50_us p99_us cpu_us_per_req errors other_pct syscalls [user_us_per_req]
 # Input 2, optional strace.tsv (the --syscalls strace fallback):
 #   target syscalls requests
 # Variables: order (space-separated targets), sysmode (perf|strace|none).
@@ -34,27 +34,28 @@ FILENAME ~ /strace\.tsv$/ {
     add(t, "rps", $6); add(t, "p50", $7); add(t, "p99", $8)
     add(t, "cpu", $9); add(t, "err", $10); add(t, "other", $11)
     if (NF >= 12 && $12 != "NA" && $5 > 0) add(t, "sys", $12 / $5)
+    if (NF >= 13) add(t, "user", $13)
     rows[++nrows] = $0
 }
 END {
     nt = split(order, targets, " ")
     for (i = 1; i <= nt; i++) {
         t = targets[i]
-        split("rps p50 p99 cpu err other sys", ms_, " ")
-        for (k = 1; k <= 7; k++) med[t, ms_[k]] = median(t SUBSEP ms_[k])
+        split("rps p50 p99 cpu err other sys user", ms_, " ")
+        for (k = 1; k <= 8; k++) med[t, ms_[k]] = median(t SUBSEP ms_[k])
         if (t in strace_sys) med[t, "sys"] = strace_sys[t]
     }
     sysmark = sysmode == "strace" ? " †" : ""
 
     print "## Medians per target"
     print ""
-    print "| target | req/s | p50 | p99 | CPU µs/req | req per CPU-second | syscalls/req" sysmark " | other CPU % | errors |"
-    print "|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+    print "| target | req/s | p50 | p99 | CPU µs/req | user µs/req | req per CPU-second | syscalls/req" sysmark " | other CPU % | errors |"
+    print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     for (i = 1; i <= nt; i++) {
         t = targets[i]
         c = med[t, "cpu"]
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label(t), num(med[t, "rps"], "%.0f"),
-            ms(med[t, "p50"]), ms(med[t, "p99"]), num(c, "%.1f"), (c > 0 ? sprintf("%.0f", 1e6 / c) : "–"),
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label(t), num(med[t, "rps"], "%.0f"),
+            ms(med[t, "p50"]), ms(med[t, "p99"]), num(c, "%.1f"), num(med[t, "user"], "%.1f"), (c > 0 ? sprintf("%.0f", 1e6 / c) : "–"),
             num(med[t, "sys"], "%.2f"), num(med[t, "other"], "%.0f"), num(med[t, "err"], "%d")
     }
     print ""
@@ -95,12 +96,13 @@ END {
 
     print "## Every recorded run (interleaved order)"
     print ""
-    print "| round | target | req/s | p50 | p99 | CPU µs/req | syscalls/req | other CPU % | errors |"
-    print "|--:|---|--:|--:|--:|--:|--:|--:|--:|"
+    print "| round | target | req/s | p50 | p99 | CPU µs/req | user µs/req | syscalls/req | other CPU % | errors |"
+    print "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|"
     for (i = 1; i <= nrows; i++) {
         split(rows[i], f, "\t")
         sy = (f[12] != "" && f[12] != "NA" && f[5] > 0) ? sprintf("%.2f", f[12] / f[5]) : "–"
-        printf "| %s | %s | %s | %s | %s | %.1f | %s | %s | %s |\n", f[1], label(f[2]), f[6], ms(f[7]), ms(f[8]), f[9], sy, f[11], f[10]
+        us = f[13] != "" ? sprintf("%.1f", f[13]) : "–"
+        printf "| %s | %s | %s | %s | %s | %.1f | %s | %s | %s | %s |\n", f[1], label(f[2]), f[6], ms(f[7]), ms(f[8]), f[9], us, sy, f[11], f[10]
     }
     if (sysmode == "strace") {
         print ""

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Method, Request, Response, Uri, Version};
+use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -17,7 +17,7 @@ use crate::burst::controller::InFlight;
 use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayReason};
 use crate::runtime::{Route, Runtime};
 use crate::server::Server;
-use crate::upstream::client::{SendFailure, UpstreamBody, Upgraded};
+use crate::upstream::client::{SendFailure, Upgraded, UpstreamBody};
 use crate::upstream::{probe::error_chain, Endpoint, Pool};
 
 use super::error::ProxyError;
@@ -168,7 +168,7 @@ pub async fn forward(
     let client_version = req.version();
     let upgrade = on_upgrade.is_some();
     let idempotent = !upgrade && idempotent(req.method());
-    let mut req = upstream_request(req, conn, upgrade);
+    let mut req = req.map(Body::stream);
     let mut tried: Option<(Arc<Endpoint>, String)> = None;
     let mut resend_to: Option<Arc<Endpoint>> = None;
     loop {
@@ -211,7 +211,17 @@ pub async fn forward(
         let started = Instant::now();
         let pending = endpoint.start();
         let reused = upstream.reused;
-        let sent = tokio::time::timeout(pool.config.response_timeout, upstream.send(req)).await;
+        let write_headers = |parts: &http::request::Parts, out: &mut bytes::BytesMut| {
+            let client = ClientSide {
+                ip: conn.remote.ip(),
+                forwarded_for: Some(&conn.forwarded_for),
+                tls: conn.tls,
+                version: client_version,
+                authority: parts.uri.authority().map(|a| a.as_str()),
+            };
+            headers::write_request_headers(out, &parts.headers, &client, upgrade);
+        };
+        let sent = tokio::time::timeout(pool.config.response_timeout, upstream.send(req, write_headers)).await;
         let now = Instant::now();
         let failure = match sent {
             Ok(Ok(resp)) => {
@@ -250,25 +260,6 @@ pub async fn forward(
         guard.record(Outcome::Failed, now);
         return Err(failure);
     }
-}
-
-/// The client's request rewritten for the upstream hop: hop-by-hop headers
-/// out, forwarding headers in, HTTP/1.1, origin-form target.
-fn upstream_request(req: Request<Incoming>, conn: &ConnInfo, upgrade: bool) -> Request<Body> {
-    let (mut parts, body) = req.into_parts();
-    let client = ClientSide {
-        ip: conn.remote.ip(),
-        forwarded_for: Some(&conn.forwarded_for),
-        tls: conn.tls,
-        version: parts.version,
-        authority: parts.uri.authority().map(|a| a.as_str()),
-    };
-    headers::prepare_request(&mut parts.headers, &client, upgrade);
-    parts.version = Version::HTTP_11;
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        parts.uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-    }
-    Request::from_parts(parts, Body::stream(body))
 }
 
 /// The upstream's response rewritten for the client; the body carries the

@@ -220,9 +220,15 @@ impl Transport {
 
 impl Conn {
     /// Sends one request and waits for the response head. The request's
-    /// target is its path and query; its headers go out as they are (the
-    /// caller rewrote them), with the body's framing.
-    pub async fn send(mut self, req: Request<Body>) -> Result<Response<UpstreamBody>, SendFailure> {
+    /// target is its path and query (an absolute URI is reduced to that).
+    ///
+    /// `write_headers` writes the header lines for this hop (all but the
+    /// body framing, which is written here); see `h1::write_plain_headers`.
+    pub async fn send(
+        mut self,
+        req: Request<Body>,
+        write_headers: impl FnOnce(&http::request::Parts, &mut BytesMut),
+    ) -> Result<Response<UpstreamBody>, SendFailure> {
         let (parts, body) = req.into_parts();
         let framing = match body.size_hint().exact() {
             _ if http_body::Body::is_end_stream(&body) => RequestFraming::Empty,
@@ -231,7 +237,7 @@ impl Conn {
             None => RequestFraming::Chunked,
         };
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        h1::encode_request_head(&mut self.wire.wbuf, &parts.method, target, &parts.headers, framing);
+        h1::encode_request_head(&mut self.wire.wbuf, &parts.method, target, framing, |out| write_headers(&parts, out));
         let head = self.wire.wbuf.split().freeze();
         let body = (framing != RequestFraming::Empty).then_some(body);
         let had_body = body.is_some();
@@ -248,7 +254,9 @@ impl Conn {
                     written_any |= up.written_any;
                     match polled {
                         Poll::Ready(Ok(())) => upload = None,
-                        Poll::Ready(Err(UploadError::Client(e))) => return Poll::Ready(Err(UpstreamError::ClientBody(e))),
+                        Poll::Ready(Err(UploadError::Client(e))) => {
+                            return Poll::Ready(Err(UpstreamError::ClientBody(e)))
+                        }
                         Poll::Ready(Err(UploadError::Upstream(e))) if !written_any => {
                             return Poll::Ready(Err(UpstreamError::Write(e)))
                         }
@@ -295,7 +303,9 @@ impl Conn {
                     UpstreamError::Write(_) if retry_shape && !written_any => {
                         SendFailure::NotSent(Box::new(Request::from_parts(parts, Body::empty())), e)
                     }
-                    UpstreamError::Write(_) | UpstreamError::Read(_) | UpstreamError::ClosedBeforeHead if retry_shape => {
+                    UpstreamError::Write(_) | UpstreamError::Read(_) | UpstreamError::ClosedBeforeHead
+                        if retry_shape =>
+                    {
                         SendFailure::NoResponse(Box::new(Request::from_parts(parts, Body::empty())), e)
                     }
                     e => SendFailure::Failed(e),
@@ -352,7 +362,9 @@ impl Upload {
                 let n = self.out.iter().zip(slices.iter_mut()).map(|(b, s)| *s = IoSlice::new(b)).count();
                 let written = match Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(UploadError::Upstream(io::ErrorKind::WriteZero.into()))),
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(UploadError::Upstream(io::ErrorKind::WriteZero.into())))
+                    }
                     Poll::Ready(Ok(w)) => w,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(UploadError::Upstream(e))),
                 };

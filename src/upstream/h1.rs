@@ -37,46 +37,54 @@ pub enum RequestFraming {
     Chunked,
 }
 
-/// Writes `METHOD target HTTP/1.1`, the headers, and the framing header.
-/// The caller has removed hop-by-hop headers, `Transfer-Encoding` among
-/// them; a `Content-Length` the client sent is replaced by `framing`.
+/// Writes `METHOD target HTTP/1.1`, the header lines `write_headers` adds
+/// (which must leave out `Content-Length` and `Transfer-Encoding`), and the
+/// framing header for `framing`.
 pub fn encode_request_head(
     out: &mut BytesMut,
     method: &Method,
     target: &str,
-    headers: &HeaderMap,
     framing: RequestFraming,
+    write_headers: impl FnOnce(&mut BytesMut),
 ) {
-    let size: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-    out.reserve(method.as_str().len() + target.len() + size + 48);
+    out.reserve(512);
     out.put_slice(method.as_str().as_bytes());
     out.put_u8(b' ');
     out.put_slice(target.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH {
-            continue;
-        }
-        out.put_slice(name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value.as_bytes());
-        out.put_slice(b"\r\n");
-    }
+    write_headers(out);
     match framing {
         RequestFraming::Length(n) => {
-            out.put_slice(b"content-length: ");
             let mut buf = itoa::Buffer::new();
-            out.put_slice(buf.format(n).as_bytes());
-            out.put_slice(b"\r\n");
+            write_header(out, b"content-length", buf.format(n).as_bytes());
         }
-        RequestFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        RequestFraming::Chunked => write_header(out, b"transfer-encoding", b"chunked"),
         // A POST or PUT without a body says so, or some servers wait for one.
-        RequestFraming::Empty if headers.contains_key(header::CONTENT_LENGTH) || body_expected(method) => {
-            out.put_slice(b"content-length: 0\r\n")
-        }
+        RequestFraming::Empty if body_expected(method) => write_header(out, b"content-length", b"0"),
         RequestFraming::Empty => {}
     }
     out.put_slice(b"\r\n");
+}
+
+/// One header line.
+#[inline]
+pub fn write_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.reserve(name.len() + value.len() + 4);
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+/// Every header as it is, but the hop-by-hop ones and the body framing
+/// (which `encode_request_head` writes). For requests Spillway makes
+/// itself (health probes); proxied ones go through `proxy::headers`.
+pub fn write_plain_headers(out: &mut BytesMut, headers: &HeaderMap) {
+    for (name, value) in headers {
+        if *name != header::CONTENT_LENGTH && !is_hop_by_hop(name) {
+            write_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
 }
 
 fn body_expected(method: &Method) -> bool {
@@ -136,10 +144,16 @@ pub enum ResponseFraming {
 /// Parses a response head from the front of `buf`. `Ok(None)`: incomplete,
 /// read more. On success the head's bytes are taken out of `buf` and the
 /// header values point into them.
+///
+/// The headers come back ready for the next hop: hop-by-hop headers
+/// (RFC 9110 §7.6.1: `Connection` and the names it lists, `Keep-Alive`,
+/// `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` except on a 101,
+/// `Proxy-*`) are read for framing and keep-alive, then left out. One pass
+/// over the raw headers finds the framing; the map is built once.
 pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, WireError> {
-    let mut raw = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut raw);
-    let len = match resp.parse(buf) {
+    let mut raw = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut raw) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => return Err(WireError::HeadTooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -152,88 +166,145 @@ pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Option
     let code = resp.code.ok_or(WireError::Head("no status"))?;
     let status = StatusCode::from_u16(code).map_err(|_| WireError::Head("invalid status code"))?;
     let version = if resp.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    // Offsets first: the head is frozen below and values become slices of it.
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+
+    // One pass: what framing needs, and where the forwarded headers are (the
+    // head is frozen below and values become slices of it).
     let base = buf.as_ptr() as usize;
+    let mut facts = Facts::default();
     let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_RESPONSE_HEADERS];
-    let count = resp.headers.len();
-    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-        let n = h.name.as_ptr() as usize - base;
+    let mut kept = 0;
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if facts.observe(name, h.value)? && !(switching && name.eq_ignore_ascii_case(b"upgrade")) {
+            continue;
+        }
+        let n = name.as_ptr() as usize - base;
         let v = h.value.as_ptr() as usize - base;
-        *span = (n as u32, (n + h.name.len()) as u32, v as u32, (v + h.value.len()) as u32);
+        spans[kept] = (n as u32, (n + name.len()) as u32, v as u32, (v + h.value.len()) as u32);
+        kept += 1;
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(ns, ne, vs, ve) in &spans[..count] {
-        let name =
-            HeaderName::from_bytes(&head[ns as usize..ne as usize]).map_err(|_| WireError::Head("invalid header name"))?;
+    let mut headers = HeaderMap::with_capacity(kept);
+    for &(ns, ne, vs, ve) in &spans[..kept] {
+        let raw_name = &head[ns as usize..ne as usize];
+        // The rare `Connection: x-foo`: that header is hop-by-hop too.
+        if !facts.connection_named.is_empty()
+            && facts.connection_named.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(raw_name))
+        {
+            continue;
+        }
+        let name = HeaderName::from_bytes(raw_name).map_err(|_| WireError::Head("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
             .map_err(|_| WireError::Head("invalid header value"))?;
         headers.append(name, value);
     }
-    let (framing, mut keep_alive) = framing(status, version, &headers, method)?;
-    if keep_alive {
-        keep_alive = match version {
-            Version::HTTP_10 => connection_has(&headers, "keep-alive"),
-            _ => !connection_has(&headers, "close"),
+    let (framing, reusable) = facts.framing(status, version, method);
+    let keep_alive = reusable
+        && match version {
+            Version::HTTP_10 => facts.connection_keep_alive,
+            _ => !facts.connection_close,
         };
-    }
     Ok(Some(ResponseHead { status, version, headers, framing, keep_alive }))
 }
 
-/// The body framing and whether the framing allows reuse at all.
-fn framing(
-    status: StatusCode,
-    version: Version,
-    headers: &HeaderMap,
-    method: &Method,
-) -> Result<(ResponseFraming, bool), WireError> {
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Ok((ResponseFraming::Upgrade, false));
-    }
-    if method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok((ResponseFraming::Empty, true));
-    }
-    if let Some(te) = headers.get(header::TRANSFER_ENCODING) {
-        let chunked_last = version == Version::HTTP_11
-            && te.to_str().ok().and_then(|v| v.rsplit(',').next()).is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
-        // With both headers the length is ignored and the connection not
-        // reused (RFC 9112 §6.3 item 3): a smuggling vector otherwise.
-        let both = headers.contains_key(header::CONTENT_LENGTH);
-        return Ok(if chunked_last { (ResponseFraming::Chunked, !both) } else { (ResponseFraming::UntilClose, false) });
-    }
-    let mut length = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        // A list of identical values is allowed; different ones are not.
-        for part in v.to_str().map_err(|_| WireError::ContentLength)?.split(',') {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(WireError::ContentLength);
-            }
-            let n: u64 = part.parse().map_err(|_| WireError::ContentLength)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(WireError::ContentLength);
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
-        Some(0) => (ResponseFraming::Empty, true),
-        Some(n) => (ResponseFraming::Length(n), true),
-        None => (ResponseFraming::UntilClose, false),
-    })
+/// What the framing and keep-alive decisions need from a response head.
+#[derive(Default)]
+struct Facts {
+    transfer_encoding: bool,
+    chunked_last: bool,
+    content_length: Option<u64>,
+    connection_close: bool,
+    connection_keep_alive: bool,
+    /// Lower-cased header names listed in `Connection` (rare).
+    connection_named: Vec<String>,
 }
 
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+impl Facts {
+    /// Notes a header; true when it is hop-by-hop (not forwarded).
+    fn observe(&mut self, name: &[u8], value: &[u8]) -> Result<bool, WireError> {
+        // Dispatch on length first: most names are not hop-by-hop.
+        match name.len() {
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in value.split(|&b| b == b',') {
+                    let token = trim_ows(token);
+                    if token.eq_ignore_ascii_case(b"close") {
+                        self.connection_close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        self.connection_keep_alive = true;
+                    } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"upgrade") {
+                        self.connection_named.push(String::from_utf8_lossy(token).to_ascii_lowercase());
+                    }
+                }
+                Ok(true)
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                // A list of identical values is allowed; different ones are not.
+                for part in value.split(|&b| b == b',') {
+                    let part = trim_ows(part);
+                    if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                        return Err(WireError::ContentLength);
+                    }
+                    let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+                    if self.content_length.is_some_and(|l| l != n) {
+                        return Err(WireError::ContentLength);
+                    }
+                    self.content_length = Some(n);
+                }
+                Ok(false)
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                self.transfer_encoding = true;
+                let last = value.rsplit(|&b| b == b',').next().map(trim_ows).unwrap_or_default();
+                self.chunked_last = last.eq_ignore_ascii_case(b"chunked");
+                Ok(true)
+            }
+            2 if name.eq_ignore_ascii_case(b"te") => Ok(true),
+            7 if name.eq_ignore_ascii_case(b"trailer") || name.eq_ignore_ascii_case(b"upgrade") => Ok(true),
+            10 if name.eq_ignore_ascii_case(b"keep-alive") => Ok(true),
+            n if n > 6 && name[..6].eq_ignore_ascii_case(b"proxy-") => Ok(true),
+            _ => Ok(false),
+        }
+    }
+
+    /// The body framing (RFC 9112 §6.3) and whether it allows reuse at all.
+    fn framing(&self, status: StatusCode, version: Version, method: &Method) -> (ResponseFraming, bool) {
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return (ResponseFraming::Upgrade, false);
+        }
+        if method == Method::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return (ResponseFraming::Empty, true);
+        }
+        if self.transfer_encoding {
+            // With both headers the length is ignored and the connection not
+            // reused (RFC 9112 §6.3 item 3): a smuggling vector otherwise.
+            return if self.chunked_last && version == Version::HTTP_11 {
+                (ResponseFraming::Chunked, self.content_length.is_none())
+            } else {
+                (ResponseFraming::UntilClose, false)
+            };
+        }
+        match self.content_length {
+            Some(0) => (ResponseFraming::Empty, true),
+            Some(n) => (ResponseFraming::Length(n), true),
+            None => (ResponseFraming::UntilClose, false),
+        }
+    }
+}
+
+/// Is `name` a hop-by-hop header (RFC 9110 §7.6.1), never forwarded as is?
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str().starts_with("proxy-")
 }
 
 /// What the chunked decoder produced from the buffer.
@@ -318,7 +389,8 @@ impl ChunkedDecoder {
                     }
                     let take = (buf.len() as u64).min(left) as usize;
                     let data = buf.split_to(take).freeze();
-                    self.state = if take as u64 == left { ChunkState::DataEnd } else { ChunkState::Data(left - take as u64) };
+                    self.state =
+                        if take as u64 == left { ChunkState::DataEnd } else { ChunkState::Data(left - take as u64) };
                     return Ok(Chunk::Data(data));
                 }
                 ChunkState::DataEnd => {
@@ -377,23 +449,47 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("example.test"));
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         headers.append("x-a", HeaderValue::from_static("1"));
         headers.append("x-a", HeaderValue::from_static("2"));
         let mut out = BytesMut::new();
-        encode_request_head(&mut out, &Method::POST, "/p?q=1", &headers, RequestFraming::Length(5));
+        encode_request_head(&mut out, &Method::POST, "/p?q=1", RequestFraming::Length(5), |o| {
+            write_plain_headers(o, &headers)
+        });
         assert_eq!(
             &out[..],
             b"POST /p?q=1 HTTP/1.1\r\nhost: example.test\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
         );
         out.clear();
-        encode_request_head(&mut out, &Method::PUT, "/", &HeaderMap::new(), RequestFraming::Chunked);
+        let none = HeaderMap::new();
+        encode_request_head(&mut out, &Method::PUT, "/", RequestFraming::Chunked, |o| write_plain_headers(o, &none));
         assert_eq!(&out[..], b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
         out.clear();
-        encode_request_head(&mut out, &Method::POST, "/", &HeaderMap::new(), RequestFraming::Empty);
+        encode_request_head(&mut out, &Method::POST, "/", RequestFraming::Empty, |o| write_plain_headers(o, &none));
         assert_eq!(&out[..], b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
         out.clear();
-        encode_request_head(&mut out, &Method::GET, "/", &HeaderMap::new(), RequestFraming::Empty);
+        encode_request_head(&mut out, &Method::GET, "/", RequestFraming::Empty, |o| write_plain_headers(o, &none));
         assert_eq!(&out[..], b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn hop_by_hop_response_headers_are_read_then_left_out() {
+        let mut buf = BytesMut::from(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n\
+             Transfer-Encoding: chunked\r\nTrailer: x-sum\r\nProxy-Authenticate: Basic\r\nUpgrade: h2c\r\n\
+             Content-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
+        );
+        let head = parse_response_head(&mut buf, &Method::GET).unwrap().unwrap();
+        let names: Vec<&str> = head.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["content-type", "set-cookie"]);
+        assert_eq!(head.headers.get_all("set-cookie").iter().count(), 2);
+        assert_eq!((head.framing, head.keep_alive), (ResponseFraming::Chunked, true));
+        // A 101 keeps its Upgrade header: the client needs it.
+        let mut buf =
+            BytesMut::from("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+        let head = parse_response_head(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(head.headers["upgrade"], "websocket");
+        assert!(!head.headers.contains_key("connection"));
     }
 
     #[test]
@@ -437,7 +533,10 @@ mod tests {
         assert_eq!(f("HTTP/1.1 200 OK\r\n\r\n", Method::GET), (UntilClose, false));
         assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Method::GET), (Empty, true));
         assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n", Method::GET), (Length(7), true));
-        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\n", Method::GET), (Length(7), false));
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\n", Method::GET),
+            (Length(7), false)
+        );
         assert_eq!(f("HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\n", Method::GET), (Length(7), false));
         assert_eq!(
             f("HTTP/1.0 200 OK\r\nContent-Length: 7\r\nConnection: Keep-Alive\r\n\r\n", Method::GET),

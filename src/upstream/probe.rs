@@ -15,6 +15,7 @@ use crate::body::Body;
 use crate::config::HealthConfig;
 
 use super::endpoint::Endpoint;
+use super::h1;
 use super::health::Probe;
 use super::pool::Pool;
 
@@ -90,7 +91,10 @@ async fn send(
         .body(Body::empty())
         .map_err(|e| e.to_string())?;
     let conn = pool.transport.connect(endpoint).await.map_err(|e| error_chain(&e))?;
-    let resp = conn.send(req).await.map_err(|e| error_chain(e.error()))?;
+    let resp = conn
+        .send(req, |parts, out| h1::write_plain_headers(out, &parts.headers))
+        .await
+        .map_err(|e| error_chain(e.error()))?;
     let lag = health
         .lag_header
         .as_ref()

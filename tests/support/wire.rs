@@ -154,8 +154,9 @@ async fn read_body(tcp: &mut TcpStream, buf: &mut Vec<u8>, head: &str) -> Vec<u8
         let mut body = Vec::new();
         loop {
             let Some(eol) = read_until(tcp, buf, b"\r\n").await else { return body };
-            let size = usize::from_str_radix(String::from_utf8_lossy(&buf[..eol - 2]).split(';').next().unwrap().trim(), 16)
-                .unwrap_or(0);
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&buf[..eol - 2]).split(';').next().unwrap().trim(), 16)
+                    .unwrap_or(0);
             buf.drain(..eol);
             if size == 0 {
                 let _ = read_until(tcp, buf, b"\r\n").await;
