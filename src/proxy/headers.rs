@@ -105,11 +105,15 @@ pub fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, client: &C
     if let Some(h) = host {
         write_header(out, b"x-forwarded-host", h);
     }
+    let formatted;
     let ours_for = match client.forwarded_for {
-        Some(v) => v.as_bytes(),
-        None => &forwarded_for_value(client.ip).as_bytes().to_vec(),
+        Some(v) => v,
+        None => {
+            formatted = forwarded_for_value(client.ip);
+            &formatted
+        }
     };
-    write_joined(out, b"x-forwarded-for", &prior_for, ours_for);
+    write_joined(out, b"x-forwarded-for", &prior_for, ours_for.as_bytes());
     write_header(out, b"x-forwarded-proto", if client.tls { b"https" } else { b"http" });
     write_joined(out, b"via", &prior_via, via_of(client.version).as_bytes());
     if upgrade {
