@@ -7,10 +7,12 @@
 //! accept, so a reload rotates certificates without a restart.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -160,39 +162,64 @@ where
 {
     let last = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(IdleIo::new(io, last.clone()));
-    let mut drain = server.drain.subscribe();
+    let signal = Arc::new(CloseSignal::default());
+    // The watchdog runs as its own task so the connection's task polls only
+    // the connection: a timer and a watch channel polled at every wake-up
+    // (twice per request) cost more than the rest of the select.
+    let watchdog =
+        tokio::spawn(watchdog(server.drain.subscribe(), last, config.idle_timeout, signal.clone()));
     let svc_server = server.clone();
     let svc = service_fn(move |req| service::serve(svc_server.clone(), info.clone(), req));
     let b = builder(config);
     let conn = b.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(conn);
-    let idle = config.idle_timeout;
-    let mut closing = *drain.borrow();
-    if closing {
-        conn.as_mut().graceful_shutdown();
-    }
-    let mut seen = last.load(Relaxed);
-    let mut watchdog = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "client connection ended with an error");
-                }
-                return;
-            }
-            _ = drain.changed(), if !closing => {
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    let result = std::future::poll_fn(|cx| {
+        if !closing {
+            signal.waker.register(cx.waker());
+            if signal.requested.load(Acquire) {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = watchdog.tick(), if !closing => {
-                let now = last.load(Relaxed);
-                if now == seen {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+        }
+        conn.as_mut().poll(cx)
+    })
+    .await;
+    watchdog.abort();
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+/// A request, from the watchdog to the connection's task, to shut the
+/// connection down gracefully (finish the request in flight, then close).
+#[derive(Default)]
+struct CloseSignal {
+    requested: AtomicBool,
+    waker: AtomicWaker,
+}
+
+/// Closes the connection when the server drains, or after `idle` with no
+/// byte read or written: it wakes every `idle` and closes when the I/O count
+/// has not moved since its previous wake (idle for one to two timeouts).
+async fn watchdog(mut drain: watch::Receiver<bool>, last: Arc<AtomicU64>, idle: Duration, signal: Arc<CloseSignal>) {
+    if !*drain.borrow_and_update() {
+        let mut seen = last.load(Relaxed);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
+        loop {
+            tokio::select! {
+                biased;
+                _ = drain.changed() => break,
+                _ = tick.tick() => {
+                    let now = last.load(Relaxed);
+                    if now == seen {
+                        break;
+                    }
+                    seen = now;
                 }
-                seen = now;
             }
         }
     }
+    signal.requested.store(true, Release);
+    signal.waker.wake();
 }

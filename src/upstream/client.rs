@@ -81,6 +81,11 @@ impl Wire {
 
     /// Reads what the socket has into `rbuf`; `Ok(0)` is end of stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        // Read into the front of the same allocation when every slice handed
+        // out of it is gone: the kernel then copies into warm cache lines.
+        if self.rbuf.is_empty() {
+            let _ = self.rbuf.try_reclaim(READ_CHUNK);
+        }
         if self.rbuf.capacity() - self.rbuf.len() < READ_MIN {
             self.rbuf.reserve(READ_CHUNK);
         }
