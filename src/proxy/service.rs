@@ -57,7 +57,7 @@ async fn handle(
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (pool, guard) = gate(rt, server, route, conn, &req, started).await?;
-    forward(pool, req, conn, on_upgrade, guard).await
+    forward(pool, req, conn, on_upgrade, guard, started).await
 }
 
 /// Asks the spill policy where this request goes and counts it in-flight
@@ -164,6 +164,7 @@ pub async fn forward(
     conn: &ConnInfo,
     on_upgrade: Option<OnUpgrade>,
     guard: InFlight,
+    arrived: Instant,
 ) -> Result<Response<Body>, ProxyError> {
     let client_version = req.version();
     let upgrade = on_upgrade.is_some();
@@ -171,8 +172,10 @@ pub async fn forward(
     let mut req = req.map(Body::stream);
     let mut tried: Option<(Arc<Endpoint>, String)> = None;
     let mut resend_to: Option<Arc<Endpoint>> = None;
+    // The clock is read when something may have taken time: the first try
+    // starts from the request's arrival (microseconds ago).
+    let mut now = arrived;
     loop {
-        let now = Instant::now();
         let fresh = resend_to.is_some();
         let endpoint = match resend_to.take() {
             Some(e) => e,
@@ -202,13 +205,15 @@ pub async fn forward(
                     tracing::info!(pool = %pool.name, endpoint = %endpoint.addr, error = %detail, "connect failed; retrying on another endpoint");
                     metrics::counter!("spillway_retries_total", "reason" => "connect").increment(1);
                     tried = Some((endpoint, detail));
+                    now = Instant::now();
                     continue;
                 }
                 guard.record(Outcome::Failed, Instant::now());
                 return Err(ProxyError::Connect { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), detail });
             }
         };
-        let started = Instant::now();
+        // Latency is measured from the send; a new connection's connect time is not part of it.
+        let started = if upstream.reused { now } else { Instant::now() };
         let pending = endpoint.start();
         let reused = upstream.reused;
         let write_headers = |parts: &http::request::Parts, out: &mut bytes::BytesMut| {
