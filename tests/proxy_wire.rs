@@ -14,8 +14,9 @@ use support::wire::{Reply, Then, WireOrigin};
 use support::{curl, get, request, Spillway, ADMIN};
 
 fn config(origin: &WireOrigin, pool_extra: &str) -> String {
+    let timeout = if pool_extra.contains("response_timeout") { "" } else { "response_timeout = \"3s\"\n" };
     format!(
-        "{ADMIN}\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n[pools.app]\nendpoints = [\"{}\"]\nconnect_timeout = \"300ms\"\nresponse_timeout = \"3s\"\n{pool_extra}\n\n[[route]]\nname = \"all\"\nprimary = \"app\"\n",
+        "{ADMIN}\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n[pools.app]\nendpoints = [\"{}\"]\nconnect_timeout = \"300ms\"\n{timeout}{pool_extra}\n\n[[route]]\nname = \"all\"\nprimary = \"app\"\n",
         origin.endpoint()
     )
 }
@@ -186,4 +187,105 @@ async fn uploads_keep_their_framing_upstream() {
     assert_eq!(s.body, vec![7u8; 70_000]);
     let h = find("/h2");
     assert!(h.head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{}", h.head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_length_beside_chunked_is_dropped_and_trailers_reach_http2_clients() {
+    let origin = WireOrigin::start(|_, _| {
+        Reply::keep(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n0\r\nX-Checksum: 42\r\n\r\n"[..],
+        )
+    })
+    .await;
+    let sw = Spillway::start(&config(&origin, "")).await;
+    // HTTP/1.1: the whole body, framed anew, not cut at the stray length.
+    let h1 = get(&sw.url("web", "/both")).await.unwrap();
+    assert_eq!((h1.status, h1.text()), (200, "0123456789abcdef".to_string()));
+    assert_eq!(h1.header("content-length"), None);
+    // HTTP/2 (prior knowledge): the trailer field arrives as a trailer.
+    let tcp = tokio::net::TcpStream::connect(sw.addr("web")).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let uri = format!("http://{}/trailers", sw.addr("web"));
+    let req = http::Request::get(uri).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let collected = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers");
+    assert_eq!(trailers["x-checksum"], "42");
+    assert_eq!(&collected.to_bytes()[..], b"0123456789abcdef");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_without_close_still_retires_the_connection() {
+    let origin = WireOrigin::start(|n, _| match n {
+        // Answers before reading the body and keeps the connection: the
+        // rest of the upload is then read as the start of a next request.
+        0 => Reply {
+            bytes: b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope".to_vec(),
+            read_body: false,
+            then: Then::KeepOpen,
+        },
+        _ => Reply::keep(ok("fresh")),
+    })
+    .await;
+    let sw = Spillway::start(&config(&origin, "")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big");
+    std::fs::write(&file, vec![b'x'; 4 << 20]).unwrap();
+    let data = format!("@{}", file.display());
+    let early = curl(&["-X", "POST", "-H", "Expect:", "--data-binary", &data, &sw.url("web", "/upload")]).await;
+    assert_eq!((early.status, early.body.as_str()), (401, "nope"), "{early:?}");
+    let next = get(&sw.url("web", "/next")).await.unwrap();
+    assert_eq!((next.status, next.text()), (200, "fresh".to_string()));
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[1].head.starts_with("GET /next"), "the upload's tail was not glued to the next request");
+    assert_eq!(seen[1].connection, 1, "the next request went on a new connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_upload_is_the_clients_fault_and_a_slow_one_is_not_a_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = WireOrigin::start(|_, _| Reply::keep(ok("stored"))).await;
+    // One failure would eject the endpoint: a client's fault must not count.
+    let sw = Spillway::start(&config(&origin, "eject_after = 1\nresponse_timeout = \"1s\"")).await;
+    let mut tcp = tokio::net::TcpStream::connect(sw.addr("web")).await.unwrap();
+    tcp.write_all(b"POST /cut HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\nonly a few bytes").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(tcp);
+    support::eventually(Duration::from_secs(5), "the aborted upload is counted", || async {
+        sw.metric("spillway_proxy_errors_total{kind=\"client_body\"}").await == 1.0
+    })
+    .await;
+    let after = get(&sw.url("web", "/after")).await.unwrap();
+    assert_eq!((after.status, after.text()), (200, "stored".to_string()), "the endpoint was not ejected");
+
+    // An upload slower than the response timeout: the timeout starts once
+    // the request is sent whole, so this is a 200, not a 504.
+    let mut tcp = tokio::net::TcpStream::connect(sw.addr("web")).await.unwrap();
+    tcp.write_all(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\n").await.unwrap();
+    for part in [b"a", b"b", b"c"] {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        tcp.write_all(part).await.unwrap();
+    }
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let slow = origin.seen().into_iter().find(|s| s.head.starts_with("POST /slow")).unwrap();
+    assert_eq!(slow.body, b"abc");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_nobody_asked_for_is_a_502() {
+    let origin = WireOrigin::start(|_, _| {
+        Reply::close(&b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"[..])
+    })
+    .await;
+    let sw = Spillway::start(&config(&origin, "")).await;
+    let r = get(&sw.url("web", "/not-a-websocket")).await.unwrap();
+    assert_eq!(r.status, 502, "{}", r.text());
 }

@@ -24,12 +24,15 @@ pub enum ProxyError {
     Upstream { pool: String, endpoint: String, detail: String },
     #[error("overloaded: {reason}")]
     Overloaded { reason: &'static str, retry_after: Duration },
+    #[error("client request body: {detail}")]
+    ClientBody { detail: String },
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::NoHealthyEndpoint { .. } | ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -45,6 +48,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::Upstream { .. } => "upstream",
             ProxyError::Overloaded { .. } => "overloaded",
+            ProxyError::ClientBody { .. } => "client_body",
         }
     }
 

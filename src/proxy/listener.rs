@@ -6,8 +6,8 @@
 //! The TLS acceptor is looked up in the current runtime snapshot at every
 //! accept, so a reload rotates certificates without a restart.
 
-use std::net::SocketAddr;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,8 +166,7 @@ where
     // The watchdog runs as its own task so the connection's task polls only
     // the connection: a timer and a watch channel polled at every wake-up
     // (twice per request) cost more than the rest of the select.
-    let watchdog =
-        tokio::spawn(watchdog(server.drain.subscribe(), last, config.idle_timeout, signal.clone()));
+    let watchdog = tokio::spawn(watchdog(server.drain.subscribe(), last, config.idle_timeout, signal.clone()));
     let svc_server = server.clone();
     let svc = service_fn(move |req| service::serve(svc_server.clone(), info.clone(), req));
     let b = builder(config);

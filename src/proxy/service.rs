@@ -17,7 +17,7 @@ use crate::burst::controller::InFlight;
 use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayReason};
 use crate::runtime::{Route, Runtime};
 use crate::server::Server;
-use crate::upstream::client::{SendFailure, Upgraded, UpstreamBody};
+use crate::upstream::client::{SendFailure, Upgraded, UpstreamBody, UpstreamError};
 use crate::upstream::{probe::error_chain, Endpoint, Pool};
 
 use super::error::ProxyError;
@@ -56,12 +56,14 @@ async fn handle(
     };
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (pool, guard) = gate(rt, server, route, conn, &req, started).await?;
-    forward(pool, req, conn, on_upgrade, guard, started).await
+    let (pool, guard, ready) = gate(rt, server, route, conn, &req, started).await?;
+    forward(pool, req, conn, on_upgrade, guard, ready).await
 }
 
 /// Asks the spill policy where this request goes and counts it in-flight
-/// there. Writes pin their client on-prem for `pin_after_write`.
+/// there. Writes pin their client on-prem for `pin_after_write`. Also
+/// returns when the request left the gate (later than `started` if it
+/// queued for a slot).
 async fn gate<'r>(
     rt: &Runtime,
     server: &Server,
@@ -69,7 +71,7 @@ async fn gate<'r>(
     conn: &ConnInfo,
     req: &Request<Incoming>,
     started: Instant,
-) -> Result<(&'r Pool, InFlight), ProxyError> {
+) -> Result<(&'r Pool, InFlight, Instant), ProxyError> {
     let spill = &rt.config.spill;
     let key = || client_key(session_cookie(req, spill.session_cookie.as_deref()), conn.remote.ip());
     if is_write(req.method()) {
@@ -107,17 +109,17 @@ async fn gate<'r>(
     };
     route.decisions.count(decision);
     match decision {
-        SpillDecision::Primary(_) => Ok((&route.primary, gate.adopt(started))),
+        SpillDecision::Primary(_) => Ok((&route.primary, gate.adopt(started), started)),
         SpillDecision::Cloud(_) => {
             gate.leave();
             let (pool, cloud_gate) =
                 route.overflow.as_ref().ok_or_else(|| ProxyError::NoHealthyEndpoint { pool: "overflow".into() })?;
-            Ok((pool, cloud_gate.enter(started)))
+            Ok((pool, cloud_gate.enter(started), started))
         }
         SpillDecision::Queue(reason) => {
             gate.leave();
             match gate.wait_for_slot(spill, Instant::now()).await {
-                Some(guard) => Ok((&route.primary, guard)),
+                Some(guard) => Ok((&route.primary, guard, Instant::now())),
                 None => Err(ProxyError::Overloaded {
                     reason: reason.as_str(),
                     retry_after: std::time::Duration::from_secs(1),
@@ -226,20 +228,20 @@ pub async fn forward(
             };
             headers::write_request_headers(out, &parts.headers, &client, upgrade);
         };
-        let sent = tokio::time::timeout(pool.config.response_timeout, upstream.send(req, write_headers)).await;
+        let sent = upstream.send(req, pool.config.response_timeout, write_headers).await;
         let now = Instant::now();
         let failure = match sent {
-            Ok(Ok(resp)) => {
+            Ok(resp) => {
                 pending.finish(now - started, now);
                 let ok = !resp.status().is_server_error();
                 record_passive(pool, &endpoint, ok, now);
                 guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);
-                return Ok(respond(resp, pool, client_version, on_upgrade, guard));
+                return respond(resp, pool, &endpoint, client_version, on_upgrade, guard);
             }
             // The upstream closed this idle connection just now (the
             // keep-alive race). Nothing was sent, or the request had no body
             // and is idempotent: it goes again, once, on a new connection.
-            Ok(Err(SendFailure::NotSent(back, e))) | Ok(Err(SendFailure::NoResponse(back, e)))
+            Err(SendFailure::NotSent(back, e)) | Err(SendFailure::NoResponse(back, e))
                 if reused && (idempotent || sent_nothing(&e)) =>
             {
                 tracing::debug!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "pooled connection was closed; resending");
@@ -249,15 +251,19 @@ pub async fn forward(
                 resend_to = Some(endpoint.clone());
                 continue;
             }
-            Ok(Err(failure)) => ProxyError::Upstream {
+            // The client's upload failed (it went away, or sent a broken
+            // body): not the upstream's fault, so no passive failure and no
+            // latency sample; the connection is closed.
+            Err(SendFailure::Failed(UpstreamError::ClientBody(e))) => {
+                return Err(ProxyError::ClientBody { detail: error_chain(&*e) });
+            }
+            Err(SendFailure::Failed(UpstreamError::ResponseTimeout(timeout))) => {
+                ProxyError::UpstreamTimeout { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), timeout }
+            }
+            Err(failure) => ProxyError::Upstream {
                 pool: pool.name.clone(),
                 endpoint: endpoint.addr.clone(),
                 detail: error_chain(failure.error()),
-            },
-            Err(_) => ProxyError::UpstreamTimeout {
-                pool: pool.name.clone(),
-                endpoint: endpoint.addr.clone(),
-                timeout: pool.config.response_timeout,
             },
         };
         drop(pending);
@@ -272,14 +278,13 @@ pub async fn forward(
 fn respond(
     resp: Response<UpstreamBody>,
     pool: &Pool,
+    endpoint: &Endpoint,
     client_version: Version,
     on_upgrade: Option<OnUpgrade>,
     guard: InFlight,
-) -> Response<Body> {
+) -> Result<Response<Body>, ProxyError> {
     let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     let (mut parts, body) = resp.into_parts();
-    headers::prepare_response(&mut parts.headers, client_version, switching);
-    parts.version = client_version;
     // An upgraded connection leaves the pool's in-flight count at once (a
     // long-lived WebSocket is not load on the web tier) and is never pooled.
     let body = match (switching, on_upgrade) {
@@ -289,16 +294,26 @@ fn respond(
             }
             Body::empty()
         }
-        (true, None) => Body::empty(),
+        // A 101 to a request that asked for no upgrade: the client could
+        // not follow it.
+        (true, None) => {
+            return Err(ProxyError::Upstream {
+                pool: pool.name.clone(),
+                endpoint: endpoint.addr.clone(),
+                detail: "101 Switching Protocols to a request that asked for no upgrade".into(),
+            })
+        }
         (false, _) => Body::upstream(body).with_guard(guard),
     };
-    Response::from_parts(parts, body)
+    headers::prepare_response(&mut parts.headers, client_version, switching);
+    parts.version = client_version;
+    Ok(Response::from_parts(parts, body))
 }
 
 /// A write refused before one byte was accepted: the upstream never saw
 /// the request, whatever its method.
-fn sent_nothing(e: &crate::upstream::client::UpstreamError) -> bool {
-    matches!(e, crate::upstream::client::UpstreamError::Write(_))
+fn sent_nothing(e: &UpstreamError) -> bool {
+    matches!(e, UpstreamError::Write(_))
 }
 
 fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {

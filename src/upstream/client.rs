@@ -163,6 +163,8 @@ pub enum UpstreamError {
     Wire(#[from] WireError),
     #[error("reading the client's request body: {0}")]
     ClientBody(BoxError),
+    #[error("no response head within {0:?} of the request being sent")]
+    ResponseTimeout(Duration),
 }
 
 /// Why an exchange failed.
@@ -229,9 +231,14 @@ impl Conn {
     ///
     /// `write_headers` writes the header lines for this hop (all but the
     /// body framing, which is written here); see `h1::write_plain_headers`.
+    ///
+    /// `timeout` bounds the wait for the response head; it starts when the
+    /// request has been sent whole, so a slow uploader is not taken for a
+    /// slow upstream.
     pub async fn send(
         mut self,
         req: Request<Body>,
+        timeout: Duration,
         write_headers: impl FnOnce(&http::request::Parts, &mut BytesMut),
     ) -> Result<Response<UpstreamBody>, SendFailure> {
         let (parts, body) = req.into_parts();
@@ -251,6 +258,7 @@ impl Conn {
         let mut written_any = false;
         let mut read_any = false;
         let method = &parts.method;
+        let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
 
         let result = poll_fn(|cx| {
             loop {
@@ -283,10 +291,23 @@ impl Conn {
                         return Poll::Ready(Ok(head));
                     }
                 }
-                match ready!(self.wire.poll_fill(cx)) {
-                    Ok(0) => return Poll::Ready(Err(UpstreamError::ClosedBeforeHead)),
-                    Ok(_) => read_any = true,
-                    Err(e) => return Poll::Ready(Err(UpstreamError::Read(e))),
+                match self.wire.poll_fill(cx) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(UpstreamError::ClosedBeforeHead)),
+                    Poll::Ready(Ok(_)) => read_any = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(UpstreamError::Read(e))),
+                    Poll::Pending => {
+                        // Waiting on the upstream: the response timeout runs
+                        // once the request is out.
+                        if upload.is_none() && timer.is_none() {
+                            timer.set(Some(tokio::time::sleep(timeout)));
+                        }
+                        if let Some(t) = timer.as_mut().as_pin_mut() {
+                            if std::future::Future::poll(t, cx).is_ready() {
+                                return Poll::Ready(Err(UpstreamError::ResponseTimeout(timeout)));
+                            }
+                        }
+                        return Poll::Pending;
+                    }
                 }
             }
         })
@@ -294,7 +315,10 @@ impl Conn {
 
         match result {
             Ok(head) => {
-                let keep_alive = head.keep_alive && !upload_failed;
+                // An answer before the request was sent whole (a 413, or a
+                // 400 to a head it could not parse) leaves the upstream's
+                // parser state unknown: never reuse that connection.
+                let keep_alive = head.keep_alive && !upload_failed && upload.is_none();
                 let mut resp = Response::new(UpstreamBody::new(self, head.framing, keep_alive, upload.map(Box::new)));
                 *resp.status_mut() = head.status;
                 *resp.version_mut() = head.version;
@@ -462,6 +486,8 @@ enum Read {
     Chunked(ChunkedDecoder),
     UntilClose,
     Upgrade,
+    /// The chunked body's trailer fields, still to be handed on.
+    Trailers(Box<http::HeaderMap>),
     Done,
 }
 
@@ -535,11 +561,15 @@ impl http_body::Body for UpstreamBody {
             this.read = Read::Done;
             return Poll::Ready(Some(Err(e)));
         }
+        if let Read::Trailers(_) = this.read {
+            let Read::Trailers(t) = std::mem::replace(&mut this.read, Read::Done) else { unreachable!() };
+            return Poll::Ready(Some(Ok(Frame::trailers(*t))));
+        }
         loop {
             let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
             let wire = &mut conn.wire;
             match &mut this.read {
-                Read::Done | Read::Upgrade => return Poll::Ready(None),
+                Read::Done | Read::Upgrade | Read::Trailers(_) => return Poll::Ready(None),
                 Read::Length(left) => {
                     if !wire.rbuf.is_empty() {
                         let take = (wire.rbuf.len() as u64).min(*left) as usize;
@@ -557,13 +587,18 @@ impl http_body::Body for UpstreamBody {
                         // end is seen with the last data (and the connection
                         // released without another poll).
                         if let Ok(true) = dec.at_end(&mut wire.rbuf) {
+                            let trailers = dec.take_trailers();
                             this.finish();
+                            if let Some(t) = trailers {
+                                this.read = Read::Trailers(t);
+                            }
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     Ok(Chunk::End) => {
+                        let trailers = dec.take_trailers();
                         this.finish();
-                        return Poll::Ready(None);
+                        return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(*t))));
                     }
                     Ok(Chunk::NeedMore) => {}
                     Err(e) => {
@@ -612,7 +647,7 @@ impl http_body::Body for UpstreamBody {
         match self.read {
             Read::Length(n) => SizeHint::with_exact(n),
             Read::Done | Read::Upgrade => SizeHint::with_exact(0),
-            Read::Chunked(_) | Read::UntilClose => SizeHint::default(),
+            Read::Chunked(_) | Read::UntilClose | Read::Trailers(_) => SizeHint::default(),
         }
     }
 }

@@ -194,6 +194,12 @@ pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Option
         {
             continue;
         }
+        // With Transfer-Encoding the length is not the body's: an
+        // intermediary must not pass it on (RFC 9112 §6.3), or the client
+        // would frame the re-encoded body by it.
+        if facts.transfer_encoding && raw_name.eq_ignore_ascii_case(b"content-length") {
+            continue;
+        }
         let name = HeaderName::from_bytes(raw_name).map_err(|_| WireError::Head("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
             .map_err(|_| WireError::Head("invalid header value"))?;
@@ -317,11 +323,15 @@ pub enum Chunk {
     End,
 }
 
-/// Incremental decoder for `Transfer-Encoding: chunked`. Trailers are read
-/// and dropped (they would need the client to have sent `TE: trailers`).
+/// Incremental decoder for `Transfer-Encoding: chunked`. Trailer fields are
+/// collected (`take_trailers`) so they can travel on as trailers, which
+/// HTTP/2 clients (gRPC-web and the like) read; malformed or hop-by-hop
+/// ones are dropped.
 #[derive(Debug, Default)]
 pub struct ChunkedDecoder {
     state: ChunkState,
+    trailers: Option<Box<HeaderMap>>,
+    trailer_bytes: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -347,6 +357,11 @@ impl ChunkedDecoder {
         self.state == ChunkState::Done
     }
 
+    /// The trailer fields, once the body is done (None if there were none).
+    pub fn take_trailers(&mut self) -> Option<Box<HeaderMap>> {
+        self.trailers.take()
+    }
+
     /// Consumes framing from `buf` and returns the next piece of data, at
     /// most what is buffered (a slice of it, not a copy).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Chunk, WireError> {
@@ -369,6 +384,9 @@ impl ChunkedDecoder {
                         }
                         return Ok(Chunk::NeedMore);
                     };
+                    if eol > MAX_CHUNK_LINE {
+                        return Err(WireError::Chunked("chunk size line too long"));
+                    }
                     let line = &buf[..eol];
                     let digits = line.split(|&b| b == b';').next().unwrap_or(&[]);
                     let digits = trim_ows(digits);
@@ -405,20 +423,35 @@ impl ChunkedDecoder {
                 }
                 ChunkState::Trailers => {
                     let Some(eol) = find_crlf(buf) else {
-                        if buf.len() > MAX_TRAILERS {
+                        if self.trailer_bytes + buf.len() > MAX_TRAILERS {
                             return Err(WireError::Chunked("trailer section too long"));
                         }
                         return Ok(Chunk::NeedMore);
                     };
-                    buf.advance(eol + 2);
+                    self.trailer_bytes += eol + 2;
+                    if self.trailer_bytes > MAX_TRAILERS {
+                        return Err(WireError::Chunked("trailer section too long"));
+                    }
                     if eol == 0 {
                         self.state = ChunkState::Done;
+                    } else if let Some((name, value)) = trailer_field(&buf[..eol]) {
+                        self.trailers.get_or_insert_with(Box::default).append(name, value);
                     }
+                    buf.advance(eol + 2);
                 }
                 ChunkState::Done => return Ok(Chunk::End),
             }
         }
     }
+}
+
+/// `name: value` of one trailer line, if well-formed and not a field that
+/// is hop-by-hop or framing (those never travel as trailers).
+fn trailer_field(line: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = HeaderName::from_bytes(&line[..colon]).ok()?;
+    let value = HeaderValue::from_bytes(trim_ows(&line[colon + 1..])).ok()?;
+    (!is_hop_by_hop(&name) && name != header::CONTENT_LENGTH && name != header::HOST).then_some((name, value))
 }
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {
@@ -578,6 +611,37 @@ mod tests {
             // Bytes after the body stay for the next response.
             assert!(left <= 4);
         }
+    }
+
+    #[test]
+    fn trailers_are_collected_and_limits_hold_with_or_without_crlf() {
+        let mut dec = ChunkedDecoder::default();
+        let mut buf = BytesMut::from(&b"1\r\na\r\n0\r\nX-Sum: 7\r\nbad line\r\nConnection: close\r\n\r\n"[..]);
+        assert_eq!(dec.decode(&mut buf).unwrap(), Chunk::Data(Bytes::from_static(b"a")));
+        assert_eq!(dec.decode(&mut buf).unwrap(), Chunk::End);
+        let t = dec.take_trailers().unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t["x-sum"], "7");
+        // A chunk-size line over the limit is refused even when complete.
+        let long = format!("1;{}\r\na\r\n", "e".repeat(MAX_CHUNK_LINE));
+        let mut buf = BytesMut::from(long.as_str());
+        assert!(ChunkedDecoder::default().decode(&mut buf).is_err());
+        // So is a trailer section of many short lines.
+        let many = format!("0\r\n{}\r\n", "X-A: 1\r\n".repeat(MAX_TRAILERS / 8 + 1));
+        let mut buf = BytesMut::from(many.as_str());
+        assert!(ChunkedDecoder::default().decode(&mut buf).is_err());
+    }
+
+    #[test]
+    fn a_length_beside_transfer_encoding_is_not_passed_on() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let head = parse_response_head(&mut buf, &Method::GET).unwrap().unwrap();
+        assert!(!head.headers.contains_key("content-length"));
+        assert_eq!((head.framing, head.keep_alive), (ResponseFraming::Chunked, false));
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n");
+        let head = parse_response_head(&mut buf, &Method::GET).unwrap().unwrap();
+        assert!(!head.headers.contains_key("content-length"));
+        assert_eq!(head.framing, ResponseFraming::UntilClose);
     }
 
     #[test]

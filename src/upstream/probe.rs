@@ -88,11 +88,16 @@ async fn send(
     let req = Request::get(health.path.as_str())
         .header(header::HOST, host)
         .header(header::USER_AGENT, "spillway-health")
+        // A probe's connection is its own: closed after, never pooled.
+        .header(header::CONNECTION, "close")
         .body(Body::empty())
         .map_err(|e| e.to_string())?;
     let conn = pool.transport.connect(endpoint).await.map_err(|e| error_chain(&e))?;
     let resp = conn
-        .send(req, |parts, out| h1::write_plain_headers(out, &parts.headers))
+        .send(req, health.timeout, |parts: &http::request::Parts, out: &mut bytes::BytesMut| {
+            h1::write_plain_headers(out, &parts.headers);
+            h1::write_header(out, b"connection", b"close");
+        })
         .await
         .map_err(|e| error_chain(e.error()))?;
     let lag = health
