@@ -289,3 +289,22 @@ async fn a_switch_nobody_asked_for_is_a_502() {
     let r = get(&sw.url("web", "/not-a-websocket")).await.unwrap();
     assert_eq!(r.status, 502, "{}", r.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_cut_after_the_response_timeout() {
+    // 10 of 100 promised bytes, then silence on an open connection.
+    let origin = WireOrigin::start(|n, _| match n {
+        0 => Reply::keep(&b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"[..]),
+        _ => Reply::keep(ok("next")),
+    })
+    .await;
+    let sw = Spillway::start(&config(&origin, "response_timeout = \"700ms\"")).await;
+    let started = std::time::Instant::now();
+    let cut = curl(&["-o", "/dev/null", &sw.url("web", "/stall")]).await;
+    let took = started.elapsed();
+    assert_ne!(cut.exit, 0, "the client saw an incomplete response: {cut:?}");
+    assert!(took < Duration::from_secs(5), "cut after about the timeout, not curl's own: {took:?}");
+    let next = get(&sw.url("web", "/next")).await.unwrap();
+    assert_eq!((next.status, next.text()), (200, "next".to_string()));
+    assert_eq!(origin.seen()[1].connection, 1, "the stalled connection was not reused");
+}

@@ -165,6 +165,8 @@ pub enum UpstreamError {
     ClientBody(BoxError),
     #[error("no response head within {0:?} of the request being sent")]
     ResponseTimeout(Duration),
+    #[error("response body stalled: no byte for {0:?}")]
+    BodyStalled(Duration),
 }
 
 /// Why an exchange failed.
@@ -319,7 +321,8 @@ impl Conn {
                 // 400 to a head it could not parse) leaves the upstream's
                 // parser state unknown: never reuse that connection.
                 let keep_alive = head.keep_alive && !upload_failed && upload.is_none();
-                let mut resp = Response::new(UpstreamBody::new(self, head.framing, keep_alive, upload.map(Box::new)));
+                let body = UpstreamBody::new(self, head.framing, keep_alive, upload.map(Box::new), timeout);
+                let mut resp = Response::new(body);
                 *resp.status_mut() = head.status;
                 *resp.version_mut() = head.version;
                 *resp.headers_mut() = head.headers;
@@ -479,6 +482,12 @@ pub struct UpstreamBody {
     keep_alive: bool,
     /// A request body still being sent (the upstream answered early).
     upload: Option<Box<Upload>>,
+    /// How long the body may go without a byte from the upstream.
+    stall_timeout: Duration,
+    /// Armed the first time a read has to wait (most bodies come with their
+    /// head and never need it); pushed back whenever bytes came since.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    read_since_armed: bool,
 }
 
 enum Read {
@@ -499,7 +508,13 @@ pub struct Upgraded {
 }
 
 impl UpstreamBody {
-    fn new(conn: Conn, framing: ResponseFraming, keep_alive: bool, upload: Option<Box<Upload>>) -> UpstreamBody {
+    fn new(
+        conn: Conn,
+        framing: ResponseFraming,
+        keep_alive: bool,
+        upload: Option<Box<Upload>>,
+        stall_timeout: Duration,
+    ) -> UpstreamBody {
         let read = match framing {
             ResponseFraming::Empty => Read::Done,
             ResponseFraming::Length(n) => Read::Length(n),
@@ -507,7 +522,15 @@ impl UpstreamBody {
             ResponseFraming::UntilClose => Read::UntilClose,
             ResponseFraming::Upgrade => Read::Upgrade,
         };
-        let mut body = UpstreamBody { conn: Some(conn), read, keep_alive, upload };
+        let mut body = UpstreamBody {
+            conn: Some(conn),
+            read,
+            keep_alive,
+            upload,
+            stall_timeout,
+            stall: None,
+            read_since_armed: false,
+        };
         if matches!(body.read, Read::Done) {
             body.finish();
         }
@@ -614,7 +637,37 @@ impl http_body::Body for UpstreamBody {
                     }
                 }
             }
-            match ready!(wire.poll_fill(cx)) {
+            let filled = match wire.poll_fill(cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    // Nothing from the upstream: a body that stalls for the
+                    // stall timeout is cut, instead of holding the client,
+                    // the connection and the in-flight count forever.
+                    match this.stall.as_mut() {
+                        None => this.stall = Some(Box::pin(tokio::time::sleep(this.stall_timeout))),
+                        Some(t) if this.read_since_armed => {
+                            t.as_mut().reset(tokio::time::Instant::now() + this.stall_timeout)
+                        }
+                        Some(_) => {}
+                    }
+                    this.read_since_armed = false;
+                    if let Some(t) = this.stall.as_mut() {
+                        if std::future::Future::poll(t.as_mut(), cx).is_ready() {
+                            if let Some(conn) = &this.conn {
+                                tracing::warn!(endpoint = %conn.endpoint.addr, timeout = ?this.stall_timeout, "upstream response body stalled; cutting it");
+                            }
+                            metrics::counter!("spillway_proxy_errors_total", "kind" => "upstream_body_stalled")
+                                .increment(1);
+                            this.conn = None;
+                            this.read = Read::Done;
+                            return Poll::Ready(Some(Err(UpstreamError::BodyStalled(this.stall_timeout))));
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            };
+            this.read_since_armed = true;
+            match filled {
                 Ok(0) => {
                     let missing = match this.read {
                         Read::UntilClose => {
