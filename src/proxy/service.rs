@@ -17,7 +17,7 @@ use crate::burst::controller::InFlight;
 use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayReason};
 use crate::runtime::{Route, Runtime};
 use crate::server::Server;
-use crate::upstream::client::{SendFailure, Upgraded, UpstreamBody, UpstreamError};
+use crate::upstream::client::{Resend, SendFailure, Upgraded, UpstreamBody, UpstreamError};
 use crate::upstream::{probe::error_chain, Endpoint, Pool};
 
 use super::error::ProxyError;
@@ -171,7 +171,8 @@ pub async fn forward(
     let client_version = req.version();
     let upgrade = on_upgrade.is_some();
     let idempotent = !upgrade && idempotent(req.method());
-    let mut req = req.map(Body::stream);
+    let mut req = Some(req.map(Body::stream));
+    let mut again: Option<Resend> = None;
     let mut tried: Option<(Arc<Endpoint>, String)> = None;
     let mut resend_to: Option<Arc<Endpoint>> = None;
     // The clock is read when something may have taken time: the first try
@@ -228,7 +229,12 @@ pub async fn forward(
             };
             headers::write_request_headers(out, &parts.headers, &client, upgrade);
         };
-        let sent = upstream.send(req, pool.config.response_timeout, write_headers).await;
+        let timeout = pool.config.response_timeout;
+        let sent = match (again.take(), req.take()) {
+            (Some(back), _) => upstream.resend(back, timeout).await,
+            (None, Some(req)) => upstream.send(req, timeout, write_headers).await,
+            (None, None) => unreachable!("a request is consumed only by a send that returns or hands it back"),
+        };
         let now = Instant::now();
         let failure = match sent {
             Ok(resp) => {
@@ -247,7 +253,7 @@ pub async fn forward(
                 tracing::debug!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "pooled connection was closed; resending");
                 metrics::counter!("spillway_retries_total", "reason" => "stale_connection").increment(1);
                 drop(pending);
-                req = *back;
+                again = Some(back);
                 resend_to = Some(endpoint.clone());
                 continue;
             }

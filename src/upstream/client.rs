@@ -169,16 +169,24 @@ pub enum UpstreamError {
     BodyStalled(Duration),
 }
 
+/// A request that may be sent again (`Conn::resend`): its head as it was
+/// encoded (it had no body).
+#[derive(Debug)]
+pub struct Resend {
+    head: Bytes,
+    method: http::Method,
+}
+
 /// Why an exchange failed.
 #[derive(Debug)]
 pub enum SendFailure {
     /// Not one byte reached the upstream: the request comes back and may be
     /// sent again, whatever its method.
-    NotSent(Box<Request<Body>>, UpstreamError),
+    NotSent(Resend, UpstreamError),
     /// The request (which had no body) was written on a reused connection
     /// that closed without a byte of response: the keep-alive race. It comes
     /// back; resending is safe for idempotent methods.
-    NoResponse(Box<Request<Body>>, UpstreamError),
+    NoResponse(Resend, UpstreamError),
     /// The request may have been processed.
     Failed(UpstreamError),
 }
@@ -253,13 +261,37 @@ impl Conn {
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         h1::encode_request_head(&mut self.wire.wbuf, &parts.method, target, framing, |out| write_headers(&parts, out));
         let head = self.wire.wbuf.split().freeze();
+        // The client's request is let go of here: its header values share
+        // hyper's read buffer, which hyper can then reuse for the next
+        // request instead of allocating a new one. A retry resends the
+        // bytes just encoded.
+        let method = parts.method.clone();
+        drop(parts);
         let body = (framing != RequestFraming::Empty).then_some(body);
-        let had_body = body.is_some();
-        let mut upload = Some(Upload::new(head, body, framing == RequestFraming::Chunked));
+        self.exchange(Upload::new(head, body, framing == RequestFraming::Chunked), method, timeout).await
+    }
+
+    /// Sends again, on this (fresh) connection, a request that failed in a
+    /// way that allows it (`SendFailure::NotSent` / `NoResponse`).
+    pub async fn resend(self, again: Resend, timeout: Duration) -> Result<Response<UpstreamBody>, SendFailure> {
+        self.exchange(Upload::new(again.head, None, false), again.method, timeout).await
+    }
+
+    async fn exchange(
+        mut self,
+        upload: Upload,
+        method: http::Method,
+        timeout: Duration,
+    ) -> Result<Response<UpstreamBody>, SendFailure> {
+        let had_body = upload.body.is_some();
+        // Kept only while it could be needed: a bodyless request on a
+        // reused connection (the keep-alive race).
+        let again = (self.reused && !had_body).then(|| upload.out[0].clone());
+        let mut upload = Some(upload);
         let mut upload_failed = false;
         let mut written_any = false;
         let mut read_any = false;
-        let method = &parts.method;
+        let method_ref = &method;
         let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
 
         let result = poll_fn(|cx| {
@@ -286,7 +318,7 @@ impl Conn {
                     }
                 }
                 if !self.wire.rbuf.is_empty() {
-                    if let Some(head) = h1::parse_response_head(&mut self.wire.rbuf, method)? {
+                    if let Some(head) = h1::parse_response_head(&mut self.wire.rbuf, method_ref)? {
                         if head.status.is_informational() && head.framing != ResponseFraming::Upgrade {
                             continue; // 100 Continue, 103 Early Hints: the real answer follows.
                         }
@@ -330,17 +362,14 @@ impl Conn {
             }
             Err(e) => {
                 // Only a request without a body can be handed back whole.
-                let retry_shape = self.reused && !had_body && !read_any;
-                Err(match e {
-                    UpstreamError::Write(_) if retry_shape && !written_any => {
-                        SendFailure::NotSent(Box::new(Request::from_parts(parts, Body::empty())), e)
-                    }
-                    UpstreamError::Write(_) | UpstreamError::Read(_) | UpstreamError::ClosedBeforeHead
-                        if retry_shape =>
-                    {
-                        SendFailure::NoResponse(Box::new(Request::from_parts(parts, Body::empty())), e)
-                    }
-                    e => SendFailure::Failed(e),
+                let again = again.filter(|_| !read_any).map(|head| Resend { head, method });
+                Err(match (e, again) {
+                    (e @ UpstreamError::Write(_), Some(again)) if !written_any => SendFailure::NotSent(again, e),
+                    (
+                        e @ (UpstreamError::Write(_) | UpstreamError::Read(_) | UpstreamError::ClosedBeforeHead),
+                        Some(again),
+                    ) => SendFailure::NoResponse(again, e),
+                    (e, _) => SendFailure::Failed(e),
                 })
             }
         }
