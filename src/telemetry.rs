@@ -1,6 +1,8 @@
 //! Logging (tracing, to stderr) and metrics (the `metrics` facade with a
 //! Prometheus recorder rendered by the admin listener).
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -21,4 +23,58 @@ pub fn init_metrics() -> PrometheusHandle {
     let handle = recorder.handle();
     let _ = metrics::set_global_recorder(recorder);
     handle
+}
+
+/// A per-call-site budget for log lines that can repeat once per request
+/// (a failed request, a failed connect). When a pool goes down in a burst,
+/// tens of thousands of identical lines a second would make the log writer
+/// the bottleneck of the data plane; the metrics count every event anyway.
+/// At most `per_second` lines a second get through; the first line of the
+/// next second reports how many were left out.
+pub struct LogBudget {
+    per_second: u32,
+    second: AtomicU64,
+    used: AtomicU32,
+    suppressed: AtomicU64,
+}
+
+impl LogBudget {
+    pub const fn new(per_second: u32) -> LogBudget {
+        LogBudget { per_second, second: AtomicU64::new(0), used: AtomicU32::new(0), suppressed: AtomicU64::new(0) }
+    }
+
+    /// `Some(n)`: log this one, and say that `n` were left out before it.
+    /// `now_secs` is any monotonic count of seconds (policy takes time as input).
+    pub fn admit(&self, now_secs: u64) -> Option<u64> {
+        let seen = self.second.load(Relaxed);
+        if seen != now_secs && self.second.compare_exchange(seen, now_secs, Relaxed, Relaxed).is_ok() {
+            self.used.store(0, Relaxed);
+        }
+        if self.used.fetch_add(1, Relaxed) < self.per_second {
+            Some(self.suppressed.swap(0, Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            None
+        }
+    }
+}
+
+/// Seconds since the process epoch, for `LogBudget::admit`.
+pub fn secs(t: std::time::Instant) -> u64 {
+    crate::clock::to_nanos(t) / 1_000_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_lets_through_so_many_a_second_and_reports_the_rest() {
+        let b = LogBudget::new(3);
+        let admitted: Vec<Option<u64>> = (0..5).map(|_| b.admit(7)).collect();
+        assert_eq!(admitted, [Some(0), Some(0), Some(0), None, None]);
+        // Next second: the first line says two were left out.
+        assert_eq!(b.admit(8), Some(2));
+        assert_eq!(b.admit(8), Some(0));
+    }
 }

@@ -193,6 +193,25 @@ async fn all_origins_dead_gives_502_quickly() {
         assert!(matches!(resp.header("x-spillway-error"), Some("connect" | "upstream")), "{:?}", resp.headers);
         assert!(started.elapsed() < Duration::from_secs(5), "502 took {:?}", started.elapsed());
     }
+    // A pool that is down fails every request: the log gets a bounded
+    // number of lines a second (and a count of the rest), the metric all.
+    let burst = 300;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..burst {
+        let url = sw.url("web", &format!("/dead/{i}"));
+        tasks.push(tokio::spawn(async move { get(&url).await.map(|r| r.status) }));
+    }
+    for t in tasks {
+        // 502 until the endpoint is ejected, 503 (no healthy endpoint) after.
+        let status = t.await.unwrap().expect("an answer");
+        assert!(status == 502 || status == 503, "{status}");
+    }
+    let seconds = started.elapsed().as_secs() + 2;
+    let errors = sw.metric("spillway_proxy_errors_total").await;
+    assert!(errors >= f64::from(burst), "every failure counted: {errors}");
+    let lines = sw.log().lines().filter(|l| l.contains("request failed")).count();
+    assert!(lines as u64 <= 20 * seconds, "{lines} log lines for {burst} failures in about {seconds} s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

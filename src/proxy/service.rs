@@ -17,6 +17,7 @@ use crate::burst::controller::InFlight;
 use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayReason};
 use crate::runtime::{Route, Runtime};
 use crate::server::Server;
+use crate::telemetry::{self, LogBudget};
 use crate::upstream::client::{Resend, SendFailure, Upgraded, UpstreamBody, UpstreamError};
 use crate::upstream::{probe::error_chain, Endpoint, Pool};
 
@@ -35,7 +36,10 @@ pub async fn serve(
     let rt = server.runtime.load_full();
     let result = handle(&rt, &server, &conn, req, started).await;
     let resp = result.unwrap_or_else(|err| {
-        tracing::warn!(client = %conn.remote, %method, error = %err, status = err.status().as_u16(), "request failed");
+        static FAILED: LogBudget = LogBudget::new(20);
+        if let Some(suppressed) = FAILED.admit(telemetry::secs(started)) {
+            tracing::warn!(client = %conn.remote, %method, error = %err, status = err.status().as_u16(), suppressed, "request failed");
+        }
         metrics::counter!("spillway_proxy_errors_total", "kind" => err.kind()).increment(1);
         err.to_response()
     });
@@ -205,7 +209,10 @@ pub async fn forward(
                 record_passive(pool, &endpoint, false, Instant::now());
                 let detail = error_chain(&e);
                 if idempotent && tried.is_none() {
-                    tracing::info!(pool = %pool.name, endpoint = %endpoint.addr, error = %detail, "connect failed; retrying on another endpoint");
+                    static RETRYING: LogBudget = LogBudget::new(20);
+                    if let Some(suppressed) = RETRYING.admit(telemetry::secs(now)) {
+                        tracing::info!(pool = %pool.name, endpoint = %endpoint.addr, error = %detail, suppressed, "connect failed; retrying on another endpoint");
+                    }
                     metrics::counter!("spillway_retries_total", "reason" => "connect").increment(1);
                     tried = Some((endpoint, detail));
                     now = Instant::now();
