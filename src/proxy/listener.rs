@@ -146,6 +146,13 @@ fn builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(config.header_read_timeout)
         .max_buf_size(config.max_header_bytes)
         .max_headers(config.max_headers)
+        // A client that closes (or half-closes) its side while its request is
+        // at the upstream does not cancel the exchange: the backend is busy
+        // with it either way (HAProxy's default, `abortonclose` off), and
+        // hyper then skips an end-of-stream probe read per request that
+        // forced a fresh read buffer while the request's headers still
+        // shared the old one.
+        .half_close(true)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())

@@ -286,7 +286,7 @@ impl Conn {
         let had_body = upload.body.is_some();
         // Kept only while it could be needed: a bodyless request on a
         // reused connection (the keep-alive race).
-        let again = (self.reused && !had_body).then(|| upload.out[0].clone());
+        let again = (self.reused && !had_body).then(|| upload.out.first.clone()).flatten();
         let mut upload = Some(upload);
         let mut upload_failed = false;
         let mut written_any = false;
@@ -388,10 +388,49 @@ enum UploadError {
     Client(BoxError),
 }
 
+/// Bytes queued for the upstream, in order: the head, then body pieces.
+/// The head has its own slot so a request without a body (most of them)
+/// allocates no queue.
+struct Segments {
+    first: Option<Bytes>,
+    rest: VecDeque<Bytes>,
+}
+
+impl Segments {
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.first.iter().chain(self.rest.iter())
+    }
+
+    fn front_mut(&mut self) -> Option<&mut Bytes> {
+        match &mut self.first {
+            Some(b) => Some(b),
+            None => self.rest.front_mut(),
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if self.first.take().is_none() {
+            self.rest.pop_front();
+        }
+    }
+
+    fn push_back(&mut self, b: Bytes) {
+        self.rest.push_back(b);
+    }
+}
+
 /// The request on its way out: the head, then the client's body frames,
 /// chunk-framed when its length is unknown.
 struct Upload {
-    out: VecDeque<Bytes>,
+    out: Segments,
     body: Option<Body>,
     chunked: bool,
     /// The kernel accepted at least one byte of this request.
@@ -402,10 +441,14 @@ struct Upload {
 
 impl Upload {
     fn new(head: Bytes, body: Option<Body>, chunked: bool) -> Upload {
-        let mut out = VecDeque::with_capacity(if body.is_some() { 4 } else { 1 });
-        out.push_back(head);
         let coalesce = body.is_some();
-        Upload { out, body, chunked, written_any: false, coalesce }
+        Upload {
+            out: Segments { first: Some(head), rest: VecDeque::new() },
+            body,
+            chunked,
+            written_any: false,
+            coalesce,
+        }
     }
 
     /// Writes until everything is out (`Ready(Ok)`), the socket is full or
@@ -423,7 +466,7 @@ impl Upload {
                 // chunk) goes out with send(2); several with writev(2),
                 // which costs more kernel time per call on a socket.
                 let polled = if self.out.len() == 1 {
-                    Pin::new(&mut *io).poll_write(cx, &self.out[0])
+                    Pin::new(&mut *io).poll_write(cx, self.out.iter().next().expect("one segment"))
                 } else {
                     let mut slices = [IoSlice::new(&[]); 8];
                     let n = self.out.iter().zip(slices.iter_mut()).map(|(b, s)| *s = IoSlice::new(b)).count();
