@@ -179,26 +179,22 @@ cleanup() {
 
 # cpu_ticks PID... — utime+stime (clock ticks) summed over the processes
 # (all threads of each, exited threads included).
-cpu_ticks() {
-    local pid s rest f total=0
-    for pid in "$@"; do
-        s=$(<"/proc/$pid/stat") 2>/dev/null || continue
-        rest=${s##*) }
-        read -ra f <<<"$rest"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
+cpu_ticks() { proc_ticks all "$@"; }
 
 # user_ticks PID... — utime alone: the part of cpu_ticks spent in the
 # process's own code rather than in the kernel on its behalf.
-user_ticks() {
-    local pid s rest f total=0
+user_ticks() { proc_ticks user "$@"; }
+
+# proc_ticks all|user PID... — the sum behind cpu_ticks and user_ticks.
+proc_ticks() {
+    local which=$1 pid s rest f total=0
+    shift
     for pid in "$@"; do
         s=$(<"/proc/$pid/stat") 2>/dev/null || continue
         rest=${s##*) }
         read -ra f <<<"$rest"
         total=$((total + f[11]))
+        [[ $which == all ]] && total=$((total + f[12]))
     done
     echo "$total"
 }
