@@ -308,3 +308,37 @@ async fn a_body_that_stalls_is_cut_after_the_response_timeout() {
     assert_eq!((next.status, next.text()), (200, "next".to_string()));
     assert_eq!(origin.seen()[1].connection, 1, "the stalled connection was not reused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_upload_gets_408_past_request_body_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = WireOrigin::start(|_, _| Reply::keep(ok("stored"))).await;
+    let config = config(&origin, "eject_after = 1").replace(
+        "name = \"web\"\nlisten = \"127.0.0.1:0\"\n",
+        "name = \"web\"\nlisten = \"127.0.0.1:0\"\nrequest_body_timeout = \"1s\"\n",
+    );
+    let sw = Spillway::start(&config).await;
+    let mut tcp = tokio::net::TcpStream::connect(sw.addr("web")).await.unwrap();
+    tcp.write_all(b"POST /trickle HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let (mut rd, mut wr) = tcp.split();
+    let mut answer = String::new();
+    let reader = async {
+        tokio::time::timeout(Duration::from_secs(10), rd.read_to_string(&mut answer)).await.unwrap().unwrap();
+    };
+    // One byte every 600 ms would need 3 s; the answer comes at about 1 s.
+    let writer = async {
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            if wr.write_all(b"x").await.is_err() {
+                break; // the proxy answered and closed
+            }
+        }
+    };
+    tokio::join!(reader, writer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let after = get(&sw.url("web", "/after")).await.unwrap();
+    assert_eq!((after.status, after.text()), (200, "stored".to_string()), "the endpoint was not ejected");
+    assert_eq!(sw.metric("spillway_proxy_errors_total{kind=\"client_body_timeout\"}").await, 1.0);
+}

@@ -14,6 +14,7 @@ use super::duration::Dur;
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: &str = "120s";
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: &str = "60s";
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_HEADERS: usize = 100;
@@ -70,6 +71,7 @@ pub struct RawListener {
     pub tls: Option<RawServerTls>,
     pub max_connections: Option<usize>,
     pub header_read_timeout: Option<Dur>,
+    pub request_body_timeout: Option<Dur>,
     pub idle_timeout: Option<Dur>,
     pub max_header_bytes: Option<usize>,
     pub max_headers: Option<usize>,

@@ -39,6 +39,9 @@ pub struct ListenerConfig {
     pub tls: Option<ServerTls>,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    /// Longest a client may take to send a request body, once its headers
+    /// are in (slow-upload guard for the workers behind).
+    pub request_body_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_headers: usize,

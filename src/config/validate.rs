@@ -158,6 +158,12 @@ fn listeners(c: &mut Checker, raw: Vec<RawListener>, admin: SocketAddr) -> Vec<L
                 DEFAULT_HEADER_READ_TIMEOUT,
                 false,
             ),
+            request_body_timeout: c.dur(
+                &format!("{key}.request_body_timeout"),
+                l.request_body_timeout,
+                DEFAULT_REQUEST_BODY_TIMEOUT,
+                false,
+            ),
             idle_timeout: c.dur(&format!("{key}.idle_timeout"), l.idle_timeout, DEFAULT_CLIENT_IDLE_TIMEOUT, false),
             name: l.name,
             listen,

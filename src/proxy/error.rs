@@ -26,6 +26,8 @@ pub enum ProxyError {
     Overloaded { reason: &'static str, retry_after: Duration },
     #[error("client request body: {detail}")]
     ClientBody { detail: String },
+    #[error("client request body not received within {timeout:?}")]
+    ClientBodyTimeout { timeout: Duration },
 }
 
 impl ProxyError {
@@ -33,6 +35,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoHealthyEndpoint { .. } | ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -49,6 +52,7 @@ impl ProxyError {
             ProxyError::Upstream { .. } => "upstream",
             ProxyError::Overloaded { .. } => "overloaded",
             ProxyError::ClientBody { .. } => "client_body",
+            ProxyError::ClientBodyTimeout { .. } => "client_body_timeout",
         }
     }
 

@@ -128,7 +128,7 @@ async fn connection(
             None => return, // listener removed by a reload between accept and now
         }
     };
-    let info = Arc::new(ConnInfo::new(remote, acceptor.is_some()));
+    let info = Arc::new(ConnInfo::new(remote, acceptor.is_some(), config.request_body_timeout));
     match acceptor {
         None => serve_io(server, info, &config, tcp).await,
         Some(acceptor) => match tokio::time::timeout(config.header_read_timeout, acceptor.accept(tcp)).await {

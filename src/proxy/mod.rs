@@ -19,11 +19,13 @@ pub struct ConnInfo {
     /// The client address as an `X-Forwarded-For` element, formatted once
     /// per connection rather than per request.
     pub forwarded_for: http::HeaderValue,
+    /// The listener's `request_body_timeout`.
+    pub body_timeout: std::time::Duration,
 }
 
 impl ConnInfo {
-    pub fn new(remote: SocketAddr, tls: bool) -> Self {
+    pub fn new(remote: SocketAddr, tls: bool, body_timeout: std::time::Duration) -> Self {
         let forwarded_for = headers::forwarded_for_value(remote.ip());
-        ConnInfo { remote, tls, forwarded_for }
+        ConnInfo { remote, tls, forwarded_for, body_timeout }
     }
 }

@@ -18,7 +18,7 @@ use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayR
 use crate::runtime::{Route, Runtime};
 use crate::server::Server;
 use crate::telemetry::{self, LogBudget};
-use crate::upstream::client::{Resend, SendFailure, Upgraded, UpstreamBody, UpstreamError};
+use crate::upstream::client::{Resend, SendFailure, Timeouts, Upgraded, UpstreamBody, UpstreamError};
 use crate::upstream::{probe::error_chain, Endpoint, Pool};
 
 use super::error::ProxyError;
@@ -236,10 +236,10 @@ pub async fn forward(
             };
             headers::write_request_headers(out, &parts.headers, &client, upgrade);
         };
-        let timeout = pool.config.response_timeout;
+        let timeouts = Timeouts { upload: conn.body_timeout, response: pool.config.response_timeout };
         let sent = match (again.take(), req.take()) {
-            (Some(back), _) => upstream.resend(back, timeout).await,
-            (None, Some(req)) => upstream.send(req, timeout, write_headers).await,
+            (Some(back), _) => upstream.resend(back, timeouts).await,
+            (None, Some(req)) => upstream.send(req, timeouts, write_headers).await,
             (None, None) => unreachable!("a request is consumed only by a send that returns or hands it back"),
         };
         let now = Instant::now();
@@ -269,6 +269,11 @@ pub async fn forward(
             // latency sample; the connection is closed.
             Err(SendFailure::Failed(UpstreamError::ClientBody(e))) => {
                 return Err(ProxyError::ClientBody { detail: error_chain(&*e) });
+            }
+            // Too slow an upload: the client's doing, as above; the upstream
+            // connection (and the worker reading the body) is let go.
+            Err(SendFailure::Failed(UpstreamError::ClientBodyTimeout(timeout))) => {
+                return Err(ProxyError::ClientBodyTimeout { timeout });
             }
             Err(SendFailure::Failed(UpstreamError::ResponseTimeout(timeout))) => {
                 ProxyError::UpstreamTimeout { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), timeout }

@@ -165,8 +165,20 @@ pub enum UpstreamError {
     ClientBody(BoxError),
     #[error("no response head within {0:?} of the request being sent")]
     ResponseTimeout(Duration),
+    #[error("the client did not send its request body within {0:?}")]
+    ClientBodyTimeout(Duration),
     #[error("response body stalled: no byte for {0:?}")]
     BodyStalled(Duration),
+}
+
+/// The limits of one exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For the request body to be sent whole (the client's pace).
+    pub upload: Duration,
+    /// For the response head, from when the request is out; also the
+    /// longest a response body may stall.
+    pub response: Duration,
 }
 
 /// A request that may be sent again (`Conn::resend`): its head as it was
@@ -248,7 +260,7 @@ impl Conn {
     pub async fn send(
         mut self,
         req: Request<Body>,
-        timeout: Duration,
+        timeouts: Timeouts,
         write_headers: impl FnOnce(&http::request::Parts, &mut BytesMut),
     ) -> Result<Response<UpstreamBody>, SendFailure> {
         let (parts, body) = req.into_parts();
@@ -268,21 +280,22 @@ impl Conn {
         let method = parts.method.clone();
         drop(parts);
         let body = (framing != RequestFraming::Empty).then_some(body);
-        self.exchange(Upload::new(head, body, framing == RequestFraming::Chunked), method, timeout).await
+        self.exchange(Upload::new(head, body, framing == RequestFraming::Chunked), method, timeouts).await
     }
 
     /// Sends again, on this (fresh) connection, a request that failed in a
     /// way that allows it (`SendFailure::NotSent` / `NoResponse`).
-    pub async fn resend(self, again: Resend, timeout: Duration) -> Result<Response<UpstreamBody>, SendFailure> {
-        self.exchange(Upload::new(again.head, None, false), again.method, timeout).await
+    pub async fn resend(self, again: Resend, timeouts: Timeouts) -> Result<Response<UpstreamBody>, SendFailure> {
+        self.exchange(Upload::new(again.head, None, false), again.method, timeouts).await
     }
 
     async fn exchange(
         mut self,
         upload: Upload,
         method: http::Method,
-        timeout: Duration,
+        timeouts: Timeouts,
     ) -> Result<Response<UpstreamBody>, SendFailure> {
+        let timeout = timeouts.response;
         let had_body = upload.body.is_some();
         // Kept only while it could be needed: a bodyless request on a
         // reused connection (the keep-alive race).
@@ -292,7 +305,10 @@ impl Conn {
         let mut written_any = false;
         let mut read_any = false;
         let method_ref = &method;
+        // One timer for both phases: the upload's deadline while the body is
+        // going out, then the response's once it is out.
         let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
+        let mut timing_upload = false;
 
         let result = poll_fn(|cx| {
             loop {
@@ -300,7 +316,13 @@ impl Conn {
                     let polled = up.poll(cx, &mut self.wire.io);
                     written_any |= up.written_any;
                     match polled {
-                        Poll::Ready(Ok(())) => upload = None,
+                        Poll::Ready(Ok(())) => {
+                            upload = None;
+                            if timing_upload {
+                                timing_upload = false;
+                                timer.set(None);
+                            }
+                        }
                         Poll::Ready(Err(UploadError::Client(e))) => {
                             return Poll::Ready(Err(UpstreamError::ClientBody(e)))
                         }
@@ -330,14 +352,23 @@ impl Conn {
                     Poll::Ready(Ok(_)) => read_any = true,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(UpstreamError::Read(e))),
                     Poll::Pending => {
-                        // Waiting on the upstream: the response timeout runs
-                        // once the request is out.
-                        if upload.is_none() && timer.is_none() {
-                            timer.set(Some(tokio::time::sleep(timeout)));
+                        // Waiting: for the rest of the upload (its own
+                        // deadline) or for the answer (the response timeout,
+                        // from when the request is out).
+                        if timer.is_none() {
+                            timing_upload = upload.is_some();
+                            let limit = if timing_upload { timeouts.upload } else { timeout };
+                            timer.set(Some(tokio::time::sleep(limit)));
                         }
                         if let Some(t) = timer.as_mut().as_pin_mut() {
                             if std::future::Future::poll(t, cx).is_ready() {
-                                return Poll::Ready(Err(UpstreamError::ResponseTimeout(timeout)));
+                                return Poll::Ready(Err(match &upload {
+                                    Some(up) if timing_upload && up.waiting_on_client => {
+                                        UpstreamError::ClientBodyTimeout(timeouts.upload)
+                                    }
+                                    Some(_) if timing_upload => UpstreamError::ResponseTimeout(timeouts.upload),
+                                    _ => UpstreamError::ResponseTimeout(timeout),
+                                }));
                             }
                         }
                         return Poll::Pending;
@@ -435,6 +466,9 @@ struct Upload {
     chunked: bool,
     /// The kernel accepted at least one byte of this request.
     written_any: bool,
+    /// The last time the upload had to wait, it waited for the client's
+    /// body (not for the upstream to take bytes).
+    waiting_on_client: bool,
     /// The head has not been written yet: try to send the first body frame with it.
     coalesce: bool,
 }
@@ -447,6 +481,7 @@ impl Upload {
             body,
             chunked,
             written_any: false,
+            waiting_on_client: false,
             coalesce,
         }
     }
@@ -473,7 +508,10 @@ impl Upload {
                     Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n])
                 };
                 let written = match polled {
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => {
+                        self.waiting_on_client = false;
+                        return Poll::Pending;
+                    }
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(UploadError::Upstream(io::ErrorKind::WriteZero.into())))
                     }
@@ -488,6 +526,7 @@ impl Upload {
                 return Pin::new(io).poll_flush(cx).map_err(UploadError::Upstream);
             }
             if self.poll_body(cx)?.is_pending() {
+                self.waiting_on_client = true;
                 // Whatever a TLS stream still holds goes out while we wait.
                 let _ = Pin::new(io).poll_flush(cx).map_err(UploadError::Upstream)?;
                 return Poll::Pending;

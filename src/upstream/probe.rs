@@ -14,6 +14,7 @@ use http::{header, Request};
 use crate::body::Body;
 use crate::config::HealthConfig;
 
+use super::client::Timeouts;
 use super::endpoint::Endpoint;
 use super::h1;
 use super::health::Probe;
@@ -94,10 +95,14 @@ async fn send(
         .map_err(|e| e.to_string())?;
     let conn = pool.transport.connect(endpoint).await.map_err(|e| error_chain(&e))?;
     let resp = conn
-        .send(req, health.timeout, |parts: &http::request::Parts, out: &mut bytes::BytesMut| {
-            h1::write_plain_headers(out, &parts.headers);
-            h1::write_header(out, b"connection", b"close");
-        })
+        .send(
+            req,
+            Timeouts { upload: health.timeout, response: health.timeout },
+            |parts: &http::request::Parts, out: &mut bytes::BytesMut| {
+                h1::write_plain_headers(out, &parts.headers);
+                h1::write_header(out, b"connection", b"close");
+            },
+        )
         .await
         .map_err(|e| error_chain(e.error()))?;
     let lag = health
