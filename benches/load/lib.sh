@@ -110,7 +110,13 @@ launch() {
         valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.callgrind" \
             "$@" >"$WORK/$name.log" 2>&1 &
         ;;
-    none) "$@" >"$WORK/$name.log" 2>&1 & ;;
+    none)
+        if [[ -n ${PIN_CPU:-} ]]; then
+            taskset -c "$PIN_CPU" "$@" >"$WORK/$name.log" 2>&1 &
+        else
+            "$@" >"$WORK/$name.log" 2>&1 &
+        fi
+        ;;
     *) die "unknown wrapper $wrap" ;;
     esac
     pid=$!
