@@ -335,6 +335,10 @@ impl Conn {
                             tracing::debug!(error = %e, "upstream stopped reading the request");
                             upload = None;
                             upload_failed = true;
+                            if timing_upload {
+                                timing_upload = false;
+                                timer.set(None);
+                            }
                         }
                         Poll::Pending => {}
                     }
