@@ -219,6 +219,12 @@ async fn a_length_beside_chunked_is_dropped_and_trailers_reach_http2_clients() {
     assert_eq!(&collected.to_bytes()[..], b"0123456789abcdef");
 }
 
+/// An answer that comes before the upload is done retires the connection,
+/// whether the upload ends before the answer's body (the rule applied when
+/// the head arrives) or after it (the body's end finds the upload still
+/// going). Which of the two a run takes depends on socket timing; this test
+/// checks the outcome both guarantee: the upload's tail is never read as the
+/// start of the next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_answer_without_close_still_retires_the_connection() {
     let origin = WireOrigin::start(|n, _| match n {

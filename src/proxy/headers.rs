@@ -56,9 +56,9 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// What the proxy knows about the client side of a request.
 pub struct ClientSide<'a> {
-    pub ip: IpAddr,
-    /// `ip` already formatted (see `forwarded_for_value`), if the caller has it.
-    pub forwarded_for: Option<&'a HeaderValue>,
+    /// The client's address as an `X-Forwarded-For` element, formatted once
+    /// per connection (`forwarded_for_value`).
+    pub forwarded_for: &'a HeaderValue,
     pub tls: bool,
     pub version: Version,
     /// The request's authority (HTTP/2 `:authority` or absolute-form URI).
@@ -105,15 +105,7 @@ pub fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, client: &C
     if let Some(h) = host {
         write_header(out, b"x-forwarded-host", h);
     }
-    let formatted;
-    let ours_for = match client.forwarded_for {
-        Some(v) => v,
-        None => {
-            formatted = forwarded_for_value(client.ip);
-            &formatted
-        }
-    };
-    write_joined(out, b"x-forwarded-for", &prior_for, ours_for.as_bytes());
+    write_joined(out, b"x-forwarded-for", &prior_for, client.forwarded_for.as_bytes());
     write_header(out, b"x-forwarded-proto", if client.tls { b"https" } else { b"http" });
     write_joined(out, b"via", &prior_via, via_of(client.version).as_bytes());
     if upgrade {
@@ -192,14 +184,10 @@ mod tests {
         h
     }
 
+    static CLIENT_IP: HeaderValue = HeaderValue::from_static("192.0.2.7");
+
     fn client() -> ClientSide<'static> {
-        ClientSide {
-            ip: "192.0.2.7".parse().unwrap(),
-            forwarded_for: None,
-            tls: true,
-            version: Version::HTTP_11,
-            authority: None,
-        }
+        ClientSide { forwarded_for: &CLIENT_IP, tls: true, version: Version::HTTP_11, authority: None }
     }
 
     /// The header lines written for the upstream, read back into a map

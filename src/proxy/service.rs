@@ -225,11 +225,9 @@ pub async fn forward(
         // Latency is measured from the send; a new connection's connect time is not part of it.
         let started = if upstream.reused { now } else { Instant::now() };
         let pending = endpoint.start();
-        let reused = upstream.reused;
         let write_headers = |parts: &http::request::Parts, out: &mut bytes::BytesMut| {
             let client = ClientSide {
-                ip: conn.remote.ip(),
-                forwarded_for: Some(&conn.forwarded_for),
+                forwarded_for: &conn.forwarded_for,
                 tls: conn.tls,
                 version: client_version,
                 authority: parts.uri.authority().map(|a| a.as_str()),
@@ -242,6 +240,12 @@ pub async fn forward(
             (None, Some(req)) => upstream.send(req, timeouts, write_headers).await,
             (None, None) => unreachable!("a request is consumed only by a send that returns or hands it back"),
         };
+        // Without a response, a request that is not idempotent may have been
+        // processed: it is a failure, never sent twice.
+        let sent = match sent {
+            Err(SendFailure::NoResponse(_, e)) if !idempotent => Err(SendFailure::Failed(e)),
+            other => other,
+        };
         let now = Instant::now();
         let failure = match sent {
             Ok(resp) => {
@@ -251,12 +255,11 @@ pub async fn forward(
                 guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);
                 return respond(resp, pool, &endpoint, client_version, on_upgrade, guard);
             }
-            // The upstream closed this idle connection just now (the
-            // keep-alive race). Nothing was sent, or the request had no body
-            // and is idempotent: it goes again, once, on a new connection.
-            Err(SendFailure::NotSent(back, e)) | Err(SendFailure::NoResponse(back, e))
-                if reused && (idempotent || sent_nothing(&e)) =>
-            {
+            // The upstream closed this pooled connection just now (the
+            // keep-alive race; the client hands a request back only then).
+            // Nothing was sent, or (see below) the request had no body and is
+            // idempotent: it goes again, once, on a new connection.
+            Err(SendFailure::NotSent(back, e) | SendFailure::NoResponse(back, e)) => {
                 tracing::debug!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "pooled connection was closed; resending");
                 metrics::counter!("spillway_retries_total", "reason" => "stale_connection").increment(1);
                 drop(pending);
@@ -326,12 +329,6 @@ fn respond(
     headers::prepare_response(&mut parts.headers, client_version, switching);
     parts.version = client_version;
     Ok(Response::from_parts(parts, body))
-}
-
-/// A write refused before one byte was accepted: the upstream never saw
-/// the request, whatever its method.
-fn sent_nothing(e: &UpstreamError) -> bool {
-    matches!(e, UpstreamError::Write(_))
 }
 
 fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {

@@ -353,10 +353,6 @@ const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 16 * 1024;
 
 impl ChunkedDecoder {
-    pub fn is_done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-
     /// The trailer fields, once the body is done (None if there were none).
     pub fn take_trailers(&mut self) -> Option<Box<HeaderMap>> {
         self.trailers.take()

@@ -89,8 +89,6 @@ async fn send(
     let req = Request::get(health.path.as_str())
         .header(header::HOST, host)
         .header(header::USER_AGENT, "spillway-health")
-        // A probe's connection is its own: closed after, never pooled.
-        .header(header::CONNECTION, "close")
         .body(Body::empty())
         .map_err(|e| e.to_string())?;
     let conn = pool.transport.connect(endpoint).await.map_err(|e| error_chain(&e))?;
@@ -100,6 +98,7 @@ async fn send(
             Timeouts { upload: health.timeout, response: health.timeout },
             |parts: &http::request::Parts, out: &mut bytes::BytesMut| {
                 h1::write_plain_headers(out, &parts.headers);
+                // A probe's connection is its own: closed after, never pooled.
                 h1::write_header(out, b"connection", b"close");
             },
         )
