@@ -570,3 +570,20 @@ async fn oversized_headers_over_h2_are_refused_without_reaching_the_origin() {
     let ok = curl(&["--http2-prior-knowledge", &sw.url("web", "/fine")]).await;
     assert_eq!(ok.status, 200, "the proxy still serves: {ok:?}");
 }
+
+// A client that half-closes (shuts its write side after the request, as
+// some HTTP/1.0-era tools do) still gets its answer: the exchange upstream
+// is not cancelled by the client's end of stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_closed_client_still_gets_its_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Origin::start("a").await;
+    let sw = Spillway::start(&simple_config(&[&a], "", "")).await;
+    let mut tcp = tokio::net::TcpStream::connect(sw.addr("web")).await.unwrap();
+    tcp.write_all(b"GET /slow?delay_ms=300 HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    tcp.shutdown().await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(a.hits(), 1);
+}
