@@ -1,9 +1,10 @@
 //! Process-relative time for atomics: an `Instant` becomes nanoseconds since
 //! a fixed process epoch so it fits in an `AtomicU64`. Only the I/O shell
-//! reads the clock; policy receives `Instant`s as arguments.
+//! reads the clock; policy receives `Instant`s as arguments. `WallClock`
+//! maps tokio's clock to wall time for status and scheduled events.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -18,6 +19,24 @@ pub fn to_nanos(t: Instant) -> u64 {
 /// The `Instant` that `to_nanos` mapped to `nanos`.
 pub fn from_nanos(nanos: u64) -> Instant {
     epoch() + Duration::from_nanos(nanos)
+}
+
+/// Wall time that follows tokio's clock from a base, so scheduled events and
+/// paused-time tests agree.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    base_wall: SystemTime,
+    base: tokio::time::Instant,
+}
+
+impl WallClock {
+    pub fn new(base_wall: SystemTime, base: tokio::time::Instant) -> Self {
+        Self { base_wall, base }
+    }
+
+    pub fn at(&self, now: tokio::time::Instant) -> SystemTime {
+        self.base_wall + now.saturating_duration_since(self.base)
+    }
 }
 
 #[cfg(test)]

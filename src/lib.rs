@@ -6,113 +6,21 @@
 //! See DESIGN.md for the three loops (gate, DNS, scale) and the module map.
 
 pub mod admin;
+pub mod app;
 pub mod aws;
-pub mod body;
 pub mod burst;
 pub mod clock;
 pub mod config;
 pub mod control;
 pub mod demo;
 pub mod dns;
+pub mod gate;
 pub mod notifications;
 pub mod proxy;
 pub mod runtime;
 pub mod scale;
-pub mod server;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::sync::mpsc;
-
-use config::reload::{self, Trigger};
-use config::LoadedConfig;
-use server::Server;
-
-/// Errors that stop the process from starting.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Build(#[from] runtime::BuildError),
-    #[error(transparent)]
-    Listen(#[from] server::ReloadError),
-    #[error("admin listener {addr}: {source}")]
-    Admin { addr: SocketAddr, source: std::io::Error },
-    #[error("config watch: {0}")]
-    Watch(String),
-}
-
-/// Starts the Auto Scaling and Route 53 controllers when the config has a
-/// `[scale]` or `[dns]` section. Credentials and endpoints come from the
-/// standard AWS chain; the region is set from `[scale]` so nothing queries
-/// instance metadata for it.
-async fn start_controllers(server: &Arc<Server>, config: &config::Config, apis: ControllerApis) {
-    if config.scale.is_none() && config.dns.is_none() {
-        return;
-    }
-    let handle = match apis {
-        ControllerApis::Custom(scaling, dns) => control::start_with_apis(server.control.inputs(), scaling, dns),
-        ControllerApis::Sdk => {
-            let region = Some(config.scale.as_ref().map_or_else(|| "us-east-1".to_string(), |s| s.region.clone()));
-            let options = aws::ClientOptions { region, endpoint_url: None };
-            control::start(server.control.inputs(), options).await
-        }
-    };
-    tracing::info!(scale = config.scale.is_some(), dns = config.dns.is_some(), "AWS controllers started");
-    *server.control.capacity.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.cloud_capacity());
-    *server.control.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
-}
-
-/// A started Spillway: listeners bound, probes and reload triggers running.
-pub struct Running {
-    pub server: Arc<Server>,
-    pub admin_addr: SocketAddr,
-    _watcher: Option<notify::RecommendedWatcher>,
-}
-
-/// Which AWS APIs the controllers talk to.
-pub enum ControllerApis {
-    /// The real SDK clients, from the standard AWS chain (`AWS_ENDPOINT_URL` etc.).
-    Sdk,
-    /// Given implementations (the demo's simulated AWS, tests' fakes).
-    Custom(Arc<dyn scale::ScalingApi>, Arc<dyn dns::DnsApi>),
-}
-
-/// Starts everything a config asks for. Must run inside a tokio runtime.
-pub async fn start(
-    loaded: LoadedConfig,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
-) -> Result<Running, StartError> {
-    start_with(loaded, metrics, ControllerApis::Sdk).await
-}
-
-/// `start`, with the controllers' APIs chosen by the caller.
-pub async fn start_with(
-    loaded: LoadedConfig,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
-    apis: ControllerApis,
-) -> Result<Running, StartError> {
-    let server = Server::new(&loaded)?;
-    server.start().await?;
-    let admin_cfg = loaded.config.admin.listen;
-    let admin = Arc::new(admin::Admin { server: server.clone(), metrics });
-    let admin_addr =
-        admin::start(admin, admin_cfg).await.map_err(|source| StartError::Admin { addr: admin_cfg, source })?;
-    println!("listening admin {admin_addr}");
-    start_controllers(&server, &loaded.config, apis).await;
-    let (tx, mut rx) = mpsc::channel::<Trigger>(8);
-    let watcher = reload::watch_file(&loaded.path, Duration::from_millis(300), tx.clone())
-        .map_err(|e| StartError::Watch(e.to_string()))?;
-    reload::watch_sighup(tx).map_err(|e| StartError::Watch(e.to_string()))?;
-    let reloader = server.clone();
-    tokio::spawn(async move {
-        while let Some(trigger) = rx.recv().await {
-            let _ = reloader.reload(trigger.as_str()).await;
-        }
-    });
-    Ok(Running { server, admin_addr, _watcher: Some(watcher) })
-}
+pub use app::{start, start_with, ControllerApis, Running, StartError};

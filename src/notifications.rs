@@ -14,8 +14,8 @@ use http::{header, Method, Request, Uri};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::body::Body;
 use crate::config::UpstreamTls;
+use crate::proxy::body::Body;
 use crate::upstream::connector::Connector;
 
 const QUEUE: usize = 256;

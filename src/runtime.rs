@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
 
-use crate::burst::controller::{Gates, PoolGate};
 use crate::burst::SpillDecision;
 use crate::config::{Config, ListenerConfig, LoadedConfig, RouteConfig};
+use crate::gate::{Gates, PoolGate};
 use crate::tls::{self, TlsError};
 use crate::upstream::{Pool, PoolError};
 

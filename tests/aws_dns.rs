@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 use moto::{create_zone, eventually, sdk_config, Moto, ThrottleProxy};
+use spillway::app::control::{start_with_sdk, ControlHandle};
 use spillway::config::{AliasTarget, DnsConfig, DnsTarget, ExternalEdit, ScaleConfig};
-use spillway::control::{start_with_sdk, ControlHandle, ControlInputs, ControlSignals};
+use spillway::control::{ControlInputs, ControlSignals};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

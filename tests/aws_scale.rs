@@ -7,8 +7,9 @@ mod moto;
 use std::time::{Duration, SystemTime};
 
 use moto::{create_group, desired, eventually, sdk_config, Moto, ThrottleProxy};
+use spillway::app::control::{start_with_sdk, ControlHandle};
 use spillway::config::{ScaleConfig, ScheduledEvent};
-use spillway::control::{start_with_sdk, ControlHandle, ControlInputs, ControlSignals};
+use spillway::control::{ControlInputs, ControlSignals};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

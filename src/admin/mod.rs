@@ -16,8 +16,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::body::Body;
-use crate::server::Server;
+use crate::app::server::Server;
+use crate::proxy::body::Body;
 
 /// The live dashboard: one static page that polls `/status` every second.
 const DASHBOARD: &str = include_str!("dashboard.html");

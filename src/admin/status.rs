@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::server::Server;
+use crate::app::server::Server;
 use crate::upstream::health::Probe;
 
 pub async fn snapshot(server: &Server) -> Value {

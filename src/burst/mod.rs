@@ -24,7 +24,6 @@
 //! [`WritePins::is_pinned`] only when it is over the limit (the only case
 //! where `pinned` can change the decision).
 
-pub mod controller;
 pub mod gate;
 mod histogram;
 pub mod limit;

@@ -2,12 +2,11 @@
 //! → `Config` (validated, defaults applied, every problem reported at once).
 //!
 //! A `Config` is a value: reload builds a new one and swaps the runtime built
-//! from it (see `reload.rs`); nothing mutates a `Config` in place.
+//! from it (see `app/reload.rs`); nothing mutates a `Config` in place.
 
 mod duration;
 mod lines;
 pub mod raw;
-pub mod reload;
 mod types;
 mod validate;
 mod validate_control;

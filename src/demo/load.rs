@@ -11,7 +11,7 @@ use http::{header, Method, Request};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use crate::body::Body;
+use crate::proxy::body::Body;
 
 /// The shape of the burst: base → ramp up → hold peak → ramp down → base.
 #[derive(Debug, Clone, Copy)]

@@ -16,8 +16,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::burst::controller::mode_label;
-use crate::server::Server;
+use crate::app::server::Server;
 
 use load::{LoadPlan, Results, Second};
 use tier::{Tier, TierSpec};
@@ -191,7 +190,7 @@ async fn report_live(
         let p50 = load::quantile(&mut s.latencies_us, 0.5).map_or("-".into(), ms);
         let p99 = load::quantile(&mut s.latencies_us, 0.99).map_or("-".into(), ms);
         let (inflight, mode) = match &view {
-            Some(v) => (format!("{}/{}", v.in_flight, v.limit), format!("{} ({})", mode_label(v.mode), v.pressure)),
+            Some(v) => (format!("{}/{}", v.in_flight, v.limit), format!("{} ({})", v.mode.as_str(), v.pressure)),
             None => ("-".into(), "-".into()),
         };
         let weights: Vec<String> = sim.weights().into_iter().map(|(id, w)| format!("{id}={w}")).collect();

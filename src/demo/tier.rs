@@ -24,7 +24,7 @@ use hyper_util::server::conn::auto;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::body::Body;
+use crate::proxy::body::Body;
 
 #[derive(Debug, Clone)]
 pub struct TierSpec {

@@ -18,8 +18,9 @@ use super::records::{self, ReadBack};
 use super::weights::{WeightPlan, WeightPlanner, WeightReason, Weights};
 use super::{ChangeInfo, ChangeStatus, DnsApi};
 use crate::aws::{AwsError, Backoff, RateLimiter, Retry};
+use crate::clock::WallClock;
 use crate::config::{DnsConfig, ExternalEdit};
-use crate::control::{rfc3339, ControlSignals, ErrorRecord, WallClock};
+use crate::control::{rfc3339, ControlSignals, ErrorRecord};
 
 /// How often `GetChange` is polled while a change is PENDING.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);

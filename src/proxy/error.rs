@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::body::Body;
+use crate::proxy::body::Body;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

@@ -21,8 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::app::server::Server;
 use crate::config::ListenerConfig;
-use crate::server::Server;
 
 use super::idle::IdleIo;
 use super::{service, ConnInfo};

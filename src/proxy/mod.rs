@@ -1,6 +1,7 @@
 //! The data plane: listeners (TCP, TLS, HTTP/1.1 and HTTP/2), the
 //! per-request service, header rewriting and error responses.
 
+pub mod body;
 pub mod error;
 pub mod headers;
 mod idle;

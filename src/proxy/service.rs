@@ -12,11 +12,11 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::body::Body;
-use crate::burst::controller::InFlight;
+use crate::app::server::Server;
 use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayReason};
+use crate::gate::InFlight;
+use crate::proxy::body::Body;
 use crate::runtime::{Route, Runtime};
-use crate::server::Server;
 use crate::telemetry::{self, LogBudget};
 use crate::upstream::client::{Resend, SendFailure, Timeouts, Upgraded, UpstreamBody, UpstreamError};
 use crate::upstream::{probe::error_chain, Endpoint, Pool};

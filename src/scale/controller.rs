@@ -19,8 +19,9 @@ use super::forecast::{self, Demand, DemandInputs, History, Holt, HISTORY_SAMPLES
 use super::policy::{ScaleDecision, ScaleInputs, ScalePolicy};
 use super::{GroupState, ScalingApi};
 use crate::aws::{AwsError, Backoff, Retry};
+use crate::clock::WallClock;
 use crate::config::ScaleConfig;
-use crate::control::{rfc3339, ControlSignals, ErrorRecord, WallClock};
+use crate::control::{rfc3339, ControlSignals, ErrorRecord};
 
 /// Longest wait between failed ticks.
 const MAX_TICK_BACKOFF: Duration = Duration::from_secs(300);

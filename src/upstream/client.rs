@@ -35,7 +35,7 @@ use http::{Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::body::{Body, BoxError};
+use crate::proxy::body::{Body, BoxError};
 
 use super::connector::{ConnectError, Connector, UpstreamIo};
 use super::endpoint::Endpoint;

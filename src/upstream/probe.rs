@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use http::{header, Request};
 
-use crate::body::Body;
 use crate::config::HealthConfig;
+use crate::proxy::body::Body;
 
 use super::client::Timeouts;
 use super::endpoint::Endpoint;

@@ -12,8 +12,8 @@ use http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use spillway::body::Body;
 use spillway::demo::tier::Tier;
+use spillway::proxy::body::Body;
 use tokio::time::Instant;
 
 use crate::support::{get, Spillway};

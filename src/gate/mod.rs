@@ -1,10 +1,13 @@
-//! The I/O shell around the pure burst policy: per-pool live gate state
-//! (atomics the request path reads), the ticker that turns load signals into
-//! a limit and a spill phase every `spill.tick`, and the in-flight guard.
+//! Live gate state: per pool, the atomics the request path reads (limit,
+//! phase, mode, spill cap), the controller state one tick updates, the
+//! bounded wait for a slot, and the in-flight guard; plus the
+//! read-after-write pins. The policy itself is pure, in `burst/`; the task
+//! that ticks every `spill.tick` is wiring, in `app/ticker.rs`.
 //!
 //! Gate state is keyed by pool name and survives reloads; a reload that
 //! changes thresholds reconfigures the limit and hysteresis in place, keeping
-//! what they learnt.
+//! what they learnt. Every in-flight count is owned by an [`InFlight`] guard
+//! or released by [`PoolGate::leave`] right after the decision that took it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering::Relaxed};
@@ -13,25 +16,46 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::config::{PoolRole, SpillConfig, SpillMode};
-use crate::control::ControlSignals;
-use crate::upstream::Pool;
-
-use super::SloLimit;
-
-use super::{
-    pressure, ConcurrencyLimit, LimitParams, LoadSignals, Outcome, Pressure, SpillController, SpillPhase, WindowStats,
-    WritePins,
+use crate::burst::{
+    pressure, ConcurrencyLimit, LimitParams, LoadSignals, Outcome, Pressure, SloLimit, SpillController, SpillPhase,
+    WindowStats, WritePins,
 };
+use crate::config::{SpillConfig, SpillMode};
 
 /// What the pool as a whole is doing, for status, logs and notifications.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+/// One encoding: the discriminant is what the atomic and the
+/// `spillway_pool_mode` gauge hold, `as_str` what logs, JSON and labels say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum PoolMode {
-    Normal,
-    Spilling,
+    Normal = 0,
+    Spilling = 1,
     /// Every primary endpoint is down: traffic goes to the cloud.
-    DisasterRecovery,
+    DisasterRecovery = 2,
+}
+
+impl PoolMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolMode::Normal => "normal",
+            PoolMode::Spilling => "spilling",
+            PoolMode::DisasterRecovery => "disaster_recovery",
+        }
+    }
+
+    fn from_code(code: u8) -> Self {
+        match code {
+            1 => PoolMode::Spilling,
+            2 => PoolMode::DisasterRecovery,
+            _ => PoolMode::Normal,
+        }
+    }
+}
+
+impl serde::Serialize for PoolMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// Live gate state of one pool.
@@ -108,11 +132,12 @@ impl PoolGate {
     }
 
     pub fn mode(&self) -> PoolMode {
-        match self.mode.load(Relaxed) {
-            1 => PoolMode::Spilling,
-            2 => PoolMode::DisasterRecovery,
-            _ => PoolMode::Normal,
-        }
+        PoolMode::from_code(self.mode.load(Relaxed))
+    }
+
+    /// The in-flight cap as a spill target (`u32::MAX`: none).
+    pub fn spill_cap(&self) -> u32 {
+        self.spill_cap.load(Relaxed)
     }
 
     pub fn queued(&self) -> u32 {
@@ -168,7 +193,7 @@ impl PoolGate {
     }
 
     /// One tick of a primary pool: window → limit → pressure → phase.
-    fn tick_primary(
+    pub fn tick_primary(
         &self,
         now: Instant,
         spill: &SpillConfig,
@@ -201,18 +226,15 @@ impl PoolGate {
         self.swap_mode(mode)
     }
 
-    fn tick_cloud(&self, now: Instant, pool: &Pool, spill: &SpillConfig, warm_rps: Option<f64>) {
+    /// One tick of a cloud pool: window → warm-capacity cap; `lag_ok` says
+    /// whether its replicas are within `max_replica_lag` (or unwatched).
+    pub fn tick_cloud(&self, now: Instant, spill: &SpillConfig, warm_rps: Option<f64>, lag_ok: bool) {
         let window = self.signals.take_window(now);
         let cap = match warm_rps.filter(|_| spill.cap_by_warm_capacity) {
             Some(rps) => warm_cap(rps, window.ewma),
             None => u32::MAX,
         };
         self.spill_cap.store(cap, Relaxed);
-        let lag_ok = pool.config.health.as_ref().and_then(|h| h.lag_header.as_ref()).is_none() || {
-            let mut lags = pool.endpoints.iter().filter(|e| e.available(now)).map(|e| e.lag());
-            let worst = lags.try_fold(Duration::ZERO, |acc, l| l.map(|b| acc.max(b)));
-            worst.is_some_and(|w| w <= spill.max_replica_lag)
-        };
         if self.replica_lag_ok.swap(lag_ok, Relaxed) != lag_ok {
             if lag_ok {
                 tracing::info!(pool = %self.name, "replica lag back under the limit: reads may spill again");
@@ -225,13 +247,8 @@ impl PoolGate {
     }
 
     fn swap_mode(&self, mode: PoolMode) -> Option<(PoolMode, PoolMode)> {
-        let code = match mode {
-            PoolMode::Normal => 0,
-            PoolMode::Spilling => 1,
-            PoolMode::DisasterRecovery => 2,
-        };
-        let before = self.mode();
-        (self.mode.swap(code, Relaxed) != code).then_some((before, mode))
+        let before = PoolMode::from_code(self.mode.swap(mode as u8, Relaxed));
+        (before != mode).then_some((before, mode))
     }
 
     /// The last window and controller state, for status and the demo.
@@ -319,103 +336,6 @@ impl Gates {
     }
 }
 
-/// What one tick saw: mode changes and the signals for the controllers.
-pub struct TickReport {
-    pub changes: Vec<(String, PoolMode, PoolMode)>,
-    pub control: ControlSignals,
-}
-
-/// One tick over every pool of the snapshot.
-pub fn tick(rt: &crate::runtime::Runtime, now: Instant, warm_rps: Option<f64>) -> TickReport {
-    let spill = &rt.config.spill;
-    let cloud_ok = rt.pools.values().any(|p| p.role() == PoolRole::Cloud && p.has_available(now));
-    let mut changes = Vec::new();
-    let mut control = ControlSignals { cloud_healthy: cloud_ok, ..ControlSignals::default() };
-    let mut capacity = 0.0;
-    for (name, pool) in &rt.pools {
-        let gate = &rt.gates[name];
-        match pool.role() {
-            PoolRole::Primary => {
-                if let Some((from, to)) = gate.tick_primary(now, spill, pool.has_available(now), cloud_ok) {
-                    changes.push((name.clone(), from, to));
-                }
-                let view = gate.view();
-                control.arrival_rps += view.window.arrival_rps;
-                control.dr |= view.mode == PoolMode::DisasterRecovery;
-                // Little's law: a pool holding `limit` requests for `ewma` each serves limit/ewma per second.
-                let ewma = view.window.ewma.as_secs_f64();
-                if ewma > 0.0 {
-                    capacity += f64::from(view.limit) / ewma;
-                }
-            }
-            PoolRole::Cloud => {
-                gate.tick_cloud(now, pool, spill, warm_rps);
-                control.spilled_rps += gate.view().window.arrival_rps;
-            }
-        }
-    }
-    control.onprem_capacity_rps = (capacity > 0.0).then_some(capacity);
-    TickReport { changes, control }
-}
-
-/// The ticker task: every `spill.tick`, update every pool's gate, report
-/// mode changes (log line, metric) and publish signals for the controllers.
-pub async fn run(server: Arc<crate::server::Server>) {
-    let mut interval = tokio::time::interval(server.runtime.load().config.spill.tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let rt = server.runtime.load_full();
-        if interval.period() != rt.config.spill.tick {
-            interval = tokio::time::interval(rt.config.spill.tick);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        }
-        let report = tick(&rt, Instant::now(), server.control.warm_rps());
-        for (pool, from, to) in report.changes {
-            let view = rt.gates[&pool].view();
-            tracing::warn!(
-                %pool, from = mode_label(from), to = mode_label(to), in_flight = view.in_flight, limit = view.limit,
-                p99_ms = view.window.p99_sliding.as_secs_f64() * 1e3, pressure = view.pressure,
-                "pool mode changed"
-            );
-            metrics::counter!("spillway_mode_changes_total", "pool" => pool.clone(), "to" => mode_label(to))
-                .increment(1);
-            let severity = match to {
-                PoolMode::DisasterRecovery => "critical",
-                PoolMode::Spilling => "warning",
-                PoolMode::Normal => "info",
-            };
-            server.notify(crate::notifications::Event::new(
-                "pool_mode_changed",
-                severity,
-                format!("pool {pool}: {} -> {}", mode_label(from), mode_label(to)),
-                serde_json::json!({
-                    "pool": pool, "from": mode_label(from), "to": mode_label(to),
-                    "in_flight": view.in_flight, "limit": view.limit, "pressure": view.pressure,
-                    "p99_ms": view.window.p99_sliding.as_secs_f64() * 1e3,
-                }),
-            ));
-        }
-        server.control.signals.send_replace(report.control);
-        for (name, gate) in &rt.gates {
-            let v = gate.view();
-            metrics::gauge!("spillway_pool_in_flight", "pool" => name.clone()).set(v.in_flight as f64);
-            metrics::gauge!("spillway_pool_limit", "pool" => name.clone()).set(v.limit as f64);
-            metrics::gauge!("spillway_pool_mode", "pool" => name.clone()).set(v.mode as u8 as f64);
-        }
-        metrics::gauge!("spillway_pins").set(server.gates.pins.len() as f64);
-        metrics::gauge!("spillway_pin_evictions").set(server.gates.pins.evictions() as f64);
-    }
-}
-
-pub fn mode_label(mode: PoolMode) -> &'static str {
-    match mode {
-        PoolMode::Normal => "normal",
-        PoolMode::Spilling => "spilling",
-        PoolMode::DisasterRecovery => "disaster_recovery",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,23 +351,10 @@ mod tests {
     }
 
     #[test]
-    fn the_cap_only_applies_when_configured() {
-        let text = "[[listener]]\nname='l'\nlisten='127.0.0.1:0'\n[pools.onprem]\nendpoints=['127.0.0.1:1']\n[pools.aws]\nrole='cloud'\nendpoints=['127.0.0.1:2']\n[[route]]\nprimary='onprem'\noverflow='aws'\n";
-        let mut loaded = crate::config::from_str(text, "t".as_ref(), ".".as_ref()).unwrap();
-        let gates = Gates::new(&loaded.config.spill);
-        let rt = crate::runtime::Runtime::build(&loaded, None, &gates).unwrap();
-        let now = Instant::now();
-        tick(&rt, now, Some(10.0));
-        assert_eq!(rt.gates["aws"].spill_cap.load(Relaxed), u32::MAX, "off by default");
-        loaded.config.spill.cap_by_warm_capacity = true;
-        let rt = crate::runtime::Runtime::build(&loaded, Some(&rt), &gates).unwrap();
-        tick(&rt, now + Duration::from_millis(100), Some(10.0));
-        assert_eq!(rt.gates["aws"].spill_cap.load(Relaxed), 1, "10 req/s × 100 ms");
-        for _ in 0..2 {
-            rt.gates["aws"].signals.begin();
+    fn one_mode_encoding() {
+        for mode in [PoolMode::Normal, PoolMode::Spilling, PoolMode::DisasterRecovery] {
+            assert_eq!(PoolMode::from_code(mode as u8), mode);
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
         }
-        assert!(!rt.gates["aws"].has_spill_room());
-        tick(&rt, now + Duration::from_millis(200), None);
-        assert!(rt.gates["aws"].has_spill_room(), "no capacity report: no cap");
     }
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::sync::{watch, Notify};
 
-use crate::burst::controller::Gates;
 use crate::config::{self, ConfigError, LoadedConfig};
+use crate::gate::Gates;
 use crate::proxy::listener::{self, ListenerTask};
 use crate::runtime::{BuildError, Runtime};
 
@@ -88,7 +88,7 @@ pub struct ControlPlane {
     pub scale: watch::Sender<Option<crate::config::ScaleConfig>>,
     pub dns: watch::Sender<Option<crate::config::DnsConfig>>,
     pub shutdown: tokio_util::sync::CancellationToken,
-    pub handle: Mutex<Option<crate::control::ControlHandle>>,
+    pub handle: Mutex<Option<super::control::ControlHandle>>,
     /// The scale controller's report of in-service cloud capacity.
     pub capacity: Mutex<Option<watch::Receiver<Option<crate::scale::CloudCapacity>>>>,
 }
@@ -198,7 +198,7 @@ impl Server {
         let rt = self.runtime.load_full();
         rt.activate(None);
         rt.initial_probes(Duration::from_secs(5)).await;
-        tokio::spawn(crate::burst::controller::run(self.clone()));
+        tokio::spawn(super::ticker::run(self.clone()));
         let bound = bind_new(&rt, &BTreeMap::new())?;
         self.start_bound(bound).await
     }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::burst::controller::InFlight;
+use crate::gate::InFlight;
 use crate::upstream::client::UpstreamBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

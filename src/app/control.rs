@@ -1,0 +1,68 @@
+//! Starts the AWS controllers (scale, DNS) over real SDK clients or given
+//! APIs, and the handle `/status` reads them through.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::aws::{self, ClientOptions};
+use crate::control::ControlInputs;
+use crate::dns::{DnsApi, DnsController, DnsStatus, Route53Api};
+use crate::scale::{AutoScalingApi, CloudCapacity, ScaleController, ScaleStatus, ScalingApi};
+
+/// The running controllers.
+pub struct ControlHandle {
+    scale: Arc<Mutex<ScaleStatus>>,
+    dns: Arc<Mutex<DnsStatus>>,
+    capacity: watch::Receiver<Option<CloudCapacity>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ControlHandle {
+    /// The `/status` JSON: `{"scale": {...}, "dns": {...}}`.
+    pub fn status(&self) -> Value {
+        let now = tokio::time::Instant::now();
+        let scale = self.scale.lock().map(|s| s.to_json(now)).unwrap_or(Value::Null);
+        let dns = self.dns.lock().map(|s| s.to_json(now)).unwrap_or(Value::Null);
+        json!({ "scale": scale, "dns": dns })
+    }
+
+    /// Warm cloud capacity as last read from the group (for the gate).
+    pub fn cloud_capacity(&self) -> watch::Receiver<Option<CloudCapacity>> {
+        self.capacity.clone()
+    }
+
+    /// Waits for both loops to end (after the shutdown token fires).
+    pub async fn join(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Builds the SDK clients from the standard AWS chain (`AWS_REGION`,
+/// `AWS_ENDPOINT_URL`, profiles, instance roles; `options` may override the
+/// region and endpoint) and spawns both controllers.
+pub async fn start(inputs: ControlInputs, options: ClientOptions) -> ControlHandle {
+    let region = options.region.clone().or_else(|| inputs.scale.borrow().as_ref().map(|c| c.region.clone()));
+    let sdk = aws::load_sdk_config(&ClientOptions { region, ..options }).await;
+    start_with_sdk(inputs, &sdk)
+}
+
+/// Like [`start`], with an `SdkConfig` the caller built (tests add dummy
+/// credentials and an emulator endpoint this way).
+pub fn start_with_sdk(inputs: ControlInputs, sdk: &aws_config::SdkConfig) -> ControlHandle {
+    start_with_apis(inputs, Arc::new(AutoScalingApi::new(sdk)), Arc::new(Route53Api::new(sdk)))
+}
+
+/// Spawns both controllers over the given APIs (real or fake).
+pub fn start_with_apis(inputs: ControlInputs, scaling: Arc<dyn ScalingApi>, dns: Arc<dyn DnsApi>) -> ControlHandle {
+    let dns = DnsController::new(dns, inputs.signals.clone(), inputs.dns, inputs.shutdown.clone());
+    let scale =
+        ScaleController::new(scaling, inputs.signals, inputs.scale, inputs.shutdown).with_dns_share(dns.cloud_share());
+    let handle =
+        ControlHandle { scale: scale.status(), dns: dns.status(), capacity: scale.capacity(), tasks: Vec::new() };
+    ControlHandle { tasks: vec![scale.spawn(), dns.spawn()], ..handle }
+}

@@ -1,0 +1,143 @@
+//! The gate ticker: every `spill.tick`, one pass over the snapshot's pools
+//! turns each pool's load window into a limit, a spill phase and a mode
+//! (`gate::PoolGate::tick_*`, over the pure policy in `burst/`), reports
+//! mode changes (log line, metric, notification) and publishes the signals
+//! the AWS controllers read.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{PoolRole, SpillConfig};
+use crate::control::ControlSignals;
+use crate::gate::PoolMode;
+use crate::notifications::Event;
+use crate::runtime::Runtime;
+use crate::upstream::Pool;
+
+use super::server::Server;
+
+/// What one tick saw: mode changes and the signals for the controllers.
+pub struct TickReport {
+    pub changes: Vec<(String, PoolMode, PoolMode)>,
+    pub control: ControlSignals,
+}
+
+/// One tick over every pool of the snapshot.
+pub fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickReport {
+    let spill = &rt.config.spill;
+    let cloud_ok = rt.pools.values().any(|p| p.role() == PoolRole::Cloud && p.has_available(now));
+    let mut changes = Vec::new();
+    let mut control = ControlSignals { cloud_healthy: cloud_ok, ..ControlSignals::default() };
+    let mut capacity = 0.0;
+    for (name, pool) in &rt.pools {
+        let gate = &rt.gates[name];
+        match pool.role() {
+            PoolRole::Primary => {
+                if let Some((from, to)) = gate.tick_primary(now, spill, pool.has_available(now), cloud_ok) {
+                    changes.push((name.clone(), from, to));
+                }
+                let view = gate.view();
+                control.arrival_rps += view.window.arrival_rps;
+                control.dr |= view.mode == PoolMode::DisasterRecovery;
+                // Little's law: a pool holding `limit` requests for `ewma` each serves limit/ewma per second.
+                let ewma = view.window.ewma.as_secs_f64();
+                if ewma > 0.0 {
+                    capacity += f64::from(view.limit) / ewma;
+                }
+            }
+            PoolRole::Cloud => {
+                gate.tick_cloud(now, spill, warm_rps, replica_lag_ok(pool, spill, now));
+                control.spilled_rps += gate.view().window.arrival_rps;
+            }
+        }
+    }
+    control.onprem_capacity_rps = (capacity > 0.0).then_some(capacity);
+    TickReport { changes, control }
+}
+
+/// The ticker task: every `spill.tick`, update every pool's gate, report
+/// mode changes (log line, metric) and publish signals for the controllers.
+pub async fn run(server: Arc<Server>) {
+    let mut interval = tokio::time::interval(server.runtime.load().config.spill.tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let rt = server.runtime.load_full();
+        if interval.period() != rt.config.spill.tick {
+            interval = tokio::time::interval(rt.config.spill.tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        let report = tick(&rt, Instant::now(), server.control.warm_rps());
+        for (pool, from, to) in report.changes {
+            let view = rt.gates[&pool].view();
+            tracing::warn!(
+                %pool, from = from.as_str(), to = to.as_str(), in_flight = view.in_flight, limit = view.limit,
+                p99_ms = view.window.p99_sliding.as_secs_f64() * 1e3, pressure = view.pressure,
+                "pool mode changed"
+            );
+            metrics::counter!("spillway_mode_changes_total", "pool" => pool.clone(), "to" => to.as_str()).increment(1);
+            let severity = match to {
+                PoolMode::DisasterRecovery => "critical",
+                PoolMode::Spilling => "warning",
+                PoolMode::Normal => "info",
+            };
+            server.notify(Event::new(
+                "pool_mode_changed",
+                severity,
+                format!("pool {pool}: {} -> {}", from.as_str(), to.as_str()),
+                serde_json::json!({
+                    "pool": pool, "from": from.as_str(), "to": to.as_str(),
+                    "in_flight": view.in_flight, "limit": view.limit, "pressure": view.pressure,
+                    "p99_ms": view.window.p99_sliding.as_secs_f64() * 1e3,
+                }),
+            ));
+        }
+        server.control.signals.send_replace(report.control);
+        for (name, gate) in &rt.gates {
+            let v = gate.view();
+            metrics::gauge!("spillway_pool_in_flight", "pool" => name.clone()).set(v.in_flight as f64);
+            metrics::gauge!("spillway_pool_limit", "pool" => name.clone()).set(v.limit as f64);
+            metrics::gauge!("spillway_pool_mode", "pool" => name.clone()).set(f64::from(v.mode as u8));
+        }
+        metrics::gauge!("spillway_pins").set(server.gates.pins.len() as f64);
+        metrics::gauge!("spillway_pin_evictions").set(server.gates.pins.evictions() as f64);
+    }
+}
+
+/// Whether a cloud pool's replicas are within `max_replica_lag`: true when
+/// no lag header is watched, false when any available endpoint's lag is
+/// unknown or over it.
+fn replica_lag_ok(pool: &Pool, spill: &SpillConfig, now: Instant) -> bool {
+    pool.config.health.as_ref().and_then(|h| h.lag_header.as_ref()).is_none() || {
+        let mut lags = pool.endpoints.iter().filter(|e| e.available(now)).map(|e| e.lag());
+        let worst = lags.try_fold(Duration::ZERO, |acc, l| l.map(|b| acc.max(b)));
+        worst.is_some_and(|w| w <= spill.max_replica_lag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::Gates;
+
+    #[test]
+    fn the_cap_only_applies_when_configured() {
+        let text = "[[listener]]\nname='l'\nlisten='127.0.0.1:0'\n[pools.onprem]\nendpoints=['127.0.0.1:1']\n[pools.aws]\nrole='cloud'\nendpoints=['127.0.0.1:2']\n[[route]]\nprimary='onprem'\noverflow='aws'\n";
+        let mut loaded = crate::config::from_str(text, "t".as_ref(), ".".as_ref()).unwrap();
+        let gates = Gates::new(&loaded.config.spill);
+        let rt = Runtime::build(&loaded, None, &gates).unwrap();
+        let now = Instant::now();
+        tick(&rt, now, Some(10.0));
+        assert_eq!(rt.gates["aws"].spill_cap(), u32::MAX, "off by default");
+        loaded.config.spill.cap_by_warm_capacity = true;
+        let rt = Runtime::build(&loaded, Some(&rt), &gates).unwrap();
+        tick(&rt, now + Duration::from_millis(100), Some(10.0));
+        assert_eq!(rt.gates["aws"].spill_cap(), 1, "10 req/s × 100 ms");
+        for _ in 0..2 {
+            rt.gates["aws"].signals.begin();
+        }
+        assert!(!rt.gates["aws"].has_spill_room());
+        tick(&rt, now + Duration::from_millis(200), None);
+        assert!(rt.gates["aws"].has_spill_room(), "no capacity report: no cap");
+    }
+}
