@@ -5,7 +5,6 @@
 //! (reads, from clients that did not just write) spills to the cloud pool.
 //! See DESIGN.md for the three loops (gate, DNS, scale) and the module map.
 
-pub mod admin;
 pub mod app;
 pub mod aws;
 pub mod burst;

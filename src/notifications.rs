@@ -97,21 +97,8 @@ async fn deliver(url: &str, event: &Event) {
     metrics::counter!("spillway_notifications_failed_total").increment(1);
 }
 
-/// Why a webhook URL is unusable.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let uri: Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => return Err(format!("{url:?}: the webhook must be an http:// or https:// URL")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("{url:?}: no host"));
-    }
-    Ok(())
-}
-
 async fn post(url: &str, body: Vec<u8>) -> Result<http::StatusCode, String> {
-    check_url(url)?;
+    crate::config::check_webhook_url(url)?;
     let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
     let https = uri.scheme_str() == Some("https");
     let host = uri.host().unwrap_or_default().to_string();
@@ -133,17 +120,4 @@ async fn post(url: &str, body: Vec<u8>) -> Result<http::StatusCode, String> {
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     Ok(resp.status())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn webhook_urls_are_checked() {
-        assert!(check_url("https://events.pagerduty.example/v2/enqueue").is_ok());
-        assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(check_url("ftp://example.com/").is_err());
-        assert!(check_url("not a url").is_err());
-    }
 }

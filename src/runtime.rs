@@ -157,41 +157,6 @@ impl Runtime {
             host_ok && path.starts_with(r.config.path_prefix.as_str())
         })
     }
-
-    /// Starts health probes for this snapshot's pools and marks endpoints that
-    /// the previous snapshot had and this one dropped as draining.
-    pub fn activate(&self, previous: Option<&Runtime>) {
-        for pool in self.pools.values() {
-            crate::upstream::probe::spawn(pool);
-            crate::upstream::probe::spawn_sweeper(pool);
-        }
-        if let Some(prev) = previous {
-            for (name, old) in &prev.pools {
-                match self.pools.get(name) {
-                    Some(new) => old.drain_removed(new),
-                    None => old.endpoints.iter().for_each(|e| e.set_draining()),
-                }
-            }
-        }
-    }
-}
-
-impl Runtime {
-    /// Waits (bounded) until every probed endpoint has had its first probe
-    /// answered, so the first requests after start do not find every
-    /// endpoint "unknown".
-    pub async fn initial_probes(&self, max_wait: std::time::Duration) {
-        let deadline = tokio::time::Instant::now() + max_wait;
-        let settled = || {
-            self.pools
-                .values()
-                .flat_map(|p| p.endpoints.iter())
-                .all(|e| e.probe() != crate::upstream::health::Probe::Unknown)
-        };
-        while !settled() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
 }
 
 fn strip_port(host: &str) -> &str {

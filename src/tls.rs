@@ -1,7 +1,9 @@
 //! rustls configuration for both sides: server configs for TLS listeners
 //! (ALPN `h2`, `http/1.1`) and client configs for TLS upstreams. One crypto
-//! provider (aws-lc-rs) for the whole process.
+//! provider (aws-lc-rs) for the whole process. The TLS settings types live
+//! here (config re-exports them), so this leaf depends on nothing of ours.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -9,7 +11,22 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
-use crate::config::{ServerTls, UpstreamTls};
+/// Certificate chain and key, read at validation time so a reload that
+/// points at an unreadable or malformed file is refused up front.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerTls {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTls {
+    pub sni: Option<String>,
+    pub verify: bool,
+    pub ca_pem: Option<Vec<u8>>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -53,6 +70,21 @@ pub fn server_config(tls: &ServerTls) -> Result<ServerConfig, TlsError> {
         .map_err(TlsError::Server)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The SNI name an upstream TLS config asks for, checked.
+pub fn upstream_sni(tls: &UpstreamTls) -> Result<Option<ServerName<'static>>, TlsError> {
+    tls.sni
+        .as_ref()
+        .map(|name| ServerName::try_from(name.clone()).map_err(|_| TlsError::BadSni(name.clone())))
+        .transpose()
+}
+
+/// Checks an upstream TLS config the way a connector would build it.
+pub fn check_upstream(tls: &UpstreamTls) -> Result<(), TlsError> {
+    client_config(tls)?;
+    upstream_sni(tls)?;
+    Ok(())
 }
 
 /// A client config for an upstream pool: HTTP/1.1 only.

@@ -3,6 +3,8 @@
 //! Everything below `app/` is handed the handle it needs; only this layer
 //! sees the whole.
 
+pub mod activation;
+pub mod admin;
 pub mod control;
 pub mod reload;
 pub mod server;
@@ -15,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::config::{self, LoadedConfig};
-use crate::{admin, aws, dns, runtime, scale};
+use crate::{aws, dns, runtime, scale};
 
 use reload::Trigger;
 use server::Server;

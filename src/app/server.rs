@@ -5,16 +5,17 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::config::{self, ConfigError, LoadedConfig};
 use crate::gate::Gates;
 use crate::proxy::listener::{self, ListenerTask};
+use crate::proxy::DataPlane;
+
+use super::activation;
 use crate::runtime::{BuildError, Runtime};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,47 +40,6 @@ pub struct ReloadState {
     pub failures: u64,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
-}
-
-/// Counts open client connections so shutdown can wait for them.
-#[derive(Default)]
-pub struct Connections {
-    open: AtomicUsize,
-    idle: Notify,
-}
-
-pub struct ConnectionGuard<'a>(&'a Connections);
-
-impl Connections {
-    pub fn enter(&self) -> ConnectionGuard<'_> {
-        self.open.fetch_add(1, SeqCst);
-        metrics::gauge!("spillway_client_connections").increment(1.0);
-        ConnectionGuard(self)
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.load(SeqCst)
-    }
-
-    /// Resolves once no connection is open.
-    pub async fn drained(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.open() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for ConnectionGuard<'_> {
-    fn drop(&mut self) {
-        metrics::gauge!("spillway_client_connections").decrement(1.0);
-        if self.0.open.fetch_sub(1, SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
 }
 
 /// The channels between the data plane and the AWS controllers.
@@ -144,14 +104,12 @@ fn replace_if_changed<T: PartialEq + Clone>(slot: &mut T, next: &T) -> bool {
 }
 
 pub struct Server {
-    pub runtime: ArcSwap<Runtime>,
+    /// What the listeners and the service are handed.
+    pub data: Arc<DataPlane>,
     /// Set once at start (needs the runtime to exist).
     pub notifier: std::sync::OnceLock<crate::notifications::Notifier>,
-    pub gates: Gates,
     pub control: ControlPlane,
     pub config_path: PathBuf,
-    pub connections: Connections,
-    pub drain: watch::Sender<bool>,
     pub reload_state: Mutex<ReloadState>,
     listeners: tokio::sync::Mutex<BTreeMap<String, ListenerTask>>,
     reload_lock: tokio::sync::Mutex<()>,
@@ -170,11 +128,8 @@ impl Server {
         Ok(Arc::new(Server {
             notifier: std::sync::OnceLock::new(),
             control: ControlPlane::new(&runtime.config),
-            runtime: ArcSwap::from_pointee(runtime),
-            gates,
+            data: Arc::new(DataPlane::new(runtime, gates)),
             config_path: loaded.path.clone(),
-            connections: Connections::default(),
-            drain: watch::channel(false).0,
             reload_state: Mutex::new(state),
             listeners: tokio::sync::Mutex::new(BTreeMap::new()),
             reload_lock: tokio::sync::Mutex::new(()),
@@ -192,23 +147,23 @@ impl Server {
     pub async fn start(self: &Arc<Self>) -> Result<(), ReloadError> {
         let weak = Arc::downgrade(self);
         let notifier = crate::notifications::Notifier::spawn(move || {
-            weak.upgrade().and_then(|s| s.runtime.load().config.notify.webhook.clone())
+            weak.upgrade().and_then(|s| s.data.runtime.load().config.notify.webhook.clone())
         });
         let _ = self.notifier.set(notifier);
-        let rt = self.runtime.load_full();
-        rt.activate(None);
-        rt.initial_probes(Duration::from_secs(5)).await;
+        let rt = self.data.runtime.load_full();
+        activation::activate(&rt, None);
+        activation::initial_probes(&rt, Duration::from_secs(5)).await;
         tokio::spawn(super::ticker::run(self.clone()));
         let bound = bind_new(&rt, &BTreeMap::new())?;
         self.start_bound(bound).await
     }
 
     async fn start_bound(self: &Arc<Self>, bound: Vec<(String, tokio::net::TcpListener)>) -> Result<(), ReloadError> {
-        let rt = self.runtime.load_full();
+        let rt = self.data.runtime.load_full();
         let mut listeners = self.listeners.lock().await;
         for (name, socket) in bound {
             let cfg = &rt.listeners[&name].config;
-            let task = listener::start(self.clone(), cfg, socket).map_err(|source| ReloadError::Bind {
+            let task = listener::start(self.data.clone(), cfg, socket).map_err(|source| ReloadError::Bind {
                 name: name.clone(),
                 addr: cfg.listen,
                 source,
@@ -261,7 +216,7 @@ impl Server {
 
     async fn try_reload(self: &Arc<Self>) -> Result<String, ReloadError> {
         let loaded = config::load(&self.config_path)?;
-        let old = self.runtime.load_full();
+        let old = self.data.runtime.load_full();
         // The admin listener is bound once; a token rule checked against a
         // new address it is not listening on would protect nothing.
         if loaded.config.admin.listen != old.config.admin.listen {
@@ -271,14 +226,14 @@ impl Server {
                 to: loaded.config.admin.listen.to_string(),
             });
         }
-        let next = Arc::new(Runtime::build(&loaded, Some(&old), &self.gates)?);
+        let next = Arc::new(Runtime::build(&loaded, Some(&old), &self.data.gates)?);
         let current: BTreeMap<String, SocketAddr> =
             self.listeners.lock().await.values().map(|t| (t.name.clone(), t.configured)).collect();
         let bound = bind_new(&next, &current)?;
-        self.runtime.store(next.clone());
-        self.gates.reconfigure(&next.config.spill);
+        self.data.runtime.store(next.clone());
+        self.data.gates.reconfigure(&next.config.spill);
         self.control.reconfigure(&next.config);
-        next.activate(Some(&old));
+        activation::activate(&next, Some(&old));
         // Listeners that were removed stop accepting; their connections drain.
         {
             let mut listeners = self.listeners.lock().await;
@@ -300,10 +255,10 @@ impl Server {
         for (_, task) in std::mem::take(&mut *self.listeners.lock().await) {
             task.stop();
         }
-        let _ = self.drain.send(true);
+        let _ = self.data.drain.send(true);
         self.control.shutdown.cancel();
-        let _ = tokio::time::timeout(timeout, self.connections.drained()).await;
-        self.connections.open()
+        let _ = tokio::time::timeout(timeout, self.data.connections.drained()).await;
+        self.data.connections.open()
     }
 }
 

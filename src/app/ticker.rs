@@ -58,11 +58,11 @@ pub fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickReport {
 /// The ticker task: every `spill.tick`, update every pool's gate, report
 /// mode changes (log line, metric) and publish signals for the controllers.
 pub async fn run(server: Arc<Server>) {
-    let mut interval = tokio::time::interval(server.runtime.load().config.spill.tick);
+    let mut interval = tokio::time::interval(server.data.runtime.load().config.spill.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let rt = server.runtime.load_full();
+        let rt = server.data.runtime.load_full();
         if interval.period() != rt.config.spill.tick {
             interval = tokio::time::interval(rt.config.spill.tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -99,8 +99,8 @@ pub async fn run(server: Arc<Server>) {
             metrics::gauge!("spillway_pool_limit", "pool" => name.clone()).set(v.limit as f64);
             metrics::gauge!("spillway_pool_mode", "pool" => name.clone()).set(f64::from(v.mode as u8));
         }
-        metrics::gauge!("spillway_pins").set(server.gates.pins.len() as f64);
-        metrics::gauge!("spillway_pin_evictions").set(server.gates.pins.evictions() as f64);
+        metrics::gauge!("spillway_pins").set(server.data.gates.pins.len() as f64);
+        metrics::gauge!("spillway_pin_evictions").set(server.data.gates.pins.evictions() as f64);
     }
 }
 

@@ -97,6 +97,9 @@ fn classify_code(api: &'static str, code: String, status: Option<u16>, message: 
     }
 }
 
+/// The boxed future an API trait method returns (object-safe async).
+pub type ApiFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, AwsError>> + Send + 'a>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 
 pub mod backoff;
 mod client;
-mod error;
+pub mod error;
 pub mod ratelimit;
 pub mod retry;
 
@@ -18,9 +18,6 @@ pub use client::{
     load_sdk_config, sdk_config_builder, ClientOptions, ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, OPERATION_TIMEOUT,
     READ_TIMEOUT,
 };
-pub use error::{classify, AwsError};
+pub use error::{classify, ApiFuture, AwsError};
 pub use ratelimit::{RateLimiter, TokenBucket};
 pub use retry::Retry;
-
-/// The boxed future an API trait method returns (object-safe async).
-pub type ApiFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, AwsError>> + Send + 'a>>;

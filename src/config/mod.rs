@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use duration::parse as parse_duration;
 pub use types::*;
-pub use validate::Problem;
+pub use validate::{check_webhook_url, Problem};
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]

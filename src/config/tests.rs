@@ -113,3 +113,11 @@ fn version_is_a_stable_digest() {
     assert_eq!(parse(GOOD).unwrap().version, parse(GOOD).unwrap().version);
     assert_ne!(parse(GOOD).unwrap().version, parse(&format!("{GOOD}\n# edit")).unwrap().version);
 }
+
+#[test]
+fn webhook_urls_are_checked() {
+    assert!(super::check_webhook_url("https://events.pagerduty.example/v2/enqueue").is_ok());
+    assert!(super::check_webhook_url("http://127.0.0.1:9000/hook").is_ok());
+    assert!(super::check_webhook_url("ftp://example.com/").is_err());
+    assert!(super::check_webhook_url("not a url").is_err());
+}

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
+
+pub use crate::tls::{ServerTls, UpstreamTls};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -47,16 +48,6 @@ pub struct ListenerConfig {
     pub max_headers: usize,
 }
 
-/// Certificate chain and key, read at validation time so a reload that
-/// points at an unreadable or malformed file is refused up front.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerTls {
-    pub cert_path: PathBuf,
-    pub key_path: PathBuf,
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolRole {
     Primary,
@@ -78,13 +69,6 @@ pub struct PoolConfig {
     pub eject_after: u32,
     pub eject_base: Duration,
     pub eject_max: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamTls {
-    pub sni: Option<String>,
-    pub verify: bool,
-    pub ca_pem: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

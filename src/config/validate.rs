@@ -74,7 +74,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let scale = raw.scale.map(|s| control::scale(&mut c, s));
     let dns = raw.dns.map(|d| control::dns(&mut c, d));
     if let Some(url) = &raw.notify.webhook {
-        if let Err(e) = crate::notifications::check_url(url) {
+        if let Err(e) = check_webhook_url(url) {
             c.fail("notify.webhook", e);
         }
     }
@@ -204,7 +204,7 @@ fn pools(c: &mut Checker, raw: BTreeMap<String, RawPool>) -> BTreeMap<String, Po
                 verify: t.verify.unwrap_or(true),
                 ca_pem: t.ca.map(|path| c.read_file(&format!("{key}.tls.ca"), &path).1),
             };
-            if let Err(e) = crate::upstream::connector::Connector::new(std::time::Duration::from_secs(1), Some(&tls)) {
+            if let Err(e) = crate::tls::check_upstream(&tls) {
                 c.fail(format!("{key}.tls"), e.to_string());
             }
             tls
@@ -395,4 +395,17 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
         max_replica_lag: c.dur("spill.max_replica_lag", s.max_replica_lag, "90s", false),
         tick: c.dur("spill.tick", s.tick, "100ms", false),
     }
+}
+
+/// A notification webhook must be an absolute http:// or https:// URL with a host.
+pub fn check_webhook_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(format!("{url:?}: the webhook must be an http:// or https:// URL")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?}: no host"));
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::AwsError;
+use crate::aws::error::AwsError;
 use crate::config::{DnsConfig, ScaleConfig};
 
 /// What the gate publishes once per tick (≈100 ms) for the controllers.

@@ -184,7 +184,7 @@ async fn report_live(
         tick.tick().await;
         let on = onprem.served.load(Relaxed);
         let cl = cloud.served.load(Relaxed);
-        let rt = server.runtime.load();
+        let rt = server.data.runtime.load();
         let view = rt.gates.get("onprem").map(|g| g.view());
         let mut s = results.seconds.lock().unwrap_or_else(|e| e.into_inner()).get(second).cloned().unwrap_or_default();
         let p50 = load::quantile(&mut s.latencies_us, 0.5).map_or("-".into(), ms);

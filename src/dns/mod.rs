@@ -7,57 +7,14 @@
 //! Route 53 call spends a token of a 5 req/s bucket; an edit made by someone
 //! else is reported, then respected or corrected as configured.
 
+mod api;
 pub mod controller;
 pub mod records;
 mod sdk;
 pub mod weights;
 
+pub use api::{ChangeInfo, ChangeStatus, DnsApi};
 pub use controller::{DnsController, DnsStatus};
 pub use records::{ObservedRecord, RecordTarget, WeightedRecord};
 pub use sdk::Route53Api;
 pub use weights::{WeightPlan, WeightPlanner, WeightReason, Weights};
-
-use crate::aws::ApiFuture;
-
-/// The state of a submitted change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeStatus {
-    Pending,
-    InSync,
-}
-
-impl ChangeStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::InSync => "INSYNC",
-        }
-    }
-}
-
-/// A submitted change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeInfo {
-    pub id: String,
-    pub status: ChangeStatus,
-}
-
-/// The three Route 53 calls the controller makes (real SDK or a test fake).
-pub trait DnsApi: Send + Sync {
-    /// `ListResourceRecordSets` from `name`/`record_type`: the records of that name and type.
-    fn list_records<'a>(
-        &'a self,
-        zone: &'a str,
-        name: &'a str,
-        record_type: &'a str,
-    ) -> ApiFuture<'a, Vec<ObservedRecord>>;
-    /// One `ChangeResourceRecordSets` batch UPSERTing every record given.
-    fn upsert<'a>(
-        &'a self,
-        zone: &'a str,
-        records: &'a [WeightedRecord],
-        comment: &'a str,
-    ) -> ApiFuture<'a, ChangeInfo>;
-    /// `GetChange`.
-    fn get_change<'a>(&'a self, id: &'a str) -> ApiFuture<'a, ChangeStatus>;
-}

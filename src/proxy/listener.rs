@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::app::server::Server;
+use super::DataPlane;
 use crate::config::ListenerConfig;
 
 use super::idle::IdleIo;
@@ -58,17 +58,17 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Starts the accept loop of an already bound listener.
-pub fn start(server: Arc<Server>, config: &ListenerConfig, listener: TcpListener) -> std::io::Result<ListenerTask> {
+pub fn start(plane: Arc<DataPlane>, config: &ListenerConfig, listener: TcpListener) -> std::io::Result<ListenerTask> {
     let local = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let name = config.name.clone();
-    let task = tokio::spawn(accept_loop(server, name.clone(), listener, limit, stop_rx));
+    let task = tokio::spawn(accept_loop(plane, name.clone(), listener, limit, stop_rx));
     Ok(ListenerTask { name, configured: config.listen, local, stop, task })
 }
 
 async fn accept_loop(
-    server: Arc<Server>,
+    plane: Arc<DataPlane>,
     name: String,
     listener: TcpListener,
     limit: Arc<Semaphore>,
@@ -93,19 +93,19 @@ async fn accept_loop(
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             rejected.increment(1);
-            tokio::spawn(reject(tcp, server.clone(), name.clone()));
+            tokio::spawn(reject(tcp, plane.clone(), name.clone()));
             continue;
         };
         accepted.increment(1);
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(connection(server.clone(), name.clone(), tcp, remote, permit));
+        tokio::spawn(connection(plane.clone(), name.clone(), tcp, remote, permit));
     }
     tracing::info!(listener = %name, "listener stopped accepting");
 }
 
 /// Over the connection cap: a plain listener answers 503, a TLS one closes.
-async fn reject(mut tcp: TcpStream, server: Arc<Server>, name: String) {
-    let tls = server.runtime.load().listeners.get(&name).is_some_and(|l| l.tls.is_some());
+async fn reject(mut tcp: TcpStream, plane: Arc<DataPlane>, name: String) {
+    let tls = plane.runtime.load().listeners.get(&name).is_some_and(|l| l.tls.is_some());
     if !tls {
         let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(OVER_CAPACITY)).await;
         let _ = tcp.shutdown().await;
@@ -113,16 +113,16 @@ async fn reject(mut tcp: TcpStream, server: Arc<Server>, name: String) {
 }
 
 async fn connection(
-    server: Arc<Server>,
+    plane: Arc<DataPlane>,
     name: String,
     tcp: TcpStream,
     remote: SocketAddr,
     _permit: OwnedSemaphorePermit,
 ) {
-    let holder = server.clone();
+    let holder = plane.clone();
     let _active = holder.connections.enter();
     let (config, acceptor) = {
-        let rt = server.runtime.load();
+        let rt = plane.runtime.load();
         match rt.listeners.get(&name) {
             Some(l) => (l.config.clone(), l.tls.clone()),
             None => return, // listener removed by a reload between accept and now
@@ -130,9 +130,9 @@ async fn connection(
     };
     let info = Arc::new(ConnInfo::new(remote, acceptor.is_some(), config.request_body_timeout));
     match acceptor {
-        None => serve_io(server, info, &config, tcp).await,
+        None => serve_io(plane, info, &config, tcp).await,
         Some(acceptor) => match tokio::time::timeout(config.header_read_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => serve_io(server, info, &config, tls).await,
+            Ok(Ok(tls)) => serve_io(plane, info, &config, tls).await,
             Ok(Err(e)) => tracing::debug!(client = %remote, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(client = %remote, "TLS handshake timed out"),
         },
@@ -163,7 +163,7 @@ fn builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
     b
 }
 
-async fn serve_io<I>(server: Arc<Server>, info: Arc<ConnInfo>, config: &ListenerConfig, io: I)
+async fn serve_io<I>(plane: Arc<DataPlane>, info: Arc<ConnInfo>, config: &ListenerConfig, io: I)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -173,8 +173,8 @@ where
     // The watchdog runs as its own task so the connection's task polls only
     // the connection: a timer and a watch channel polled at every wake-up
     // (twice per request) cost more than the rest of the select.
-    let watchdog = tokio::spawn(watchdog(server.drain.subscribe(), last, config.idle_timeout, signal.clone()));
-    let svc_server = server.clone();
+    let watchdog = tokio::spawn(watchdog(plane.drain.subscribe(), last, config.idle_timeout, signal.clone()));
+    let svc_server = plane.clone();
     let svc = service_fn(move |req| service::serve(svc_server.clone(), info.clone(), req));
     let b = builder(config);
     let conn = b.serve_connection_with_upgrades(io, svc);

@@ -2,6 +2,7 @@
 //! per-request service, header rewriting and error responses.
 
 pub mod body;
+mod dataplane;
 pub mod error;
 pub mod headers;
 mod idle;
@@ -10,6 +11,7 @@ pub mod service;
 
 use std::net::SocketAddr;
 
+pub use dataplane::{ConnectionGuard, Connections, DataPlane};
 pub use error::ProxyError;
 
 /// What the service knows about the client connection a request came on.

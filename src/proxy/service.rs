@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::app::server::Server;
+use super::DataPlane;
 use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayReason};
 use crate::gate::InFlight;
 use crate::proxy::body::Body;
@@ -27,14 +27,14 @@ use super::ConnInfo;
 
 /// hyper's service entry point for one client request.
 pub async fn serve(
-    server: Arc<Server>,
+    plane: Arc<DataPlane>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
-    let rt = server.runtime.load_full();
-    let result = handle(&rt, &server, &conn, req, started).await;
+    let rt = plane.runtime.load_full();
+    let result = handle(&rt, &plane, &conn, req, started).await;
     let resp = result.unwrap_or_else(|err| {
         static FAILED: LogBudget = LogBudget::new(20);
         if let Some(suppressed) = FAILED.admit(telemetry::secs(started)) {
@@ -49,7 +49,7 @@ pub async fn serve(
 
 async fn handle(
     rt: &Runtime,
-    server: &Server,
+    plane: &DataPlane,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     started: Instant,
@@ -60,7 +60,7 @@ async fn handle(
     };
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (pool, guard, ready) = gate(rt, server, route, conn, &req, started).await?;
+    let (pool, guard, ready) = gate(rt, plane, route, conn, &req, started).await?;
     forward(pool, req, conn, on_upgrade, guard, ready).await
 }
 
@@ -70,7 +70,7 @@ async fn handle(
 /// queued for a slot).
 async fn gate<'r>(
     rt: &Runtime,
-    server: &Server,
+    plane: &DataPlane,
     route: &'r Route,
     conn: &ConnInfo,
     req: &Request<Incoming>,
@@ -79,7 +79,7 @@ async fn gate<'r>(
     let spill = &rt.config.spill;
     let key = || client_key(session_cookie(req, spill.session_cookie.as_deref()), conn.remote.ip());
     if is_write(req.method()) {
-        server.gates.pins.pin(key(), started);
+        plane.gates.pins.pin(key(), started);
     }
     let gate = &route.primary_gate;
     let in_flight = gate.signals.begin();
@@ -91,7 +91,7 @@ async fn gate<'r>(
         let method_may_spill = route.config.spill_methods.contains(req.method());
         let path = req.uri().path();
         let path_never_spills = route.config.never_spill.iter().any(|p| path.starts_with(p.as_str()));
-        let pinned = method_may_spill && !path_never_spills && server.gates.pins.is_pinned(key(), started);
+        let pinned = method_may_spill && !path_never_spills && plane.gates.pins.is_pinned(key(), started);
         // Over the warm-capacity cap the cloud cannot take a spill; DR ignores the cap.
         let (cloud_healthy, replica_lag_ok) = route.overflow.as_ref().map_or((false, false), |(p, g)| {
             (p.has_available(started) && (g.has_spill_room() || !primary_healthy), g.replica_lag_ok())

@@ -56,7 +56,7 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Bo
         }
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => {
-            if *admin.server.drain.borrow() {
+            if admin.server.data.draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
             } else {
                 text(StatusCode::OK, "ready\n")
@@ -83,7 +83,7 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Bo
 }
 
 fn authorized(admin: &Admin, req: &Request<Incoming>) -> bool {
-    let rt = admin.server.runtime.load();
+    let rt = admin.server.data.runtime.load();
     let Some(token) = rt.config.admin.token.as_deref() else { return true };
     let got =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));

@@ -9,7 +9,7 @@ use crate::app::server::Server;
 use crate::upstream::health::Probe;
 
 pub async fn snapshot(server: &Server) -> Value {
-    let rt = server.runtime.load_full();
+    let rt = server.data.runtime.load_full();
     let now = Instant::now();
     let reload = server.reload_state.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let listeners: Vec<Value> = server
@@ -76,14 +76,14 @@ pub async fn snapshot(server: &Server) -> Value {
         "spill": {
             "mode": format!("{:?}", rt.config.spill.mode).to_lowercase(),
             "max_in_flight": rt.config.spill.max_in_flight,
-            "pins": server.gates.pins.len(),
-            "pin_evictions": server.gates.pins.evictions(),
+            "pins": server.data.gates.pins.len(),
+            "pin_evictions": server.data.gates.pins.evictions(),
         },
         "gates": gates,
         "controllers": server.control.status(),
         "config": reload,
-        "draining": *server.drain.borrow(),
-        "connections": server.connections.open(),
+        "draining": server.data.draining(),
+        "connections": server.data.connections.open(),
         "listeners": listeners,
         "routes": routes,
         "pools": pools,

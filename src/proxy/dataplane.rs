@@ -1,0 +1,79 @@
+//! What the data plane is handed: the runtime snapshot it loads once per
+//! request, the live gates and read-after-write pins, the open-connection
+//! count and the drain signal. The listeners and the service see nothing
+//! else of the server that owns it.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{watch, Notify};
+
+use crate::gate::Gates;
+use crate::runtime::Runtime;
+
+pub struct DataPlane {
+    /// The current snapshot; a reload swaps it whole.
+    pub runtime: ArcSwap<Runtime>,
+    /// Gate state per pool and the read-after-write pins (outlive reloads).
+    pub gates: Gates,
+    pub connections: Connections,
+    /// `true` once the server drains: connections finish and close.
+    pub drain: watch::Sender<bool>,
+}
+
+impl DataPlane {
+    pub fn new(runtime: Runtime, gates: Gates) -> Self {
+        DataPlane {
+            runtime: ArcSwap::from_pointee(runtime),
+            gates,
+            connections: Connections::default(),
+            drain: watch::channel(false).0,
+        }
+    }
+
+    pub fn draining(&self) -> bool {
+        *self.drain.borrow()
+    }
+}
+
+/// Counts open client connections so shutdown can wait for them.
+#[derive(Default)]
+pub struct Connections {
+    open: AtomicUsize,
+    idle: Notify,
+}
+
+/// One open client connection; dropping it gives the count back.
+pub struct ConnectionGuard<'a>(&'a Connections);
+
+impl Connections {
+    pub fn enter(&self) -> ConnectionGuard<'_> {
+        self.open.fetch_add(1, SeqCst);
+        metrics::gauge!("spillway_client_connections").increment(1.0);
+        ConnectionGuard(self)
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(SeqCst)
+    }
+
+    /// Resolves once no connection is open.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        metrics::gauge!("spillway_client_connections").decrement(1.0);
+        if self.0.open.fetch_sub(1, SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
