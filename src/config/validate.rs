@@ -128,124 +128,126 @@ fn listeners(c: &mut Checker, raw: Vec<RawListener>, admin: SocketAddr) -> Vec<L
         if !seen_name.insert(l.name.clone()) {
             c.fail(format!("{key}.name"), format!("duplicate listener name {:?}", l.name));
         }
-        let tls = l.tls.map(|t| {
-            let (cert_path, cert_pem) = c.read_file(&format!("{key}.tls.cert"), &t.cert);
-            let (key_path, key_pem) = c.read_file(&format!("{key}.tls.key"), &t.key);
-            let tls = ServerTls { cert_path, key_path, cert_pem, key_pem };
-            if !tls.cert_pem.is_empty() && !tls.key_pem.is_empty() {
-                if let Err(e) = crate::tls::server_config(&tls) {
-                    c.fail(format!("{key}.tls"), e.to_string());
-                }
-            }
-            tls
-        });
-        let max_header_bytes = l.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
-        if max_header_bytes < 8192 {
-            c.fail(format!("{key}.max_header_bytes"), "must be at least 8192");
-        }
-        let max_headers = l.max_headers.unwrap_or(DEFAULT_MAX_HEADERS);
-        if max_headers == 0 {
-            c.fail(format!("{key}.max_headers"), "must be greater than zero");
-        }
-        let max_connections = l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
-        if max_connections == 0 {
-            c.fail(format!("{key}.max_connections"), "must be greater than zero");
-        }
-        out.push(ListenerConfig {
-            header_read_timeout: c.dur(
-                &format!("{key}.header_read_timeout"),
-                l.header_read_timeout,
-                DEFAULT_HEADER_READ_TIMEOUT,
-                false,
-            ),
-            request_body_timeout: c.dur(
-                &format!("{key}.request_body_timeout"),
-                l.request_body_timeout,
-                DEFAULT_REQUEST_BODY_TIMEOUT,
-                false,
-            ),
-            idle_timeout: c.dur(&format!("{key}.idle_timeout"), l.idle_timeout, DEFAULT_CLIENT_IDLE_TIMEOUT, false),
-            name: l.name,
-            listen,
-            tls,
-            max_connections,
-            max_header_bytes,
-            max_headers,
-        });
+        out.push(listener(c, &key, listen, l));
     }
     out
 }
 
-fn pools(c: &mut Checker, raw: BTreeMap<String, RawPool>) -> BTreeMap<String, PoolConfig> {
-    let mut out = BTreeMap::new();
-    for (name, p) in raw {
-        let key = format!("pools.{name}");
-        let role = match p.role.as_deref() {
-            None | Some("primary") | Some("onprem") => PoolRole::Primary,
-            Some("cloud") => PoolRole::Cloud,
-            Some(other) => {
-                c.fail(format!("{key}.role"), format!("unknown role {other:?}: expected \"primary\" or \"cloud\""));
-                PoolRole::Primary
-            }
-        };
-        if p.endpoints.is_empty() {
-            c.fail(format!("{key}.endpoints"), "a pool needs at least one endpoint");
-        }
-        let mut seen = HashSet::new();
-        for (i, e) in p.endpoints.iter().enumerate() {
-            check_endpoint(c, &format!("{key}.endpoints[{i}]"), e);
-            if !seen.insert(e) {
-                c.fail(format!("{key}.endpoints[{i}]"), format!("duplicate endpoint {e:?}"));
-            }
-        }
-        let tls = p.tls.map(|t| {
-            let tls = UpstreamTls {
-                sni: t.sni,
-                verify: t.verify.unwrap_or(true),
-                ca_pem: t.ca.map(|path| c.read_file(&format!("{key}.tls.ca"), &path).1),
-            };
-            if let Err(e) = crate::tls::check_upstream(&tls) {
-                c.fail(format!("{key}.tls"), e.to_string());
-            }
-            tls
-        });
-        let health = p.health.map(|h| health(c, &format!("{key}.health"), h));
-        let eject_after = p.eject_after.unwrap_or(DEFAULT_EJECT_AFTER);
-        if eject_after == 0 {
-            c.fail(format!("{key}.eject_after"), "must be greater than zero");
-        }
-        let eject_base = c.dur(&format!("{key}.eject_base"), p.eject_base, DEFAULT_EJECT_BASE, false);
-        let eject_max = c.dur(&format!("{key}.eject_max"), p.eject_max, DEFAULT_EJECT_MAX, false);
-        if eject_max < eject_base {
-            c.fail(format!("{key}.eject_max"), "must not be shorter than eject_base");
-        }
-        let pool = PoolConfig {
-            name: name.clone(),
-            role,
-            endpoints: p.endpoints,
-            tls,
-            health,
-            connect_timeout: c.dur(
-                &format!("{key}.connect_timeout"),
-                p.connect_timeout,
-                DEFAULT_CONNECT_TIMEOUT,
-                false,
-            ),
-            response_timeout: c.dur(
-                &format!("{key}.response_timeout"),
-                p.response_timeout,
-                DEFAULT_RESPONSE_TIMEOUT,
-                false,
-            ),
-            idle_timeout: c.dur(&format!("{key}.idle_timeout"), p.idle_timeout, DEFAULT_UPSTREAM_IDLE_TIMEOUT, false),
-            max_idle_per_endpoint: p.max_idle_per_endpoint.unwrap_or(DEFAULT_MAX_IDLE_PER_ENDPOINT),
-            eject_after,
-            eject_base,
-            eject_max,
-        };
-        out.insert(name, pool);
+fn listener(c: &mut Checker, key: &str, listen: SocketAddr, l: RawListener) -> ListenerConfig {
+    let tls = l.tls.map(|t| listener_tls(c, key, t));
+    let max_header_bytes = l.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
+    if max_header_bytes < 8192 {
+        c.fail(format!("{key}.max_header_bytes"), "must be at least 8192");
     }
-    out
+    let max_headers = positive(c, &format!("{key}.max_headers"), l.max_headers.unwrap_or(DEFAULT_MAX_HEADERS));
+    let max_connections =
+        positive(c, &format!("{key}.max_connections"), l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS));
+    let dur = |c: &mut Checker, name: &str, v, default| c.dur(&format!("{key}.{name}"), v, default, false);
+    ListenerConfig {
+        header_read_timeout: dur(c, "header_read_timeout", l.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT),
+        request_body_timeout: dur(c, "request_body_timeout", l.request_body_timeout, DEFAULT_REQUEST_BODY_TIMEOUT),
+        idle_timeout: dur(c, "idle_timeout", l.idle_timeout, DEFAULT_CLIENT_IDLE_TIMEOUT),
+        name: l.name,
+        listen,
+        tls,
+        max_connections,
+        max_header_bytes,
+        max_headers,
+    }
+}
+
+/// Reads the certificate and key now, so a reload that points at an
+/// unreadable or malformed pair is refused up front.
+fn listener_tls(c: &mut Checker, key: &str, t: RawServerTls) -> ServerTls {
+    let (cert_path, cert_pem) = c.read_file(&format!("{key}.tls.cert"), &t.cert);
+    let (key_path, key_pem) = c.read_file(&format!("{key}.tls.key"), &t.key);
+    let tls = ServerTls { cert_path, key_path, cert_pem, key_pem };
+    if !tls.cert_pem.is_empty() && !tls.key_pem.is_empty() {
+        if let Err(e) = crate::tls::server_config(&tls) {
+            c.fail(format!("{key}.tls"), e.to_string());
+        }
+    }
+    tls
+}
+
+/// A count that must be greater than zero.
+fn positive(c: &mut Checker, key: &str, n: usize) -> usize {
+    if n == 0 {
+        c.fail(key, "must be greater than zero");
+    }
+    n
+}
+
+fn pools(c: &mut Checker, raw: BTreeMap<String, RawPool>) -> BTreeMap<String, PoolConfig> {
+    raw.into_iter()
+        .map(|(name, p)| {
+            let pool = pool(c, &format!("pools.{name}"), &name, p);
+            (name, pool)
+        })
+        .collect()
+}
+
+fn pool(c: &mut Checker, key: &str, name: &str, p: RawPool) -> PoolConfig {
+    let role = match p.role.as_deref() {
+        None | Some("primary") | Some("onprem") => PoolRole::Primary,
+        Some("cloud") => PoolRole::Cloud,
+        Some(other) => {
+            c.fail(format!("{key}.role"), format!("unknown role {other:?}: expected \"primary\" or \"cloud\""));
+            PoolRole::Primary
+        }
+    };
+    pool_endpoints(c, key, &p.endpoints);
+    let tls = p.tls.map(|t| upstream_tls(c, key, t));
+    let health = p.health.map(|h| health(c, &format!("{key}.health"), h));
+    let eject_after = p.eject_after.unwrap_or(DEFAULT_EJECT_AFTER);
+    if eject_after == 0 {
+        c.fail(format!("{key}.eject_after"), "must be greater than zero");
+    }
+    let dur = |c: &mut Checker, field: &str, v, default| c.dur(&format!("{key}.{field}"), v, default, false);
+    let eject_base = dur(c, "eject_base", p.eject_base, DEFAULT_EJECT_BASE);
+    let eject_max = dur(c, "eject_max", p.eject_max, DEFAULT_EJECT_MAX);
+    if eject_max < eject_base {
+        c.fail(format!("{key}.eject_max"), "must not be shorter than eject_base");
+    }
+    PoolConfig {
+        name: name.to_string(),
+        role,
+        endpoints: p.endpoints,
+        tls,
+        health,
+        connect_timeout: dur(c, "connect_timeout", p.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
+        response_timeout: dur(c, "response_timeout", p.response_timeout, DEFAULT_RESPONSE_TIMEOUT),
+        idle_timeout: dur(c, "idle_timeout", p.idle_timeout, DEFAULT_UPSTREAM_IDLE_TIMEOUT),
+        max_idle_per_endpoint: p.max_idle_per_endpoint.unwrap_or(DEFAULT_MAX_IDLE_PER_ENDPOINT),
+        eject_after,
+        eject_base,
+        eject_max,
+    }
+}
+
+fn pool_endpoints(c: &mut Checker, key: &str, endpoints: &[String]) {
+    if endpoints.is_empty() {
+        c.fail(format!("{key}.endpoints"), "a pool needs at least one endpoint");
+    }
+    let mut seen = HashSet::new();
+    for (i, e) in endpoints.iter().enumerate() {
+        check_endpoint(c, &format!("{key}.endpoints[{i}]"), e);
+        if !seen.insert(e) {
+            c.fail(format!("{key}.endpoints[{i}]"), format!("duplicate endpoint {e:?}"));
+        }
+    }
+}
+
+fn upstream_tls(c: &mut Checker, key: &str, t: RawUpstreamTls) -> UpstreamTls {
+    let tls = UpstreamTls {
+        sni: t.sni,
+        verify: t.verify.unwrap_or(true),
+        ca_pem: t.ca.map(|path| c.read_file(&format!("{key}.tls.ca"), &path).1),
+    };
+    if let Err(e) = crate::tls::check_upstream(&tls) {
+        c.fail(format!("{key}.tls"), e.to_string());
+    }
+    tls
 }
 
 /// An endpoint is `host:port`; IP literals must parse, names must look like

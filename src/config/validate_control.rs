@@ -85,7 +85,7 @@ fn timestamp(c: &mut Checker, key: &str, text: &str) -> std::time::SystemTime {
 }
 
 pub(super) fn dns(c: &mut Checker, d: RawDns) -> DnsConfig {
-    let record_type = d.record_type.unwrap_or_else(|| "CNAME".into()).to_ascii_uppercase();
+    let record_type = d.record_type.clone().unwrap_or_else(|| "CNAME".into()).to_ascii_uppercase();
     if !["CNAME", "A", "AAAA"].contains(&record_type.as_str()) {
         c.fail("dns.type", format!("unsupported record type {record_type:?}: expected CNAME, A or AAAA"));
     }
@@ -93,21 +93,7 @@ pub(super) fn dns(c: &mut Checker, d: RawDns) -> DnsConfig {
     if ttl == 0 {
         c.fail("dns.ttl", "must be greater than zero");
     }
-    if d.onprem.set_identifier == d.aws.set_identifier {
-        c.fail("dns.aws.set_identifier", "must differ from dns.onprem.set_identifier");
-    }
-    if d.hosted_zone_id.is_empty() {
-        c.fail("dns.hosted_zone_id", "must not be empty");
-    }
-    if d.record.is_empty() {
-        c.fail("dns.record", "must not be empty");
-    }
-    if d.onprem.set_identifier.is_empty() {
-        c.fail("dns.onprem.set_identifier", "must not be empty");
-    }
-    if d.aws.set_identifier.is_empty() {
-        c.fail("dns.aws.set_identifier", "must not be empty");
-    }
+    dns_names(c, &d);
     let on_external_edit = match d.on_external_edit.as_deref() {
         None | Some("respect") => ExternalEdit::Respect,
         Some("correct") => ExternalEdit::Correct,
@@ -150,6 +136,23 @@ pub(super) fn dns(c: &mut Checker, d: RawDns) -> DnsConfig {
         on_external_edit,
         target_weights,
         verify_interval: c.dur("dns.verify_interval", d.verify_interval, "60s", false),
+    }
+}
+
+/// The zone, the record and the two set identifiers are given and distinct.
+fn dns_names(c: &mut Checker, d: &RawDns) {
+    if d.onprem.set_identifier == d.aws.set_identifier {
+        c.fail("dns.aws.set_identifier", "must differ from dns.onprem.set_identifier");
+    }
+    for (key, value) in [
+        ("dns.hosted_zone_id", &d.hosted_zone_id),
+        ("dns.record", &d.record),
+        ("dns.onprem.set_identifier", &d.onprem.set_identifier),
+        ("dns.aws.set_identifier", &d.aws.set_identifier),
+    ] {
+        if value.is_empty() {
+            c.fail(key, "must not be empty");
+        }
     }
 }
 

@@ -88,28 +88,8 @@ async fn gate<'r>(
     let decision = if in_flight <= limit.min(spill.max_in_flight) && primary_healthy {
         SpillDecision::Primary(StayReason::UnderLimit)
     } else {
-        let method_may_spill = route.config.spill_methods.contains(req.method());
-        let path = req.uri().path();
-        let path_never_spills = route.config.never_spill.iter().any(|p| path.starts_with(p.as_str()));
-        let pinned = method_may_spill && !path_never_spills && plane.gates.pins.is_pinned(key(), started);
-        // Over the warm-capacity cap the cloud cannot take a spill; DR ignores the cap.
-        let (cloud_healthy, replica_lag_ok) = route.overflow.as_ref().map_or((false, false), |(p, g)| {
-            (p.has_available(started) && (g.has_spill_room() || !primary_healthy), g.replica_lag_ok())
-        });
-        decide(&GateInputs {
-            phase: gate.phase(),
-            in_flight,
-            limit,
-            max_in_flight: spill.max_in_flight,
-            method_may_spill,
-            path_never_spills,
-            pinned,
-            has_overflow: route.overflow.is_some(),
-            cloud_healthy,
-            replica_lag_ok,
-            primary_healthy,
-            shed_when_cloud_unavailable: spill.shed_when_cloud_unavailable,
-        })
+        let pinned = || plane.gates.pins.is_pinned(key(), started);
+        over_limit(route, spill, req, pinned, Load { in_flight, limit, primary_healthy, now: started })
     };
     route.decisions.count(decision);
     match decision {
@@ -131,6 +111,48 @@ async fn gate<'r>(
             }
         }
     }
+}
+
+/// The primary pool's state as this request found it.
+struct Load {
+    in_flight: u32,
+    limit: u32,
+    primary_healthy: bool,
+    now: Instant,
+}
+
+/// The spill policy's answer for a request over the primary's limit (or
+/// with the primary down); `pinned` is asked only when it can matter.
+#[inline]
+fn over_limit(
+    route: &Route,
+    spill: &crate::config::SpillConfig,
+    req: &Request<Incoming>,
+    pinned: impl FnOnce() -> bool,
+    load: Load,
+) -> SpillDecision {
+    let method_may_spill = route.config.spill_methods.contains(req.method());
+    let path = req.uri().path();
+    let path_never_spills = route.config.never_spill.iter().any(|p| path.starts_with(p.as_str()));
+    let pinned = method_may_spill && !path_never_spills && pinned();
+    // Over the warm-capacity cap the cloud cannot take a spill; DR ignores the cap.
+    let (cloud_healthy, replica_lag_ok) = route.overflow.as_ref().map_or((false, false), |(p, g)| {
+        (p.has_available(load.now) && (g.has_spill_room() || !load.primary_healthy), g.replica_lag_ok())
+    });
+    decide(&GateInputs {
+        phase: route.primary_gate.phase(),
+        in_flight: load.in_flight,
+        limit: load.limit,
+        max_in_flight: spill.max_in_flight,
+        method_may_spill,
+        path_never_spills,
+        pinned,
+        has_overflow: route.overflow.is_some(),
+        cloud_healthy,
+        replica_lag_ok,
+        primary_healthy: load.primary_healthy,
+        shed_when_cloud_unavailable: spill.shed_when_cloud_unavailable,
+    })
 }
 
 fn is_write(m: &Method) -> bool {

@@ -6,7 +6,9 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::app::server::Server;
+use crate::gate::PoolGate;
 use crate::upstream::health::Probe;
+use crate::upstream::Pool;
 
 pub async fn snapshot(server: &Server) -> Value {
     let rt = server.data.runtime.load_full();
@@ -18,59 +20,15 @@ pub async fn snapshot(server: &Server) -> Value {
         .into_iter()
         .map(|(name, addr)| json!({ "name": name, "addr": addr.to_string() }))
         .collect();
-    let pools: serde_json::Map<String, Value> = rt
-        .pools
-        .iter()
-        .map(|(name, pool)| {
-            let endpoints: Vec<Value> = pool
-                .endpoints
-                .iter()
-                .map(|e| {
-                    json!({
-                        "addr": e.addr,
-                        "available": e.available(now),
-                        "probe": match e.probe() { Probe::Up => "up", Probe::Down => "down", Probe::Unknown => "unknown" },
-                        "ejected": e.is_ejected(now),
-                        "pending": e.pending(),
-                        "rtt_ms": e.rtt_estimate().as_secs_f64() * 1000.0,
-                        "replica_lag_s": e.lag().map(|l| l.as_secs_f64()),
-                    })
-                })
-                .collect();
-            (name.clone(), json!({ "role": format!("{:?}", pool.role()).to_lowercase(), "endpoints": endpoints }))
-        })
-        .collect();
+    let pools: serde_json::Map<String, Value> =
+        rt.pools.iter().map(|(name, pool)| (name.clone(), pool_json(pool, now))).collect();
     let routes: Vec<Value> = rt
         .routes
         .iter()
         .map(|r| json!({ "name": r.config.name, "host": r.config.host, "path_prefix": r.config.path_prefix, "primary": r.config.primary, "overflow": r.config.overflow }))
         .collect();
-    let gates: serde_json::Map<String, Value> = rt
-        .gates
-        .iter()
-        .map(|(name, gate)| {
-            let v = gate.view();
-            let w = &v.window;
-            (
-                name.clone(),
-                json!({
-                    "mode": v.mode,
-                    "in_flight": v.in_flight,
-                    "limit": v.limit,
-                    "queued": v.queued,
-                    "pressure": v.pressure,
-                    "replica_lag_ok": v.replica_lag_ok,
-                    "rtt_baseline_ms": v.rtt_baseline_ms,
-                    "arrival_rps": w.arrival_rps,
-                    "completion_rps": w.completion_rps,
-                    "error_rate": w.error_rate,
-                    "p50_ms": w.p50_sliding.as_secs_f64() * 1e3,
-                    "p99_ms": w.p99_sliding.as_secs_f64() * 1e3,
-                    "ewma_ms": w.ewma.as_secs_f64() * 1e3,
-                }),
-            )
-        })
-        .collect();
+    let gates: serde_json::Map<String, Value> =
+        rt.gates.iter().map(|(name, gate)| (name.clone(), gate_json(gate))).collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "spill": {
@@ -87,5 +45,44 @@ pub async fn snapshot(server: &Server) -> Value {
         "listeners": listeners,
         "routes": routes,
         "pools": pools,
+    })
+}
+
+fn pool_json(pool: &Pool, now: Instant) -> Value {
+    let endpoints: Vec<Value> = pool
+        .endpoints
+        .iter()
+        .map(|e| {
+            json!({
+                "addr": e.addr,
+                "available": e.available(now),
+                "probe": match e.probe() { Probe::Up => "up", Probe::Down => "down", Probe::Unknown => "unknown" },
+                "ejected": e.is_ejected(now),
+                "pending": e.pending(),
+                "rtt_ms": e.rtt_estimate().as_secs_f64() * 1000.0,
+                "replica_lag_s": e.lag().map(|l| l.as_secs_f64()),
+            })
+        })
+        .collect();
+    json!({ "role": format!("{:?}", pool.role()).to_lowercase(), "endpoints": endpoints })
+}
+
+fn gate_json(gate: &PoolGate) -> Value {
+    let v = gate.view();
+    let w = &v.window;
+    json!({
+        "mode": v.mode,
+        "in_flight": v.in_flight,
+        "limit": v.limit,
+        "queued": v.queued,
+        "pressure": v.pressure,
+        "replica_lag_ok": v.replica_lag_ok,
+        "rtt_baseline_ms": v.rtt_baseline_ms,
+        "arrival_rps": w.arrival_rps,
+        "completion_rps": w.completion_rps,
+        "error_rate": w.error_rate,
+        "p50_ms": w.p50_sliding.as_secs_f64() * 1e3,
+        "p99_ms": w.p99_sliding.as_secs_f64() * 1e3,
+        "ewma_ms": w.ewma.as_secs_f64() * 1e3,
     })
 }
