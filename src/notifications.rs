@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::config::UpstreamTls;
 use crate::proxy::body::Body;
+use crate::telemetry::catalog;
 use crate::upstream::connector::Connector;
 
 const QUEUE: usize = 256;
@@ -69,7 +70,7 @@ impl Notifier {
     /// Queues an event; never waits.
     pub fn send(&self, event: Event) {
         if self.tx.try_send(event).is_err() {
-            metrics::counter!("spillway_notifications_dropped_total").increment(1);
+            metrics::counter!(catalog::NOTIFICATIONS_DROPPED).increment(1);
         }
     }
 }
@@ -80,7 +81,7 @@ async fn deliver(url: &str, event: &Event) {
     for attempt in 1..=ATTEMPTS {
         match tokio::time::timeout(TIMEOUT, post(url, body.clone())).await {
             Ok(Ok(status)) if status.is_success() => {
-                metrics::counter!("spillway_notifications_sent_total").increment(1);
+                metrics::counter!(catalog::NOTIFICATIONS_SENT).increment(1);
                 return;
             }
             Ok(Ok(status)) => {
@@ -94,7 +95,7 @@ async fn deliver(url: &str, event: &Event) {
             backoff *= 2;
         }
     }
-    metrics::counter!("spillway_notifications_failed_total").increment(1);
+    metrics::counter!(catalog::NOTIFICATIONS_FAILED).increment(1);
 }
 
 async fn post(url: &str, body: Vec<u8>) -> Result<http::StatusCode, String> {

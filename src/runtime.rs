@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::burst::SpillDecision;
 use crate::config::{Config, ListenerConfig, LoadedConfig, RouteConfig};
 use crate::gate::{Gates, PoolGate};
+use crate::telemetry::catalog;
 use crate::tls::{self, TlsError};
 use crate::upstream::{Pool, PoolError};
 
@@ -81,8 +82,7 @@ impl DecisionCounters {
                     SpillDecision::Cloud(_) => route.overflow.clone().unwrap_or_default(),
                     _ => route.primary.clone(),
                 };
-                let c = metrics::counter!(
-                    "spillway_gate_decisions_total",
+                let c = metrics::counter!(catalog::GATE_DECISIONS,
                     "route" => route.name.clone(),
                     "pool" => pool,
                     "target" => d.target(),

@@ -17,6 +17,7 @@ use crate::proxy::DataPlane;
 
 use super::activation;
 use crate::runtime::{BuildError, Runtime};
+use crate::telemetry::catalog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -194,14 +195,14 @@ impl Server {
                 st.loaded_at = Some(timestamp());
                 st.reloads += 1;
                 st.last_error = None;
-                metrics::counter!("spillway_config_reloads_total").increment(1);
+                metrics::counter!(catalog::CONFIG_RELOADS).increment(1);
                 tracing::info!(%trigger, %version, changed, "configuration reloaded");
             }
             Err(e) => {
                 st.failures += 1;
                 st.last_error = Some(e.to_string());
                 st.last_error_at = Some(timestamp());
-                metrics::counter!("config_reload_failures_total").increment(1);
+                metrics::counter!(catalog::CONFIG_RELOAD_FAILURES).increment(1);
                 self.notify(crate::notifications::Event::new(
                     "config_reload_failed",
                     "error",

@@ -12,6 +12,7 @@ use crate::control::ControlSignals;
 use crate::gate::PoolMode;
 use crate::notifications::Event;
 use crate::runtime::Runtime;
+use crate::telemetry::catalog;
 use crate::upstream::Pool;
 
 use super::server::Server;
@@ -75,7 +76,7 @@ pub async fn run(server: Arc<Server>) {
                 p99_ms = view.window.p99_sliding.as_secs_f64() * 1e3, pressure = view.pressure,
                 "pool mode changed"
             );
-            metrics::counter!("spillway_mode_changes_total", "pool" => pool.clone(), "to" => to.as_str()).increment(1);
+            metrics::counter!(catalog::MODE_CHANGES, "pool" => pool.clone(), "to" => to.as_str()).increment(1);
             let severity = match to {
                 PoolMode::DisasterRecovery => "critical",
                 PoolMode::Spilling => "warning",
@@ -95,12 +96,12 @@ pub async fn run(server: Arc<Server>) {
         server.control.signals.send_replace(report.control);
         for (name, gate) in &rt.gates {
             let v = gate.view();
-            metrics::gauge!("spillway_pool_in_flight", "pool" => name.clone()).set(v.in_flight as f64);
-            metrics::gauge!("spillway_pool_limit", "pool" => name.clone()).set(v.limit as f64);
-            metrics::gauge!("spillway_pool_mode", "pool" => name.clone()).set(f64::from(v.mode as u8));
+            metrics::gauge!(catalog::POOL_IN_FLIGHT, "pool" => name.clone()).set(v.in_flight as f64);
+            metrics::gauge!(catalog::POOL_LIMIT, "pool" => name.clone()).set(v.limit as f64);
+            metrics::gauge!(catalog::POOL_MODE, "pool" => name.clone()).set(f64::from(v.mode as u8));
         }
-        metrics::gauge!("spillway_pins").set(server.data.gates.pins.len() as f64);
-        metrics::gauge!("spillway_pin_evictions").set(server.data.gates.pins.evictions() as f64);
+        metrics::gauge!(catalog::PINS).set(server.data.gates.pins.len() as f64);
+        metrics::gauge!(catalog::PIN_EVICTIONS).set(server.data.gates.pins.evictions() as f64);
     }
 }
 

@@ -10,6 +10,7 @@ use std::future::Future;
 use tokio_util::sync::CancellationToken;
 
 use super::{AwsError, Backoff};
+use crate::telemetry::catalog;
 
 /// Attempts per call before the controller gives up until its next tick.
 pub const DEFAULT_ATTEMPTS: u32 = 4;
@@ -70,7 +71,7 @@ impl Retry {
 
 /// Counts a failed call.
 pub fn record(err: &AwsError) {
-    metrics::counter!("spillway_aws_errors_total", "api" => err.api(), "kind" => err.kind()).increment(1);
+    metrics::counter!(catalog::AWS_ERRORS, "api" => err.api(), "kind" => err.kind()).increment(1);
 }
 
 #[cfg(test)]

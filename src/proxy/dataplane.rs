@@ -10,6 +10,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::gate::Gates;
 use crate::runtime::Runtime;
+use crate::telemetry::catalog;
 
 pub struct DataPlane {
     /// The current snapshot; a reload swaps it whole.
@@ -49,7 +50,7 @@ pub struct ConnectionGuard<'a>(&'a Connections);
 impl Connections {
     pub fn enter(&self) -> ConnectionGuard<'_> {
         self.open.fetch_add(1, SeqCst);
-        metrics::gauge!("spillway_client_connections").increment(1.0);
+        metrics::gauge!(catalog::CLIENT_CONNECTIONS).increment(1.0);
         ConnectionGuard(self)
     }
 
@@ -71,7 +72,7 @@ impl Connections {
 
 impl Drop for ConnectionGuard<'_> {
     fn drop(&mut self) {
-        metrics::gauge!("spillway_client_connections").decrement(1.0);
+        metrics::gauge!(catalog::CLIENT_CONNECTIONS).decrement(1.0);
         if self.0.open.fetch_sub(1, SeqCst) == 1 {
             self.0.idle.notify_waiters();
         }

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::DataPlane;
 use crate::config::ListenerConfig;
+use crate::telemetry::catalog;
 
 use super::idle::IdleIo;
 use super::{service, ConnInfo};
@@ -74,8 +75,8 @@ async fn accept_loop(
     limit: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let rejected = metrics::counter!("spillway_connections_rejected_total", "listener" => name.clone());
-    let accepted = metrics::counter!("spillway_connections_accepted_total", "listener" => name.clone());
+    let rejected = metrics::counter!(catalog::CONNECTIONS_REJECTED, "listener" => name.clone());
+    let accepted = metrics::counter!(catalog::CONNECTIONS_ACCEPTED, "listener" => name.clone());
     loop {
         let accept = tokio::select! {
             biased;

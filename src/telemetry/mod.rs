@@ -1,5 +1,8 @@
 //! Logging (tracing, to stderr) and metrics (the `metrics` facade with a
-//! Prometheus recorder rendered by the admin listener).
+//! Prometheus recorder rendered by the admin listener; every metric is
+//! listed in `catalog.rs`), and the log budget for per-request failures.
+
+pub mod catalog;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
@@ -22,6 +25,7 @@ pub fn init_metrics() -> PrometheusHandle {
         .build_recorder();
     let handle = recorder.handle();
     let _ = metrics::set_global_recorder(recorder);
+    catalog::describe();
     handle
 }
 

@@ -1,0 +1,139 @@
+//! Every metric Spillway exports, in one place: its name (what dashboards
+//! and alerts scrape, so a name never changes), its kind, its HELP text and
+//! its label set. Call sites use the constants; `describe` hands the HELP
+//! texts to the recorder once at start. Label values are bounded sets
+//! (pool, route, listener names from the config; reasons and kinds from
+//! enums): never a path or a client address.
+//!
+//! `tests/metrics_catalog.rs` fails when a call site names a metric with a
+//! string literal, uses a constant this table does not list, or a label key
+//! its entry does not declare.
+
+/// What a metric is, as Prometheus types it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One exported metric family.
+#[derive(Debug)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+macro_rules! catalog {
+    ($($id:ident: $kind:ident $name:literal [$($label:literal),*] $help:literal;)*) => {
+        $(pub const $id: &str = $name;)*
+        /// The whole catalogue, in the order below.
+        pub const ALL: &[Metric] = &[$(Metric { name: $name, kind: Kind::$kind, labels: &[$($label),*], help: $help }),*];
+    };
+}
+
+catalog! {
+    // Client side.
+    CLIENT_CONNECTIONS: Gauge "spillway_client_connections" []
+        "Client connections open now, on every listener.";
+    CONNECTIONS_ACCEPTED: Counter "spillway_connections_accepted_total" ["listener"]
+        "Client connections accepted, by listener.";
+    CONNECTIONS_REJECTED: Counter "spillway_connections_rejected_total" ["listener"]
+        "Client connections refused with 503 because the listener was at max_connections.";
+    UPGRADED_CONNECTIONS: Gauge "spillway_upgraded_connections" []
+        "Upgraded (WebSocket) tunnels open now.";
+    PROXY_ERRORS: Counter "spillway_proxy_errors_total" ["kind"]
+        "Requests answered with an error by Spillway itself, or cut short, by kind of failure.";
+    RETRIES: Counter "spillway_retries_total" ["reason"]
+        "Requests sent again: after a connect failure (connect) or on a pooled connection the upstream had closed (stale_connection).";
+    // Gate.
+    GATE_DECISIONS: Counter "spillway_gate_decisions_total" ["route", "pool", "target", "reason"]
+        "Gate decisions per request: where it went (primary, cloud, queue) and why.";
+    POOL_IN_FLIGHT: Gauge "spillway_pool_in_flight" ["pool"]
+        "Requests in flight to a pool, at the last gate tick.";
+    POOL_LIMIT: Gauge "spillway_pool_limit" ["pool"]
+        "The pool's concurrency limit (adaptive or static), at the last gate tick.";
+    POOL_MODE: Gauge "spillway_pool_mode" ["pool"]
+        "The pool's mode: 0 normal, 1 spilling, 2 disaster recovery.";
+    MODE_CHANGES: Counter "spillway_mode_changes_total" ["pool", "to"]
+        "Pool mode changes, by the mode entered.";
+    PINS: Gauge "spillway_pins" []
+        "Clients pinned on-prem after a write (read-after-write), now.";
+    PIN_EVICTIONS: Gauge "spillway_pin_evictions" []
+        "Pins evicted before their time because the pin table was full, since start.";
+    // Upstream.
+    UPSTREAM_CONNECTIONS_OPENED: Counter "spillway_upstream_connections_opened_total" []
+        "Upstream connections opened (not taken from the keep-alive pool).";
+    ENDPOINT_EJECTIONS: Counter "spillway_endpoint_ejections_total" ["pool"]
+        "Endpoints ejected after consecutive failures, by pool.";
+    HEALTH_PROBES: Counter "spillway_health_probes_total" ["pool", "ok"]
+        "Active health probes sent, by pool and outcome.";
+    // Configuration.
+    CONFIG_RELOADS: Counter "spillway_config_reloads_total" []
+        "Configuration reloads that were applied.";
+    CONFIG_RELOAD_FAILURES: Counter "config_reload_failures_total" []
+        "Configuration reloads refused (the previous configuration kept serving). Name kept without the spillway_ prefix for existing alerts.";
+    // Notifications.
+    NOTIFICATIONS_SENT: Counter "spillway_notifications_sent_total" []
+        "Notifications delivered to the webhook.";
+    NOTIFICATIONS_FAILED: Counter "spillway_notifications_failed_total" []
+        "Notifications the webhook refused or could not be reached for.";
+    NOTIFICATIONS_DROPPED: Counter "spillway_notifications_dropped_total" []
+        "Notifications dropped because the queue to the webhook was full.";
+    // AWS controllers.
+    AWS_ERRORS: Counter "spillway_aws_errors_total" ["api", "kind"]
+        "Failed AWS API calls, by API and kind of error (throttled, timeout, ...).";
+    SCALE_DECISIONS: Counter "spillway_scale_decisions_total" ["reason"]
+        "Scale controller decisions, by reason.";
+    SCALE_ACTIONS: Counter "spillway_scale_actions_total" ["reason"]
+        "SetDesiredCapacity calls made, by reason.";
+    SCALE_DESIRED_CAPACITY: Gauge "spillway_scale_desired_capacity" []
+        "The Auto Scaling group's desired capacity, as last read or set.";
+    SCALE_IN_SERVICE: Gauge "spillway_scale_in_service" []
+        "Instances of the Auto Scaling group in service, as last read.";
+    DNS_CHANGES: Counter "spillway_dns_changes_total" ["reason"]
+        "Route 53 weight changes submitted, by reason.";
+    DNS_EXTERNAL_EDITS: Counter "spillway_dns_external_edits_total" []
+        "Route 53 records found changed by someone else.";
+    DNS_WEIGHT: Gauge "spillway_dns_weight" ["record"]
+        "The weight of this datacenter's (onprem) and AWS's (aws) record, as last read or written.";
+}
+
+/// Hands every HELP text to the installed recorder.
+pub fn describe() {
+    for m in ALL {
+        match m.kind {
+            Kind::Counter => ::metrics::describe_counter!(m.name, m.help),
+            Kind::Gauge => ::metrics::describe_gauge!(m.name, m.help),
+            Kind::Histogram => ::metrics::describe_histogram!(m.name, m.help),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_prometheus_shaped() {
+        let mut seen = std::collections::HashSet::new();
+        for m in ALL {
+            assert!(seen.insert(m.name), "{} listed twice", m.name);
+            assert!(m.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{}", m.name);
+            assert_eq!(
+                m.kind == Kind::Counter,
+                m.name.ends_with("_total"),
+                "{}: counters and only counters end in _total",
+                m.name
+            );
+            assert!(!m.help.is_empty() && m.help.ends_with('.'), "{}: HELP is a sentence", m.name);
+            assert!(
+                !m.labels.iter().any(|l| ["path", "client", "addr", "ip"].contains(l)),
+                "{}: unbounded label",
+                m.name
+            );
+        }
+    }
+}
