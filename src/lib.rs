@@ -18,6 +18,7 @@ pub mod notifications;
 pub mod proxy;
 pub mod runtime;
 pub mod scale;
+pub mod sync;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

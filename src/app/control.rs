@@ -11,6 +11,7 @@ use crate::aws::{self, ClientOptions};
 use crate::control::ControlInputs;
 use crate::dns::{DnsApi, DnsController, DnsStatus, Route53Api};
 use crate::scale::{AutoScalingApi, CloudCapacity, ScaleController, ScaleStatus, ScalingApi};
+use crate::sync::lock;
 
 /// The running controllers.
 pub struct ControlHandle {
@@ -24,8 +25,8 @@ impl ControlHandle {
     /// The `/status` JSON: `{"scale": {...}, "dns": {...}}`.
     pub fn status(&self) -> Value {
         let now = tokio::time::Instant::now();
-        let scale = self.scale.lock().map(|s| s.to_json(now)).unwrap_or(Value::Null);
-        let dns = self.dns.lock().map(|s| s.to_json(now)).unwrap_or(Value::Null);
+        let scale = lock(&self.scale).to_json(now);
+        let dns = lock(&self.dns).to_json(now);
         json!({ "scale": scale, "dns": dns })
     }
 

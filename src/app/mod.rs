@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::config::{self, LoadedConfig};
+use crate::sync::lock;
 use crate::{aws, dns, runtime, scale};
 
 use reload::Trigger;
@@ -52,8 +53,8 @@ async fn start_controllers(server: &Arc<Server>, config: &config::Config, apis: 
         }
     };
     tracing::info!(scale = config.scale.is_some(), dns = config.dns.is_some(), "AWS controllers started");
-    *server.control.capacity.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle.cloud_capacity());
-    *server.control.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    *lock(&server.control.capacity) = Some(handle.cloud_capacity());
+    *lock(&server.control.handle) = Some(handle);
 }
 
 /// A started Spillway: listeners bound, probes and reload triggers running.

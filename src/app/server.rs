@@ -17,6 +17,7 @@ use crate::proxy::DataPlane;
 
 use super::activation;
 use crate::runtime::{BuildError, Runtime};
+use crate::sync::lock;
 use crate::telemetry::catalog;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,12 +85,12 @@ impl ControlPlane {
 
     /// Warm cloud capacity in requests/s, once the scale controller has read the group.
     pub fn warm_rps(&self) -> Option<f64> {
-        let cap = self.capacity.lock().unwrap_or_else(|e| e.into_inner());
+        let cap = lock(&self.capacity);
         cap.as_ref().and_then(|rx| rx.borrow().as_ref().map(|c| c.warm_rps))
     }
 
     pub fn status(&self) -> serde_json::Value {
-        match &*self.handle.lock().unwrap_or_else(|e| e.into_inner()) {
+        match &*lock(&self.handle) {
             Some(h) => h.status(),
             None => serde_json::json!({ "running": false }),
         }
@@ -187,7 +188,7 @@ impl Server {
     pub async fn reload(self: &Arc<Self>, trigger: &str) -> Result<String, ReloadError> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let result = self.try_reload().await;
-        let mut st = self.reload_state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock(&self.reload_state);
         match &result {
             Ok(version) => {
                 let changed = *version != st.version;

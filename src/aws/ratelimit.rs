@@ -5,6 +5,7 @@
 //! async shell that sleeps until a token is available.
 //! Invariant: `0 ≤ tokens ≤ burst`.
 
+use crate::sync::lock;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -66,7 +67,7 @@ impl RateLimiter {
     pub async fn acquire(&self) {
         loop {
             let now = tokio::time::Instant::now().into_std();
-            let wait = self.bucket.lock().expect("rate limiter poisoned").try_take(now);
+            let wait = lock(&self.bucket).try_take(now);
             match wait {
                 Ok(()) => return,
                 Err(d) => tokio::time::sleep(d.max(Duration::from_millis(1))).await,

@@ -21,6 +21,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use spillway::demo::load::{self, LoadPlan, Results};
 use spillway::demo::tier::{Tier, TierSpec};
+use spillway::sync::lock;
 
 #[derive(Parser)]
 #[command(name = "spillway-burstbench", about = "Simulated tiers and an open-loop burst, for benches/burst/run")]
@@ -183,7 +184,7 @@ async fn load(args: LoadArgs) -> Result<(), String> {
     };
     let results = Arc::new(Results::default());
     load::run(plan, args.target, results.clone()).await;
-    let seconds = results.seconds.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let seconds = lock(&results.seconds).clone();
     let s = load::summarize(&seconds, args.slo);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string(&s).map_err(|e| e.to_string())?),

@@ -17,6 +17,7 @@
 //! older pins have aged out, so a capacity eviction may pick a pin that is
 //! not the very oldest; expiry checks stay exact.
 
+use crate::sync::lock;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -123,10 +124,6 @@ impl WritePins {
         // Keys are hashes already; take high bits, the map uses the low ones.
         lock(&self.shards[(key >> 58) as usize % SHARDS].0)
     }
-}
-
-fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn nanos(d: Duration) -> u64 {

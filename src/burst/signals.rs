@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::histogram::{self, AtomicHistogram, BUCKETS};
+use crate::sync::lock;
 
 /// Most windows kept for the sliding percentiles.
 pub const RING: usize = 16;
@@ -168,7 +169,7 @@ impl LoadSignals {
 
     /// Drain the current window (called by one ticker task every tick).
     pub fn take_window(&self, now: Instant) -> WindowStats {
-        let mut tick = self.tick.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tick = lock(&self.tick);
         let gauge = self.gauge.load(Relaxed);
         let arrivals = gauge >> 32;
         // Take only the arrivals read; later ones stay for the next window.

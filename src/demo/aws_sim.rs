@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use crate::aws::ApiFuture;
 use crate::dns::{ChangeInfo, ChangeStatus, DnsApi, ObservedRecord, WeightedRecord};
 use crate::scale::{GroupState, ScalingApi};
+use crate::sync::lock;
 
 pub struct SimAws {
     group: Mutex<GroupState>,
@@ -23,24 +24,24 @@ impl SimAws {
     }
 
     pub fn desired(&self) -> u32 {
-        self.group.lock().unwrap_or_else(|e| e.into_inner()).desired
+        lock(&self.group).desired
     }
 
     /// `(set_identifier, weight)` of every record.
     pub fn weights(&self) -> Vec<(String, i64)> {
-        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let records = lock(&self.records);
         records.iter().map(|r| (r.set_identifier.clone(), r.weight.unwrap_or(0))).collect()
     }
 }
 
 impl ScalingApi for SimAws {
     fn describe_group<'a>(&'a self, _group: &'a str) -> ApiFuture<'a, GroupState> {
-        let g = self.group.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let g = lock(&self.group).clone();
         Box::pin(async move { Ok(g) })
     }
 
     fn set_desired_capacity<'a>(&'a self, group: &'a str, desired: u32) -> ApiFuture<'a, ()> {
-        let mut g = self.group.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = lock(&self.group);
         println!(
             "      aws> SetDesiredCapacity(AutoScalingGroupName={group}, DesiredCapacity={desired})  [was {}]",
             g.desired
@@ -58,7 +59,7 @@ impl DnsApi for SimAws {
         _name: &'a str,
         _record_type: &'a str,
     ) -> ApiFuture<'a, Vec<ObservedRecord>> {
-        let r = self.records.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let r = lock(&self.records).clone();
         Box::pin(async move { Ok(r) })
     }
 
@@ -68,7 +69,7 @@ impl DnsApi for SimAws {
         records: &'a [WeightedRecord],
         _comment: &'a str,
     ) -> ApiFuture<'a, ChangeInfo> {
-        let mut stored = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stored = lock(&self.records);
         let summary: Vec<String> = records.iter().map(|r| format!("{}={}", r.set_identifier, r.weight)).collect();
         println!(
             "      aws> ChangeResourceRecordSets(HostedZoneId={zone}, UPSERT {} weights {})",

@@ -12,6 +12,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
 use crate::proxy::body::Body;
+use crate::sync::lock;
 
 /// The shape of the burst: base → ramp up → hold peak → ramp down → base.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +60,7 @@ pub struct Results {
 
 impl Results {
     fn record(&self, second: usize, f: impl FnOnce(&mut Second)) {
-        let mut s = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = lock(&self.seconds);
         if s.len() <= second {
             s.resize(second + 1, Second::default());
         }

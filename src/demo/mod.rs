@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::app::server::Server;
+use crate::sync::lock;
 
 use load::{LoadPlan, Results, Second};
 use tier::{Tier, TierSpec};
@@ -145,7 +146,7 @@ pub async fn run(
     let load = tokio::spawn(load::run(plan, target, results.clone()));
     report_live(&server, &onprem, &cloud, &results, &load, &sim).await;
     let _ = load.await;
-    let seconds = results.seconds.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let seconds = lock(&results.seconds).clone();
     println!("\n{}", summary(&plan, &seconds));
     let _ = std::fs::remove_dir_all(&dir);
     server.shutdown(Duration::from_secs(2)).await;
@@ -186,7 +187,7 @@ async fn report_live(
         let cl = cloud.served.load(Relaxed);
         let rt = server.data.runtime.load();
         let view = rt.gates.get("onprem").map(|g| g.view());
-        let mut s = results.seconds.lock().unwrap_or_else(|e| e.into_inner()).get(second).cloned().unwrap_or_default();
+        let mut s = lock(&results.seconds).get(second).cloned().unwrap_or_default();
         let p50 = load::quantile(&mut s.latencies_us, 0.5).map_or("-".into(), ms);
         let p99 = load::quantile(&mut s.latencies_us, 0.99).map_or("-".into(), ms);
         let (inflight, mode) = match &view {

@@ -21,6 +21,7 @@ use crate::burst::{
     WindowStats, WritePins,
 };
 use crate::config::{SpillConfig, SpillMode};
+use crate::sync::lock;
 
 /// What the pool as a whole is doing, for status, logs and notifications.
 /// One encoding: the discriminant is what the atomic and the
@@ -200,7 +201,7 @@ impl PoolGate {
         healthy: bool,
         cloud_ok: bool,
     ) -> Option<(PoolMode, PoolMode)> {
-        let mut st = self.tick.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock(&self.tick);
         if st.applied != *spill {
             st.limit.reconfigure(limit_params(spill));
             st.slo_limit = SloLimit::new(spill.min_limit, spill.max_in_flight, spill.latency_slo);
@@ -242,7 +243,7 @@ impl PoolGate {
                 tracing::warn!(pool = %self.name, max = ?spill.max_replica_lag, "replica lag over the limit or unknown: reads stop spilling");
             }
         }
-        let mut st = self.tick.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock(&self.tick);
         st.last = window;
     }
 
@@ -253,7 +254,7 @@ impl PoolGate {
 
     /// The last window and controller state, for status and the demo.
     pub fn view(&self) -> GateView {
-        let st = self.tick.lock().unwrap_or_else(|e| e.into_inner());
+        let st = lock(&self.tick);
         GateView {
             mode: self.mode(),
             in_flight: self.signals.in_flight(),
@@ -324,7 +325,7 @@ impl Gates {
 
     /// The gate of a pool, created on first use.
     pub fn get(&self, pool: &str, spill: &SpillConfig) -> Arc<PoolGate> {
-        let mut map = self.by_pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.by_pool);
         map.entry(pool.to_string()).or_insert_with(|| Arc::new(PoolGate::new(pool, spill))).clone()
     }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock;
 use crate::config::PoolConfig;
+use crate::sync::lock;
 
 use super::balance;
 use super::client::IdleConns;
@@ -141,7 +142,7 @@ impl Endpoint {
 
     /// Active health: one probe result. Returns the new state if it changed.
     pub fn observe_probe(&self, ok: bool, healthy_after: u32, unhealthy_after: u32) -> Option<Probe> {
-        let mut st = self.probe_state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock(&self.probe_state);
         let changed = st.observe(ok, healthy_after, unhealthy_after);
         let code = match st.state {
             Probe::Unknown => PROBE_UNKNOWN,

@@ -7,13 +7,14 @@ use serde_json::{json, Value};
 
 use crate::app::server::Server;
 use crate::gate::PoolGate;
+use crate::sync::lock;
 use crate::upstream::health::Probe;
 use crate::upstream::Pool;
 
 pub async fn snapshot(server: &Server) -> Value {
     let rt = server.data.runtime.load_full();
     let now = Instant::now();
-    let reload = server.reload_state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let reload = lock(&server.reload_state).clone();
     let listeners: Vec<Value> = server
         .bound()
         .await
