@@ -5,6 +5,7 @@
 pub mod balance;
 pub mod client;
 pub mod connector;
+pub mod decode;
 pub mod endpoint;
 pub mod h1;
 pub mod health;

@@ -13,7 +13,8 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 use crate::upstream::connector::UpstreamIo;
-use crate::upstream::h1::{Chunk, ChunkedDecoder, ResponseFraming};
+use crate::upstream::decode::{Decoded, Decoder};
+use crate::upstream::h1::ResponseFraming;
 
 use super::upload::{Upload, UploadError};
 use super::{Conn, UpstreamError};
@@ -35,9 +36,7 @@ pub struct UpstreamBody {
 }
 
 enum Read {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-    UntilClose,
+    Body(Decoder),
     Upgrade,
     /// The chunked body's trailer fields, still to be handed on.
     Trailers(Box<http::HeaderMap>),
@@ -61,9 +60,9 @@ impl UpstreamBody {
     ) -> UpstreamBody {
         let read = match framing {
             ResponseFraming::Empty => Read::Done,
-            ResponseFraming::Length(n) => Read::Length(n),
-            ResponseFraming::Chunked => Read::Chunked(ChunkedDecoder::default()),
-            ResponseFraming::UntilClose => Read::UntilClose,
+            ResponseFraming::Length(n) => Read::Body(Decoder::Length(n)),
+            ResponseFraming::Chunked => Read::Body(Decoder::chunked()),
+            ResponseFraming::UntilClose => Read::Body(Decoder::Eof),
             ResponseFraming::Upgrade => Read::Upgrade,
         };
         let mut body = UpstreamBody {
@@ -137,22 +136,11 @@ impl http_body::Body for UpstreamBody {
             let wire = &mut conn.wire;
             match &mut this.read {
                 Read::Done | Read::Upgrade | Read::Trailers(_) => return Poll::Ready(None),
-                Read::Length(left) => {
-                    if !wire.rbuf.is_empty() {
-                        let take = (wire.rbuf.len() as u64).min(*left) as usize;
-                        let data = wire.rbuf.split_to(take).freeze();
-                        *left -= take as u64;
-                        if *left == 0 {
-                            this.finish();
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                Read::Chunked(dec) => match dec.decode(&mut wire.rbuf) {
-                    Ok(Chunk::Data(data)) => {
-                        // Read the terminator if it is already here, so the
-                        // end is seen with the last data (and the connection
-                        // released without another poll).
+                Read::Body(dec) => match dec.decode(&mut wire.rbuf) {
+                    Ok(Decoded::Data(data)) => {
+                        // Read the end if it is already here, so it is seen
+                        // with the last data (and the connection released
+                        // without another poll).
                         if let Ok(true) = dec.at_end(&mut wire.rbuf) {
                             let trailers = dec.take_trailers();
                             this.finish();
@@ -162,24 +150,18 @@ impl http_body::Body for UpstreamBody {
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    Ok(Chunk::End) => {
+                    Ok(Decoded::End) => {
                         let trailers = dec.take_trailers();
                         this.finish();
                         return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(*t))));
                     }
-                    Ok(Chunk::NeedMore) => {}
+                    Ok(Decoded::NeedMore) => {}
                     Err(e) => {
                         this.conn = None;
                         this.read = Read::Done;
                         return Poll::Ready(Some(Err(e.into())));
                     }
                 },
-                Read::UntilClose => {
-                    if !wire.rbuf.is_empty() {
-                        let data = wire.rbuf.split().freeze();
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
             }
             let filled = match wire.poll_fill(cx) {
                 Poll::Ready(r) => r,
@@ -213,14 +195,14 @@ impl http_body::Body for UpstreamBody {
             this.read_since_armed = true;
             match filled {
                 Ok(0) => {
-                    let missing = match this.read {
-                        Read::UntilClose => {
-                            this.keep_alive = false;
-                            this.finish();
-                            return Poll::Ready(None);
-                        }
-                        Read::Length(left) => left,
-                        _ => 0,
+                    let closed = match &this.read {
+                        Read::Body(dec) => dec.at_close(),
+                        _ => Err(0),
+                    };
+                    let Err(missing) = closed else {
+                        this.keep_alive = false;
+                        this.finish();
+                        return Poll::Ready(None);
                     };
                     this.conn = None;
                     this.read = Read::Done;
@@ -241,10 +223,10 @@ impl http_body::Body for UpstreamBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.read {
-            Read::Length(n) => SizeHint::with_exact(n),
+        match &self.read {
+            Read::Body(dec) => dec.remaining().map_or_else(SizeHint::default, SizeHint::with_exact),
             Read::Done | Read::Upgrade => SizeHint::with_exact(0),
-            Read::Chunked(_) | Read::UntilClose | Read::Trailers(_) => SizeHint::default(),
+            Read::Trailers(_) => SizeHint::default(),
         }
     }
 }
