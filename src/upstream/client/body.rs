@@ -2,20 +2,24 @@
 //! and the connection after a `101` (`Upgraded`).
 //!
 //! Invariants: the connection goes back to its idle list only at the end of
-//! the body and only when it can be reused; on any error it is dropped
-//! (closed). A body that gets no byte for the stall timeout is cut.
+//! the body and only when `State::can_reuse` says so; on any error it is
+//! dropped (closed). A request body the upstream answered early keeps going
+//! out while the body is read. A body that gets no byte for the stall
+//! timeout is cut.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use tokio::time::Sleep;
 
 use crate::upstream::connector::UpstreamIo;
-use crate::upstream::decode::{Decoded, Decoder};
-use crate::upstream::h1::ResponseFraming;
+use crate::upstream::decode::Decoded;
 
+use super::state::{KeepAlive, Reading, State, Writing};
 use super::upload::{Upload, UploadError};
 use super::{Conn, UpstreamError};
 
@@ -23,24 +27,18 @@ use super::{Conn, UpstreamError};
 /// its end the connection goes back to the idle list when it can be reused.
 pub struct UpstreamBody {
     conn: Option<Conn>,
-    read: Read,
-    keep_alive: bool,
-    /// A request body still being sent (the upstream answered early).
-    upload: Option<Box<Upload>>,
-    /// How long the body may go without a byte from the upstream.
-    stall_timeout: Duration,
-    /// Armed the first time a read has to wait (most bodies come with their
-    /// head and never need it); pushed back whenever bytes came since.
-    stall: Option<Pin<Box<tokio::time::Sleep>>>,
-    read_since_armed: bool,
+    state: State<Box<Upload>>,
+    stall: Stall,
 }
 
-enum Read {
-    Body(Decoder),
-    Upgrade,
-    /// The chunked body's trailer fields, still to be handed on.
-    Trailers(Box<http::HeaderMap>),
-    Done,
+/// The stall timer: armed the first time a read has to wait (most bodies
+/// come with their head and never need it); pushed back whenever bytes came
+/// since.
+struct Stall {
+    /// How long the body may go without a byte from the upstream.
+    timeout: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    read_since_armed: bool,
 }
 
 /// An upstream connection after `101 Switching Protocols`, with the bytes
@@ -50,31 +48,13 @@ pub struct Upgraded {
     pub buffered: Bytes,
 }
 
+type Polled = Poll<Option<Result<Frame<Bytes>, UpstreamError>>>;
+
 impl UpstreamBody {
-    pub(super) fn new(
-        conn: Conn,
-        framing: ResponseFraming,
-        keep_alive: bool,
-        upload: Option<Box<Upload>>,
-        stall_timeout: Duration,
-    ) -> UpstreamBody {
-        let read = match framing {
-            ResponseFraming::Empty => Read::Done,
-            ResponseFraming::Length(n) => Read::Body(Decoder::Length(n)),
-            ResponseFraming::Chunked => Read::Body(Decoder::chunked()),
-            ResponseFraming::UntilClose => Read::Body(Decoder::Eof),
-            ResponseFraming::Upgrade => Read::Upgrade,
-        };
-        let mut body = UpstreamBody {
-            conn: Some(conn),
-            read,
-            keep_alive,
-            upload,
-            stall_timeout,
-            stall: None,
-            read_since_armed: false,
-        };
-        if matches!(body.read, Read::Done) {
+    pub(super) fn new(conn: Conn, state: State<Box<Upload>>, stall_timeout: Duration) -> UpstreamBody {
+        let stall = Stall { timeout: stall_timeout, timer: None, read_since_armed: false };
+        let mut body = UpstreamBody { conn: Some(conn), state, stall };
+        if matches!(body.state.reading, Reading::Done) {
             body.finish();
         }
         body
@@ -82,7 +62,7 @@ impl UpstreamBody {
 
     /// The connection after a `101`: it now carries the upgraded protocol.
     pub fn into_upgraded(mut self) -> Option<Upgraded> {
-        if !matches!(self.read, Read::Upgrade) {
+        if !matches!(self.state.reading, Reading::Upgrade) {
             return None;
         }
         let mut conn = self.conn.take()?;
@@ -91,22 +71,28 @@ impl UpstreamBody {
 
     /// The body was read to its end.
     fn finish(&mut self) {
-        self.read = Read::Done;
+        self.state.reading = Reading::Done;
         let Some(conn) = self.conn.take() else { return };
-        if self.keep_alive && self.upload.is_none() && conn.wire.rbuf.is_empty() {
+        if self.state.can_reuse(conn.wire.rbuf.len()) {
             conn.release(Instant::now());
         }
     }
 
+    /// The body is given up: the connection is closed.
+    fn fail(&mut self, e: UpstreamError) -> Polled {
+        self.conn = None;
+        self.state.reading = Reading::Done;
+        Poll::Ready(Some(Err(e)))
+    }
+
     fn poll_upload(&mut self, cx: &mut Context<'_>) -> Result<(), UpstreamError> {
-        let (Some(up), Some(conn)) = (self.upload.as_mut(), self.conn.as_mut()) else { return Ok(()) };
+        let (Writing::Body(up), Some(conn)) = (&mut self.state.writing, self.conn.as_mut()) else { return Ok(()) };
         match up.poll(cx, &mut conn.wire.io) {
             Poll::Pending => {}
-            Poll::Ready(Ok(())) => self.upload = None,
+            Poll::Ready(Ok(())) => self.state.writing = Writing::Done,
             Poll::Ready(Err(UploadError::Upstream(e))) => {
                 tracing::debug!(error = %e, "upstream stopped reading the request body after answering");
-                self.upload = None;
-                self.keep_alive = false;
+                self.state.writing = Writing::Closed;
             }
             Poll::Ready(Err(UploadError::Client(e))) => {
                 self.conn = None;
@@ -115,118 +101,132 @@ impl UpstreamBody {
         }
         Ok(())
     }
+
+    /// A frame from what is buffered, or None: read more.
+    fn poll_buffered(&mut self) -> Option<Polled> {
+        let Some(conn) = self.conn.as_mut() else { return Some(Poll::Ready(None)) };
+        let Reading::Body(dec) = &mut self.state.reading else { return Some(Poll::Ready(None)) };
+        let rbuf = &mut conn.wire.rbuf;
+        match dec.decode(rbuf) {
+            Ok(Decoded::Data(data)) => {
+                // Read the end if it is already here, so it is seen with the
+                // last data (and the connection released without another poll).
+                if let Ok(true) = dec.at_end(rbuf) {
+                    let trailers = dec.take_trailers();
+                    self.finish();
+                    if let Some(t) = trailers {
+                        self.state.reading = Reading::Trailers(t);
+                    }
+                }
+                Some(Poll::Ready(Some(Ok(Frame::data(data)))))
+            }
+            Ok(Decoded::End) => {
+                let trailers = dec.take_trailers();
+                self.finish();
+                Some(Poll::Ready(trailers.map(|t| Ok(Frame::trailers(*t)))))
+            }
+            Ok(Decoded::NeedMore) => None,
+            Err(e) => Some(self.fail(e.into())),
+        }
+    }
+
+    /// Reads from the socket; None when bytes came (decode them).
+    fn poll_socket(&mut self, cx: &mut Context<'_>) -> Option<Polled> {
+        let Some(conn) = self.conn.as_mut() else { return Some(Poll::Ready(None)) };
+        let filled = match conn.wire.poll_fill(cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => return Some(self.poll_stall(cx)),
+        };
+        self.stall.read_since_armed = true;
+        match filled {
+            Ok(0) => Some(self.closed()),
+            Ok(_) => None,
+            Err(e) => Some(self.fail(UpstreamError::Read(e))),
+        }
+    }
+
+    /// The upstream closed the connection: the end of a close-delimited
+    /// body, or a body cut short.
+    fn closed(&mut self) -> Polled {
+        let closed = match &self.state.reading {
+            Reading::Body(dec) => dec.at_close(),
+            _ => Err(0),
+        };
+        match closed {
+            Ok(()) => {
+                self.state.keep_alive = KeepAlive::Refused;
+                self.finish();
+                Poll::Ready(None)
+            }
+            Err(missing) => self.fail(UpstreamError::ClosedInBody(missing)),
+        }
+    }
+
+    /// Nothing from the upstream: a body that stalls for the stall timeout
+    /// is cut, instead of holding the client, the connection and the
+    /// in-flight count forever.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Polled {
+        if self.stall.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if let Some(conn) = &self.conn {
+            tracing::warn!(endpoint = %conn.endpoint.addr, timeout = ?self.stall.timeout, "upstream response body stalled; cutting it");
+        }
+        metrics::counter!("spillway_proxy_errors_total", "kind" => "upstream_body_stalled").increment(1);
+        self.fail(UpstreamError::BodyStalled(self.stall.timeout))
+    }
+}
+
+impl Stall {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.timer.as_mut() {
+            None => self.timer = Some(Box::pin(tokio::time::sleep(self.timeout))),
+            Some(t) if self.read_since_armed => t.as_mut().reset(tokio::time::Instant::now() + self.timeout),
+            Some(_) => {}
+        }
+        self.read_since_armed = false;
+        match self.timer.as_mut() {
+            Some(t) => t.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
 }
 
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
     type Error = UpstreamError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
         let this = self.get_mut();
         if let Err(e) = this.poll_upload(cx) {
-            this.read = Read::Done;
+            this.state.reading = Reading::Done;
             return Poll::Ready(Some(Err(e)));
         }
-        if let Read::Trailers(_) = this.read {
-            let Read::Trailers(t) = std::mem::replace(&mut this.read, Read::Done) else { unreachable!() };
+        if let Reading::Trailers(_) = this.state.reading {
+            let Reading::Trailers(t) = std::mem::replace(&mut this.state.reading, Reading::Done) else {
+                unreachable!()
+            };
             return Poll::Ready(Some(Ok(Frame::trailers(*t))));
         }
         loop {
-            let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
-            let wire = &mut conn.wire;
-            match &mut this.read {
-                Read::Done | Read::Upgrade | Read::Trailers(_) => return Poll::Ready(None),
-                Read::Body(dec) => match dec.decode(&mut wire.rbuf) {
-                    Ok(Decoded::Data(data)) => {
-                        // Read the end if it is already here, so it is seen
-                        // with the last data (and the connection released
-                        // without another poll).
-                        if let Ok(true) = dec.at_end(&mut wire.rbuf) {
-                            let trailers = dec.take_trailers();
-                            this.finish();
-                            if let Some(t) = trailers {
-                                this.read = Read::Trailers(t);
-                            }
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    Ok(Decoded::End) => {
-                        let trailers = dec.take_trailers();
-                        this.finish();
-                        return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(*t))));
-                    }
-                    Ok(Decoded::NeedMore) => {}
-                    Err(e) => {
-                        this.conn = None;
-                        this.read = Read::Done;
-                        return Poll::Ready(Some(Err(e.into())));
-                    }
-                },
+            if let Some(polled) = this.poll_buffered() {
+                return polled;
             }
-            let filled = match wire.poll_fill(cx) {
-                Poll::Ready(r) => r,
-                Poll::Pending => {
-                    // Nothing from the upstream: a body that stalls for the
-                    // stall timeout is cut, instead of holding the client,
-                    // the connection and the in-flight count forever.
-                    match this.stall.as_mut() {
-                        None => this.stall = Some(Box::pin(tokio::time::sleep(this.stall_timeout))),
-                        Some(t) if this.read_since_armed => {
-                            t.as_mut().reset(tokio::time::Instant::now() + this.stall_timeout)
-                        }
-                        Some(_) => {}
-                    }
-                    this.read_since_armed = false;
-                    if let Some(t) = this.stall.as_mut() {
-                        if std::future::Future::poll(t.as_mut(), cx).is_ready() {
-                            if let Some(conn) = &this.conn {
-                                tracing::warn!(endpoint = %conn.endpoint.addr, timeout = ?this.stall_timeout, "upstream response body stalled; cutting it");
-                            }
-                            metrics::counter!("spillway_proxy_errors_total", "kind" => "upstream_body_stalled")
-                                .increment(1);
-                            this.conn = None;
-                            this.read = Read::Done;
-                            return Poll::Ready(Some(Err(UpstreamError::BodyStalled(this.stall_timeout))));
-                        }
-                    }
-                    return Poll::Pending;
-                }
-            };
-            this.read_since_armed = true;
-            match filled {
-                Ok(0) => {
-                    let closed = match &this.read {
-                        Read::Body(dec) => dec.at_close(),
-                        _ => Err(0),
-                    };
-                    let Err(missing) = closed else {
-                        this.keep_alive = false;
-                        this.finish();
-                        return Poll::Ready(None);
-                    };
-                    this.conn = None;
-                    this.read = Read::Done;
-                    return Poll::Ready(Some(Err(UpstreamError::ClosedInBody(missing))));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    this.conn = None;
-                    this.read = Read::Done;
-                    return Poll::Ready(Some(Err(UpstreamError::Read(e))));
-                }
+            if let Some(polled) = this.poll_socket(cx) {
+                return polled;
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.read, Read::Done | Read::Upgrade)
+        !self.state.is_mid_message()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.read {
-            Read::Body(dec) => dec.remaining().map_or_else(SizeHint::default, SizeHint::with_exact),
-            Read::Done | Read::Upgrade => SizeHint::with_exact(0),
-            Read::Trailers(_) => SizeHint::default(),
+        match &self.state.reading {
+            Reading::Body(dec) => dec.remaining().map_or_else(SizeHint::default, SizeHint::with_exact),
+            Reading::Done | Reading::Upgrade => SizeHint::with_exact(0),
+            Reading::Init | Reading::Head | Reading::Trailers(_) => SizeHint::default(),
         }
     }
 }

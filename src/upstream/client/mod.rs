@@ -15,15 +15,21 @@
 //!   are told apart from the rest (`SendFailure`).
 //! - A connection goes back to its endpoint's idle list only when the
 //!   response was read to its end, the request body was sent whole, nothing
-//!   extra was buffered and neither side asked to close. One abandoned
-//!   halfway is closed.
+//!   extra was buffered and neither side asked to close (`State::can_reuse`,
+//!   the one place that decides). One abandoned halfway is closed.
 //! - An idle connection is checked before reuse by a read that must find
 //!   nothing: the upstream's FIN or stray bytes retire it. With tokio's
 //!   readiness tracking that read costs no system call when the socket is quiet.
+//!
+//! Files: `wire.rs` the socket and its buffers, `idle.rs` the idle list,
+//! `upload.rs` the request on its way out, `exchange.rs` the request and the
+//! response head, `state.rs` the named reading/writing state, `body.rs` the
+//! response body (decoded by `upstream/decode.rs`).
 
 mod body;
 mod exchange;
 mod idle;
+mod state;
 mod upload;
 mod wire;
 
