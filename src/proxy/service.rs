@@ -17,9 +17,9 @@ use crate::burst::controller::InFlight;
 use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayReason};
 use crate::runtime::{Route, Runtime};
 use crate::server::Server;
-use crate::telemetry::{self, LogBudget};
-use crate::upstream::client::{Resend, SendFailure, Timeouts, Upgraded, UpstreamBody, UpstreamError};
-use crate::upstream::{probe::error_chain, Endpoint, Pool};
+use crate::telemetry::{self, error_chain, LogBudget};
+use crate::upstream::client::{RequestBody, Resend, SendFailure, Timeouts, Upgraded, UpstreamBody, UpstreamError};
+use crate::upstream::{Endpoint, Pool};
 
 use super::error::ProxyError;
 use super::headers::{self, ClientSide};
@@ -175,7 +175,7 @@ pub async fn forward(
     let client_version = req.version();
     let upgrade = on_upgrade.is_some();
     let idempotent = !upgrade && idempotent(req.method());
-    let mut req = Some(req.map(Body::stream));
+    let mut req = Some(req.map(RequestBody::Client));
     let mut again: Option<Resend> = None;
     let mut tried: Option<(Arc<Endpoint>, String)> = None;
     let mut resend_to: Option<Arc<Endpoint>> = None;

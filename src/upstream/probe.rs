@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use http::{header, Request};
 
-use crate::body::Body;
 use crate::config::HealthConfig;
 
-use super::client::Timeouts;
+use crate::telemetry::error_chain;
+
+use super::client::{RequestBody, Timeouts};
 use super::endpoint::Endpoint;
 use super::h1;
 use super::health::Probe;
@@ -89,7 +90,7 @@ async fn send(
     let req = Request::get(health.path.as_str())
         .header(header::HOST, host)
         .header(header::USER_AGENT, "spillway-health")
-        .body(Body::empty())
+        .body(RequestBody::Empty)
         .map_err(|e| e.to_string())?;
     let conn = pool.transport.connect(endpoint).await.map_err(|e| error_chain(&e))?;
     let resp = conn
@@ -115,16 +116,4 @@ async fn send(
     let status = resp.status();
     let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
     Ok((status, lag))
-}
-
-/// The error and its sources on one line, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
 }

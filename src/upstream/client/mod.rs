@@ -29,6 +29,7 @@
 mod body;
 mod exchange;
 mod idle;
+mod request;
 mod state;
 mod upload;
 mod wire;
@@ -42,14 +43,16 @@ use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::Body as _;
 
-use crate::body::{Body, BoxError};
-
 use super::connector::{ConnectError, Connector};
 use super::endpoint::Endpoint;
 use super::h1::{self, RequestFraming, WireError};
 
 pub use body::{Upgraded, UpstreamBody};
 pub use idle::IdleConns;
+pub use request::RequestBody;
+
+/// A boxed error from the client's request body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 use idle::Idle;
 use upload::Upload;
@@ -191,7 +194,7 @@ impl Conn {
     /// slow upstream.
     pub async fn send(
         mut self,
-        req: Request<Body>,
+        req: Request<RequestBody>,
         timeouts: Timeouts,
         write_headers: impl FnOnce(&http::request::Parts, &mut BytesMut),
     ) -> Result<Response<UpstreamBody>, SendFailure> {

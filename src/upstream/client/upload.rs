@@ -15,9 +15,10 @@ use bytes::{Buf, Bytes};
 use http_body::Body as _;
 use tokio::io::AsyncWrite;
 
-use crate::body::{Body, BoxError};
 use crate::upstream::connector::UpstreamIo;
 use crate::upstream::h1;
+
+use super::{BoxError, RequestBody};
 
 pub(super) enum UploadError {
     Upstream(io::Error),
@@ -67,7 +68,7 @@ impl Segments {
 /// chunk-framed when its length is unknown.
 pub(super) struct Upload {
     pub(super) out: Segments,
-    pub(super) body: Option<Body>,
+    pub(super) body: Option<RequestBody>,
     chunked: bool,
     /// The kernel accepted at least one byte of this request.
     pub(super) written_any: bool,
@@ -79,7 +80,7 @@ pub(super) struct Upload {
 }
 
 impl Upload {
-    pub(super) fn new(head: Bytes, body: Option<Body>, chunked: bool) -> Upload {
+    pub(super) fn new(head: Bytes, body: Option<RequestBody>, chunked: bool) -> Upload {
         let coalesce = body.is_some();
         Upload {
             out: Segments { first: Some(head), rest: VecDeque::new() },
