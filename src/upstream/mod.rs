@@ -11,6 +11,7 @@ pub mod h1;
 pub mod health;
 pub mod pool;
 pub mod probe;
+pub mod retry;
 
 pub use endpoint::Endpoint;
 pub use pool::{Pool, PoolError};

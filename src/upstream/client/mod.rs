@@ -46,6 +46,7 @@ use http_body::Body as _;
 use super::connector::{ConnectError, Connector};
 use super::endpoint::Endpoint;
 use super::h1::{self, RequestFraming, WireError};
+use super::retry::Failure;
 
 pub use body::{Upgraded, UpstreamBody};
 pub use idle::IdleConns;
@@ -142,6 +143,15 @@ impl SendFailure {
     pub fn error(&self) -> &UpstreamError {
         match self {
             SendFailure::NotSent(_, e) | SendFailure::NoResponse(_, e) | SendFailure::Failed(e) => e,
+        }
+    }
+
+    /// The failure as the retry rule sees it.
+    pub fn kind(&self) -> Failure {
+        match self {
+            SendFailure::NotSent(..) => Failure::NotSent,
+            SendFailure::NoResponse(..) => Failure::NoResponse,
+            SendFailure::Failed(_) => Failure::Failed,
         }
     }
 }
