@@ -241,3 +241,6 @@ impl Conn {
         self.endpoint.idle.push(idle, self.max_idle);
     }
 }
+
+#[cfg(test)]
+mod tests;
