@@ -229,6 +229,8 @@ pub async fn forward(
 
 /// What goes to the upstream: the client's request, or the encoded head of
 /// one the client handed back.
+// Lives in the request's own future; boxing the request would allocate per request.
+#[allow(clippy::large_enum_variant)]
 enum Outgoing {
     Request(Request<RequestBody>),
     Resend(Resend),

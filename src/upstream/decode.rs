@@ -300,7 +300,9 @@ mod tests {
 
     #[test]
     fn every_framing_decodes_at_every_split() {
-        let cases: [(fn() -> Decoder, &[u8], &[u8], &[u8]); 3] = [
+        // (decoder, wire, body, what may be left after it)
+        type Case = (fn() -> Decoder, &'static [u8], &'static [u8], &'static [u8]);
+        let cases: [Case; 3] = [
             (|| Decoder::Length(16), b"hello 0123456789NEXT", b"hello 0123456789", b"NEXT"),
             (Decoder::chunked, CHUNKED, b"hello 0123456789", b"NEXT"),
             (|| Decoder::Eof, b"hello 0123456789NEXT", b"hello 0123456789NEXT", b""),
