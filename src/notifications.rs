@@ -15,7 +15,6 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::config::UpstreamTls;
-use crate::proxy::body::Body;
 use crate::telemetry::catalog;
 use crate::upstream::connector::Connector;
 
@@ -117,7 +116,7 @@ async fn post(url: &str, body: Vec<u8>) -> Result<http::StatusCode, String> {
         .header(header::HOST, authority)
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::USER_AGENT, concat!("spillway/", env!("CARGO_PKG_VERSION")))
-        .body(Body::full(body))
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     Ok(resp.status())

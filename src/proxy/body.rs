@@ -1,6 +1,6 @@
-//! The one body type that flows through the proxy, both ways: a client's
-//! request body (hyper), an upstream response body (`upstream::client`), a
-//! small in-memory body (error pages, admin), or nothing.
+//! The body of every response Spillway sends: an upstream response body
+//! (`upstream::client`), a small in-memory body (error pages, admin), or
+//! nothing. (Request bodies go upstream as `upstream::client::RequestBody`.)
 //!
 //! It never buffers a streamed body; it forwards frames as they come and
 //! keeps the size hints so framing (Content-Length vs chunked) survives.
@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::gate::InFlight;
 use crate::upstream::client::UpstreamBody;
@@ -26,7 +25,6 @@ pub struct Body {
 }
 
 enum Kind {
-    Client(Incoming),
     Upstream(UpstreamBody),
     Full(Option<Bytes>),
 }
@@ -39,11 +37,6 @@ impl Body {
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
         Body { kind: Kind::Full((!bytes.is_empty()).then_some(bytes)), guard: None }
-    }
-
-    /// A client's request body, on its way upstream.
-    pub fn stream(incoming: Incoming) -> Self {
-        Body { kind: Kind::Client(incoming), guard: None }
     }
 
     /// An upstream's response body, on its way to the client.
@@ -61,7 +54,6 @@ impl Body {
 
     fn is_end_stream_inner(&self) -> bool {
         match &self.kind {
-            Kind::Client(b) => http_body::Body::is_end_stream(b),
             Kind::Upstream(b) => http_body::Body::is_end_stream(b),
             Kind::Full(b) => b.is_none(),
         }
@@ -75,7 +67,6 @@ impl http_body::Body for Body {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.kind {
-            Kind::Client(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Kind::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Kind::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
         };
@@ -93,7 +84,6 @@ impl http_body::Body for Body {
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Client(b) => b.size_hint(),
             Kind::Upstream(b) => b.size_hint(),
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
@@ -103,7 +93,6 @@ impl http_body::Body for Body {
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.kind {
-            Kind::Client(_) => "Body::Client",
             Kind::Upstream(_) => "Body::Upstream",
             Kind::Full(_) => "Body::Full",
         })

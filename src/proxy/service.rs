@@ -17,9 +17,13 @@ use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayR
 use crate::gate::InFlight;
 use crate::proxy::body::Body;
 use crate::runtime::{Route, Runtime};
-use crate::telemetry::{self, LogBudget};
-use crate::upstream::client::{Resend, SendFailure, Timeouts, Upgraded, UpstreamBody, UpstreamError};
-use crate::upstream::{probe::error_chain, Endpoint, Pool};
+use crate::telemetry::{self, catalog, error_chain, LogBudget};
+use crate::upstream::client::{
+    Conn, RequestBody, Resend, SendFailure, Timeouts, Upgraded, UpstreamBody, UpstreamError,
+};
+use crate::upstream::endpoint::Pending;
+use crate::upstream::retry::{after_failure, Failure, Retry};
+use crate::upstream::{Endpoint, Pool};
 
 use super::error::ProxyError;
 use super::headers::{self, ClientSide};
@@ -40,7 +44,7 @@ pub async fn serve(
         if let Some(suppressed) = FAILED.admit(telemetry::secs(started)) {
             tracing::warn!(client = %conn.remote, %method, error = %err, status = err.status().as_u16(), suppressed, "request failed");
         }
-        metrics::counter!("spillway_proxy_errors_total", "kind" => err.kind()).increment(1);
+        metrics::counter!(catalog::PROXY_ERRORS, "kind" => err.kind()).increment(1);
         err.to_response()
     });
     tracing::debug!(target: "access", client = %conn.remote, %method, status = resp.status().as_u16(), elapsed = ?started.elapsed());
@@ -182,10 +186,10 @@ fn idempotent(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
 }
 
-/// Sends the request to an endpoint of `pool`. Two failures are retried,
-/// because nothing was sent: a connect failure of an idempotent request
-/// (once, on another endpoint), and a pooled connection found closed (once,
-/// on a fresh connection to the same endpoint).
+/// Sends the request to an endpoint of `pool`, again when
+/// `retry::after_failure` says so: a connect failure of an idempotent
+/// request (once, on another endpoint), and a request the client hands back
+/// (on a fresh connection to the same endpoint).
 pub async fn forward(
     pool: &Pool,
     req: Request<Incoming>,
@@ -197,123 +201,193 @@ pub async fn forward(
     let client_version = req.version();
     let upgrade = on_upgrade.is_some();
     let idempotent = !upgrade && idempotent(req.method());
-    let mut req = Some(req.map(Body::stream));
-    let mut again: Option<Resend> = None;
-    let mut tried: Option<(Arc<Endpoint>, String)> = None;
-    let mut resend_to: Option<Arc<Endpoint>> = None;
+    let timeouts = Timeouts { upload: conn.body_timeout, response: pool.config.response_timeout };
+    let mut out = Outgoing::Request(req.map(RequestBody::Client));
+    let mut tries = Tries::default();
     // The clock is read when something may have taken time: the first try
     // starts from the request's arrival (microseconds ago).
     let mut now = arrived;
     loop {
-        let fresh = resend_to.is_some();
-        let endpoint = match resend_to.take() {
-            Some(e) => e,
-            None => match pool.pick(now, tried.as_ref().map(|(e, _)| &**e)) {
-                Some(e) => e.clone(),
-                None => {
-                    guard.record(Outcome::Failed, now);
-                    // A retry that finds no other endpoint reports the connect
-                    // failure it was retrying (502), not "no healthy endpoint" (503).
-                    return Err(match tried {
-                        Some((ep, detail)) => {
-                            ProxyError::Connect { pool: pool.name.clone(), endpoint: ep.addr.clone(), detail }
-                        }
-                        None => ProxyError::NoHealthyEndpoint { pool: pool.name.clone() },
-                    });
-                }
-            },
+        let Some((endpoint, fresh)) = tries.next(pool, now) else {
+            guard.record(Outcome::Failed, now);
+            return Err(no_endpoint(pool, tries.moved_from));
         };
-        let checkout =
-            if fresh { pool.transport.connect(&endpoint).await } else { pool.transport.checkout(&endpoint, now).await };
-        let upstream = match checkout {
+        let upstream = match checkout(pool, &endpoint, fresh, now).await {
             Ok(c) => c,
-            Err(e) => {
-                record_passive(pool, &endpoint, false, Instant::now());
-                let detail = error_chain(&e);
-                if idempotent && tried.is_none() {
-                    static RETRYING: LogBudget = LogBudget::new(20);
-                    if let Some(suppressed) = RETRYING.admit(telemetry::secs(now)) {
-                        tracing::info!(pool = %pool.name, endpoint = %endpoint.addr, error = %detail, suppressed, "connect failed; retrying on another endpoint");
-                    }
-                    metrics::counter!("spillway_retries_total", "reason" => "connect").increment(1);
-                    tried = Some((endpoint, detail));
-                    now = Instant::now();
-                    continue;
-                }
-                guard.record(Outcome::Failed, Instant::now());
-                return Err(ProxyError::Connect { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), detail });
+            Err(detail) => {
+                tries.after_connect_failure(pool, endpoint, detail, idempotent, &guard, now)?;
+                now = Instant::now();
+                continue;
             }
         };
         // Latency is measured from the send; a new connection's connect time is not part of it.
         let started = if upstream.reused { now } else { Instant::now() };
         let pending = endpoint.start();
-        let write_headers = |parts: &http::request::Parts, out: &mut bytes::BytesMut| {
-            let client = ClientSide {
-                forwarded_for: &conn.forwarded_for,
-                tls: conn.tls,
-                version: client_version,
-                authority: parts.uri.authority().map(|a| a.as_str()),
-            };
-            headers::write_request_headers(out, &parts.headers, &client, upgrade);
-        };
-        let timeouts = Timeouts { upload: conn.body_timeout, response: pool.config.response_timeout };
-        let sent = match (again.take(), req.take()) {
-            (Some(back), _) => upstream.resend(back, timeouts).await,
-            (None, Some(req)) => upstream.send(req, timeouts, write_headers).await,
-            (None, None) => unreachable!("a request is consumed only by a send that returns or hands it back"),
-        };
-        // Without a response, a request that is not idempotent may have been
-        // processed: it is a failure, never sent twice.
-        let sent = match sent {
-            Err(SendFailure::NoResponse(_, e)) if !idempotent => Err(SendFailure::Failed(e)),
-            other => other,
+        let sent = match out {
+            Outgoing::Resend(back) => upstream.resend(back, timeouts).await,
+            Outgoing::Request(req) => upstream.send(req, timeouts, hop_headers(conn, client_version, upgrade)).await,
         };
         let now = Instant::now();
         let failure = match sent {
             Ok(resp) => {
-                pending.finish(now - started, now);
-                let ok = !resp.status().is_server_error();
-                record_passive(pool, &endpoint, ok, now);
-                guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);
+                record_answer(pool, &endpoint, pending, started, resp.status(), &guard, now);
                 return respond(resp, pool, &endpoint, client_version, on_upgrade, guard);
             }
+            Err(failure) => failure,
+        };
+        match (after_failure(failure.kind(), idempotent, tries.moved_from.is_some()), failure) {
             // The upstream closed this pooled connection just now (the
             // keep-alive race; the client hands a request back only then).
-            // Nothing was sent, or (see below) the request had no body and is
-            // idempotent: it goes again, once, on a new connection.
-            Err(SendFailure::NotSent(back, e) | SendFailure::NoResponse(back, e)) => {
-                tracing::debug!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "pooled connection was closed; resending");
-                metrics::counter!("spillway_retries_total", "reason" => "stale_connection").increment(1);
+            (Retry::ResendFresh, SendFailure::NotSent(back, e) | SendFailure::NoResponse(back, e)) => {
+                note_resend(pool, &endpoint, &e);
                 drop(pending);
-                again = Some(back);
-                resend_to = Some(endpoint.clone());
-                continue;
+                out = Outgoing::Resend(back);
+                tries.resend_to = Some(endpoint.clone());
             }
-            // The client's upload failed (it went away, or sent a broken
-            // body): not the upstream's fault, so no passive failure and no
-            // latency sample; the connection is closed.
-            Err(SendFailure::Failed(UpstreamError::ClientBody(e))) => {
-                return Err(ProxyError::ClientBody { detail: error_chain(&*e) });
-            }
-            // Too slow an upload: the client's doing, as above; the upstream
-            // connection (and the worker reading the body) is let go.
-            Err(SendFailure::Failed(UpstreamError::ClientBodyTimeout(timeout))) => {
-                return Err(ProxyError::ClientBodyTimeout { timeout });
-            }
-            Err(SendFailure::Failed(UpstreamError::ResponseTimeout(timeout))) => {
-                ProxyError::UpstreamTimeout { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), timeout }
-            }
-            Err(failure) => ProxyError::Upstream {
-                pool: pool.name.clone(),
-                endpoint: endpoint.addr.clone(),
-                detail: error_chain(failure.error()),
-            },
-        };
-        drop(pending);
-        record_passive(pool, &endpoint, false, now);
-        guard.record(Outcome::Failed, now);
-        return Err(failure);
+            (_, failure) => return Err(give_up(pool, &endpoint, failure, pending, &guard, now)),
+        }
     }
+}
+
+/// What goes to the upstream: the client's request, or the encoded head of
+/// one the client handed back.
+// Lives in the request's own future; boxing the request would allocate per request.
+#[allow(clippy::large_enum_variant)]
+enum Outgoing {
+    Request(Request<RequestBody>),
+    Resend(Resend),
+}
+
+/// The retries of one request so far.
+#[derive(Default)]
+struct Tries {
+    /// The endpoint a connect failed on, and why: avoided by the next pick,
+    /// and the error if no other endpoint is left.
+    moved_from: Option<(Arc<Endpoint>, String)>,
+    /// The endpoint to send the request again to, on a fresh connection.
+    resend_to: Option<Arc<Endpoint>>,
+}
+
+impl Tries {
+    /// The endpoint for the next try, and whether it needs a new connection.
+    fn next(&mut self, pool: &Pool, now: Instant) -> Option<(Arc<Endpoint>, bool)> {
+        if let Some(e) = self.resend_to.take() {
+            return Some((e, true));
+        }
+        pool.pick(now, self.moved_from.as_ref().map(|(e, _)| &**e)).map(|e| (e.clone(), false))
+    }
+
+    /// A connect failure: moves on to another endpoint (Ok) or is the answer.
+    fn after_connect_failure(
+        &mut self,
+        pool: &Pool,
+        endpoint: Arc<Endpoint>,
+        detail: String,
+        idempotent: bool,
+        guard: &InFlight,
+        now: Instant,
+    ) -> Result<(), ProxyError> {
+        if after_failure(Failure::Connect, idempotent, self.moved_from.is_some()) == Retry::TryAnotherEndpoint {
+            note_retry_connect(pool, &endpoint, &detail, now);
+            self.moved_from = Some((endpoint, detail));
+            return Ok(());
+        }
+        guard.record(Outcome::Failed, Instant::now());
+        Err(ProxyError::Connect { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), detail })
+    }
+}
+
+/// A retry that finds no other endpoint reports the connect failure it was
+/// retrying (502), not "no healthy endpoint" (503).
+fn no_endpoint(pool: &Pool, tried: Option<(Arc<Endpoint>, String)>) -> ProxyError {
+    match tried {
+        Some((ep, detail)) => ProxyError::Connect { pool: pool.name.clone(), endpoint: ep.addr.clone(), detail },
+        None => ProxyError::NoHealthyEndpoint { pool: pool.name.clone() },
+    }
+}
+
+/// A connection to `endpoint` (a new one when resending); a failure counts
+/// against the endpoint and comes back as its description.
+async fn checkout(pool: &Pool, endpoint: &Arc<Endpoint>, fresh: bool, now: Instant) -> Result<Conn, String> {
+    let checkout =
+        if fresh { pool.transport.connect(endpoint).await } else { pool.transport.checkout(endpoint, now).await };
+    checkout.map_err(|e| {
+        record_passive(pool, endpoint, false, Instant::now());
+        error_chain(&e)
+    })
+}
+
+fn note_resend(pool: &Pool, endpoint: &Endpoint, e: &UpstreamError) {
+    tracing::debug!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "pooled connection was closed; resending");
+    metrics::counter!(catalog::RETRIES, "reason" => "stale_connection").increment(1);
+}
+
+/// An answer came: its latency and whether it counts as a success for the
+/// endpoint's passive health and the gate.
+fn record_answer(
+    pool: &Pool,
+    endpoint: &Endpoint,
+    pending: Pending<'_>,
+    started: Instant,
+    status: http::StatusCode,
+    guard: &InFlight,
+    now: Instant,
+) {
+    pending.finish(now - started, now);
+    let ok = !status.is_server_error();
+    record_passive(pool, endpoint, ok, now);
+    guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);
+}
+
+fn note_retry_connect(pool: &Pool, endpoint: &Endpoint, detail: &str, now: Instant) {
+    static RETRYING: LogBudget = LogBudget::new(20);
+    if let Some(suppressed) = RETRYING.admit(telemetry::secs(now)) {
+        tracing::info!(pool = %pool.name, endpoint = %endpoint.addr, error = %detail, suppressed, "connect failed; retrying on another endpoint");
+    }
+    metrics::counter!(catalog::RETRIES, "reason" => "connect").increment(1);
+}
+
+/// Writes this hop's request headers into the head.
+fn hop_headers(
+    conn: &ConnInfo,
+    client_version: Version,
+    upgrade: bool,
+) -> impl FnOnce(&http::request::Parts, &mut bytes::BytesMut) + '_ {
+    move |parts, out| {
+        let client = ClientSide {
+            forwarded_for: &conn.forwarded_for,
+            tls: conn.tls,
+            version: client_version,
+            authority: parts.uri.authority().map(|a| a.as_str()),
+        };
+        headers::write_request_headers(out, &parts.headers, &client, upgrade);
+    }
+}
+
+/// The error for a request that is not sent again. The client's upload
+/// failing (it went away, sent a broken body, or too slowly) is not the
+/// upstream's fault: no passive failure and no latency sample; the
+/// connection is closed. Anything else counts against the endpoint.
+fn give_up(
+    pool: &Pool,
+    endpoint: &Endpoint,
+    failure: SendFailure,
+    pending: Pending<'_>,
+    guard: &InFlight,
+    now: Instant,
+) -> ProxyError {
+    let err = match failure.error() {
+        UpstreamError::ClientBody(e) => return ProxyError::ClientBody { detail: error_chain(&**e) },
+        UpstreamError::ClientBodyTimeout(timeout) => return ProxyError::ClientBodyTimeout { timeout: *timeout },
+        UpstreamError::ResponseTimeout(timeout) => {
+            ProxyError::UpstreamTimeout { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), timeout: *timeout }
+        }
+        e => ProxyError::Upstream { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), detail: error_chain(e) },
+    };
+    drop(pending);
+    record_passive(pool, endpoint, false, now);
+    guard.record(Outcome::Failed, now);
+    err
 }
 
 /// The upstream's response rewritten for the client; the body carries the
@@ -356,7 +430,7 @@ fn respond(
 fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {
     if endpoint.observe_result(ok, now, &pool.config) {
         tracing::warn!(pool = %pool.name, endpoint = %endpoint.addr, "endpoint ejected after consecutive failures");
-        metrics::counter!("spillway_endpoint_ejections_total", "pool" => pool.name.clone()).increment(1);
+        metrics::counter!(catalog::ENDPOINT_EJECTIONS, "pool" => pool.name.clone()).increment(1);
     }
 }
 
@@ -371,7 +445,7 @@ fn tunnel(client: OnUpgrade, upstream: Upgraded, pool: String) {
                 return;
             }
         };
-        let gauge = metrics::gauge!("spillway_upgraded_connections");
+        let gauge = metrics::gauge!(catalog::UPGRADED_CONNECTIONS);
         gauge.increment(1.0);
         let mut client = TokioIo::new(client);
         let Upgraded { io: mut upstream, buffered } = upstream;

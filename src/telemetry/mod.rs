@@ -1,6 +1,8 @@
 //! Logging (tracing, to stderr) and metrics (the `metrics` facade with a
 //! Prometheus recorder rendered by the admin listener; every metric is
-//! listed in `catalog.rs`), and the log budget for per-request failures.
+//! listed in `catalog.rs`), and the helpers every layer logs with: a
+//! per-call-site line budget (`LogBudget`) and an error with its sources on
+//! one line (`error_chain`). A leaf: it imports nothing from the crate.
 
 pub mod catalog;
 
@@ -66,6 +68,18 @@ impl LogBudget {
 /// Seconds since the process epoch, for `LogBudget::admit`.
 pub fn secs(t: std::time::Instant) -> u64 {
     crate::clock::to_nanos(t) / 1_000_000_000
+}
+
+/// The error and its sources on one line, for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Opens upstream connections for the HTTP/1.1 client (`client.rs`): TCP with a connect
+//! Opens upstream connections for the HTTP/1.1 client (`client/`): TCP with a connect
 //! timeout and `TCP_NODELAY`, then TLS (rustls, SNI, verification against the
 //! public web roots plus an optional private CA) for pools that ask for it.
 //!
@@ -95,6 +95,9 @@ impl Connector {
 pub enum UpstreamIo {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// An in-memory peer, for the client's unit tests (compiled out of the binary).
+    #[cfg(test)]
+    Duplex(tokio::io::DuplexStream),
 }
 
 impl AsyncRead for UpstreamIo {
@@ -102,6 +105,8 @@ impl AsyncRead for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
             UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            #[cfg(test)]
+            UpstreamIo::Duplex(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -111,6 +116,8 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
             UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            #[cfg(test)]
+            UpstreamIo::Duplex(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -122,6 +129,8 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            #[cfg(test)]
+            UpstreamIo::Duplex(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -129,6 +138,8 @@ impl AsyncWrite for UpstreamIo {
         match self {
             UpstreamIo::Plain(s) => s.is_write_vectored(),
             UpstreamIo::Tls(s) => s.is_write_vectored(),
+            #[cfg(test)]
+            UpstreamIo::Duplex(s) => s.is_write_vectored(),
         }
     }
 
@@ -136,6 +147,8 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_flush(cx),
             UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            #[cfg(test)]
+            UpstreamIo::Duplex(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -143,6 +156,8 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
             UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            #[cfg(test)]
+            UpstreamIo::Duplex(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

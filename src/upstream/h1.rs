@@ -1,11 +1,12 @@
 //! HTTP/1.1 wire format for the upstream hop, without I/O: the request head
 //! written in one pass, the response head parsed with `httparse` into
 //! shared slices of the read buffer (no copy per header), the body framing
-//! of RFC 9112 §6.3, and an incremental chunked decoder.
+//! of RFC 9112 §6.3, and the chunk framing of request bodies. Response
+//! bodies are decoded in `decode.rs`.
 //!
-//! Everything here is pure: `client.rs` owns the sockets and calls in.
+//! Everything here is pure: `client/` owns the sockets and calls in.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
@@ -313,148 +314,7 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name.as_str().starts_with("proxy-")
 }
 
-/// What the chunked decoder produced from the buffer.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Chunk {
-    Data(Bytes),
-    /// The buffer ends inside framing: read more.
-    NeedMore,
-    /// The last chunk and trailer section were consumed.
-    End,
-}
-
-/// Incremental decoder for `Transfer-Encoding: chunked`. Trailer fields are
-/// collected (`take_trailers`) so they can travel on as trailers, which
-/// HTTP/2 clients (gRPC-web and the like) read; malformed or hop-by-hop
-/// ones are dropped.
-#[derive(Debug, Default)]
-pub struct ChunkedDecoder {
-    state: ChunkState,
-    trailers: Option<Box<HeaderMap>>,
-    trailer_bytes: usize,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    #[default]
-    Size,
-    /// Inside a chunk's data, this many bytes left.
-    Data(u64),
-    /// The CRLF after a chunk's data.
-    DataEnd,
-    /// Trailer lines after the last chunk, until an empty line.
-    Trailers,
-    Done,
-}
-
-/// Longest chunk-size line accepted (hex digits plus extensions).
-const MAX_CHUNK_LINE: usize = 4096;
-/// Longest trailer section accepted.
-const MAX_TRAILERS: usize = 16 * 1024;
-
-impl ChunkedDecoder {
-    /// The trailer fields, once the body is done (None if there were none).
-    pub fn take_trailers(&mut self) -> Option<Box<HeaderMap>> {
-        self.trailers.take()
-    }
-
-    /// Consumes framing from `buf` and returns the next piece of data, at
-    /// most what is buffered (a slice of it, not a copy).
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Chunk, WireError> {
-        self.step(buf, true)
-    }
-
-    /// Consumes framing only, up to the next data: whether the body's end
-    /// (last chunk and trailers) is already in `buf`.
-    pub fn at_end(&mut self, buf: &mut BytesMut) -> Result<bool, WireError> {
-        Ok(self.step(buf, false)? == Chunk::End)
-    }
-
-    fn step(&mut self, buf: &mut BytesMut, want_data: bool) -> Result<Chunk, WireError> {
-        loop {
-            match self.state {
-                ChunkState::Size => {
-                    let Some(eol) = find_crlf(buf) else {
-                        if buf.len() > MAX_CHUNK_LINE {
-                            return Err(WireError::Chunked("chunk size line too long"));
-                        }
-                        return Ok(Chunk::NeedMore);
-                    };
-                    if eol > MAX_CHUNK_LINE {
-                        return Err(WireError::Chunked("chunk size line too long"));
-                    }
-                    let line = &buf[..eol];
-                    let digits = line.split(|&b| b == b';').next().unwrap_or(&[]);
-                    let digits = trim_ows(digits);
-                    if digits.is_empty() || digits.len() > 15 {
-                        return Err(WireError::Chunked("invalid chunk size"));
-                    }
-                    let mut size = 0u64;
-                    for &d in digits {
-                        let v = (d as char).to_digit(16).ok_or(WireError::Chunked("invalid chunk size"))?;
-                        size = size * 16 + u64::from(v);
-                    }
-                    buf.advance(eol + 2);
-                    self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
-                }
-                ChunkState::Data(left) => {
-                    if buf.is_empty() || !want_data {
-                        return Ok(Chunk::NeedMore);
-                    }
-                    let take = (buf.len() as u64).min(left) as usize;
-                    let data = buf.split_to(take).freeze();
-                    self.state =
-                        if take as u64 == left { ChunkState::DataEnd } else { ChunkState::Data(left - take as u64) };
-                    return Ok(Chunk::Data(data));
-                }
-                ChunkState::DataEnd => {
-                    if buf.len() < 2 {
-                        return Ok(Chunk::NeedMore);
-                    }
-                    if &buf[..2] != b"\r\n" {
-                        return Err(WireError::Chunked("missing CRLF after chunk data"));
-                    }
-                    buf.advance(2);
-                    self.state = ChunkState::Size;
-                }
-                ChunkState::Trailers => {
-                    let Some(eol) = find_crlf(buf) else {
-                        if self.trailer_bytes + buf.len() > MAX_TRAILERS {
-                            return Err(WireError::Chunked("trailer section too long"));
-                        }
-                        return Ok(Chunk::NeedMore);
-                    };
-                    self.trailer_bytes += eol + 2;
-                    if self.trailer_bytes > MAX_TRAILERS {
-                        return Err(WireError::Chunked("trailer section too long"));
-                    }
-                    if eol == 0 {
-                        self.state = ChunkState::Done;
-                    } else if let Some((name, value)) = trailer_field(&buf[..eol]) {
-                        self.trailers.get_or_insert_with(Box::default).append(name, value);
-                    }
-                    buf.advance(eol + 2);
-                }
-                ChunkState::Done => return Ok(Chunk::End),
-            }
-        }
-    }
-}
-
-/// `name: value` of one trailer line, if well-formed and not a field that
-/// is hop-by-hop or framing (those never travel as trailers).
-fn trailer_field(line: &[u8]) -> Option<(HeaderName, HeaderValue)> {
-    let colon = line.iter().position(|&b| b == b':')?;
-    let name = HeaderName::from_bytes(&line[..colon]).ok()?;
-    let value = HeaderValue::from_bytes(trim_ows(&line[colon + 1..])).ok()?;
-    (!is_hop_by_hop(&name) && name != header::CONTENT_LENGTH && name != header::HOST).then_some((name, value))
-}
-
-fn find_crlf(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == b"\r\n")
-}
-
-fn trim_ows(mut s: &[u8]) -> &[u8] {
+pub(super) fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }
@@ -577,57 +437,6 @@ mod tests {
         }
     }
 
-    fn decode_all(wire: &[u8], split: usize) -> Result<(Vec<u8>, usize), WireError> {
-        let mut dec = ChunkedDecoder::default();
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        let mut fed = 0;
-        loop {
-            match dec.decode(&mut buf)? {
-                Chunk::Data(d) => out.extend_from_slice(&d),
-                Chunk::End => return Ok((out, buf.len())),
-                Chunk::NeedMore => {
-                    if fed == wire.len() {
-                        return Err(WireError::Chunked("eof"));
-                    }
-                    let end = (fed + split).min(wire.len());
-                    buf.extend_from_slice(&wire[fed..end]);
-                    fed = end;
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn chunked_bodies_decode_at_every_split() {
-        let wire = b"5\r\nhello\r\n1;ext=1\r\n \r\nA \r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
-        for split in 1..wire.len() {
-            let (body, left) = decode_all(wire, split).unwrap();
-            assert_eq!(body, b"hello 0123456789", "split {split}");
-            // Bytes after the body stay for the next response.
-            assert!(left <= 4);
-        }
-    }
-
-    #[test]
-    fn trailers_are_collected_and_limits_hold_with_or_without_crlf() {
-        let mut dec = ChunkedDecoder::default();
-        let mut buf = BytesMut::from(&b"1\r\na\r\n0\r\nX-Sum: 7\r\nbad line\r\nConnection: close\r\n\r\n"[..]);
-        assert_eq!(dec.decode(&mut buf).unwrap(), Chunk::Data(Bytes::from_static(b"a")));
-        assert_eq!(dec.decode(&mut buf).unwrap(), Chunk::End);
-        let t = dec.take_trailers().unwrap();
-        assert_eq!(t.len(), 1);
-        assert_eq!(t["x-sum"], "7");
-        // A chunk-size line over the limit is refused even when complete.
-        let long = format!("1;{}\r\na\r\n", "e".repeat(MAX_CHUNK_LINE));
-        let mut buf = BytesMut::from(long.as_str());
-        assert!(ChunkedDecoder::default().decode(&mut buf).is_err());
-        // So is a trailer section of many short lines.
-        let many = format!("0\r\n{}\r\n", "X-A: 1\r\n".repeat(MAX_TRAILERS / 8 + 1));
-        let mut buf = BytesMut::from(many.as_str());
-        assert!(ChunkedDecoder::default().decode(&mut buf).is_err());
-    }
-
     #[test]
     fn a_length_beside_transfer_encoding_is_not_passed_on() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
@@ -638,38 +447,5 @@ mod tests {
         let head = parse_response_head(&mut buf, &Method::GET).unwrap().unwrap();
         assert!(!head.headers.contains_key("content-length"));
         assert_eq!(head.framing, ResponseFraming::UntilClose);
-    }
-
-    #[test]
-    fn looking_for_the_end_never_consumes_data() {
-        let mut dec = ChunkedDecoder::default();
-        let mut buf = BytesMut::from(&b"2\r\nab\r\n1\r\n \r\n0\r\n\r\n"[..]);
-        assert_eq!(dec.decode(&mut buf).unwrap(), Chunk::Data(Bytes::from_static(b"ab")));
-        assert!(!dec.at_end(&mut buf).unwrap());
-        assert_eq!(dec.decode(&mut buf).unwrap(), Chunk::Data(Bytes::from_static(b" ")));
-        assert!(dec.at_end(&mut buf).unwrap());
-        assert!(buf.is_empty());
-    }
-
-    #[test]
-    fn malformed_chunked_bodies_are_errors() {
-        for bad in [&b"zz\r\n"[..], b"5\r\nhelloXX", b"1234567890123456\r\n", b";\r\n"] {
-            assert!(matches!(decode_all(bad, 64), Err(WireError::Chunked(_))), "{:?}", String::from_utf8_lossy(bad));
-        }
-    }
-
-    #[test]
-    fn chunk_framing_round_trips() {
-        let mut wire = Vec::new();
-        for part in [&b"abc"[..], &[b'x'; 300]] {
-            wire.extend_from_slice(&chunk_prefix(part.len()));
-            wire.extend_from_slice(part);
-            wire.extend_from_slice(b"\r\n");
-        }
-        let mut t = HeaderMap::new();
-        t.insert("x-sum", HeaderValue::from_static("1"));
-        wire.extend_from_slice(&chunked_end(Some(&t)));
-        let (body, _) = decode_all(&wire, 7).unwrap();
-        assert_eq!(body.len(), 303);
     }
 }

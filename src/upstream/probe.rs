@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use http::{header, Request};
 
 use crate::config::HealthConfig;
-use crate::proxy::body::Body;
 
-use super::client::Timeouts;
+use crate::telemetry::catalog;
+use crate::telemetry::error_chain;
+
+use super::client::{RequestBody, Timeouts};
 use super::endpoint::Endpoint;
 use super::h1;
 use super::health::Probe;
@@ -66,7 +68,7 @@ async fn probe_one(pool: &Pool, endpoint: &Arc<Endpoint>, health: &HealthConfig)
         endpoint.set_lag(lag);
     }
     let elapsed = started.elapsed();
-    metrics::counter!("spillway_health_probes_total", "pool" => pool.name.clone(), "ok" => if ok { "true" } else { "false" })
+    metrics::counter!(catalog::HEALTH_PROBES, "pool" => pool.name.clone(), "ok" => if ok { "true" } else { "false" })
         .increment(1);
     if let Some(state) = endpoint.observe_probe(ok, health.healthy_after, health.unhealthy_after) {
         let up = state == Probe::Up;
@@ -89,7 +91,7 @@ async fn send(
     let req = Request::get(health.path.as_str())
         .header(header::HOST, host)
         .header(header::USER_AGENT, "spillway-health")
-        .body(Body::empty())
+        .body(RequestBody::Empty)
         .map_err(|e| e.to_string())?;
     let conn = pool.transport.connect(endpoint).await.map_err(|e| error_chain(&e))?;
     let resp = conn
@@ -115,16 +117,4 @@ async fn send(
     let status = resp.status();
     let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
     Ok((status, lag))
-}
-
-/// The error and its sources on one line, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
 }

@@ -1,0 +1,168 @@
+//! One exchange on a checked-out connection: the request goes out (its
+//! body streamed) while the response head is awaited; interim (1xx) heads
+//! are skipped. The result is the response, or a failure that says whether
+//! the request may be sent again (`SendFailure`).
+//!
+//! Invariants: one timer at a time (`Deadline`): the upload's deadline
+//! while the request body goes out, then the response timeout, which starts
+//! once the request is out, so a slow uploader is not taken for a slow
+//! upstream. A request is handed back only when it had no body, went out
+//! on a reused connection and not one byte of response came.
+
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Response};
+use tokio::time::Sleep;
+
+use crate::upstream::h1::{self, ResponseFraming, ResponseHead};
+
+use super::body::UpstreamBody;
+use super::state::{Reading, State, Writing};
+use super::upload::{Upload, UploadError};
+use super::{Conn, Resend, SendFailure, Timeouts, UpstreamError};
+
+/// The one timer an exchange waits under, and which limit it enforces.
+struct Deadline<'t> {
+    timer: Pin<&'t mut Option<Sleep>>,
+    /// The armed timer is the upload's (else the response's, or none).
+    timing_upload: bool,
+}
+
+impl Conn {
+    pub(super) async fn exchange(
+        mut self,
+        upload: Upload,
+        method: Method,
+        timeouts: Timeouts,
+    ) -> Result<Response<UpstreamBody>, SendFailure> {
+        // Kept only while it could be needed: a bodyless request on a
+        // reused connection (the keep-alive race).
+        let again = (self.reused && upload.body.is_none()).then(|| upload.out.first.clone()).flatten();
+        let mut state = State::new(upload);
+        let mut deadline = Deadline { timer: pin!(None::<Sleep>), timing_upload: false };
+        let result = poll_fn(|cx| self.poll_head(cx, &mut state, &mut deadline, &method, timeouts)).await;
+        match result {
+            Ok(head) => {
+                let state = state.answered(head.keep_alive, head.framing);
+                let body = UpstreamBody::new(self, state, timeouts.response);
+                let mut resp = Response::new(body);
+                *resp.status_mut() = head.status;
+                *resp.version_mut() = head.version;
+                *resp.headers_mut() = head.headers;
+                Ok(resp)
+            }
+            Err(e) => Err(failure(e, &state, again, method)),
+        }
+    }
+
+    /// Writes what it can of the request and reads until the final
+    /// response head is in.
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        state: &mut State<Upload>,
+        deadline: &mut Deadline<'_>,
+        method: &Method,
+        timeouts: Timeouts,
+    ) -> Poll<Result<ResponseHead, UpstreamError>> {
+        loop {
+            self.poll_upload(cx, state, deadline)?;
+            if !self.wire.rbuf.is_empty() {
+                if let Some(head) = h1::parse_response_head(&mut self.wire.rbuf, method)? {
+                    if head.status.is_informational() && head.framing != ResponseFraming::Upgrade {
+                        continue; // 100 Continue, 103 Early Hints: the real answer follows.
+                    }
+                    return Poll::Ready(Ok(head));
+                }
+            }
+            match self.wire.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(UpstreamError::ClosedBeforeHead)),
+                Poll::Ready(Ok(_)) => state.reading = Reading::Head,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(UpstreamError::Read(e))),
+                Poll::Pending => return deadline.poll_expired(cx, &state.writing, timeouts).map(Err),
+            }
+        }
+    }
+
+    /// Sends what the socket takes of the request, if it is still going out.
+    fn poll_upload(
+        &mut self,
+        cx: &mut Context<'_>,
+        state: &mut State<Upload>,
+        deadline: &mut Deadline<'_>,
+    ) -> Result<(), UpstreamError> {
+        let Writing::Body(up) = &mut state.writing else { return Ok(()) };
+        match up.poll(cx, &mut self.wire.io) {
+            Poll::Pending => {}
+            Poll::Ready(Ok(())) => {
+                state.writing = Writing::Done;
+                deadline.upload_over();
+            }
+            Poll::Ready(Err(UploadError::Client(e))) => return Err(UpstreamError::ClientBody(e)),
+            Poll::Ready(Err(UploadError::Upstream(e))) if !up.written_any => return Err(UpstreamError::Write(e)),
+            // The upstream stopped reading mid-request; it may still have
+            // answered (413, 401...): look for that.
+            Poll::Ready(Err(UploadError::Upstream(e))) => {
+                tracing::debug!(error = %e, "upstream stopped reading the request");
+                state.writing = Writing::Closed;
+                deadline.upload_over();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Deadline<'_> {
+    /// The request is out (or the upstream stopped taking it): the
+    /// upload's timer, if armed, gives way to the response's.
+    fn upload_over(&mut self) {
+        if self.timing_upload {
+            self.timing_upload = false;
+            self.timer.set(None);
+        }
+    }
+
+    /// Waiting: for the rest of the upload (its own deadline) or for the
+    /// answer (the response timeout, from when the request is out).
+    fn poll_expired(
+        &mut self,
+        cx: &mut Context<'_>,
+        writing: &Writing<Upload>,
+        timeouts: Timeouts,
+    ) -> Poll<UpstreamError> {
+        if self.timer.is_none() {
+            self.timing_upload = matches!(writing, Writing::Body(_));
+            let limit = if self.timing_upload { timeouts.upload } else { timeouts.response };
+            self.timer.set(Some(tokio::time::sleep(limit)));
+        }
+        let Some(timer) = self.timer.as_mut().as_pin_mut() else { return Poll::Pending };
+        if timer.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        Poll::Ready(match writing {
+            Writing::Body(up) if self.timing_upload && up.waiting_on_client => {
+                UpstreamError::ClientBodyTimeout(timeouts.upload)
+            }
+            Writing::Body(_) if self.timing_upload => UpstreamError::ResponseTimeout(timeouts.upload),
+            _ => UpstreamError::ResponseTimeout(timeouts.response),
+        })
+    }
+}
+
+/// What a failed exchange means for the request: sent again (`NotSent`,
+/// `NoResponse`, which hand it back) or not (`Failed`).
+fn failure(e: UpstreamError, state: &State<Upload>, again: Option<Bytes>, method: Method) -> SendFailure {
+    // Only a request without a body can be handed back whole, and only
+    // while not one byte of an answer came.
+    let again = again.filter(|_| !state.read_any()).map(|head| Resend { head, method });
+    match (e, again) {
+        (e @ UpstreamError::Write(_), Some(again)) if !state.written_any() => SendFailure::NotSent(again, e),
+        (e @ (UpstreamError::Write(_) | UpstreamError::Read(_) | UpstreamError::ClosedBeforeHead), Some(again)) => {
+            SendFailure::NoResponse(again, e)
+        }
+        (e, _) => SendFailure::Failed(e),
+    }
+}

@@ -1,0 +1,87 @@
+//! The request body the client sends upstream, its own type so the client
+//! depends on no body type of the proxy: nothing, bytes in memory (probes),
+//! or a client's streamed body (hyper's `Incoming`).
+//!
+//! Invariants: no boxing and no allocation of its own; size hints are
+//! passed on as they are, so the request keeps its framing (a length stays
+//! a `Content-Length`, an unknown length becomes chunked).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::BoxError;
+
+#[derive(Default)]
+pub enum RequestBody {
+    #[default]
+    Empty,
+    /// Bytes in memory, sent in one frame.
+    Full(Bytes),
+    /// A client's request body, streamed as it comes.
+    Client(Incoming),
+}
+
+impl From<Incoming> for RequestBody {
+    fn from(body: Incoming) -> RequestBody {
+        RequestBody::Client(body)
+    }
+}
+
+impl From<Bytes> for RequestBody {
+    fn from(bytes: Bytes) -> RequestBody {
+        if bytes.is_empty() {
+            RequestBody::Empty
+        } else {
+            RequestBody::Full(bytes)
+        }
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    #[inline]
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match this {
+            RequestBody::Client(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            RequestBody::Full(bytes) => {
+                let data = std::mem::take(bytes);
+                *this = RequestBody::Empty;
+                Poll::Ready((!data.is_empty()).then(|| Ok(Frame::data(data))))
+            }
+            RequestBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Client(body) => body.is_end_stream(),
+            RequestBody::Full(bytes) => bytes.is_empty(),
+            RequestBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Client(body) => body.size_hint(),
+            RequestBody::Full(bytes) => SizeHint::with_exact(bytes.len() as u64),
+            RequestBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RequestBody::Empty => "RequestBody::Empty",
+            RequestBody::Full(_) => "RequestBody::Full",
+            RequestBody::Client(_) => "RequestBody::Client",
+        })
+    }
+}
