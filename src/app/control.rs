@@ -62,10 +62,10 @@ pub fn start_with_sdk(inputs: ControlInputs, sdk: &aws_config::SdkConfig) -> Con
 /// Spawns both controllers over the given APIs (real or fake).
 pub fn start_with_apis(inputs: ControlInputs, scaling: Arc<dyn ScalingApi>, dns: Arc<dyn DnsApi>) -> ControlHandle {
     let dns = DnsController::new(dns, inputs.signals.clone());
-    let scale = ScaleController::new(scaling, inputs.signals, inputs.scale, inputs.shutdown.clone())
-        .with_dns_share(dns.cloud_share());
-    let dns = Runner::new(dns, inputs.dns, inputs.shutdown);
-    let handle =
-        ControlHandle { scale: scale.status(), dns: dns.status(), capacity: scale.capacity(), tasks: Vec::new() };
-    ControlHandle { tasks: vec![scale.spawn(), dns.spawn()], ..handle }
+    let scale = ScaleController::new(scaling, inputs.signals).with_dns_share(dns.cloud_share());
+    let capacity = scale.capacity();
+    let dns = Runner::new(dns, inputs.dns, inputs.shutdown.clone());
+    let scale = Runner::new(scale, inputs.scale, inputs.shutdown);
+    let (scale_status, dns_status) = (scale.status(), dns.status());
+    ControlHandle { scale: scale_status, dns: dns_status, capacity, tasks: vec![scale.spawn(), dns.spawn()] }
 }
