@@ -21,6 +21,7 @@ use crate::aws::{AwsError, RateLimiter};
 use crate::config::{DnsConfig, ExternalEdit};
 use crate::control::runner::{Context, ControlLoop, LoopStatus, Report, Settings};
 use crate::control::{rfc3339, ControlSignals};
+use crate::telemetry::catalog;
 
 /// How often `GetChange` is polled while a change is PENDING.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -222,7 +223,7 @@ impl DnsController {
         at: SystemTime,
     ) -> ReadOutcome {
         tracing::warn!(detail, policy = ?cfg.on_external_edit, "dns: records were edited outside Spillway");
-        metrics::counter!("spillway_dns_external_edits_total").increment(1);
+        metrics::counter!(catalog::DNS_EXTERNAL_EDITS).increment(1);
         cx.report(|s| s.external_edit = Some((at, detail)));
         match (cfg.on_external_edit, seen) {
             (ExternalEdit::Respect, Some(w)) => {
@@ -292,9 +293,10 @@ impl DnsController {
         self.planner.changed(now.into_std());
         self.written = Some(w);
         self.current = Some(w);
-        metrics::counter!("spillway_dns_changes_total", "reason" => reason.as_str()).increment(1);
-        metrics::gauge!("spillway_dns_weight", "record" => "onprem").set(f64::from(w.onprem));
-        metrics::gauge!("spillway_dns_weight", "record" => "aws").set(f64::from(w.aws));
+        metrics::counter!(catalog::DNS_CHANGES, "reason" => reason.as_str()).increment(1);
+        for (record, weight) in [("onprem", w.onprem), ("aws", w.aws)] {
+            metrics::gauge!(catalog::DNS_WEIGHT, "record" => record).set(f64::from(weight));
+        }
         tracing::info!(?from, to = ?w, reason = reason.as_str(), change = info.id.as_str(), "dns weights changed");
         self.share.send_replace(w.cloud_share());
         let at = cx.wall_time(now);

@@ -22,6 +22,7 @@ use crate::aws::AwsError;
 use crate::config::ScaleConfig;
 use crate::control::runner::{Context, ControlLoop, LoopStatus, Report, Settings};
 use crate::control::{rfc3339, ControlSignals};
+use crate::telemetry::catalog;
 
 /// Signals are sampled at least this often (the forecast's resolution).
 const MAX_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
@@ -169,8 +170,8 @@ impl ScaleController {
             return Ok(());
         }
         cx.call(|| api.set_desired_capacity(name, decision.desired)).await?;
-        metrics::counter!("spillway_scale_actions_total", "reason" => decision.reason.as_str()).increment(1);
-        metrics::gauge!("spillway_scale_desired_capacity").set(f64::from(decision.desired));
+        metrics::counter!(catalog::SCALE_ACTIONS, "reason" => decision.reason.as_str()).increment(1);
+        metrics::gauge!(catalog::SCALE_DESIRED_CAPACITY).set(f64::from(decision.desired));
         tracing::info!(
             group = name,
             from = group.desired,
@@ -189,8 +190,8 @@ impl ScaleController {
     }
 
     fn publish_group(&self, cfg: &ScaleConfig, cx: &Cx, group: &GroupState) {
-        metrics::gauge!("spillway_scale_desired_capacity").set(f64::from(group.desired));
-        metrics::gauge!("spillway_scale_in_service").set(f64::from(group.in_service));
+        metrics::gauge!(catalog::SCALE_DESIRED_CAPACITY).set(f64::from(group.desired));
+        metrics::gauge!(catalog::SCALE_IN_SERVICE).set(f64::from(group.in_service));
         let warm_rps = f64::from(group.in_service) * f64::from(cfg.per_instance_rps);
         let cap = CloudCapacity { desired: group.desired, in_service: group.in_service, warm_rps };
         self.capacity.send_if_modified(|c| {
@@ -204,7 +205,7 @@ impl ScaleController {
 }
 
 fn record_decision(cfg: &ScaleConfig, group: &GroupState, d: &ScaleDecision, demand: &Demand) {
-    metrics::counter!("spillway_scale_decisions_total", "reason" => d.reason.as_str()).increment(1);
+    metrics::counter!(catalog::SCALE_DECISIONS, "reason" => d.reason.as_str()).increment(1);
     tracing::debug!(
         group = cfg.auto_scaling_group.as_str(),
         reason = d.reason.as_str(),
