@@ -14,7 +14,7 @@
 //! tests drive it.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
@@ -26,6 +26,7 @@ use super::ErrorRecord;
 use crate::aws::retry::DEFAULT_ATTEMPTS;
 use crate::aws::{AwsError, Backoff, Retry};
 use crate::clock::WallClock;
+use crate::sync::lock;
 
 /// Longest wait between failed ticks (or the interval, if longer).
 const MAX_TICK_BACKOFF: Duration = Duration::from_secs(300);
@@ -151,10 +152,6 @@ impl<R> Context<R> {
     fn update(&self, f: impl FnOnce(&mut LoopStatus<R>)) {
         f(&mut lock(&self.status));
     }
-}
-
-fn lock<R>(status: &Mutex<LoopStatus<R>>) -> MutexGuard<'_, LoopStatus<R>> {
-    status.lock().expect("controller status poisoned")
 }
 
 /// When the next tick and sample are due, and how many ticks failed in a row.
