@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::aws::{self, ClientOptions};
+use crate::control::runner::Runner;
 use crate::control::ControlInputs;
 use crate::dns::{DnsApi, DnsController, DnsStatus, Route53Api};
 use crate::scale::{AutoScalingApi, CloudCapacity, ScaleController, ScaleStatus, ScalingApi};
@@ -60,10 +61,11 @@ pub fn start_with_sdk(inputs: ControlInputs, sdk: &aws_config::SdkConfig) -> Con
 
 /// Spawns both controllers over the given APIs (real or fake).
 pub fn start_with_apis(inputs: ControlInputs, scaling: Arc<dyn ScalingApi>, dns: Arc<dyn DnsApi>) -> ControlHandle {
-    let dns = DnsController::new(dns, inputs.signals.clone(), inputs.dns, inputs.shutdown.clone());
-    let scale =
-        ScaleController::new(scaling, inputs.signals, inputs.scale, inputs.shutdown).with_dns_share(dns.cloud_share());
-    let handle =
-        ControlHandle { scale: scale.status(), dns: dns.status(), capacity: scale.capacity(), tasks: Vec::new() };
-    ControlHandle { tasks: vec![scale.spawn(), dns.spawn()], ..handle }
+    let dns = DnsController::new(dns, inputs.signals.clone());
+    let scale = ScaleController::new(scaling, inputs.signals).with_dns_share(dns.cloud_share());
+    let capacity = scale.capacity();
+    let dns = Runner::new(dns, inputs.dns, inputs.shutdown.clone());
+    let scale = Runner::new(scale, inputs.scale, inputs.shutdown);
+    let (scale_status, dns_status) = (scale.status(), dns.status());
+    ControlHandle { scale: scale_status, dns: dns_status, capacity, tasks: vec![scale.spawn(), dns.spawn()] }
 }

@@ -1,10 +1,13 @@
 //! The control plane's contract with the rest of Spillway: the signals the
-//! gate publishes for the controllers, the channels they read, and the
-//! status helpers they share. Plain data: nothing here does I/O.
+//! gate publishes for the controllers, the channels they read, the status
+//! helpers they share and ([`runner`]) the one loop that drives every
+//! controller. Apart from the runner's waits, nothing here does I/O.
 //!
 //! Invariants: controllers only read the signals and config channels; a
 //! controller failure never reaches the data plane (no panics, no blocking:
 //! status is a short `Mutex` snapshot); shutdown is one `CancellationToken`.
+
+pub mod runner;
 
 use std::time::{Duration, SystemTime};
 

@@ -3,8 +3,12 @@
 //! logs every call's time (to check the 5 req/s bucket).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::control::runner::Runner;
 use crate::dns::records::tests::cfg as base_cfg;
 use crate::dns::records::{ObservedRecord, WeightedRecord};
 
@@ -111,8 +115,8 @@ fn rig(fake: Arc<Fake>, cfg: DnsConfig) -> Rig {
     let (signals, signals_rx) = watch::channel(calm());
     let (config, config_rx) = watch::channel(Some(cfg));
     let shutdown = CancellationToken::new();
-    let c =
-        DnsController::new(fake.clone(), signals_rx, config_rx, shutdown.clone()).with_rng(fastrand::Rng::with_seed(9));
+    let c = Runner::new(DnsController::new(fake.clone(), signals_rx), config_rx, shutdown.clone())
+        .with_rng(fastrand::Rng::with_seed(9));
     let status = c.status();
     c.spawn();
     Rig { fake, signals, status, shutdown, _config: config }
@@ -286,6 +290,6 @@ async fn dry_run_writes_nothing() {
     r.signals.send_replace(ControlSignals { dr: true, ..calm() });
     secs(30).await;
     assert!(r.fake.weights().is_empty());
-    assert_eq!(r.status.lock().unwrap().weights, Some(Weights::CLOUD_ONLY));
+    assert_eq!(r.status.lock().unwrap().detail.weights, Some(Weights::CLOUD_ONLY));
     r.shutdown.cancel();
 }

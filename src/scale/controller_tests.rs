@@ -6,8 +6,11 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
+use tokio_util::sync::CancellationToken;
+
 use super::*;
 use crate::config::ScheduledEvent;
+use crate::control::runner::Runner;
 
 #[derive(Default)]
 struct FakeGroup {
@@ -121,7 +124,7 @@ fn rig(fake: Arc<Fake>, cfg: Option<ScaleConfig>, wall: SystemTime) -> Rig {
     let (signals, signals_rx) = watch::channel(ControlSignals { cloud_healthy: true, ..Default::default() });
     let (config, config_rx) = watch::channel(cfg);
     let shutdown = CancellationToken::new();
-    let c = ScaleController::new(fake.clone(), signals_rx, config_rx, shutdown.clone())
+    let c = Runner::new(ScaleController::new(fake.clone(), signals_rx), config_rx, shutdown.clone())
         .with_rng(fastrand::Rng::with_seed(42))
         .with_wall_clock(wall);
     let status = c.status();
