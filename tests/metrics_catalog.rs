@@ -97,7 +97,13 @@ fn every_metric_is_named_through_the_catalogue_with_its_labels() {
                 problems.push(format!("{shown}: catalog::{id} is not in the catalogue"));
                 continue;
             };
-            for key in args.split("=>").filter_map(|part| part.rsplit('"').nth(1)) {
+            // A label key is the string literal just before a `=>`.
+            let parts: Vec<&str> = args.split("=>").collect();
+            let keys = parts[..parts.len().saturating_sub(1)].iter().filter_map(|part| {
+                let part = part.trim_end();
+                part.strip_suffix('"').and_then(|p| p.rsplit('"').next())
+            });
+            for key in keys {
                 if !labels.iter().any(|l| l == key) {
                     problems.push(format!("{shown}: {name} used with label {key:?}, not in its declared {labels:?}"));
                 }
