@@ -171,26 +171,23 @@ impl PoolGate {
     /// Waits up to `timeout` for an in-flight slot under the limit (bounded
     /// by `max_queue` waiters). On success the request is counted in-flight.
     pub async fn wait_for_slot(self: &Arc<Self>, spill: &SpillConfig, started: Instant) -> Option<InFlight> {
-        if self.queued.fetch_add(1, Relaxed) >= spill.max_queue {
-            self.queued.fetch_sub(1, Relaxed);
-            return None;
-        }
+        // The place in the queue is a guard: a request cancelled while it
+        // waits (an HTTP/2 reset, a closed connection) gives it back.
+        let _place = QueuePlace::take(&self.queued, spill.max_queue)?;
         let deadline = tokio::time::Instant::now() + spill.queue_timeout;
-        let result = loop {
+        loop {
             let notified = self.slot.notified();
             let cap = self.limit().min(spill.max_in_flight);
             if self.signals.in_flight() < cap {
                 if self.signals.begin() <= cap {
-                    break Some(InFlight { gate: self.clone(), started });
+                    return Some(InFlight { gate: self.clone(), started });
                 }
                 self.signals.end();
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break None;
+                return None;
             }
-        };
-        self.queued.fetch_sub(1, Relaxed);
-        result
+        }
     }
 
     /// One tick of a primary pool: window → limit → pressure → phase.
@@ -265,6 +262,23 @@ impl PoolGate {
             rtt_baseline_ms: st.limit.rtt_baseline().map(|d| d.as_secs_f64() * 1e3),
             window: st.last,
         }
+    }
+}
+
+/// One waiter counted in a pool's queue; dropping it gives the place back.
+struct QueuePlace<'a>(&'a AtomicU32);
+
+impl<'a> QueuePlace<'a> {
+    /// A place, if fewer than `max` are taken.
+    fn take(queued: &'a AtomicU32, max: u32) -> Option<Self> {
+        let place = QueuePlace(queued);
+        (queued.fetch_add(1, Relaxed) < max).then_some(place)
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -349,6 +363,51 @@ mod tests {
         assert_eq!(warm_cap(300.0, Duration::ZERO), 30);
         // Never below one request, so a cold group still takes a trickle.
         assert_eq!(warm_cap(0.0, Duration::from_millis(50)), 1);
+    }
+
+    fn spill(max_queue: u32) -> SpillConfig {
+        let text = "[[listener]]\nname='l'\nlisten='127.0.0.1:0'\n[pools.p]\nendpoints=['127.0.0.1:1']\n[[route]]\nprimary='p'\n";
+        let loaded = crate::config::from_str(text, "t".as_ref(), ".".as_ref()).unwrap();
+        SpillConfig { max_queue, queue_timeout: Duration::from_secs(5), ..loaded.config.spill }
+    }
+
+    fn full_gate(spill: &SpillConfig) -> Arc<PoolGate> {
+        let gate = Arc::new(PoolGate::new("p", spill));
+        gate.limit.store(1, Relaxed);
+        gate.signals.begin();
+        gate
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_cancelled_in_the_queue_gives_its_place_back() {
+        let spill = spill(2);
+        let gate = full_gate(&spill);
+        for _ in 0..10 {
+            let wait = gate.wait_for_slot(&spill, Instant::now());
+            // Dropped at its await, as an HTTP/2 reset drops the request's future.
+            assert!(tokio::time::timeout(Duration::from_millis(10), wait).await.is_err());
+            assert_eq!(gate.queued(), 0, "a cancelled waiter leaked its queue place");
+        }
+        let refused = gate.wait_for_slot(&spill, Instant::now());
+        assert!(refused.await.is_none(), "times out after queue_timeout");
+        assert_eq!(gate.queued(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_queue_holds_at_most_max_queue() {
+        let spill = spill(1);
+        let gate = full_gate(&spill);
+        let first = tokio::spawn({
+            let (gate, spill) = (gate.clone(), spill.clone());
+            async move { gate.wait_for_slot(&spill, Instant::now()).await.is_some() }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(gate.queued(), 1);
+        assert!(gate.wait_for_slot(&spill, Instant::now()).await.is_none(), "over max_queue: refused at once");
+        assert_eq!(gate.queued(), 1, "a refused request gives its place back");
+        gate.leave();
+        assert!(first.await.unwrap(), "the waiter gets the freed slot");
+        assert_eq!(gate.queued(), 0);
     }
 
     #[test]

@@ -45,12 +45,7 @@ impl Connector {
             None => None,
             Some(t) => {
                 let config = tls::client_config(t)?;
-                let sni = match &t.sni {
-                    Some(name) => {
-                        Some(ServerName::try_from(name.clone()).map_err(|_| tls::TlsError::BadSni(name.clone()))?)
-                    }
-                    None => None,
-                };
+                let sni = tls::upstream_sni(t)?;
                 Some((tokio_rustls::TlsConnector::from(Arc::new(config)), sni))
             }
         };
