@@ -12,29 +12,29 @@ fn epoch() -> Instant {
 }
 
 /// Nanoseconds from the process epoch to `t` (0 for instants before it).
-pub fn to_nanos(t: Instant) -> u64 {
+pub(crate) fn to_nanos(t: Instant) -> u64 {
     t.saturating_duration_since(epoch()).as_nanos() as u64
 }
 
 /// The `Instant` that `to_nanos` mapped to `nanos`.
-pub fn from_nanos(nanos: u64) -> Instant {
+pub(crate) fn from_nanos(nanos: u64) -> Instant {
     epoch() + Duration::from_nanos(nanos)
 }
 
 /// Wall time that follows tokio's clock from a base, so scheduled events and
 /// paused-time tests agree.
 #[derive(Debug, Clone, Copy)]
-pub struct WallClock {
+pub(crate) struct WallClock {
     base_wall: SystemTime,
     base: tokio::time::Instant,
 }
 
 impl WallClock {
-    pub fn new(base_wall: SystemTime, base: tokio::time::Instant) -> Self {
+    pub(crate) fn new(base_wall: SystemTime, base: tokio::time::Instant) -> Self {
         Self { base_wall, base }
     }
 
-    pub fn at(&self, now: tokio::time::Instant) -> SystemTime {
+    pub(crate) fn at(&self, now: tokio::time::Instant) -> SystemTime {
         self.base_wall + now.saturating_duration_since(self.base)
     }
 }

@@ -5,22 +5,24 @@
 //! (reads, from clients that did not just write) spills to the cloud pool.
 //! See DESIGN.md for the three loops (gate, DNS, scale) and the module map.
 
+#![warn(unreachable_pub)]
+
 pub mod app;
 pub mod aws;
 pub mod burst;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub mod control;
 pub mod demo;
-pub mod dns;
-pub mod gate;
-pub mod notifications;
+pub(crate) mod dns;
+pub(crate) mod gate;
+pub(crate) mod notifications;
 pub mod proxy;
-pub mod runtime;
-pub mod scale;
+pub(crate) mod runtime;
+pub(crate) mod scale;
 pub mod sync;
 pub mod telemetry;
 pub mod tls;
-pub mod upstream;
+pub(crate) mod upstream;
 
-pub use app::{start, start_with, ControllerApis, Running, StartError};
+pub use app::{start, Running, StartError};

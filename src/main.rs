@@ -121,7 +121,7 @@ fn run(path: &std::path::Path, threads: Option<usize>) -> anyhow::Result<()> {
         println!("ready");
         wait_for_shutdown().await?;
         tracing::info!(?drain_timeout, "shutting down: draining connections");
-        let left = running.server.shutdown(drain_timeout).await;
+        let left = running.shutdown(drain_timeout).await;
         if left > 0 {
             tracing::warn!(left, "drain timeout reached; closing remaining connections");
         } else {

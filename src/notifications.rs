@@ -24,18 +24,23 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One notification.
 #[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    pub source: &'static str,
-    pub kind: &'static str,
+pub(crate) struct Event {
+    pub(crate) source: &'static str,
+    pub(crate) kind: &'static str,
     /// `info`, `warning`, `error` or `critical` (PagerDuty's severities).
-    pub severity: &'static str,
-    pub summary: String,
-    pub at: String,
-    pub details: serde_json::Value,
+    pub(crate) severity: &'static str,
+    pub(crate) summary: String,
+    pub(crate) at: String,
+    pub(crate) details: serde_json::Value,
 }
 
 impl Event {
-    pub fn new(kind: &'static str, severity: &'static str, summary: String, details: serde_json::Value) -> Event {
+    pub(crate) fn new(
+        kind: &'static str,
+        severity: &'static str,
+        summary: String,
+        details: serde_json::Value,
+    ) -> Event {
         Event {
             source: "spillway",
             kind,
@@ -49,13 +54,13 @@ impl Event {
 
 /// The sending side, shared by whoever has something to say.
 #[derive(Clone)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     tx: mpsc::Sender<Event>,
 }
 
 impl Notifier {
     /// Starts the sender task; `webhook` returns the current URL (if any).
-    pub fn spawn(webhook: impl Fn() -> Option<String> + Send + 'static) -> Notifier {
+    pub(crate) fn spawn(webhook: impl Fn() -> Option<String> + Send + 'static) -> Notifier {
         let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
@@ -67,7 +72,7 @@ impl Notifier {
     }
 
     /// Queues an event; never waits.
-    pub fn send(&self, event: Event) {
+    pub(crate) fn send(&self, event: Event) {
         if self.tx.try_send(event).is_err() {
             metrics::counter!(catalog::NOTIFICATIONS_DROPPED).increment(1);
         }

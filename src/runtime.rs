@@ -25,34 +25,33 @@ pub enum BuildError {
     Pool(#[from] PoolError),
 }
 
-pub struct Runtime {
-    pub version: String,
-    pub config: Arc<Config>,
-    pub routes: Vec<Route>,
-    pub pools: BTreeMap<String, Arc<Pool>>,
+pub(crate) struct Runtime {
+    pub(crate) config: Arc<Config>,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) pools: BTreeMap<String, Arc<Pool>>,
     /// Live gate state per pool (shared with every other snapshot).
-    pub gates: BTreeMap<String, Arc<PoolGate>>,
-    pub listeners: BTreeMap<String, ListenerRuntime>,
+    pub(crate) gates: BTreeMap<String, Arc<PoolGate>>,
+    pub(crate) listeners: BTreeMap<String, ListenerRuntime>,
 }
 
-pub struct ListenerRuntime {
+pub(crate) struct ListenerRuntime {
     /// Shared so each accepted connection takes a reference, not a copy
     /// (the config holds the certificate and key PEM bytes).
-    pub config: Arc<ListenerConfig>,
-    pub tls: Option<TlsAcceptor>,
+    pub(crate) config: Arc<ListenerConfig>,
+    pub(crate) tls: Option<TlsAcceptor>,
 }
 
-pub struct Route {
-    pub config: RouteConfig,
-    pub primary: Arc<Pool>,
-    pub primary_gate: Arc<PoolGate>,
-    pub overflow: Option<(Arc<Pool>, Arc<PoolGate>)>,
-    pub decisions: DecisionCounters,
+pub(crate) struct Route {
+    pub(crate) config: RouteConfig,
+    pub(crate) primary: Arc<Pool>,
+    pub(crate) primary_gate: Arc<PoolGate>,
+    pub(crate) overflow: Option<(Arc<Pool>, Arc<PoolGate>)>,
+    pub(crate) decisions: DecisionCounters,
 }
 
 /// Pre-registered counters of gate decisions for one route, so the request
 /// path increments a handle instead of formatting labels.
-pub struct DecisionCounters {
+pub(crate) struct DecisionCounters {
     counters: Vec<(SpillDecision, metrics::Counter)>,
 }
 
@@ -95,7 +94,7 @@ impl DecisionCounters {
     }
 
     #[inline]
-    pub fn count(&self, decision: SpillDecision) {
+    pub(crate) fn count(&self, decision: SpillDecision) {
         if let Some((_, c)) = self.counters.iter().find(|(d, _)| *d == decision) {
             c.increment(1);
         }
@@ -104,7 +103,11 @@ impl DecisionCounters {
 
 impl Runtime {
     /// Builds a snapshot; pools of `previous` with the same name carry over.
-    pub fn build(loaded: &LoadedConfig, previous: Option<&Runtime>, shared: &Gates) -> Result<Runtime, BuildError> {
+    pub(crate) fn build(
+        loaded: &LoadedConfig,
+        previous: Option<&Runtime>,
+        shared: &Gates,
+    ) -> Result<Runtime, BuildError> {
         let config = Arc::new(loaded.config.clone());
         let mut pools = BTreeMap::new();
         for (name, pc) in &config.pools {
@@ -142,11 +145,11 @@ impl Runtime {
             };
             listeners.insert(lc.name.clone(), ListenerRuntime { config: Arc::new(lc.clone()), tls });
         }
-        Ok(Runtime { version: loaded.version.clone(), config, routes, pools, gates, listeners })
+        Ok(Runtime { config, routes, pools, gates, listeners })
     }
 
     /// The route for a request: host without port, case-insensitive.
-    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+    pub(crate) fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
         let host = host.map(strip_port);
         self.routes.iter().find(|r| {
             let host_ok = match (&r.config.host, host) {

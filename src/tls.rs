@@ -44,7 +44,7 @@ pub enum TlsError {
     Setup(rustls::Error),
 }
 
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
@@ -54,7 +54,7 @@ pub fn install_default_provider() {
 }
 
 /// A server config from PEM bytes; certificate rotation builds a new one.
-pub fn server_config(tls: &ServerTls) -> Result<ServerConfig, TlsError> {
+pub(crate) fn server_config(tls: &ServerTls) -> Result<ServerConfig, TlsError> {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(&tls.cert_pem).filter_map(Result::ok).collect();
     if certs.is_empty() {
@@ -73,7 +73,7 @@ pub fn server_config(tls: &ServerTls) -> Result<ServerConfig, TlsError> {
 }
 
 /// The SNI name an upstream TLS config asks for, checked.
-pub fn upstream_sni(tls: &UpstreamTls) -> Result<Option<ServerName<'static>>, TlsError> {
+pub(crate) fn upstream_sni(tls: &UpstreamTls) -> Result<Option<ServerName<'static>>, TlsError> {
     tls.sni
         .as_ref()
         .map(|name| ServerName::try_from(name.clone()).map_err(|_| TlsError::BadSni(name.clone())))
@@ -81,14 +81,14 @@ pub fn upstream_sni(tls: &UpstreamTls) -> Result<Option<ServerName<'static>>, Tl
 }
 
 /// Checks an upstream TLS config the way a connector would build it.
-pub fn check_upstream(tls: &UpstreamTls) -> Result<(), TlsError> {
+pub(crate) fn check_upstream(tls: &UpstreamTls) -> Result<(), TlsError> {
     client_config(tls)?;
     upstream_sni(tls)?;
     Ok(())
 }
 
 /// A client config for an upstream pool: HTTP/1.1 only.
-pub fn client_config(tls: &UpstreamTls) -> Result<ClientConfig, TlsError> {
+pub(crate) fn client_config(tls: &UpstreamTls) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Setup)?;

@@ -1,5 +1,5 @@
 //! Keeps `config/README.md` in step with the code: every key the config
-//! accepts (every `pub` field of a `Raw*` struct in `src/config/raw.rs`, under
+//! accepts (every `pub`/`pub(crate)` field of a `Raw*` struct in `src/config/raw.rs`, under
 //! its `#[serde(rename = ...)]` name) must appear in the README as `` `key` ``,
 //! or as the last part of a dotted path such as `` `tls.cert` ``.
 //! Also validates every example file in `config/` with the real validator.
@@ -17,6 +17,9 @@ fn raw_keys(source: &str) -> Vec<(String, String)> {
     let mut current: Option<String> = None;
     let mut rename: Option<String> = None;
     for line in source.lines().map(str::trim) {
+        // `pub(crate)` counts as `pub`: the structs are crate-visible only.
+        let owned = line.strip_prefix("pub(crate) ").map(|rest| format!("pub {rest}"));
+        let line = owned.as_deref().unwrap_or(line);
         if let Some(rest) = line.strip_prefix("pub struct ") {
             let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
             current = name.starts_with("Raw").then_some(name);

@@ -10,7 +10,7 @@ use crate::upstream::probe;
 
 /// Starts health probes for `rt`'s pools and marks endpoints that the
 /// previous snapshot had and this one dropped as draining.
-pub fn activate(rt: &Runtime, previous: Option<&Runtime>) {
+pub(crate) fn activate(rt: &Runtime, previous: Option<&Runtime>) {
     for pool in rt.pools.values() {
         probe::spawn(pool);
         probe::spawn_sweeper(pool);
@@ -28,7 +28,7 @@ pub fn activate(rt: &Runtime, previous: Option<&Runtime>) {
 /// Waits (bounded) until every probed endpoint has had its first probe
 /// answered, so the first requests after start do not find every
 /// endpoint "unknown".
-pub async fn initial_probes(rt: &Runtime, max_wait: Duration) {
+pub(crate) async fn initial_probes(rt: &Runtime, max_wait: Duration) {
     let deadline = tokio::time::Instant::now() + max_wait;
     let settled = || rt.pools.values().flat_map(|p| p.endpoints.iter()).all(|e| e.probe() != Probe::Unknown);
     while !settled() && tokio::time::Instant::now() < deadline {

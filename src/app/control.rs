@@ -47,7 +47,7 @@ impl ControlHandle {
 /// Builds the SDK clients from the standard AWS chain (`AWS_REGION`,
 /// `AWS_ENDPOINT_URL`, profiles, instance roles; `options` may override the
 /// region and endpoint) and spawns both controllers.
-pub async fn start(inputs: ControlInputs, options: ClientOptions) -> ControlHandle {
+pub(crate) async fn start(inputs: ControlInputs, options: ClientOptions) -> ControlHandle {
     let region = options.region.clone().or_else(|| inputs.scale.borrow().as_ref().map(|c| c.region.clone()));
     let sdk = aws::load_sdk_config(&ClientOptions { region, ..options }).await;
     start_with_sdk(inputs, &sdk)
@@ -60,7 +60,11 @@ pub fn start_with_sdk(inputs: ControlInputs, sdk: &aws_config::SdkConfig) -> Con
 }
 
 /// Spawns both controllers over the given APIs (real or fake).
-pub fn start_with_apis(inputs: ControlInputs, scaling: Arc<dyn ScalingApi>, dns: Arc<dyn DnsApi>) -> ControlHandle {
+pub(crate) fn start_with_apis(
+    inputs: ControlInputs,
+    scaling: Arc<dyn ScalingApi>,
+    dns: Arc<dyn DnsApi>,
+) -> ControlHandle {
     let dns = DnsController::new(dns, inputs.signals.clone());
     let scale = ScaleController::new(scaling, inputs.signals).with_dns_share(dns.cloud_share());
     let capacity = scale.capacity();

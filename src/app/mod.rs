@@ -3,12 +3,12 @@
 //! Everything below `app/` is handed the handle it needs; only this layer
 //! sees the whole.
 
-pub mod activation;
-pub mod admin;
+pub(crate) mod activation;
+pub(crate) mod admin;
 pub mod control;
-pub mod reload;
-pub mod server;
-pub mod ticker;
+pub(crate) mod reload;
+pub(crate) mod server;
+pub(crate) mod ticker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,13 +59,21 @@ async fn start_controllers(server: &Arc<Server>, config: &config::Config, apis: 
 
 /// A started Spillway: listeners bound, probes and reload triggers running.
 pub struct Running {
-    pub server: Arc<Server>,
+    pub(crate) server: Arc<Server>,
     pub admin_addr: SocketAddr,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
+impl Running {
+    /// Stops accepting, lets requests in flight finish for up to `timeout`,
+    /// then closes what is left; returns how many connections were left.
+    pub async fn shutdown(&self, timeout: Duration) -> usize {
+        self.server.shutdown(timeout).await
+    }
+}
+
 /// Which AWS APIs the controllers talk to.
-pub enum ControllerApis {
+pub(crate) enum ControllerApis {
     /// The real SDK clients, from the standard AWS chain (`AWS_ENDPOINT_URL` etc.).
     Sdk,
     /// Given implementations (the demo's simulated AWS, tests' fakes).
@@ -81,7 +89,7 @@ pub async fn start(
 }
 
 /// `start`, with the controllers' APIs chosen by the caller.
-pub async fn start_with(
+pub(crate) async fn start_with(
     loaded: LoadedConfig,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     apis: ControllerApis,

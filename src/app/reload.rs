@@ -15,13 +15,13 @@ use tokio::sync::mpsc;
 
 /// Why a reload was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     File,
     Signal,
 }
 
 impl Trigger {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Trigger::File => "file",
             Trigger::Signal => "sighup",
@@ -30,7 +30,7 @@ impl Trigger {
 }
 
 /// Watches `path`; the returned watcher must be kept alive.
-pub fn watch_file(
+pub(crate) fn watch_file(
     path: &Path,
     debounce: Duration,
     tx: mpsc::Sender<Trigger>,
@@ -60,7 +60,7 @@ pub fn watch_file(
 }
 
 /// Forwards SIGHUP as a reload trigger.
-pub fn watch_sighup(tx: mpsc::Sender<Trigger>) -> std::io::Result<()> {
+pub(crate) fn watch_sighup(tx: mpsc::Sender<Trigger>) -> std::io::Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {

@@ -34,25 +34,25 @@ pub enum ReloadError {
 
 /// What `/status` shows about configuration.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ReloadState {
-    pub version: String,
-    pub path: String,
-    pub loaded_at: Option<String>,
-    pub reloads: u64,
-    pub failures: u64,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<String>,
+pub(crate) struct ReloadState {
+    pub(crate) version: String,
+    pub(crate) path: String,
+    pub(crate) loaded_at: Option<String>,
+    pub(crate) reloads: u64,
+    pub(crate) failures: u64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) last_error_at: Option<String>,
 }
 
 /// The channels between the data plane and the AWS controllers.
-pub struct ControlPlane {
-    pub signals: watch::Sender<crate::control::ControlSignals>,
-    pub scale: watch::Sender<Option<crate::config::ScaleConfig>>,
-    pub dns: watch::Sender<Option<crate::config::DnsConfig>>,
-    pub shutdown: tokio_util::sync::CancellationToken,
-    pub handle: Mutex<Option<super::control::ControlHandle>>,
+pub(crate) struct ControlPlane {
+    pub(crate) signals: watch::Sender<crate::control::ControlSignals>,
+    pub(crate) scale: watch::Sender<Option<crate::config::ScaleConfig>>,
+    pub(crate) dns: watch::Sender<Option<crate::config::DnsConfig>>,
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
+    pub(crate) handle: Mutex<Option<super::control::ControlHandle>>,
     /// The scale controller's report of in-service cloud capacity.
-    pub capacity: Mutex<Option<watch::Receiver<Option<crate::scale::CloudCapacity>>>>,
+    pub(crate) capacity: Mutex<Option<watch::Receiver<Option<crate::scale::CloudCapacity>>>>,
 }
 
 impl ControlPlane {
@@ -68,7 +68,7 @@ impl ControlPlane {
     }
 
     /// The controllers' inputs, for `control::start`.
-    pub fn inputs(&self) -> crate::control::ControlInputs {
+    pub(crate) fn inputs(&self) -> crate::control::ControlInputs {
         crate::control::ControlInputs {
             signals: self.signals.subscribe(),
             scale: self.scale.subscribe(),
@@ -84,12 +84,12 @@ impl ControlPlane {
     }
 
     /// Warm cloud capacity in requests/s, once the scale controller has read the group.
-    pub fn warm_rps(&self) -> Option<f64> {
+    pub(crate) fn warm_rps(&self) -> Option<f64> {
         let cap = lock(&self.capacity);
         cap.as_ref().and_then(|rx| rx.borrow().as_ref().map(|c| c.warm_rps))
     }
 
-    pub fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         match &*lock(&self.handle) {
             Some(h) => h.status(),
             None => serde_json::json!({ "running": false }),
@@ -105,20 +105,20 @@ fn replace_if_changed<T: PartialEq + Clone>(slot: &mut T, next: &T) -> bool {
     changed
 }
 
-pub struct Server {
+pub(crate) struct Server {
     /// What the listeners and the service are handed.
-    pub data: Arc<DataPlane>,
+    pub(crate) data: Arc<DataPlane>,
     /// Set once at start (needs the runtime to exist).
-    pub notifier: std::sync::OnceLock<crate::notifications::Notifier>,
-    pub control: ControlPlane,
-    pub config_path: PathBuf,
-    pub reload_state: Mutex<ReloadState>,
+    pub(crate) notifier: std::sync::OnceLock<crate::notifications::Notifier>,
+    pub(crate) control: ControlPlane,
+    pub(crate) config_path: PathBuf,
+    pub(crate) reload_state: Mutex<ReloadState>,
     listeners: tokio::sync::Mutex<BTreeMap<String, ListenerTask>>,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl Server {
-    pub fn new(loaded: &LoadedConfig) -> Result<Arc<Server>, BuildError> {
+    pub(crate) fn new(loaded: &LoadedConfig) -> Result<Arc<Server>, BuildError> {
         let gates = Gates::new(&loaded.config.spill);
         let runtime = Runtime::build(loaded, None, &gates)?;
         let state = ReloadState {
@@ -139,14 +139,14 @@ impl Server {
     }
 
     /// Queues a notification (no-op before `start`).
-    pub fn notify(&self, event: crate::notifications::Event) {
+    pub(crate) fn notify(&self, event: crate::notifications::Event) {
         if let Some(n) = self.notifier.get() {
             n.send(event);
         }
     }
 
     /// Activates the first snapshot and binds every listener.
-    pub async fn start(self: &Arc<Self>) -> Result<(), ReloadError> {
+    pub(crate) async fn start(self: &Arc<Self>) -> Result<(), ReloadError> {
         let weak = Arc::downgrade(self);
         let notifier = crate::notifications::Notifier::spawn(move || {
             weak.upgrade().and_then(|s| s.data.runtime.load().config.notify.webhook.clone())
@@ -180,12 +180,12 @@ impl Server {
     }
 
     /// The addresses listeners are bound to, by name.
-    pub async fn bound(&self) -> Vec<(String, SocketAddr)> {
+    pub(crate) async fn bound(&self) -> Vec<(String, SocketAddr)> {
         self.listeners.lock().await.values().map(|t| (t.name.clone(), t.local)).collect()
     }
 
     /// Re-reads the config file; on any error the running snapshot stays.
-    pub async fn reload(self: &Arc<Self>, trigger: &str) -> Result<String, ReloadError> {
+    pub(crate) async fn reload(self: &Arc<Self>, trigger: &str) -> Result<String, ReloadError> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let result = self.try_reload().await;
         let mut st = lock(&self.reload_state);
@@ -253,7 +253,7 @@ impl Server {
 
     /// Stops accepting, asks every connection to finish, and waits up to
     /// `timeout` for them. Returns the number still open at the deadline.
-    pub async fn shutdown(&self, timeout: Duration) -> usize {
+    pub(crate) async fn shutdown(&self, timeout: Duration) -> usize {
         for (_, task) in std::mem::take(&mut *self.listeners.lock().await) {
             task.stop();
         }

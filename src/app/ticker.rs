@@ -18,13 +18,13 @@ use crate::upstream::Pool;
 use super::server::Server;
 
 /// What one tick saw: mode changes and the signals for the controllers.
-pub struct TickReport {
-    pub changes: Vec<(String, PoolMode, PoolMode)>,
-    pub control: ControlSignals,
+pub(crate) struct TickReport {
+    pub(crate) changes: Vec<(String, PoolMode, PoolMode)>,
+    pub(crate) control: ControlSignals,
 }
 
 /// One tick over every pool of the snapshot.
-pub fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickReport {
+pub(crate) fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickReport {
     let spill = &rt.config.spill;
     let cloud_ok = rt.pools.values().any(|p| p.role() == PoolRole::Cloud && p.has_available(now));
     let mut changes = Vec::new();
@@ -58,7 +58,7 @@ pub fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickReport {
 
 /// The ticker task: every `spill.tick`, update every pool's gate, report
 /// mode changes (log line, metric) and publish signals for the controllers.
-pub async fn run(server: Arc<Server>) {
+pub(crate) async fn run(server: Arc<Server>) {
     let mut interval = tokio::time::interval(server.data.runtime.load().config.spill.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 /// Backoff bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max: Duration,
+pub(crate) struct Backoff {
+    pub(crate) base: Duration,
+    pub(crate) max: Duration,
 }
 
 impl Default for Backoff {
@@ -21,13 +21,13 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The un-jittered ceiling for attempt `n` (0-based).
-    pub fn ceiling(&self, attempt: u32) -> Duration {
+    pub(crate) fn ceiling(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.max)
     }
 
     /// The delay before retry `attempt` (0-based), jittered with `rng`.
-    pub fn delay(&self, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
         let ceiling = self.ceiling(attempt);
         let half = ceiling / 2;
         let jitter_ms = rng.u64(0..=(ceiling - half).as_millis() as u64);

@@ -12,10 +12,10 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What the caller may override; everything else comes from the standard chain.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +48,6 @@ pub fn sdk_config_builder(options: &ClientOptions) -> ConfigLoader {
 }
 
 /// Loads the shared config from the standard chain.
-pub async fn load_sdk_config(options: &ClientOptions) -> SdkConfig {
+pub(crate) async fn load_sdk_config(options: &ClientOptions) -> SdkConfig {
     sdk_config_builder(options).load().await
 }

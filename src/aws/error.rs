@@ -6,7 +6,7 @@ use aws_sdk_autoscaling::error::{DisplayErrorContext, ProvideErrorMetadata, SdkE
 
 /// Why an AWS call failed. `api` names the operation (e.g. `"SetDesiredCapacity"`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AwsError {
+pub(crate) enum AwsError {
     /// The service rate-limited us: back off and retry.
     #[error("{api}: throttled ({code})")]
     Throttled { api: &'static str, code: String },
@@ -30,7 +30,7 @@ pub enum AwsError {
 
 impl AwsError {
     /// The operation that failed.
-    pub fn api(&self) -> &'static str {
+    pub(crate) fn api(&self) -> &'static str {
         match self {
             Self::Throttled { api, .. }
             | Self::Busy { api, .. }
@@ -42,7 +42,7 @@ impl AwsError {
     }
 
     /// A short static label for metrics and status.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::Throttled { .. } => "throttled",
             Self::Busy { .. } => "busy",
@@ -54,7 +54,7 @@ impl AwsError {
     }
 
     /// Whether the same call may succeed later.
-    pub fn retryable(&self) -> bool {
+    pub(crate) fn retryable(&self) -> bool {
         matches!(self, Self::Throttled { .. } | Self::Busy { .. } | Self::Unavailable { .. })
     }
 }
@@ -66,7 +66,7 @@ const NOT_FOUND_CODES: &[&str] = &["NoSuchHostedZone", "NoSuchChange", "Resource
 const UNAVAILABLE_CODES: &[&str] = &["ServiceUnavailable", "InternalFailure", "InternalError", "ServiceFailure"];
 
 /// Maps an SDK error of any operation (both SDKs share the error type) to [`AwsError`].
-pub fn classify<E>(api: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
+pub(crate) fn classify<E>(api: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -98,7 +98,8 @@ fn classify_code(api: &'static str, code: String, status: Option<u16>, message: 
 }
 
 /// The boxed future an API trait method returns (object-safe async).
-pub type ApiFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, AwsError>> + Send + 'a>>;
+pub(crate) type ApiFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, AwsError>> + Send + 'a>>;
 
 #[cfg(test)]
 mod tests {

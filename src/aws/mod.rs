@@ -7,17 +7,15 @@
 //! made through [`retry::Retry`] is bounded in time (SDK timeouts) and in
 //! attempts, and every failure is counted in `spillway_aws_errors_total`.
 
-pub mod backoff;
+pub(crate) mod backoff;
 mod client;
-pub mod error;
-pub mod ratelimit;
-pub mod retry;
+pub(crate) mod error;
+pub(crate) mod ratelimit;
+pub(crate) mod retry;
 
-pub use backoff::Backoff;
-pub use client::{
-    load_sdk_config, sdk_config_builder, ClientOptions, ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, OPERATION_TIMEOUT,
-    READ_TIMEOUT,
-};
-pub use error::{classify, ApiFuture, AwsError};
-pub use ratelimit::{RateLimiter, TokenBucket};
-pub use retry::Retry;
+pub(crate) use backoff::Backoff;
+pub(crate) use client::load_sdk_config;
+pub use client::{sdk_config_builder, ClientOptions};
+pub(crate) use error::{classify, ApiFuture, AwsError};
+pub(crate) use ratelimit::RateLimiter;
+pub(crate) use retry::Retry;

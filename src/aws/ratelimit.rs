@@ -10,10 +10,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Route 53's documented rate, in requests per second.
-pub const ROUTE53_RPS: f64 = 5.0;
+pub(crate) const ROUTE53_RPS: f64 = 5.0;
 
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate_per_sec: f64,
     burst: f64,
     tokens: f64,
@@ -22,7 +22,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket refilling at `rate_per_sec`, holding at most `burst` tokens.
-    pub fn new(rate_per_sec: f64, burst: f64) -> Self {
+    pub(crate) fn new(rate_per_sec: f64, burst: f64) -> Self {
         debug_assert!(rate_per_sec > 0.0 && burst >= 1.0);
         Self { rate_per_sec, burst, tokens: burst, last: None }
     }
@@ -36,7 +36,7 @@ impl TokenBucket {
     }
 
     /// Takes a token at `now`, or says how long to wait for one.
-    pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
         self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -49,22 +49,22 @@ impl TokenBucket {
 
 /// Shares a bucket between the calls of one controller.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     bucket: Mutex<TokenBucket>,
 }
 
 impl RateLimiter {
-    pub fn new(bucket: TokenBucket) -> Self {
+    pub(crate) fn new(bucket: TokenBucket) -> Self {
         Self { bucket: Mutex::new(bucket) }
     }
 
     /// The Route 53 limit: 5 requests/s, burst 5.
-    pub fn route53() -> Self {
+    pub(crate) fn route53() -> Self {
         Self::new(TokenBucket::new(ROUTE53_RPS, ROUTE53_RPS))
     }
 
     /// Waits (on tokio's clock) until a token is available and takes it.
-    pub async fn acquire(&self) {
+    pub(crate) async fn acquire(&self) {
         loop {
             let now = tokio::time::Instant::now().into_std();
             let wait = lock(&self.bucket).try_take(now);

@@ -13,10 +13,10 @@ use super::{AwsError, Backoff};
 use crate::telemetry::catalog;
 
 /// Attempts per call before the controller gives up until its next tick.
-pub const DEFAULT_ATTEMPTS: u32 = 4;
+pub(crate) const DEFAULT_ATTEMPTS: u32 = 4;
 
 #[derive(Debug)]
-pub struct Retry {
+pub(crate) struct Retry {
     backoff: Backoff,
     attempts: u32,
     rng: fastrand::Rng,
@@ -24,23 +24,14 @@ pub struct Retry {
 
 impl Retry {
     /// `rng` is injected so tests replay their delays.
-    pub fn new(backoff: Backoff, attempts: u32, rng: fastrand::Rng) -> Self {
+    pub(crate) fn new(backoff: Backoff, attempts: u32, rng: fastrand::Rng) -> Self {
         debug_assert!(attempts >= 1);
         Self { backoff, attempts: attempts.max(1), rng }
     }
 
-    pub fn backoff(&self) -> Backoff {
-        self.backoff
-    }
-
-    /// A jittered delay for the `n`th consecutive failure of a whole tick.
-    pub fn delay(&mut self, n: u32) -> std::time::Duration {
-        self.backoff.delay(n, &mut self.rng)
-    }
-
     /// Runs `op` until it succeeds, fails for good, runs out of attempts, or
     /// `shutdown` fires during a backoff (then the last error is returned).
-    pub async fn call<T, Fut>(
+    pub(crate) async fn call<T, Fut>(
         &mut self,
         shutdown: &CancellationToken,
         mut op: impl FnMut() -> Fut,
@@ -70,7 +61,7 @@ impl Retry {
 }
 
 /// Counts a failed call.
-pub fn record(err: &AwsError) {
+pub(crate) fn record(err: &AwsError) {
     metrics::counter!(catalog::AWS_ERRORS, "api" => err.api(), "kind" => err.kind()).increment(1);
 }
 

@@ -16,13 +16,13 @@ use std::time::Duration;
 const SUB_BITS: u32 = 5;
 const SUB: usize = 1 << SUB_BITS;
 /// Largest representable value in microseconds; larger ones are clamped.
-pub const MAX_MICROS: u64 = (1 << 26) - 1;
+pub(super) const MAX_MICROS: u64 = (1 << 26) - 1;
 /// Number of buckets.
-pub const BUCKETS: usize = bucket_of(MAX_MICROS) + 1;
+pub(super) const BUCKETS: usize = bucket_of(MAX_MICROS) + 1;
 
 /// The bucket index of a value in microseconds (clamped to [`MAX_MICROS`]).
 #[inline]
-pub const fn bucket_of(micros: u64) -> usize {
+pub(super) const fn bucket_of(micros: u64) -> usize {
     let v = if micros > MAX_MICROS { MAX_MICROS } else { micros };
     let msb = 63 - (v | 1).leading_zeros();
     let shift = msb.saturating_sub(SUB_BITS);
@@ -30,7 +30,7 @@ pub const fn bucket_of(micros: u64) -> usize {
 }
 
 /// The midpoint of a bucket, in microseconds (the value itself when exact).
-pub const fn bucket_mid(index: usize) -> u64 {
+pub(super) const fn bucket_mid(index: usize) -> u64 {
     let shift = if index < 2 * SUB { 0 } else { index / SUB - 1 };
     let sub = (index - shift * SUB) as u64;
     let lower = sub << shift;
@@ -39,30 +39,30 @@ pub const fn bucket_mid(index: usize) -> u64 {
 
 /// Microseconds in a duration, saturating.
 #[inline]
-pub fn micros(d: Duration) -> u64 {
+pub(super) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The record side: one atomic counter per bucket.
-pub struct AtomicHistogram {
+pub(super) struct AtomicHistogram {
     buckets: Box<[AtomicU64]>,
 }
 
 impl AtomicHistogram {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         let buckets = (0..BUCKETS).map(|_| AtomicU64::new(0)).collect();
         Self { buckets }
     }
 
     /// Count one value (microseconds).
     #[inline]
-    pub fn record(&self, micros: u64) {
+    pub(super) fn record(&self, micros: u64) {
         self.buckets[bucket_of(micros)].fetch_add(1, Relaxed);
     }
 
     /// Move every count into `out` (zeroing the atomics) and return the total.
     /// Records racing with the drain land in this window or the next, never lost.
-    pub fn drain_into(&self, out: &mut [u64]) -> u64 {
+    pub(super) fn drain_into(&self, out: &mut [u64]) -> u64 {
         debug_assert_eq!(out.len(), BUCKETS);
         let mut total = 0;
         for (slot, bucket) in out.iter_mut().zip(self.buckets.iter()) {
@@ -81,7 +81,7 @@ impl Default for AtomicHistogram {
 
 /// The value at quantile `q` (0..=1) of `total` samples spread over `counts`,
 /// as a bucket midpoint; zero when there are no samples.
-pub fn quantile<C: Copy + Into<u64>>(counts: &[C], total: u64, q: f64) -> Duration {
+pub(super) fn quantile<C: Copy + Into<u64>>(counts: &[C], total: u64, q: f64) -> Duration {
     if total == 0 {
         return Duration::ZERO;
     }
@@ -97,7 +97,7 @@ pub fn quantile<C: Copy + Into<u64>>(counts: &[C], total: u64, q: f64) -> Durati
 }
 
 /// The mean of `total` samples from bucket midpoints (within the bucket error).
-pub fn mean(counts: &[u64], total: u64) -> Duration {
+pub(super) fn mean(counts: &[u64], total: u64) -> Duration {
     if total == 0 {
         return Duration::ZERO;
     }

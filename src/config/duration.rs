@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 /// A duration parsed from a human string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Dur(pub Duration);
+pub(crate) struct Dur(pub Duration);
 
 /// Parses `"250ms"`, `"90s"`, `"1m 30s"`; a bare number is refused because
 /// its unit would be a guess.

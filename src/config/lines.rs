@@ -5,7 +5,7 @@
 //! most specific line whose path is a prefix of the wanted key.
 
 /// The 1-based line that best matches `key`, if any line does.
-pub fn line_of(source: &str, key: &str) -> Option<usize> {
+pub(super) fn line_of(source: &str, key: &str) -> Option<usize> {
     let mut table = String::new();
     let mut array_counts: Vec<(String, usize)> = Vec::new();
     let mut best: Option<(usize, usize)> = None; // (path length, line)

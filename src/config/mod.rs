@@ -6,7 +6,7 @@
 
 mod duration;
 mod lines;
-pub mod raw;
+pub(crate) mod raw;
 mod types;
 mod validate;
 mod validate_control;
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use duration::parse as parse_duration;
 pub use types::*;
-pub use validate::{check_webhook_url, Problem};
+pub(crate) use validate::check_webhook_url;
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ use super::validate_control as control;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(super) struct Problem {
     pub key: String,
     pub message: String,
 }
@@ -63,7 +63,7 @@ impl Checker<'_> {
 }
 
 /// Validates a parsed file. Relative file paths resolve against `base_dir`.
-pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
+pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
     let mut c = Checker { base_dir, problems: Vec::new() };
     let runtime = runtime(&mut c, raw.runtime);
     let admin = admin(&mut c, raw.admin);
@@ -400,7 +400,7 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
 }
 
 /// A notification webhook must be an absolute http:// or https:// URL with a host.
-pub fn check_webhook_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_webhook_url(url: &str) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}

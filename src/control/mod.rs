@@ -7,9 +7,9 @@
 //! controller failure never reaches the data plane (no panics, no blocking:
 //! status is a short `Mutex` snapshot); shutdown is one `CancellationToken`.
 
-pub mod runner;
+pub(crate) mod runner;
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -43,29 +43,24 @@ pub struct ControlInputs {
 
 /// The last failure, as status shows it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ErrorRecord {
-    pub at: SystemTime,
-    pub api: &'static str,
-    pub kind: &'static str,
-    pub message: String,
+pub(crate) struct ErrorRecord {
+    pub(crate) at: SystemTime,
+    pub(crate) api: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
 }
 
 impl ErrorRecord {
-    pub fn new(at: SystemTime, err: &AwsError) -> Self {
+    pub(crate) fn new(at: SystemTime, err: &AwsError) -> Self {
         Self { at, api: err.api(), kind: err.kind(), message: err.to_string() }
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({ "at": rfc3339(self.at), "api": self.api, "kind": self.kind, "message": self.message })
     }
 }
 
 /// RFC 3339 with seconds, for status.
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// Milliseconds for JSON.
-pub fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -33,17 +33,17 @@ const MAX_TICK_BACKOFF: Duration = Duration::from_secs(300);
 
 /// What the runner reads from a loop's config section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    pub enabled: bool,
-    pub dry_run: bool,
+pub(crate) struct Settings {
+    pub(crate) enabled: bool,
+    pub(crate) dry_run: bool,
     /// Between two successful ticks; the base of the failure backoff.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Sample signals this often between ticks (`None`: never).
-    pub sample_every: Option<Duration>,
+    pub(crate) sample_every: Option<Duration>,
 }
 
 /// A controller's part of the loop: everything but the skeleton.
-pub trait ControlLoop: Send + 'static {
+pub(crate) trait ControlLoop: Send + 'static {
     /// The config section; `None` on the channel means absent (disabled).
     type Config: Clone + Send + Sync + 'static;
     /// The controller's own status fields.
@@ -73,24 +73,24 @@ pub trait ControlLoop: Send + 'static {
 }
 
 /// A controller's own status fields, as `/status` shows them.
-pub trait Report: Default + Send + 'static {
+pub(crate) trait Report: Default + Send + 'static {
     /// A JSON object; its fields go between `dry_run` and `last_error`.
     fn to_json(&self) -> Value;
 }
 
 /// What `/status` shows about one loop: the runner's fields and the controller's `detail`.
 #[derive(Debug, Clone, Default)]
-pub struct LoopStatus<R> {
-    pub enabled: bool,
-    pub dry_run: bool,
-    pub detail: R,
-    pub last_error: Option<ErrorRecord>,
-    pub consecutive_failures: u32,
-    pub next_attempt: Option<Instant>,
+pub(crate) struct LoopStatus<R> {
+    pub(crate) enabled: bool,
+    pub(crate) dry_run: bool,
+    pub(crate) detail: R,
+    pub(crate) last_error: Option<ErrorRecord>,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) next_attempt: Option<Instant>,
 }
 
 impl<R: Report> LoopStatus<R> {
-    pub fn to_json(&self, now: Instant) -> Value {
+    pub(crate) fn to_json(&self, now: Instant) -> Value {
         let mut out = json!({ "enabled": self.enabled, "dry_run": self.dry_run });
         extend(&mut out, self.detail.to_json());
         extend(
@@ -113,7 +113,7 @@ fn extend(out: &mut Value, more: Value) {
 }
 
 /// What a tick is handed: AWS calls with retries, wall time, and its status.
-pub struct Context<R> {
+pub(crate) struct Context<R> {
     shutdown: CancellationToken,
     retry: Retry,
     wall: WallClock,
@@ -122,12 +122,12 @@ pub struct Context<R> {
 }
 
 impl<R> Context<R> {
-    pub fn shutdown(&self) -> &CancellationToken {
+    pub(crate) fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
     }
 
     /// One AWS call, retried while retryable; ends early on shutdown.
-    pub async fn call<T, Fut>(&mut self, op: impl FnMut() -> Fut) -> Result<T, AwsError>
+    pub(crate) async fn call<T, Fut>(&mut self, op: impl FnMut() -> Fut) -> Result<T, AwsError>
     where
         Fut: Future<Output = Result<T, AwsError>>,
     {
@@ -135,17 +135,17 @@ impl<R> Context<R> {
     }
 
     /// Wall time at `now` (follows tokio's clock from the loop's start).
-    pub fn wall_time(&self, now: Instant) -> SystemTime {
+    pub(crate) fn wall_time(&self, now: Instant) -> SystemTime {
         self.wall.at(now)
     }
 
     /// Time since the loop started.
-    pub fn since_start(&self, now: Instant) -> Duration {
+    pub(crate) fn since_start(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.origin)
     }
 
     /// Updates the controller's status fields.
-    pub fn report(&self, f: impl FnOnce(&mut R)) {
+    pub(crate) fn report(&self, f: impl FnOnce(&mut R)) {
         f(&mut lock(&self.status).detail);
     }
 
@@ -191,7 +191,7 @@ impl Pace {
 }
 
 /// Drives one [`ControlLoop`]. Build with [`Runner::new`], then `run`/`spawn`.
-pub struct Runner<L: ControlLoop> {
+pub(crate) struct Runner<L: ControlLoop> {
     control: L,
     config: watch::Receiver<Option<L::Config>>,
     shutdown: CancellationToken,
@@ -201,33 +201,35 @@ pub struct Runner<L: ControlLoop> {
 }
 
 impl<L: ControlLoop> Runner<L> {
-    pub fn new(control: L, config: watch::Receiver<Option<L::Config>>, shutdown: CancellationToken) -> Self {
+    pub(crate) fn new(control: L, config: watch::Receiver<Option<L::Config>>, shutdown: CancellationToken) -> Self {
         let (status, rng, wall_base) = (Arc::default(), fastrand::Rng::new(), SystemTime::now());
         Self { control, config, shutdown, status, rng, wall_base }
     }
 
     /// Seeds the jitter of retries and of the tick backoff (tests).
-    pub fn with_rng(mut self, rng: fastrand::Rng) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_rng(mut self, rng: fastrand::Rng) -> Self {
         self.rng = rng;
         self
     }
 
     /// The wall time at loop start; later wall times follow tokio's clock.
-    pub fn with_wall_clock(mut self, at_start: SystemTime) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_wall_clock(mut self, at_start: SystemTime) -> Self {
         self.wall_base = at_start;
         self
     }
 
-    pub fn status(&self) -> Arc<Mutex<LoopStatus<L::Report>>> {
+    pub(crate) fn status(&self) -> Arc<Mutex<LoopStatus<L::Report>>> {
         self.status.clone()
     }
 
-    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.run())
     }
 
     /// Runs until shutdown.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let origin = Instant::now();
         let mut cx = self.context(origin);
         let mut pace = Pace::new(origin);

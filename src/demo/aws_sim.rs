@@ -10,25 +10,25 @@ use crate::dns::{ChangeInfo, ChangeStatus, DnsApi, ObservedRecord, WeightedRecor
 use crate::scale::{GroupState, ScalingApi};
 use crate::sync::lock;
 
-pub struct SimAws {
+pub(crate) struct SimAws {
     group: Mutex<GroupState>,
     records: Mutex<Vec<ObservedRecord>>,
 }
 
 impl SimAws {
-    pub fn new(min: u32, max: u32) -> Self {
+    pub(crate) fn new(min: u32, max: u32) -> Self {
         SimAws {
             group: Mutex::new(GroupState { desired: min, min, max, in_service: min, pending: 0 }),
             records: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn desired(&self) -> u32 {
+    pub(crate) fn desired(&self) -> u32 {
         lock(&self.group).desired
     }
 
     /// `(set_identifier, weight)` of every record.
-    pub fn weights(&self) -> Vec<(String, i64)> {
+    pub(crate) fn weights(&self) -> Vec<(String, i64)> {
         let records = lock(&self.records);
         records.iter().map(|r| (r.set_identifier.clone(), r.weight.unwrap_or(0))).collect()
     }

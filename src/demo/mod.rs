@@ -7,7 +7,7 @@
 //! to `peak_rps`, a plateau, and back. It prints one line per second and a
 //! summary per phase; the proxy stays reachable for curl during the run.
 
-pub mod aws_sim;
+pub(crate) mod aws_sim;
 pub mod load;
 pub mod tier;
 
@@ -114,7 +114,8 @@ pub async fn run(
     std::fs::write(&path, text)?;
     let loaded = crate::config::load(&path)?;
     let sim = std::sync::Arc::new(aws_sim::SimAws::new(2, 40));
-    let running = crate::start_with(loaded, metrics, crate::ControllerApis::Custom(sim.clone(), sim.clone())).await?;
+    let running =
+        crate::app::start_with(loaded, metrics, crate::app::ControllerApis::Custom(sim.clone(), sim.clone())).await?;
     let server = running.server.clone();
     let target = server.bound().await.into_iter().next().map(|(_, a)| a).unwrap_or(listen);
 

@@ -8,13 +8,13 @@ use super::records::{ObservedRecord, WeightedRecord};
 
 /// The state of a submitted change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeStatus {
+pub(crate) enum ChangeStatus {
     Pending,
     InSync,
 }
 
 impl ChangeStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
             Self::InSync => "INSYNC",
@@ -24,13 +24,13 @@ impl ChangeStatus {
 
 /// A submitted change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeInfo {
-    pub id: String,
-    pub status: ChangeStatus,
+pub(crate) struct ChangeInfo {
+    pub(crate) id: String,
+    pub(crate) status: ChangeStatus,
 }
 
 /// The three Route 53 calls the controller makes (real SDK or a test fake).
-pub trait DnsApi: Send + Sync {
+pub(crate) trait DnsApi: Send + Sync {
     /// `ListResourceRecordSets` from `name`/`record_type`: the records of that name and type.
     fn list_records<'a>(
         &'a self,

@@ -24,22 +24,22 @@ use crate::control::{rfc3339, ControlSignals};
 use crate::telemetry::catalog;
 
 /// How often `GetChange` is polled while a change is PENDING.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What `/status` shows about the DNS controller.
-pub type DnsStatus = LoopStatus<DnsReport>;
+pub(crate) type DnsStatus = LoopStatus<DnsReport>;
 
 /// The DNS controller's own status fields.
 #[derive(Debug, Clone, Default)]
-pub struct DnsReport {
+pub(crate) struct DnsReport {
     /// Weights as last read or written.
-    pub weights: Option<Weights>,
+    pub(crate) weights: Option<Weights>,
     /// Weights an external edit set and that are being respected.
-    pub respected: Option<Weights>,
-    pub last_plan: Option<(SystemTime, WeightPlan)>,
-    pub last_change: Option<(SystemTime, Weights, WeightReason, String, ChangeStatus)>,
-    pub changes: u64,
-    pub external_edit: Option<(SystemTime, String)>,
+    pub(crate) respected: Option<Weights>,
+    pub(crate) last_plan: Option<(SystemTime, WeightPlan)>,
+    pub(crate) last_change: Option<(SystemTime, Weights, WeightReason, String, ChangeStatus)>,
+    pub(crate) changes: u64,
+    pub(crate) external_edit: Option<(SystemTime, String)>,
 }
 
 fn weights_json(w: Weights) -> Value {
@@ -71,7 +71,7 @@ impl Report for DnsReport {
 
 /// The Route 53 controller: the DNS tick and what it carries between ticks.
 /// Build with [`DnsController::new`], run it with a [`crate::control::runner::Runner`].
-pub struct DnsController {
+pub(crate) struct DnsController {
     api: Arc<dyn DnsApi>,
     signals: watch::Receiver<ControlSignals>,
     share: watch::Sender<f64>,
@@ -125,7 +125,7 @@ impl ControlLoop for DnsController {
 }
 
 impl DnsController {
-    pub fn new(api: Arc<dyn DnsApi>, signals: watch::Receiver<ControlSignals>) -> Self {
+    pub(crate) fn new(api: Arc<dyn DnsApi>, signals: watch::Receiver<ControlSignals>) -> Self {
         Self {
             api,
             signals,
@@ -140,7 +140,7 @@ impl DnsController {
     }
 
     /// AWS's current DNS share (0–1), for the scale controller.
-    pub fn cloud_share(&self) -> watch::Receiver<f64> {
+    pub(crate) fn cloud_share(&self) -> watch::Receiver<f64> {
         self.share.subscribe()
     }
 

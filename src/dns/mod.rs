@@ -8,13 +8,12 @@
 //! else is reported, then respected or corrected as configured.
 
 mod api;
-pub mod controller;
-pub mod records;
+pub(crate) mod controller;
+pub(crate) mod records;
 mod sdk;
-pub mod weights;
+pub(crate) mod weights;
 
-pub use api::{ChangeInfo, ChangeStatus, DnsApi};
-pub use controller::{DnsController, DnsStatus};
-pub use records::{ObservedRecord, RecordTarget, WeightedRecord};
-pub use sdk::Route53Api;
-pub use weights::{WeightPlan, WeightPlanner, WeightReason, Weights};
+pub(crate) use api::{ChangeInfo, ChangeStatus, DnsApi};
+pub(crate) use controller::{DnsController, DnsStatus};
+pub(crate) use records::{ObservedRecord, WeightedRecord};
+pub(crate) use sdk::Route53Api;

@@ -12,35 +12,35 @@ use super::weights::Weights;
 
 /// A record's data: a plain value or an alias to an AWS resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordTarget {
+pub(crate) enum RecordTarget {
     Value(String),
     Alias { dns_name: String, hosted_zone_id: String, evaluate_health: bool },
 }
 
 /// One weighted record to UPSERT.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WeightedRecord {
-    pub name: String,
-    pub record_type: String,
-    pub set_identifier: String,
-    pub weight: u8,
+pub(crate) struct WeightedRecord {
+    pub(crate) name: String,
+    pub(crate) record_type: String,
+    pub(crate) set_identifier: String,
+    pub(crate) weight: u8,
     /// `None` for an alias (Route 53 takes the target's TTL).
-    pub ttl: Option<u32>,
-    pub target: RecordTarget,
+    pub(crate) ttl: Option<u32>,
+    pub(crate) target: RecordTarget,
 }
 
 /// One record as read back from Route 53.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObservedRecord {
-    pub set_identifier: String,
-    pub weight: Option<i64>,
-    pub ttl: Option<i64>,
-    pub target: Option<RecordTarget>,
+pub(crate) struct ObservedRecord {
+    pub(crate) set_identifier: String,
+    pub(crate) weight: Option<i64>,
+    pub(crate) ttl: Option<i64>,
+    pub(crate) target: Option<RecordTarget>,
 }
 
 /// What the read-back says about our two records.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadBack {
+pub(crate) enum ReadBack {
     /// Both records exist and match the config (weights as read).
     Found(Weights),
     /// One or both records are missing.
@@ -73,12 +73,12 @@ fn record(cfg: &DnsConfig, t: &DnsTarget, weight: u8) -> WeightedRecord {
 }
 
 /// The batch that sets both weights: on-prem first, then AWS.
-pub fn batch(cfg: &DnsConfig, w: Weights) -> [WeightedRecord; 2] {
+pub(crate) fn batch(cfg: &DnsConfig, w: Weights) -> [WeightedRecord; 2] {
     [record(cfg, &cfg.onprem, w.onprem), record(cfg, &cfg.aws, w.aws)]
 }
 
 /// DNS names compare case-insensitively and without the trailing dot.
-pub fn same_name(a: &str, b: &str) -> bool {
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
     a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'))
 }
 
@@ -94,7 +94,7 @@ fn same_target(a: &RecordTarget, b: &RecordTarget) -> bool {
 }
 
 /// Compares the read-back with the config.
-pub fn read_back(cfg: &DnsConfig, observed: &[ObservedRecord]) -> ReadBack {
+pub(crate) fn read_back(cfg: &DnsConfig, observed: &[ObservedRecord]) -> ReadBack {
     let find = |id: &str| observed.iter().find(|r| r.set_identifier == id);
     let (Some(on), Some(aws)) = (find(&cfg.onprem.set_identifier), find(&cfg.aws.set_identifier)) else {
         return ReadBack::Missing;

@@ -18,17 +18,13 @@ const LIST_MAX_ITEMS: i32 = 100;
 
 /// The Route 53 API through the SDK.
 #[derive(Debug, Clone)]
-pub struct Route53Api {
+pub(crate) struct Route53Api {
     client: Client,
 }
 
 impl Route53Api {
-    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+    pub(crate) fn new(sdk: &aws_config::SdkConfig) -> Self {
         Self { client: Client::new(sdk) }
-    }
-
-    pub fn from_client(client: Client) -> Self {
-        Self { client }
     }
 }
 

@@ -19,27 +19,27 @@ use crate::config::DnsConfig;
 use crate::control::ControlSignals;
 
 /// The largest Route 53 weight; the two weights sum to it when computed.
-pub const FULL: u8 = 255;
+pub(crate) const FULL: u8 = 255;
 /// A spill share at or above this counts as spilling.
-pub const SPILLING_SHARE: f64 = 0.02;
+pub(crate) const SPILLING_SHARE: f64 = 0.02;
 /// A spill share below this counts as calm.
-pub const CALM_SHARE: f64 = 0.005;
+pub(crate) const CALM_SHARE: f64 = 0.005;
 /// On-prem is refilled up to this fraction of its learned capacity.
-pub const RECOVERY_UTILISATION: f64 = 0.8;
+pub(crate) const RECOVERY_UTILISATION: f64 = 0.8;
 
 /// The weights of the two records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Weights {
-    pub onprem: u8,
-    pub aws: u8,
+pub(crate) struct Weights {
+    pub(crate) onprem: u8,
+    pub(crate) aws: u8,
 }
 
 impl Weights {
-    pub const ONPREM_ONLY: Self = Self { onprem: FULL, aws: 0 };
-    pub const CLOUD_ONLY: Self = Self { onprem: 0, aws: FULL };
+    pub(crate) const ONPREM_ONLY: Self = Self { onprem: FULL, aws: 0 };
+    pub(crate) const CLOUD_ONLY: Self = Self { onprem: 0, aws: FULL };
 
     /// AWS's share of DNS answers (both 0: Route 53 splits evenly).
-    pub fn cloud_share(self) -> f64 {
+    pub(crate) fn cloud_share(self) -> f64 {
         let sum = f64::from(self.onprem) + f64::from(self.aws);
         if sum == 0.0 {
             0.5
@@ -49,7 +49,7 @@ impl Weights {
     }
 
     /// Weights summing to [`FULL`] for a cloud share in [0, 1].
-    pub fn from_cloud_share(share: f64) -> Self {
+    pub(crate) fn from_cloud_share(share: f64) -> Self {
         let aws = (share.clamp(0.0, 1.0) * f64::from(FULL)).round() as u8;
         Self { onprem: FULL - aws, aws }
     }
@@ -57,7 +57,7 @@ impl Weights {
 
 /// Why weights change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightReason {
+pub(crate) enum WeightReason {
     DisasterRecovery,
     CloudUnhealthy,
     OperatorTarget,
@@ -71,7 +71,7 @@ pub enum WeightReason {
 
 /// Why weights stay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HoldReason {
+pub(crate) enum HoldReason {
     Steady,
     NotSustained,
     MinChangeInterval,
@@ -81,7 +81,7 @@ pub enum HoldReason {
 }
 
 impl WeightReason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::DisasterRecovery => "disaster_recovery",
             Self::CloudUnhealthy => "cloud_unhealthy",
@@ -95,7 +95,7 @@ impl WeightReason {
 }
 
 impl HoldReason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Steady => "steady",
             Self::NotSustained => "not_sustained",
@@ -108,14 +108,14 @@ impl HoldReason {
 
 /// The planner's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightPlan {
+pub(crate) enum WeightPlan {
     Change { weights: Weights, reason: WeightReason },
     Hold(HoldReason),
 }
 
 /// Remembers since when spill or calm has lasted and when weights last changed.
 #[derive(Debug, Clone, Default)]
-pub struct WeightPlanner {
+pub(crate) struct WeightPlanner {
     spill_since: Option<Instant>,
     calm_since: Option<Instant>,
     last_change: Option<Instant>,
@@ -128,7 +128,7 @@ fn spill_share(s: &ControlSignals) -> Option<f64> {
 
 impl WeightPlanner {
     /// Feeds one sample of the signals (once per controller tick).
-    pub fn observe(&mut self, s: &ControlSignals, now: Instant) {
+    pub(crate) fn observe(&mut self, s: &ControlSignals, now: Instant) {
         let share = spill_share(s);
         let spilling = share.is_some_and(|f| f >= SPILLING_SHARE);
         let calm = share.is_none_or(|f| f < CALM_SHARE);
@@ -137,13 +137,13 @@ impl WeightPlanner {
     }
 
     /// Records that weights were changed at `now`.
-    pub fn changed(&mut self, now: Instant) {
+    pub(crate) fn changed(&mut self, now: Instant) {
         self.last_change = Some(now);
     }
 
     /// Plans the next weights. `target` is an operator-set target (from the
     /// config or a respected external edit).
-    pub fn plan(
+    pub(crate) fn plan(
         &self,
         cfg: &DnsConfig,
         s: &ControlSignals,
@@ -235,7 +235,7 @@ fn recovery_share(s: &ControlSignals, current_share: f64) -> Option<f64> {
 }
 
 /// One bounded move from `from` towards `to`.
-pub fn step(from: u8, to: u8, max_step: u8) -> u8 {
+pub(crate) fn step(from: u8, to: u8, max_step: u8) -> u8 {
     if from < to {
         from.saturating_add(max_step).min(to)
     } else {

@@ -28,7 +28,7 @@ use crate::sync::lock;
 /// `spillway_pool_mode` gauge hold, `as_str` what logs, JSON and labels say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum PoolMode {
+pub(crate) enum PoolMode {
     Normal = 0,
     Spilling = 1,
     /// Every primary endpoint is down: traffic goes to the cloud.
@@ -36,7 +36,7 @@ pub enum PoolMode {
 }
 
 impl PoolMode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PoolMode::Normal => "normal",
             PoolMode::Spilling => "spilling",
@@ -60,9 +60,9 @@ impl serde::Serialize for PoolMode {
 }
 
 /// Live gate state of one pool.
-pub struct PoolGate {
-    pub name: String,
-    pub signals: LoadSignals,
+pub(crate) struct PoolGate {
+    pub(crate) name: String,
+    pub(crate) signals: LoadSignals,
     limit: AtomicU32,
     spilling: AtomicBool,
     mode: AtomicU8,
@@ -108,12 +108,12 @@ impl PoolGate {
     }
 
     #[inline]
-    pub fn limit(&self) -> u32 {
+    pub(crate) fn limit(&self) -> u32 {
         self.limit.load(Relaxed)
     }
 
     #[inline]
-    pub fn phase(&self) -> SpillPhase {
+    pub(crate) fn phase(&self) -> SpillPhase {
         if self.spilling.load(Relaxed) {
             SpillPhase::Spilling
         } else {
@@ -122,42 +122,43 @@ impl PoolGate {
     }
 
     #[inline]
-    pub fn replica_lag_ok(&self) -> bool {
+    pub(crate) fn replica_lag_ok(&self) -> bool {
         self.replica_lag_ok.load(Relaxed)
     }
 
     /// Whether this pool, as a spill target, has room under its warm-capacity cap.
     #[inline]
-    pub fn has_spill_room(&self) -> bool {
+    pub(crate) fn has_spill_room(&self) -> bool {
         self.signals.in_flight() < self.spill_cap.load(Relaxed)
     }
 
-    pub fn mode(&self) -> PoolMode {
+    pub(crate) fn mode(&self) -> PoolMode {
         PoolMode::from_code(self.mode.load(Relaxed))
     }
 
     /// The in-flight cap as a spill target (`u32::MAX`: none).
-    pub fn spill_cap(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn spill_cap(&self) -> u32 {
         self.spill_cap.load(Relaxed)
     }
 
-    pub fn queued(&self) -> u32 {
+    pub(crate) fn queued(&self) -> u32 {
         self.queued.load(Relaxed)
     }
 
     /// Starts tracking a request on this pool.
-    pub fn enter(self: &Arc<Self>, started: Instant) -> InFlight {
+    pub(crate) fn enter(self: &Arc<Self>, started: Instant) -> InFlight {
         self.signals.begin();
         InFlight { gate: self.clone(), started }
     }
 
     /// Takes over a request already counted by `signals.begin()`.
-    pub fn adopt(self: &Arc<Self>, started: Instant) -> InFlight {
+    pub(crate) fn adopt(self: &Arc<Self>, started: Instant) -> InFlight {
         InFlight { gate: self.clone(), started }
     }
 
     /// Ends a request counted by `signals.begin()` without a guard.
-    pub fn leave(&self) {
+    pub(crate) fn leave(&self) {
         self.signals.end();
         self.wake_one();
     }
@@ -170,7 +171,7 @@ impl PoolGate {
 
     /// Waits up to `timeout` for an in-flight slot under the limit (bounded
     /// by `max_queue` waiters). On success the request is counted in-flight.
-    pub async fn wait_for_slot(self: &Arc<Self>, spill: &SpillConfig, started: Instant) -> Option<InFlight> {
+    pub(crate) async fn wait_for_slot(self: &Arc<Self>, spill: &SpillConfig, started: Instant) -> Option<InFlight> {
         // The place in the queue is a guard: a request cancelled while it
         // waits (an HTTP/2 reset, a closed connection) gives it back.
         let _place = QueuePlace::take(&self.queued, spill.max_queue)?;
@@ -191,7 +192,7 @@ impl PoolGate {
     }
 
     /// One tick of a primary pool: window → limit → pressure → phase.
-    pub fn tick_primary(
+    pub(crate) fn tick_primary(
         &self,
         now: Instant,
         spill: &SpillConfig,
@@ -226,7 +227,7 @@ impl PoolGate {
 
     /// One tick of a cloud pool: window → warm-capacity cap; `lag_ok` says
     /// whether its replicas are within `max_replica_lag` (or unwatched).
-    pub fn tick_cloud(&self, now: Instant, spill: &SpillConfig, warm_rps: Option<f64>, lag_ok: bool) {
+    pub(crate) fn tick_cloud(&self, now: Instant, spill: &SpillConfig, warm_rps: Option<f64>, lag_ok: bool) {
         let window = self.signals.take_window(now);
         let cap = match warm_rps.filter(|_| spill.cap_by_warm_capacity) {
             Some(rps) => warm_cap(rps, window.ewma),
@@ -250,7 +251,7 @@ impl PoolGate {
     }
 
     /// The last window and controller state, for status and the demo.
-    pub fn view(&self) -> GateView {
+    pub(crate) fn view(&self) -> GateView {
         let st = lock(&self.tick);
         GateView {
             mode: self.mode(),
@@ -284,20 +285,20 @@ impl Drop for QueuePlace<'_> {
 
 /// A snapshot of one pool's gate.
 #[derive(Debug, Clone)]
-pub struct GateView {
-    pub mode: PoolMode,
-    pub in_flight: u32,
-    pub limit: u32,
-    pub queued: u32,
-    pub pressure: &'static str,
-    pub replica_lag_ok: bool,
-    pub rtt_baseline_ms: Option<f64>,
-    pub window: WindowStats,
+pub(crate) struct GateView {
+    pub(crate) mode: PoolMode,
+    pub(crate) in_flight: u32,
+    pub(crate) limit: u32,
+    pub(crate) queued: u32,
+    pub(crate) pressure: &'static str,
+    pub(crate) replica_lag_ok: bool,
+    pub(crate) rtt_baseline_ms: Option<f64>,
+    pub(crate) window: WindowStats,
 }
 
 /// Little's law: a cloud serving `warm_rps` at latency `rtt` holds
 /// `warm_rps × rtt` requests; before any latency is known, 100 ms is assumed.
-pub fn warm_cap(warm_rps: f64, rtt: Duration) -> u32 {
+pub(crate) fn warm_cap(warm_rps: f64, rtt: Duration) -> u32 {
     let rtt = if rtt.is_zero() { Duration::from_millis(100) } else { rtt };
     (warm_rps * rtt.as_secs_f64()).ceil().clamp(1.0, f64::from(u32::MAX - 1)) as u32
 }
@@ -308,14 +309,14 @@ fn limit_params(spill: &SpillConfig) -> LimitParams {
 
 /// A request counted in a pool's in-flight; ends when dropped (at the last
 /// byte of the response body, or when the request fails).
-pub struct InFlight {
+pub(crate) struct InFlight {
     gate: Arc<PoolGate>,
     started: Instant,
 }
 
 impl InFlight {
     /// Response headers arrived (or the exchange failed) at `now`.
-    pub fn record(&self, outcome: Outcome, now: Instant) {
+    pub(crate) fn record(&self, outcome: Outcome, now: Instant) {
         self.gate.signals.record(now.saturating_duration_since(self.started), outcome);
     }
 }
@@ -327,24 +328,24 @@ impl Drop for InFlight {
 }
 
 /// All gates plus the read-after-write pins; lives as long as the server.
-pub struct Gates {
+pub(crate) struct Gates {
     by_pool: Mutex<HashMap<String, Arc<PoolGate>>>,
-    pub pins: WritePins,
+    pub(crate) pins: WritePins,
 }
 
 impl Gates {
-    pub fn new(spill: &SpillConfig) -> Self {
+    pub(crate) fn new(spill: &SpillConfig) -> Self {
         Gates { by_pool: Mutex::new(HashMap::new()), pins: WritePins::new(spill.pin_capacity, spill.pin_after_write) }
     }
 
     /// The gate of a pool, created on first use.
-    pub fn get(&self, pool: &str, spill: &SpillConfig) -> Arc<PoolGate> {
+    pub(crate) fn get(&self, pool: &str, spill: &SpillConfig) -> Arc<PoolGate> {
         let mut map = lock(&self.by_pool);
         map.entry(pool.to_string()).or_insert_with(|| Arc::new(PoolGate::new(pool, spill))).clone()
     }
 
     /// Applies reloadable settings (the pin TTL).
-    pub fn reconfigure(&self, spill: &SpillConfig) {
+    pub(crate) fn reconfigure(&self, spill: &SpillConfig) {
         if self.pins.ttl() != spill.pin_after_write {
             self.pins.set_ttl(spill.pin_after_write);
         }

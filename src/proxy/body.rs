@@ -40,12 +40,12 @@ impl Body {
     }
 
     /// An upstream's response body, on its way to the client.
-    pub fn upstream(body: UpstreamBody) -> Self {
+    pub(crate) fn upstream(body: UpstreamBody) -> Self {
         Body { kind: Kind::Upstream(body), guard: None }
     }
 
     /// Attaches a guard that is released when the body ends or is dropped.
-    pub fn with_guard(mut self, guard: InFlight) -> Self {
+    pub(crate) fn with_guard(mut self, guard: InFlight) -> Self {
         if !self.is_end_stream_inner() {
             self.guard = Some(guard);
         }

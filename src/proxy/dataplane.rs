@@ -12,18 +12,18 @@ use crate::gate::Gates;
 use crate::runtime::Runtime;
 use crate::telemetry::catalog;
 
-pub struct DataPlane {
+pub(crate) struct DataPlane {
     /// The current snapshot; a reload swaps it whole.
-    pub runtime: ArcSwap<Runtime>,
+    pub(crate) runtime: ArcSwap<Runtime>,
     /// Gate state per pool and the read-after-write pins (outlive reloads).
-    pub gates: Gates,
-    pub connections: Connections,
+    pub(crate) gates: Gates,
+    pub(crate) connections: Connections,
     /// `true` once the server drains: connections finish and close.
-    pub drain: watch::Sender<bool>,
+    pub(crate) drain: watch::Sender<bool>,
 }
 
 impl DataPlane {
-    pub fn new(runtime: Runtime, gates: Gates) -> Self {
+    pub(crate) fn new(runtime: Runtime, gates: Gates) -> Self {
         DataPlane {
             runtime: ArcSwap::from_pointee(runtime),
             gates,
@@ -32,34 +32,34 @@ impl DataPlane {
         }
     }
 
-    pub fn draining(&self) -> bool {
+    pub(crate) fn draining(&self) -> bool {
         *self.drain.borrow()
     }
 }
 
 /// Counts open client connections so shutdown can wait for them.
 #[derive(Default)]
-pub struct Connections {
+pub(crate) struct Connections {
     open: AtomicUsize,
     idle: Notify,
 }
 
 /// One open client connection; dropping it gives the count back.
-pub struct ConnectionGuard<'a>(&'a Connections);
+pub(crate) struct ConnectionGuard<'a>(&'a Connections);
 
 impl Connections {
-    pub fn enter(&self) -> ConnectionGuard<'_> {
+    pub(crate) fn enter(&self) -> ConnectionGuard<'_> {
         self.open.fetch_add(1, SeqCst);
         metrics::gauge!(catalog::CLIENT_CONNECTIONS).increment(1.0);
         ConnectionGuard(self)
     }
 
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.open.load(SeqCst)
     }
 
     /// Resolves once no connection is open.
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         loop {
             let notified = self.idle.notified();
             if self.open() == 0 {

@@ -11,7 +11,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use crate::proxy::body::Body;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     #[error("no route for host {host:?} path {path:?}")]
     NoRoute { host: String, path: String },
     #[error("pool {pool}: no healthy endpoint")]
@@ -31,7 +31,7 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
@@ -43,7 +43,7 @@ impl ProxyError {
     }
 
     /// A short machine-readable kind, for metrics labels and logs.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             ProxyError::NoRoute { .. } => "no_route",
             ProxyError::NoHealthyEndpoint { .. } => "no_healthy_endpoint",
@@ -65,7 +65,7 @@ impl ProxyError {
     }
 
     /// The response the client gets for this error.
-    pub fn to_response(&self) -> Response<Body> {
+    pub(crate) fn to_response(&self) -> Response<Body> {
         let status = self.status();
         let text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
         let mut resp = Response::new(Body::full(text));

@@ -21,7 +21,7 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Is this an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`)?
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
 }
 
@@ -50,14 +50,14 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// What the proxy knows about the client side of a request.
-pub struct ClientSide<'a> {
+pub(crate) struct ClientSide<'a> {
     /// The client's address as an `X-Forwarded-For` element, formatted once
     /// per connection (`forwarded_for_value`).
-    pub forwarded_for: &'a HeaderValue,
-    pub tls: bool,
-    pub version: Version,
+    pub(crate) forwarded_for: &'a HeaderValue,
+    pub(crate) tls: bool,
+    pub(crate) version: Version,
     /// The request's authority (HTTP/2 `:authority` or absolute-form URI).
-    pub authority: Option<&'a str>,
+    pub(crate) authority: Option<&'a str>,
 }
 
 /// Writes a request's header lines for the upstream hop: the client's
@@ -66,7 +66,7 @@ pub struct ClientSide<'a> {
 /// none (HTTP/2), `X-Forwarded-Host`, `X-Forwarded-For` (appended to the
 /// client's), `X-Forwarded-Proto`, `Via` (appended), and `Connection:
 /// upgrade` for an upgrade.
-pub fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, client: &ClientSide<'_>, upgrade: bool) {
+pub(crate) fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, client: &ClientSide<'_>, upgrade: bool) {
     let named = if headers.contains_key(header::CONNECTION) { connection_named(headers) } else { Vec::new() };
     let mut host: Option<&[u8]> = None;
     let mut prior_for: Vec<&HeaderValue> = Vec::new();
@@ -125,7 +125,7 @@ fn write_joined(out: &mut BytesMut, name: &[u8], prior: &[&HeaderValue], ours: &
 /// Rewrites a response's headers for the client hop. The upstream client
 /// left hop-by-hop headers out already; an upgrade gets `Connection:
 /// upgrade` back.
-pub fn prepare_response(headers: &mut HeaderMap, version: Version, upgrade: bool) {
+pub(crate) fn prepare_response(headers: &mut HeaderMap, version: Version, upgrade: bool) {
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -134,7 +134,7 @@ pub fn prepare_response(headers: &mut HeaderMap, version: Version, upgrade: bool
 
 /// A client address as an `X-Forwarded-For` element (IPv4-mapped IPv6
 /// addresses as plain IPv4).
-pub fn forwarded_for_value(ip: IpAddr) -> HeaderValue {
+pub(crate) fn forwarded_for_value(ip: IpAddr) -> HeaderValue {
     let text = match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),

@@ -12,13 +12,13 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-pub struct IdleIo<T> {
+pub(super) struct IdleIo<T> {
     inner: T,
     last: Arc<AtomicU64>,
 }
 
 impl<T> IdleIo<T> {
-    pub fn new(inner: T, activity: Arc<AtomicU64>) -> Self {
+    pub(super) fn new(inner: T, activity: Arc<AtomicU64>) -> Self {
         IdleIo { inner, last: activity }
     }
 

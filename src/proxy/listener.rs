@@ -32,24 +32,24 @@ const OVER_CAPACITY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
 /// A running accept loop.
-pub struct ListenerTask {
-    pub name: String,
-    pub configured: SocketAddr,
-    pub local: SocketAddr,
+pub(crate) struct ListenerTask {
+    pub(crate) name: String,
+    pub(crate) configured: SocketAddr,
+    pub(crate) local: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl ListenerTask {
     /// Stops accepting; connections already accepted carry on.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         let _ = self.stop.send(true);
         drop(self.task);
     }
 }
 
 /// Binds a listener socket (with SO_REUSEADDR, a deep backlog).
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
@@ -59,7 +59,11 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Starts the accept loop of an already bound listener.
-pub fn start(plane: Arc<DataPlane>, config: &ListenerConfig, listener: TcpListener) -> std::io::Result<ListenerTask> {
+pub(crate) fn start(
+    plane: Arc<DataPlane>,
+    config: &ListenerConfig,
+    listener: TcpListener,
+) -> std::io::Result<ListenerTask> {
     let local = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(config.max_connections));

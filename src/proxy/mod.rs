@@ -3,31 +3,30 @@
 
 pub mod body;
 mod dataplane;
-pub mod error;
-pub mod headers;
+pub(crate) mod error;
+pub(crate) mod headers;
 mod idle;
-pub mod listener;
-pub mod service;
+pub(crate) mod listener;
+pub(crate) mod service;
 
 use std::net::SocketAddr;
 
-pub use dataplane::{ConnectionGuard, Connections, DataPlane};
-pub use error::ProxyError;
+pub(crate) use dataplane::DataPlane;
 
 /// What the service knows about the client connection a request came on.
 #[derive(Debug)]
-pub struct ConnInfo {
-    pub remote: SocketAddr,
-    pub tls: bool,
+pub(crate) struct ConnInfo {
+    pub(crate) remote: SocketAddr,
+    pub(crate) tls: bool,
     /// The client address as an `X-Forwarded-For` element, formatted once
     /// per connection rather than per request.
-    pub forwarded_for: http::HeaderValue,
+    pub(crate) forwarded_for: http::HeaderValue,
     /// The listener's `request_body_timeout`.
-    pub body_timeout: std::time::Duration,
+    pub(crate) body_timeout: std::time::Duration,
 }
 
 impl ConnInfo {
-    pub fn new(remote: SocketAddr, tls: bool, body_timeout: std::time::Duration) -> Self {
+    pub(crate) fn new(remote: SocketAddr, tls: bool, body_timeout: std::time::Duration) -> Self {
         let forwarded_for = headers::forwarded_for_value(remote.ip());
         ConnInfo { remote, tls, forwarded_for, body_timeout }
     }

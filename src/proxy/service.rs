@@ -30,7 +30,7 @@ use super::headers::{self, ClientSide};
 use super::ConnInfo;
 
 /// hyper's service entry point for one client request.
-pub async fn serve(
+pub(crate) async fn serve(
     plane: Arc<DataPlane>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
@@ -190,7 +190,7 @@ fn idempotent(m: &Method) -> bool {
 /// `retry::after_failure` says so: a connect failure of an idempotent
 /// request (once, on another endpoint), and a request the client hands back
 /// (on a fresh connection to the same endpoint).
-pub async fn forward(
+pub(crate) async fn forward(
     pool: &Pool,
     req: Request<Incoming>,
     conn: &ConnInfo,

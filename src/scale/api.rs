@@ -6,18 +6,18 @@ use crate::aws::error::ApiFuture;
 
 /// An Auto Scaling group as the controller sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GroupState {
-    pub desired: u32,
-    pub min: u32,
-    pub max: u32,
+pub(crate) struct GroupState {
+    pub(crate) desired: u32,
+    pub(crate) min: u32,
+    pub(crate) max: u32,
     /// Instances in the `InService` lifecycle state (warm capacity).
-    pub in_service: u32,
+    pub(crate) in_service: u32,
     /// Instances still launching or warming.
-    pub pending: u32,
+    pub(crate) pending: u32,
 }
 
 /// The two Auto Scaling calls the controller makes (real SDK or a test fake).
-pub trait ScalingApi: Send + Sync {
+pub(crate) trait ScalingApi: Send + Sync {
     /// `DescribeAutoScalingGroups` for one group; `NotFound` if it does not exist.
     fn describe_group<'a>(&'a self, group: &'a str) -> ApiFuture<'a, GroupState>;
     /// `SetDesiredCapacity` (without honouring the group's cooldown: the policy has its own).

@@ -37,14 +37,14 @@ pub struct CloudCapacity {
 }
 
 /// What `/status` shows about the scale controller.
-pub type ScaleStatus = LoopStatus<ScaleReport>;
+pub(crate) type ScaleStatus = LoopStatus<ScaleReport>;
 
 /// The scale controller's own status fields.
 #[derive(Debug, Clone, Default)]
-pub struct ScaleReport {
-    pub group: Option<GroupState>,
-    pub last_decision: Option<(SystemTime, ScaleDecision, Demand)>,
-    pub last_action: Option<(SystemTime, u32)>,
+pub(crate) struct ScaleReport {
+    pub(crate) group: Option<GroupState>,
+    pub(crate) last_decision: Option<(SystemTime, ScaleDecision, Demand)>,
+    pub(crate) last_action: Option<(SystemTime, u32)>,
 }
 
 impl Report for ScaleReport {
@@ -71,7 +71,7 @@ impl Report for ScaleReport {
 /// The Auto Scaling controller: the scale tick and what it carries between
 /// ticks. Build with [`ScaleController::new`], run it with a
 /// [`crate::control::runner::Runner`].
-pub struct ScaleController {
+pub(crate) struct ScaleController {
     api: Arc<dyn ScalingApi>,
     signals: watch::Receiver<ControlSignals>,
     capacity: watch::Sender<Option<CloudCapacity>>,
@@ -115,17 +115,17 @@ impl ControlLoop for ScaleController {
 }
 
 impl ScaleController {
-    pub fn new(api: Arc<dyn ScalingApi>, signals: watch::Receiver<ControlSignals>) -> Self {
+    pub(crate) fn new(api: Arc<dyn ScalingApi>, signals: watch::Receiver<ControlSignals>) -> Self {
         Self { api, signals, capacity: watch::channel(None).0, dns_share: None, state: LoopState::new() }
     }
 
     /// The DNS controller's cloud share, so DNS-direct traffic counts as demand.
-    pub fn with_dns_share(mut self, share: watch::Receiver<f64>) -> Self {
+    pub(crate) fn with_dns_share(mut self, share: watch::Receiver<f64>) -> Self {
         self.dns_share = Some(share);
         self
     }
 
-    pub fn capacity(&self) -> watch::Receiver<Option<CloudCapacity>> {
+    pub(crate) fn capacity(&self) -> watch::Receiver<Option<CloudCapacity>> {
         self.capacity.subscribe()
     }
 

@@ -15,31 +15,31 @@ use std::time::{Duration, SystemTime};
 use crate::config::ScheduledEvent;
 
 /// Samples kept per ring: ten minutes at one sample a second.
-pub const HISTORY_SAMPLES: usize = 600;
+pub(crate) const HISTORY_SAMPLES: usize = 600;
 
 /// One rate sample; `at_secs` counts from an origin the caller chooses.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
-    pub at_secs: f64,
-    pub rps: f64,
+pub(crate) struct Sample {
+    pub(crate) at_secs: f64,
+    pub(crate) rps: f64,
 }
 
 /// A bounded ring of samples, oldest first, times strictly increasing.
 #[derive(Debug, Clone)]
-pub struct History {
+pub(crate) struct History {
     samples: VecDeque<Sample>,
     capacity: usize,
 }
 
 impl History {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         debug_assert!(capacity > 0);
         Self { samples: VecDeque::with_capacity(capacity), capacity: capacity.max(1) }
     }
 
     /// Adds a sample; non-finite or negative rates count as 0, and a sample
     /// not later than the last one replaces it.
-    pub fn push(&mut self, at_secs: f64, rps: f64) {
+    pub(crate) fn push(&mut self, at_secs: f64, rps: f64) {
         let rps = if rps.is_finite() { rps.max(0.0) } else { 0.0 };
         if self.samples.back().is_some_and(|last| at_secs <= last.at_secs) {
             self.samples.pop_back();
@@ -50,19 +50,17 @@ impl History {
         self.samples.push_back(Sample { at_secs, rps });
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.samples.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
-    }
-
-    pub fn last(&self) -> Option<Sample> {
+    #[cfg(test)]
+    pub(crate) fn last(&self) -> Option<Sample> {
         self.samples.back().copied()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = Sample> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Sample> + '_ {
         self.samples.iter().copied()
     }
 }
@@ -70,21 +68,21 @@ impl History {
 /// Holt's smoothing factors: `alpha` for the level, `beta` for the slope,
 /// both in (0, 1], applied once per sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Holt {
-    pub alpha: f64,
-    pub beta: f64,
+pub(crate) struct Holt {
+    pub(crate) alpha: f64,
+    pub(crate) beta: f64,
 }
 
 /// A fitted level (rps) and slope (rps per second).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Trend {
-    pub level: f64,
-    pub slope: f64,
+pub(crate) struct Trend {
+    pub(crate) level: f64,
+    pub(crate) slope: f64,
 }
 
 impl Trend {
     /// The rate projected `ahead`, never negative.
-    pub fn at(&self, ahead: Duration) -> f64 {
+    pub(crate) fn at(&self, ahead: Duration) -> f64 {
         (self.level + self.slope * ahead.as_secs_f64()).max(0.0)
     }
 }
@@ -92,7 +90,7 @@ impl Trend {
 impl Holt {
     /// Fits the samples in order; `None` without any sample. Uneven spacing
     /// is handled by projecting the slope over each gap.
-    pub fn fit(&self, samples: impl IntoIterator<Item = Sample>) -> Option<Trend> {
+    pub(crate) fn fit(&self, samples: impl IntoIterator<Item = Sample>) -> Option<Trend> {
         let mut it = samples.into_iter();
         let first = it.next()?;
         let (mut level, mut slope, mut t) = (first.rps, 0.0, first.at_secs);
@@ -115,39 +113,39 @@ impl Holt {
 /// The largest expected rate among events that matter at `now`: those that
 /// start within `lead` (instance warm-up plus one decision interval) and
 /// have not ended.
-pub fn scheduled_demand(events: &[ScheduledEvent], now: SystemTime, lead: Duration) -> Option<&ScheduledEvent> {
+pub(crate) fn scheduled_demand(events: &[ScheduledEvent], now: SystemTime, lead: Duration) -> Option<&ScheduledEvent> {
     let horizon = now + lead;
     events.iter().filter(|e| e.start <= horizon && now < e.end).max_by_key(|e| e.expected_rps)
 }
 
 /// Everything [`demand`] needs, all as values.
 #[derive(Debug, Clone, Copy)]
-pub struct DemandInputs<'a> {
-    pub arrivals: &'a History,
-    pub spilled: &'a History,
-    pub holt: Holt,
-    pub warmup: Duration,
-    pub lead: Duration,
-    pub events: &'a [ScheduledEvent],
-    pub now: SystemTime,
+pub(crate) struct DemandInputs<'a> {
+    pub(crate) arrivals: &'a History,
+    pub(crate) spilled: &'a History,
+    pub(crate) holt: Holt,
+    pub(crate) warmup: Duration,
+    pub(crate) lead: Duration,
+    pub(crate) events: &'a [ScheduledEvent],
+    pub(crate) now: SystemTime,
     /// On-prem capacity learned by the gate, else configured, else unknown.
-    pub onprem_capacity_rps: Option<f64>,
+    pub(crate) onprem_capacity_rps: Option<f64>,
     /// Share of all traffic DNS already sends straight to the cloud (0–1):
     /// the gate sees only the rest.
-    pub dns_cloud_share: f64,
+    pub(crate) dns_cloud_share: f64,
 }
 
 /// The forecast the policy acts on.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Demand {
+pub(crate) struct Demand {
     /// Arrivals at the gate now (smoothed).
-    pub arrival_rps: f64,
+    pub(crate) arrival_rps: f64,
     /// All traffic (gate plus DNS-direct to the cloud) expected `warmup` ahead.
-    pub forecast_rps: f64,
+    pub(crate) forecast_rps: f64,
     /// What the cloud must absorb; may be negative (on-prem has room).
-    pub overflow_rps: f64,
+    pub(crate) overflow_rps: f64,
     /// The scheduled event that set the overflow, if one did.
-    pub event: Option<String>,
+    pub(crate) event: Option<String>,
 }
 
 /// The most DNS share the arrivals are scaled up by (beyond it the gate's
@@ -157,7 +155,7 @@ const MAX_DNS_SHARE: f64 = 0.95;
 /// Overflow = max(now, forecast) − on-prem capacity; without a known
 /// capacity, the spilled rate's own trend. A scheduled event raises it to
 /// `expected_rps − capacity` (capacity unknown: what on-prem serves now).
-pub fn demand(inp: &DemandInputs) -> Demand {
+pub(crate) fn demand(inp: &DemandInputs) -> Demand {
     let share = inp.dns_cloud_share.clamp(0.0, MAX_DNS_SHARE);
     let scale_up = 1.0 / (1.0 - share);
     let (arrival_now, arrival_ahead) = project(inp.holt, inp.arrivals, inp.warmup);

@@ -7,12 +7,11 @@
 //! only with a value inside the group's own `[min, max]`.
 
 mod api;
-pub mod controller;
-pub mod forecast;
-pub mod policy;
+pub(crate) mod controller;
+pub(crate) mod forecast;
+pub(crate) mod policy;
 mod sdk;
 
-pub use api::{GroupState, ScalingApi};
-pub use controller::{CloudCapacity, ScaleController, ScaleStatus};
-pub use policy::{ScaleDecision, ScalePolicy, ScaleReason};
-pub use sdk::AutoScalingApi;
+pub(crate) use api::{GroupState, ScalingApi};
+pub(crate) use controller::{CloudCapacity, ScaleController, ScaleStatus};
+pub(crate) use sdk::AutoScalingApi;

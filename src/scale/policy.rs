@@ -10,13 +10,13 @@
 //! Invariants: the decided capacity always lies within the effective range;
 //! `decide` never moves away from the target; no clock is read here.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::ScaleConfig;
 
 /// Why the policy chose its capacity (also the `reason` metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScaleReason {
+pub(crate) enum ScaleReason {
     /// Forecast overflow needs more instances.
     ScaleOut,
     /// A scheduled event is about to start (or running).
@@ -34,7 +34,7 @@ pub enum ScaleReason {
 }
 
 impl ScaleReason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::ScaleOut => "scale_out",
             Self::ScheduledEvent => "scheduled_event",
@@ -49,28 +49,28 @@ impl ScaleReason {
 
 /// What the loop knows at decision time.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ScaleInputs {
-    pub overflow_rps: f64,
-    pub event: bool,
-    pub dr: bool,
+pub(crate) struct ScaleInputs {
+    pub(crate) overflow_rps: f64,
+    pub(crate) event: bool,
+    pub(crate) dr: bool,
     /// The group's desired capacity as just read.
-    pub current: u32,
-    pub group_min: u32,
-    pub group_max: u32,
+    pub(crate) current: u32,
+    pub(crate) group_min: u32,
+    pub(crate) group_max: u32,
 }
 
 /// The capacity to ask for; `desired == current` means: make no call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScaleDecision {
-    pub desired: u32,
-    pub target: u32,
-    pub reason: ScaleReason,
+pub(crate) struct ScaleDecision {
+    pub(crate) desired: u32,
+    pub(crate) target: u32,
+    pub(crate) reason: ScaleReason,
 }
 
 /// Instances for an overflow: `ceil(overflow × (1 + headroom) / per_instance)`,
 /// 0 for no or negative overflow. A tiny epsilon keeps float noise
 /// (300.000000001 / 150) from adding an instance.
-pub fn instances_for(overflow_rps: f64, headroom: f64, per_instance_rps: u32) -> u32 {
+pub(crate) fn instances_for(overflow_rps: f64, headroom: f64, per_instance_rps: u32) -> u32 {
     if overflow_rps.is_nan() || overflow_rps <= 0.0 || per_instance_rps == 0 {
         return 0;
     }
@@ -85,7 +85,7 @@ pub fn instances_for(overflow_rps: f64, headroom: f64, per_instance_rps: u32) ->
 
 /// The range both the config and the group allow. When they do not overlap
 /// (a misconfiguration), the group's own range wins: the API refuses others.
-pub fn effective_range(cfg: &ScaleConfig, group_min: u32, group_max: u32) -> (u32, u32) {
+pub(crate) fn effective_range(cfg: &ScaleConfig, group_min: u32, group_max: u32) -> (u32, u32) {
     let lo = cfg.min.max(group_min);
     let hi = cfg.max.min(group_max);
     if lo <= hi {
@@ -97,18 +97,19 @@ pub fn effective_range(cfg: &ScaleConfig, group_min: u32, group_max: u32) -> (u3
 
 /// The time-dependent half of the policy: remembers since when demand is low.
 #[derive(Debug, Clone, Default)]
-pub struct ScalePolicy {
+pub(crate) struct ScalePolicy {
     below_since: Option<Instant>,
     last_scale_in: Option<Instant>,
 }
 
 impl ScalePolicy {
     /// Since when the target has been below the current capacity.
-    pub fn below_since(&self) -> Option<Instant> {
+    #[cfg(test)]
+    pub(crate) fn below_since(&self) -> Option<Instant> {
         self.below_since
     }
 
-    pub fn decide(&mut self, cfg: &ScaleConfig, inp: &ScaleInputs, now: Instant) -> ScaleDecision {
+    pub(crate) fn decide(&mut self, cfg: &ScaleConfig, inp: &ScaleInputs, now: Instant) -> ScaleDecision {
         let (lo, hi) = effective_range(cfg, inp.group_min, inp.group_max);
         let mut target = instances_for(inp.overflow_rps, cfg.headroom, cfg.per_instance_rps);
         if inp.dr {
@@ -156,7 +157,8 @@ impl ScalePolicy {
     }
 
     /// Time left before a scale-in may happen (for status), if demand is low.
-    pub fn cooldown_left(&self, cooldown: Duration, now: Instant) -> Option<Duration> {
+    #[cfg(test)]
+    pub(crate) fn cooldown_left(&self, cooldown: std::time::Duration, now: Instant) -> Option<std::time::Duration> {
         self.below_since.map(|s| cooldown.saturating_sub(now.saturating_duration_since(s)))
     }
 }

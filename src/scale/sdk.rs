@@ -11,17 +11,13 @@ const SET_DESIRED: &str = "SetDesiredCapacity";
 
 /// The Auto Scaling API through the SDK.
 #[derive(Debug, Clone)]
-pub struct AutoScalingApi {
+pub(crate) struct AutoScalingApi {
     client: Client,
 }
 
 impl AutoScalingApi {
-    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+    pub(crate) fn new(sdk: &aws_config::SdkConfig) -> Self {
         Self { client: Client::new(sdk) }
-    }
-
-    pub fn from_client(client: Client) -> Self {
-        Self { client }
     }
 }
 

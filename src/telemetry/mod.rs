@@ -4,7 +4,7 @@
 //! per-call-site line budget (`LogBudget`) and an error with its sources on
 //! one line (`error_chain`). A leaf: it imports nothing from the crate.
 
-pub mod catalog;
+pub(crate) mod catalog;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
@@ -37,7 +37,7 @@ pub fn init_metrics() -> PrometheusHandle {
 /// the bottleneck of the data plane; the metrics count every event anyway.
 /// At most `per_second` lines a second get through; the first line of the
 /// next second reports how many were left out.
-pub struct LogBudget {
+pub(crate) struct LogBudget {
     per_second: u32,
     second: AtomicU64,
     used: AtomicU32,
@@ -45,13 +45,13 @@ pub struct LogBudget {
 }
 
 impl LogBudget {
-    pub const fn new(per_second: u32) -> LogBudget {
+    pub(crate) const fn new(per_second: u32) -> LogBudget {
         LogBudget { per_second, second: AtomicU64::new(0), used: AtomicU32::new(0), suppressed: AtomicU64::new(0) }
     }
 
     /// `Some(n)`: log this one, and say that `n` were left out before it.
     /// `now_secs` is any monotonic count of seconds (policy takes time as input).
-    pub fn admit(&self, now_secs: u64) -> Option<u64> {
+    pub(crate) fn admit(&self, now_secs: u64) -> Option<u64> {
         let seen = self.second.load(Relaxed);
         if seen != now_secs && self.second.compare_exchange(seen, now_secs, Relaxed, Relaxed).is_ok() {
             self.used.store(0, Relaxed);
@@ -66,12 +66,12 @@ impl LogBudget {
 }
 
 /// Seconds since the process epoch, for `LogBudget::admit`.
-pub fn secs(t: std::time::Instant) -> u64 {
+pub(crate) fn secs(t: std::time::Instant) -> u64 {
     crate::clock::to_nanos(t) / 1_000_000_000
 }
 
 /// The error and its sources on one line, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Picks two distinct indices out of `len` from two random draws; with one
 /// candidate both are the same.
-pub fn pair(len: usize, a: u64, b: u64) -> (usize, usize) {
+pub(crate) fn pair(len: usize, a: u64, b: u64) -> (usize, usize) {
     debug_assert!(len > 0);
     if len == 1 {
         return (0, 0);
@@ -26,7 +26,7 @@ pub fn pair(len: usize, a: u64, b: u64) -> (usize, usize) {
 
 /// PeakEWMA update: a sample above the estimate replaces it (peak); below,
 /// the estimate decays toward it with weight depending on elapsed time.
-pub fn peak_ewma(estimate_ns: f64, elapsed: Duration, sample_ns: f64, decay: Duration) -> f64 {
+pub(crate) fn peak_ewma(estimate_ns: f64, elapsed: Duration, sample_ns: f64, decay: Duration) -> f64 {
     if sample_ns > estimate_ns {
         return sample_ns;
     }
@@ -35,7 +35,7 @@ pub fn peak_ewma(estimate_ns: f64, elapsed: Duration, sample_ns: f64, decay: Dur
 }
 
 /// The load-balancing cost of an endpoint.
-pub fn cost(estimate_ns: f64, pending: u32) -> f64 {
+pub(crate) fn cost(estimate_ns: f64, pending: u32) -> f64 {
     estimate_ns.max(1.0) * (pending as f64 + 1.0)
 }
 

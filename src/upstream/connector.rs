@@ -18,7 +18,7 @@ use crate::config::UpstreamTls;
 use crate::tls;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("connect to {addr} timed out after {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
     #[error("connect to {addr}: {source}")]
@@ -30,7 +30,7 @@ pub enum ConnectError {
 }
 
 #[derive(Clone)]
-pub struct Connector {
+pub(crate) struct Connector {
     inner: Arc<Inner>,
 }
 
@@ -40,7 +40,7 @@ struct Inner {
 }
 
 impl Connector {
-    pub fn new(connect_timeout: Duration, tls_cfg: Option<&UpstreamTls>) -> Result<Self, tls::TlsError> {
+    pub(crate) fn new(connect_timeout: Duration, tls_cfg: Option<&UpstreamTls>) -> Result<Self, tls::TlsError> {
         let tls = match tls_cfg {
             None => None,
             Some(t) => {
@@ -56,7 +56,7 @@ impl Connector {
 impl Connector {
     /// Opens a connection to `host:port`: TCP (with the connect timeout,
     /// `TCP_NODELAY`), then TLS when the pool asks for it.
-    pub async fn connect(&self, host: &str, port: u16) -> Result<UpstreamIo, ConnectError> {
+    pub(crate) async fn connect(&self, host: &str, port: u16) -> Result<UpstreamIo, ConnectError> {
         let inner = &self.inner;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let addr = format!("{host}:{port}");
@@ -87,7 +87,7 @@ impl Connector {
 }
 
 /// A plain or TLS upstream stream.
-pub enum UpstreamIo {
+pub(crate) enum UpstreamIo {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
     /// An in-memory peer, for the client's unit tests (compiled out of the binary).

@@ -15,7 +15,7 @@ use super::h1::{is_hop_by_hop, trim_ows, WireError};
 
 /// What a decoder produced from the buffer.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Decoded {
+pub(crate) enum Decoded {
     Data(Bytes),
     /// The buffer ends before the body does: read more.
     NeedMore,
@@ -26,7 +26,7 @@ pub enum Decoded {
 
 /// How a response body ends, and how much of it is left.
 #[derive(Debug)]
-pub enum Decoder {
+pub(crate) enum Decoder {
     /// `Content-Length`: this many bytes left.
     Length(u64),
     /// `Transfer-Encoding: chunked`.
@@ -36,14 +36,14 @@ pub enum Decoder {
 }
 
 impl Decoder {
-    pub fn chunked() -> Decoder {
+    pub(crate) fn chunked() -> Decoder {
         Decoder::Chunked(ChunkedDecoder::default())
     }
 
     /// Takes the next piece of the body out of `buf`: at most what is
     /// buffered, as a slice of it.
     #[inline]
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
         match self {
             Decoder::Length(0) => Ok(Decoded::End),
             Decoder::Length(left) => {
@@ -64,7 +64,7 @@ impl Decoder {
     /// the framing up to the next data, never data). Asked after data, so
     /// the end is seen with the last of it.
     #[inline]
-    pub fn at_end(&mut self, buf: &mut BytesMut) -> Result<bool, WireError> {
+    pub(crate) fn at_end(&mut self, buf: &mut BytesMut) -> Result<bool, WireError> {
         match self {
             Decoder::Length(left) => Ok(*left == 0),
             Decoder::Chunked(dec) => dec.at_end(buf),
@@ -74,7 +74,7 @@ impl Decoder {
 
     /// The chunked body's trailer fields, once it is done (None if there
     /// were none, or for other framings).
-    pub fn take_trailers(&mut self) -> Option<Box<HeaderMap>> {
+    pub(crate) fn take_trailers(&mut self) -> Option<Box<HeaderMap>> {
         match self {
             Decoder::Chunked(dec) => dec.take_trailers(),
             Decoder::Length(_) | Decoder::Eof => None,
@@ -84,7 +84,7 @@ impl Decoder {
     /// What the upstream closing the connection means here: the end of a
     /// close-delimited body (`Ok`), or a body cut short by this many bytes
     /// (`Err`; 0 when the framing does not say how many).
-    pub fn at_close(&self) -> Result<(), u64> {
+    pub(crate) fn at_close(&self) -> Result<(), u64> {
         match self {
             Decoder::Eof => Ok(()),
             Decoder::Length(left) => Err(*left),
@@ -93,7 +93,7 @@ impl Decoder {
     }
 
     /// Body bytes still to come, when the framing says.
-    pub fn remaining(&self) -> Option<u64> {
+    pub(crate) fn remaining(&self) -> Option<u64> {
         match self {
             Decoder::Length(left) => Some(*left),
             Decoder::Chunked(_) | Decoder::Eof => None,
@@ -106,7 +106,7 @@ impl Decoder {
 /// HTTP/2 clients (gRPC-web and the like) read; malformed or hop-by-hop
 /// ones are dropped.
 #[derive(Debug, Default)]
-pub struct ChunkedDecoder {
+pub(crate) struct ChunkedDecoder {
     state: ChunkState,
     trailers: Option<Box<HeaderMap>>,
     trailer_bytes: usize,
@@ -132,19 +132,19 @@ const MAX_TRAILERS: usize = 16 * 1024;
 
 impl ChunkedDecoder {
     /// The trailer fields, once the body is done (None if there were none).
-    pub fn take_trailers(&mut self) -> Option<Box<HeaderMap>> {
+    pub(crate) fn take_trailers(&mut self) -> Option<Box<HeaderMap>> {
         self.trailers.take()
     }
 
     /// Consumes framing from `buf` and returns the next piece of data, at
     /// most what is buffered (a slice of it, not a copy).
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
         self.step(buf, true)
     }
 
     /// Consumes framing only, up to the next data: whether the body's end
     /// (last chunk and trailers) is already in `buf`.
-    pub fn at_end(&mut self, buf: &mut BytesMut) -> Result<bool, WireError> {
+    pub(crate) fn at_end(&mut self, buf: &mut BytesMut) -> Result<bool, WireError> {
         Ok(self.step(buf, false)? == Decoded::End)
     }
 

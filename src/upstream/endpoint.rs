@@ -25,10 +25,10 @@ const PROBE_UNKNOWN: u8 = 0;
 const PROBE_UP: u8 = 1;
 const PROBE_DOWN: u8 = 2;
 
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// `host:port` as configured.
-    pub addr: String,
-    pub authority: http::uri::Authority,
+    pub(crate) addr: String,
+    pub(crate) authority: http::uri::Authority,
     pending: AtomicU32,
     ewma_ns: AtomicU64,
     ewma_at: AtomicU64,
@@ -41,7 +41,7 @@ pub struct Endpoint {
     /// Replica lag reported by the last probe, in milliseconds (u64::MAX: unknown).
     lag_ms: AtomicU64,
     /// Keep-alive connections waiting for the next request.
-    pub idle: IdleConns,
+    pub(crate) idle: IdleConns,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -53,7 +53,7 @@ impl std::fmt::Debug for Endpoint {
 impl Endpoint {
     /// A new endpoint; with active health checks it waits for its first
     /// successful probe before taking traffic.
-    pub fn new(addr: &str, probed: bool) -> Result<Self, http::uri::InvalidUri> {
+    pub(crate) fn new(addr: &str, probed: bool) -> Result<Self, http::uri::InvalidUri> {
         Ok(Endpoint {
             addr: addr.to_string(),
             authority: addr.parse()?,
@@ -72,37 +72,37 @@ impl Endpoint {
     }
 
     /// May this endpoint take a new request at `now`?
-    pub fn available(&self, now: Instant) -> bool {
+    pub(crate) fn available(&self, now: Instant) -> bool {
         self.serving(now) && !self.draining.load(Relaxed)
     }
 
     /// Healthy and not ejected, draining or not. A removed (draining)
     /// endpoint still serves the requests that began on a snapshot that had
     /// it, including those that had not yet picked an endpoint.
-    pub fn serving(&self, now: Instant) -> bool {
+    pub(crate) fn serving(&self, now: Instant) -> bool {
         self.probe.load(Relaxed) == PROBE_UP && !self.is_ejected(now)
     }
 
-    pub fn is_ejected(&self, now: Instant) -> bool {
+    pub(crate) fn is_ejected(&self, now: Instant) -> bool {
         let until = self.ejected_until.load(Relaxed);
         !health::readmitted((until != 0).then(|| clock::from_nanos(until)), now)
     }
 
-    pub fn cost(&self) -> f64 {
+    pub(crate) fn cost(&self) -> f64 {
         balance::cost(f64::from_bits(self.ewma_ns.load(Relaxed)), self.pending.load(Relaxed))
     }
 
     /// Marks a request as sent; the returned token ends it.
-    pub fn start(&self) -> Pending<'_> {
+    pub(crate) fn start(&self) -> Pending<'_> {
         self.pending.fetch_add(1, Relaxed);
         Pending { endpoint: self, done: false }
     }
 
-    pub fn pending(&self) -> u32 {
+    pub(crate) fn pending(&self) -> u32 {
         self.pending.load(Relaxed)
     }
 
-    pub fn rtt_estimate(&self) -> Duration {
+    pub(crate) fn rtt_estimate(&self) -> Duration {
         Duration::from_nanos(f64::from_bits(self.ewma_ns.load(Relaxed)) as u64)
     }
 
@@ -119,7 +119,7 @@ impl Endpoint {
 
     /// Passive health: a proxied request's result. Returns true when this
     /// call ejected the endpoint.
-    pub fn observe_result(&self, ok: bool, now: Instant, cfg: &PoolConfig) -> bool {
+    pub(crate) fn observe_result(&self, ok: bool, now: Instant, cfg: &PoolConfig) -> bool {
         if ok {
             if self.failures.load(Relaxed) != 0 {
                 self.failures.store(0, Relaxed);
@@ -141,7 +141,7 @@ impl Endpoint {
     }
 
     /// Active health: one probe result. Returns the new state if it changed.
-    pub fn observe_probe(&self, ok: bool, healthy_after: u32, unhealthy_after: u32) -> Option<Probe> {
+    pub(crate) fn observe_probe(&self, ok: bool, healthy_after: u32, unhealthy_after: u32) -> Option<Probe> {
         let mut st = lock(&self.probe_state);
         let changed = st.observe(ok, healthy_after, unhealthy_after);
         let code = match st.state {
@@ -153,7 +153,7 @@ impl Endpoint {
         changed
     }
 
-    pub fn probe(&self) -> Probe {
+    pub(crate) fn probe(&self) -> Probe {
         match self.probe.load(Relaxed) {
             PROBE_UP => Probe::Up,
             PROBE_DOWN => Probe::Down,
@@ -161,29 +161,29 @@ impl Endpoint {
         }
     }
 
-    pub fn set_draining(&self) {
+    pub(crate) fn set_draining(&self) {
         self.draining.store(true, Relaxed);
     }
 
-    pub fn set_lag(&self, lag: Option<Duration>) {
+    pub(crate) fn set_lag(&self, lag: Option<Duration>) {
         self.lag_ms.store(lag.map_or(u64::MAX, |l| l.as_millis() as u64), Relaxed);
     }
 
-    pub fn lag(&self) -> Option<Duration> {
+    pub(crate) fn lag(&self) -> Option<Duration> {
         let ms = self.lag_ms.load(Relaxed);
         (ms != u64::MAX).then(|| Duration::from_millis(ms))
     }
 }
 
 /// A request in flight to an endpoint: ends on `finish` or drop.
-pub struct Pending<'a> {
+pub(crate) struct Pending<'a> {
     endpoint: &'a Endpoint,
     done: bool,
 }
 
 impl Pending<'_> {
     /// Headers arrived after `rtt`: record the latency.
-    pub fn finish(mut self, rtt: Duration, now: Instant) {
+    pub(crate) fn finish(mut self, rtt: Duration, now: Instant) {
         self.endpoint.observe_rtt(rtt, now);
         self.end();
     }

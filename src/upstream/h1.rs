@@ -11,12 +11,12 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 /// Most headers accepted in an upstream response (as hyper's client).
-pub const MAX_RESPONSE_HEADERS: usize = 100;
+pub(crate) const MAX_RESPONSE_HEADERS: usize = 100;
 /// Largest upstream response head; a bigger one is a bad response (502).
-pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum WireError {
+pub(crate) enum WireError {
     #[error("malformed response head: {0}")]
     Head(&'static str),
     #[error("response head larger than {MAX_RESPONSE_HEAD} bytes")]
@@ -29,7 +29,7 @@ pub enum WireError {
 
 /// How the request body is framed on the upstream hop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestFraming {
+pub(crate) enum RequestFraming {
     /// No body: nothing follows the head.
     Empty,
     /// Exactly this many bytes follow (the client's `Content-Length`).
@@ -41,7 +41,7 @@ pub enum RequestFraming {
 /// Writes `METHOD target HTTP/1.1`, the header lines `write_headers` adds
 /// (which must leave out `Content-Length` and `Transfer-Encoding`), and the
 /// framing header for `framing`.
-pub fn encode_request_head(
+pub(crate) fn encode_request_head(
     out: &mut BytesMut,
     method: &Method,
     target: &str,
@@ -69,7 +69,7 @@ pub fn encode_request_head(
 
 /// One header line.
 #[inline]
-pub fn write_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+pub(crate) fn write_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.reserve(name.len() + value.len() + 4);
     out.put_slice(name);
     out.put_slice(b": ");
@@ -80,7 +80,7 @@ pub fn write_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
 /// Every header as it is, but the hop-by-hop ones and the body framing
 /// (which `encode_request_head` writes). For requests Spillway makes
 /// itself (health probes); proxied ones go through `proxy::headers`.
-pub fn write_plain_headers(out: &mut BytesMut, headers: &HeaderMap) {
+pub(crate) fn write_plain_headers(out: &mut BytesMut, headers: &HeaderMap) {
     for (name, value) in headers {
         if *name != header::CONTENT_LENGTH && !is_hop_by_hop(name) {
             write_header(out, name.as_str().as_bytes(), value.as_bytes());
@@ -93,14 +93,14 @@ fn body_expected(method: &Method) -> bool {
 }
 
 /// The prefix of one chunk of `len` bytes: `<hex len>\r\n`.
-pub fn chunk_prefix(len: usize) -> Bytes {
+pub(crate) fn chunk_prefix(len: usize) -> Bytes {
     let mut b = BytesMut::with_capacity(18);
     b.put_slice(format!("{len:x}\r\n").as_bytes());
     b.freeze()
 }
 
 /// The end of a chunked body, with trailers if any.
-pub fn chunked_end(trailers: Option<&HeaderMap>) -> Bytes {
+pub(crate) fn chunked_end(trailers: Option<&HeaderMap>) -> Bytes {
     match trailers {
         None => Bytes::from_static(b"0\r\n\r\n"),
         Some(t) => {
@@ -120,18 +120,18 @@ pub fn chunked_end(trailers: Option<&HeaderMap>) -> Bytes {
 
 /// A parsed response head.
 #[derive(Debug)]
-pub struct ResponseHead {
-    pub status: StatusCode,
-    pub version: Version,
-    pub headers: HeaderMap,
-    pub framing: ResponseFraming,
+pub(crate) struct ResponseHead {
+    pub(crate) status: StatusCode,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+    pub(crate) framing: ResponseFraming,
     /// The connection may carry another request after this response.
-    pub keep_alive: bool,
+    pub(crate) keep_alive: bool,
 }
 
 /// How the response body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseFraming {
+pub(crate) enum ResponseFraming {
     /// No body (HEAD, 1xx, 204, 304).
     Empty,
     Length(u64),
@@ -151,7 +151,7 @@ pub enum ResponseFraming {
 /// `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` except on a 101,
 /// `Proxy-*`) are read for framing and keep-alive, then left out. One pass
 /// over the raw headers finds the framing; the map is built once.
-pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, WireError> {
+pub(crate) fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, WireError> {
     let mut raw = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut raw) {
@@ -304,7 +304,7 @@ impl Facts {
 }
 
 /// Is `name` a hop-by-hop header (RFC 9110 §7.6.1), never forwarded as is?
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     *name == header::CONNECTION
         || *name == header::TE
         || *name == header::TRAILER

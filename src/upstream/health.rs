@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Probe-driven state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// New endpoint, no probe answered yet: not used until the first success.
     Unknown,
     Up,
@@ -18,19 +18,19 @@ pub enum Probe {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct ProbeState {
-    pub state: Probe,
+pub(crate) struct ProbeState {
+    pub(crate) state: Probe,
     successes: u32,
     failures: u32,
 }
 
 impl ProbeState {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ProbeState { state: Probe::Unknown, successes: 0, failures: 0 }
     }
 
     /// Records one probe; returns the new state if it changed.
-    pub fn observe(&mut self, ok: bool, healthy_after: u32, unhealthy_after: u32) -> Option<Probe> {
+    pub(crate) fn observe(&mut self, ok: bool, healthy_after: u32, unhealthy_after: u32) -> Option<Probe> {
         let before = self.state;
         if ok {
             self.failures = 0;
@@ -57,13 +57,13 @@ impl Default for ProbeState {
 }
 
 /// Backoff for the `n`th consecutive ejection (n starts at 1).
-pub fn ejection_backoff(n: u32, base: Duration, max: Duration) -> Duration {
+pub(crate) fn ejection_backoff(n: u32, base: Duration, max: Duration) -> Duration {
     let factor = 1u32.checked_shl(n.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
     base.saturating_mul(factor).min(max)
 }
 
 /// Whether an ejected endpoint may take traffic again at `now`.
-pub fn readmitted(ejected_until: Option<Instant>, now: Instant) -> bool {
+pub(crate) fn readmitted(ejected_until: Option<Instant>, now: Instant) -> bool {
     ejected_until.is_none_or(|until| now >= until)
 }
 

@@ -2,16 +2,16 @@
 //! health probes and passive ejection, and the pooled client that carries
 //! requests to them.
 
-pub mod balance;
-pub mod client;
-pub mod connector;
-pub mod decode;
-pub mod endpoint;
-pub mod h1;
-pub mod health;
-pub mod pool;
-pub mod probe;
-pub mod retry;
+pub(crate) mod balance;
+pub(crate) mod client;
+pub(crate) mod connector;
+pub(crate) mod decode;
+pub(crate) mod endpoint;
+pub(crate) mod h1;
+pub(crate) mod health;
+pub(crate) mod pool;
+pub(crate) mod probe;
+pub(crate) mod retry;
 
-pub use endpoint::Endpoint;
-pub use pool::{Pool, PoolError};
+pub(crate) use endpoint::Endpoint;
+pub(crate) use pool::{Pool, PoolError};

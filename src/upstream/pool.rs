@@ -23,16 +23,16 @@ pub enum PoolError {
     Endpoint { pool: String, addr: String },
 }
 
-pub struct Pool {
-    pub name: String,
-    pub config: PoolConfig,
-    pub endpoints: Vec<Arc<Endpoint>>,
-    pub transport: Arc<Transport>,
+pub(crate) struct Pool {
+    pub(crate) name: String,
+    pub(crate) config: PoolConfig,
+    pub(crate) endpoints: Vec<Arc<Endpoint>>,
+    pub(crate) transport: Arc<Transport>,
 }
 
 impl Pool {
     /// Builds a pool, reusing what `previous` (same name, older snapshot) had.
-    pub fn build(config: &PoolConfig, previous: Option<&Pool>) -> Result<Pool, PoolError> {
+    pub(crate) fn build(config: &PoolConfig, previous: Option<&Pool>) -> Result<Pool, PoolError> {
         let probed = config.health.is_some();
         let mut endpoints = Vec::with_capacity(config.endpoints.len());
         for addr in &config.endpoints {
@@ -55,13 +55,13 @@ impl Pool {
         Ok(Pool { name: config.name.clone(), config: config.clone(), endpoints, transport })
     }
 
-    pub fn role(&self) -> PoolRole {
+    pub(crate) fn role(&self) -> PoolRole {
         self.config.role
     }
 
     /// Power of two choices over PeakEWMA cost among available endpoints,
     /// skipping `avoid` (the endpoint a retry is moving away from).
-    pub fn pick(&self, now: Instant, avoid: Option<&Endpoint>) -> Option<&Arc<Endpoint>> {
+    pub(crate) fn pick(&self, now: Instant, avoid: Option<&Endpoint>) -> Option<&Arc<Endpoint>> {
         let n = self.endpoints.len();
         if n == 0 {
             return None;
@@ -87,12 +87,12 @@ impl Pool {
 
     /// Whether any endpoint can take a request at `now` (draining ones
     /// count: see `pick`).
-    pub fn has_available(&self, now: Instant) -> bool {
+    pub(crate) fn has_available(&self, now: Instant) -> bool {
         self.endpoints.iter().any(|e| e.serving(now))
     }
 
     /// Marks endpoints that the next snapshot no longer has as draining.
-    pub fn drain_removed(&self, next: &Pool) {
+    pub(crate) fn drain_removed(&self, next: &Pool) {
         for e in &self.endpoints {
             if !next.endpoints.iter().any(|n| Arc::ptr_eq(n, e)) {
                 e.set_draining();

@@ -23,7 +23,7 @@ use super::health::Probe;
 use super::pool::Pool;
 
 /// Starts probing the pool if it has health checks configured.
-pub fn spawn(pool: &Arc<Pool>) {
+pub(crate) fn spawn(pool: &Arc<Pool>) {
     let Some(health) = pool.config.health.clone() else { return };
     let weak = Arc::downgrade(pool);
     tokio::spawn(async move { run(weak, health).await });
@@ -31,7 +31,7 @@ pub fn spawn(pool: &Arc<Pool>) {
 
 /// Closes keep-alive connections idle past the pool's `idle_timeout`, so
 /// quiet pools do not hold sockets the upstream has long forgotten.
-pub fn spawn_sweeper(pool: &Arc<Pool>) {
+pub(crate) fn spawn_sweeper(pool: &Arc<Pool>) {
     let weak = Arc::downgrade(pool);
     let every = (pool.transport.idle_timeout() / 2).max(Duration::from_millis(100));
     tokio::spawn(async move {

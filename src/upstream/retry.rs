@@ -18,7 +18,7 @@
 
 /// How an attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// No connection to the endpoint (nothing was sent).
     Connect,
     /// Not one byte of the request reached the upstream.
@@ -32,7 +32,7 @@ pub enum Failure {
 
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
+pub(crate) enum Retry {
     /// Give up: the failure is the answer.
     Done,
     /// Send the request again on a new connection to the same endpoint.
@@ -45,7 +45,7 @@ pub enum Retry {
 /// changing the outcome (RFC 9110 §9.2.2) and the request is no upgrade;
 /// `moved_endpoint`: a connect failure already sent this request to another
 /// endpoint.
-pub fn after_failure(failure: Failure, idempotent: bool, moved_endpoint: bool) -> Retry {
+pub(crate) fn after_failure(failure: Failure, idempotent: bool, moved_endpoint: bool) -> Retry {
     match failure {
         Failure::Connect if idempotent && !moved_endpoint => Retry::TryAnotherEndpoint,
         Failure::NotSent => Retry::ResendFresh,

@@ -22,13 +22,13 @@ use crate::proxy::body::Body;
 /// The live dashboard: one static page that polls `/status` every second.
 const DASHBOARD: &str = include_str!("dashboard.html");
 
-pub struct Admin {
-    pub server: Arc<Server>,
-    pub metrics: PrometheusHandle,
+pub(crate) struct Admin {
+    pub(crate) server: Arc<Server>,
+    pub(crate) metrics: PrometheusHandle,
 }
 
 /// Binds the admin listener and serves it until the process exits.
-pub async fn start(admin: Arc<Admin>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+pub(crate) async fn start(admin: Arc<Admin>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = crate::proxy::listener::bind(addr)?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {

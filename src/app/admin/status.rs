@@ -11,7 +11,7 @@ use crate::sync::lock;
 use crate::upstream::health::Probe;
 use crate::upstream::Pool;
 
-pub async fn snapshot(server: &Server) -> Value {
+pub(super) async fn snapshot(server: &Server) -> Value {
     let rt = server.data.runtime.load_full();
     let now = Instant::now();
     let reload = lock(&server.reload_state).clone();

@@ -26,7 +26,7 @@ use super::{Conn, UpstreamError};
 
 /// A response body read from the upstream connection as it is polled. At
 /// its end the connection goes back to the idle list when it can be reused.
-pub struct UpstreamBody {
+pub(crate) struct UpstreamBody {
     conn: Option<Conn>,
     state: State<Box<Upload>>,
     stall: Stall,
@@ -44,9 +44,9 @@ struct Stall {
 
 /// An upstream connection after `101 Switching Protocols`, with the bytes
 /// of the new protocol already read.
-pub struct Upgraded {
-    pub io: UpstreamIo,
-    pub buffered: Bytes,
+pub(crate) struct Upgraded {
+    pub(crate) io: UpstreamIo,
+    pub(crate) buffered: Bytes,
 }
 
 type Polled = Poll<Option<Result<Frame<Bytes>, UpstreamError>>>;
@@ -62,7 +62,7 @@ impl UpstreamBody {
     }
 
     /// The connection after a `101`: it now carries the upgraded protocol.
-    pub fn into_upgraded(mut self) -> Option<Upgraded> {
+    pub(crate) fn into_upgraded(mut self) -> Option<Upgraded> {
         if !matches!(self.state.reading, Reading::Upgrade) {
             return None;
         }

@@ -13,7 +13,7 @@ use crate::sync::lock;
 
 /// Idle keep-alive connections of one endpoint.
 #[derive(Default)]
-pub struct IdleConns {
+pub(crate) struct IdleConns {
     list: Mutex<Vec<Idle>>,
 }
 
@@ -35,16 +35,13 @@ impl IdleConns {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         lock(&self.list).len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Closes connections idle for longer than `max_age` or closed by the upstream.
-    pub fn sweep(&self, now: Instant, max_age: Duration) {
+    pub(crate) fn sweep(&self, now: Instant, max_age: Duration) {
         let mut list = lock(&self.list);
         list.retain_mut(|i| now.saturating_duration_since(i.since) < max_age && i.wire.idle_ok());
     }

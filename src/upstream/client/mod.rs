@@ -48,12 +48,12 @@ use super::endpoint::Endpoint;
 use super::h1::{self, RequestFraming, WireError};
 use super::retry::Failure;
 
-pub use body::{Upgraded, UpstreamBody};
-pub use idle::IdleConns;
-pub use request::RequestBody;
+pub(crate) use body::{Upgraded, UpstreamBody};
+pub(crate) use idle::IdleConns;
+pub(crate) use request::RequestBody;
 
 /// A boxed error from the client's request body.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 use crate::telemetry::catalog;
 use idle::Idle;
@@ -62,7 +62,7 @@ use wire::Wire;
 
 /// How a pool reaches its endpoints: connector and keep-alive settings.
 /// Reused across reloads while the pool's transport settings do not change.
-pub struct Transport {
+pub(crate) struct Transport {
     id: u64,
     connector: Connector,
     max_idle: usize,
@@ -70,13 +70,13 @@ pub struct Transport {
 }
 
 /// A connection checked out for one exchange.
-pub struct Conn {
+pub(crate) struct Conn {
     wire: Wire,
     transport: u64,
     max_idle: usize,
     endpoint: Arc<Endpoint>,
     /// Taken from the idle list (the upstream may have closed it meanwhile).
-    pub reused: bool,
+    pub(crate) reused: bool,
 }
 
 impl std::fmt::Debug for Conn {
@@ -87,7 +87,7 @@ impl std::fmt::Debug for Conn {
 
 /// What went wrong on the wire.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     #[error("writing the request: {0}")]
     Write(io::Error),
     #[error("reading the response: {0}")]
@@ -110,25 +110,25 @@ pub enum UpstreamError {
 
 /// The limits of one exchange.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// For the request body to be sent whole (the client's pace).
-    pub upload: Duration,
+    pub(crate) upload: Duration,
     /// For the response head, from when the request is out; also the
     /// longest a response body may stall.
-    pub response: Duration,
+    pub(crate) response: Duration,
 }
 
 /// A request that may be sent again (`Conn::resend`): its head as it was
 /// encoded (it had no body).
 #[derive(Debug)]
-pub struct Resend {
+pub(crate) struct Resend {
     head: Bytes,
     method: http::Method,
 }
 
 /// Why an exchange failed.
 #[derive(Debug)]
-pub enum SendFailure {
+pub(crate) enum SendFailure {
     /// Not one byte reached the upstream: the request comes back and may be
     /// sent again, whatever its method.
     NotSent(Resend, UpstreamError),
@@ -141,14 +141,14 @@ pub enum SendFailure {
 }
 
 impl SendFailure {
-    pub fn error(&self) -> &UpstreamError {
+    pub(crate) fn error(&self) -> &UpstreamError {
         match self {
             SendFailure::NotSent(_, e) | SendFailure::NoResponse(_, e) | SendFailure::Failed(e) => e,
         }
     }
 
     /// The failure as the retry rule sees it.
-    pub fn kind(&self) -> Failure {
+    pub(crate) fn kind(&self) -> Failure {
         match self {
             SendFailure::NotSent(..) => Failure::NotSent,
             SendFailure::NoResponse(..) => Failure::NoResponse,
@@ -158,14 +158,14 @@ impl SendFailure {
 }
 
 impl Transport {
-    pub fn new(connector: Connector, max_idle: usize, idle_timeout: Duration) -> Transport {
+    pub(crate) fn new(connector: Connector, max_idle: usize, idle_timeout: Duration) -> Transport {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Transport { id: NEXT_ID.fetch_add(1, Relaxed), connector, max_idle, idle_timeout }
     }
 
     /// A ready connection to `endpoint`: the most recently used idle one, or
     /// a new one.
-    pub async fn checkout(&self, endpoint: &Arc<Endpoint>, now: Instant) -> Result<Conn, ConnectError> {
+    pub(crate) async fn checkout(&self, endpoint: &Arc<Endpoint>, now: Instant) -> Result<Conn, ConnectError> {
         while let Some(mut idle) = endpoint.idle.pop() {
             let fresh = now.saturating_duration_since(idle.since) < self.idle_timeout;
             if idle.transport == self.id && fresh && idle.wire.idle_ok() {
@@ -176,7 +176,7 @@ impl Transport {
     }
 
     /// A new connection, never a pooled one.
-    pub async fn connect(&self, endpoint: &Arc<Endpoint>) -> Result<Conn, ConnectError> {
+    pub(crate) async fn connect(&self, endpoint: &Arc<Endpoint>) -> Result<Conn, ConnectError> {
         let host = endpoint.authority.host();
         let port = endpoint.authority.port_u16().unwrap_or(80);
         let io = self.connector.connect(host, port).await?;
@@ -188,7 +188,7 @@ impl Transport {
         Conn { wire, transport: self.id, max_idle: self.max_idle, endpoint: endpoint.clone(), reused }
     }
 
-    pub fn idle_timeout(&self) -> Duration {
+    pub(crate) fn idle_timeout(&self) -> Duration {
         self.idle_timeout
     }
 }
@@ -203,7 +203,7 @@ impl Conn {
     /// `timeout` bounds the wait for the response head; it starts when the
     /// request has been sent whole, so a slow uploader is not taken for a
     /// slow upstream.
-    pub async fn send(
+    pub(crate) async fn send(
         mut self,
         req: Request<RequestBody>,
         timeouts: Timeouts,
@@ -231,7 +231,7 @@ impl Conn {
 
     /// Sends again, on this (fresh) connection, a request that failed in a
     /// way that allows it (`SendFailure::NotSent` / `NoResponse`).
-    pub async fn resend(self, again: Resend, timeouts: Timeouts) -> Result<Response<UpstreamBody>, SendFailure> {
+    pub(crate) async fn resend(self, again: Resend, timeouts: Timeouts) -> Result<Response<UpstreamBody>, SendFailure> {
         self.exchange(Upload::new(again.head, None, false), again.method, timeouts).await
     }
 

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use super::BoxError;
 
 #[derive(Default)]
-pub enum RequestBody {
+pub(crate) enum RequestBody {
     #[default]
     Empty,
     /// Bytes in memory, sent in one frame.
