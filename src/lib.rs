@@ -18,6 +18,7 @@ pub(crate) mod dns;
 pub(crate) mod gate;
 pub(crate) mod notifications;
 pub mod proxy;
+pub(crate) mod request;
 pub(crate) mod runtime;
 pub(crate) mod scale;
 pub mod sync;

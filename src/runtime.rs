@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::burst::SpillDecision;
 use crate::config::{Config, ListenerConfig, LoadedConfig, RouteConfig};
 use crate::gate::{Gates, PoolGate};
+use crate::request::host;
 use crate::telemetry::catalog;
 use crate::tls::{self, TlsError};
 use crate::upstream::{Pool, PoolError};
@@ -57,23 +58,7 @@ pub(crate) struct DecisionCounters {
 
 impl DecisionCounters {
     fn new(route: &RouteConfig) -> Self {
-        use crate::burst::{QueueReason as Q, SpillReason as C, StayReason as P};
-        let all = [
-            SpillDecision::Primary(P::UnderLimit),
-            SpillDecision::Cloud(C::OverLimit),
-            SpillDecision::Primary(P::NotSpilling),
-            SpillDecision::Primary(P::MethodNotSpillable),
-            SpillDecision::Primary(P::PinnedAfterWrite),
-            SpillDecision::Cloud(C::OverHardLimit),
-            SpillDecision::Cloud(C::DisasterRecovery),
-            SpillDecision::Primary(P::NeverSpillPath),
-            SpillDecision::Primary(P::NoOverflowPool),
-            SpillDecision::Primary(P::ReplicaLag),
-            SpillDecision::Primary(P::CloudUnavailable),
-            SpillDecision::Queue(Q::NoOverflowPool),
-            SpillDecision::Queue(Q::CloudUnavailable),
-            SpillDecision::Queue(Q::ReplicaLag),
-        ];
+        let all = SpillDecision::ALL;
         let counters = all
             .into_iter()
             .map(|d| {
@@ -148,27 +133,18 @@ impl Runtime {
         Ok(Runtime { config, routes, pools, gates, listeners })
     }
 
-    /// The route for a request: host without port, case-insensitive.
-    pub(crate) fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
-        let host = host.map(strip_port);
+    /// The route for a request: `authority` as `request::host::authority`
+    /// chose it (compared without case, port or trailing dot), `path` in
+    /// normal form (`request::path::normalize`).
+    pub(crate) fn route(&self, authority: Option<&str>, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| {
-            let host_ok = match (&r.config.host, host) {
+            let host_ok = match (&r.config.host, authority) {
                 (None, _) => true,
-                (Some(want), Some(h)) => want.eq_ignore_ascii_case(h),
+                (Some(want), Some(h)) => host::route_key_eq(h, want),
                 (Some(_), None) => false,
             };
             host_ok && path.starts_with(r.config.path_prefix.as_str())
         })
-    }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
     }
 }
 
@@ -227,8 +203,8 @@ primary = "a"
 
     #[test]
     fn strips_ports() {
-        assert_eq!(strip_port("a.b:80"), "a.b");
-        assert_eq!(strip_port("a.b"), "a.b");
-        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(host::route_key("a.b:80"), "a.b");
+        assert_eq!(host::route_key("a.b"), "a.b");
+        assert_eq!(host::route_key("[::1]:80"), "::1");
     }
 }

@@ -88,14 +88,14 @@ async fn a_3x_burst_spills_only_the_overflow_and_traffic_returns_on_prem() {
     let failed: Vec<&Reply> = replies.iter().chain(&side).filter(|r| r.status != Some(StatusCode::OK)).collect();
     assert!(failed.is_empty(), "{} failed requests, e.g. {:?}", failed.len(), &failed[..failed.len().min(5)]);
 
-    // On-prem in-flight never passes the hard cap. The +1: the side client's
-    // write, pinned read and never_spill read (one at a time) stay on-prem by
-    // design even at the cap (`Primary(MethodNotSpillable | PinnedAfterWrite |
-    // NeverSpillPath)`). Nothing else may exceed it: the tier counts a request
-    // only between its arrival and the end of its service, which lies within
-    // the proxy's count (gate → last byte of the response).
+    // On-prem in-flight never passes the hard cap, which no request
+    // bypasses: the side client's write, pinned read and never_spill read
+    // stay on-prem, and at the cap they wait in the queue for a slot
+    // (`Queue(OverHardLimit)`). The tier counts a request only between its
+    // arrival and the end of its service, which lies within the proxy's
+    // count (gate → last byte of the response).
     let worst = peaks.iter().map(|p| p.1).max().unwrap_or(0);
-    assert!(worst <= MAX_IN_FLIGHT + 1, "on-prem in-flight peaked at {worst} > {MAX_IN_FLIGHT} + 1");
+    assert!(worst <= MAX_IN_FLIGHT, "on-prem in-flight peaked at {worst} > {MAX_IN_FLIGHT}");
 
     // The overflow is served by the cloud, and only the overflow: during the
     // 5 s hold (3× capacity offered), the cloud serves at least 40 % (2/3 is
@@ -115,16 +115,22 @@ async fn a_3x_burst_spills_only_the_overflow_and_traffic_returns_on_prem() {
     assert!(tail.len() > 50 && tail_cloud == 0, "{tail_cloud} of {} tail requests left on-prem", tail.len());
 
     // Writes, pinned reads and never_spill paths stayed on-prem, and the gate
-    // did consider spilling them (each reason counted at least once).
+    // met them over the limit: kept on-prem for their reason under the hard
+    // cap, queued for a slot at it. Nothing else queued.
     let off: Vec<&Reply> = side.iter().filter(|r| r.served_by.as_deref() != Some("onprem")).collect();
     assert!(side.len() >= 9 && off.is_empty(), "side requests served off-prem: {off:?}");
     let m = admin.metrics().await;
-    for reason in ["method_not_spillable", "pinned_after_write", "never_spill_path"] {
-        let n = metric(&m, "spillway_gate_decisions_total", &[("target", "primary"), ("reason", reason)]);
-        assert!(n >= 1.0, "no decision with reason {reason}: the side client never met a full pool");
-    }
+    let decided =
+        |target, reason| metric(&m, "spillway_gate_decisions_total", &[("target", target), ("reason", reason)]);
+    let kept: f64 = ["method_not_spillable", "pinned_after_write", "never_spill_path"]
+        .into_iter()
+        .map(|reason| decided("primary", reason))
+        .sum::<f64>()
+        + decided("queue", "over_hard_limit");
+    assert!(kept >= 1.0, "the side client never met a full pool");
     let spilled = metric(&m, "spillway_gate_decisions_total", &[("target", "cloud")]);
-    assert!(spilled >= 1.0 && metric(&m, "spillway_gate_decisions_total", &[("target", "queue")]) == 0.0);
+    let queued = metric(&m, "spillway_gate_decisions_total", &[("target", "queue")]);
+    assert!(spilled >= 1.0 && queued == decided("queue", "over_hard_limit"), "queued {queued}");
 
     // Every reply is accounted for at the origins (x-served-by is honest).
     let served = onprem.served.load(std::sync::atomic::Ordering::Relaxed)
@@ -184,6 +190,24 @@ async fn disaster_recovery_sends_everything_to_the_cloud_and_traffic_returns() {
     assert_eq!(served_by(&reads_and_writes(&client, "before").await), all("onprem", 10));
 
     onprem.stop();
+    // Its probes fail within ~0.5 s; DR waits for `disaster_after` (2 s)
+    // more. In between, reads leave for the cloud and writes get a 503:
+    // none reaches the cloud's database before DR is declared.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let read = client.send(http::Method::GET, "/match/3", "hold").await;
+        if read.served_by.as_deref() == Some("cloud") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "reads never left the dead pool: {read:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let write = client.send(http::Method::POST, "/api/post", "hold").await;
+    let mode = proxy.status().await["gates"]["onprem"]["mode"].clone();
+    if mode != "disaster_recovery" {
+        assert_eq!((write.status, write.served_by.as_deref()), (Some(StatusCode::SERVICE_UNAVAILABLE), None));
+        assert!(write.retry_after, "a 503 without Retry-After");
+    }
     admin.wait_gate("onprem", "mode", "disaster_recovery".into()).await;
     // Writes too, and a session that just wrote (its pin no longer protects
     // anything: the primary database is gone).
@@ -192,6 +216,7 @@ async fn disaster_recovery_sends_everything_to_the_cloud_and_traffic_returns() {
     let m = admin.metrics().await;
     let dr = metric(&m, "spillway_gate_decisions_total", &[("target", "cloud"), ("reason", "disaster_recovery")]);
     assert_eq!(dr, 10.0);
+    assert!(metric(&m, "spillway_gate_decisions_total", &[("target", "cloud"), ("reason", "primary_down")]) >= 1.0);
     assert!(metric(&m, "spillway_mode_changes_total", &[("pool", "onprem"), ("to", "disaster_recovery")]) >= 1.0);
 
     let onprem = Tier::start_at(onprem_spec(), onprem.addr).await.unwrap();
@@ -264,14 +289,30 @@ async fn a_lagging_cloud_replica_without_shedding_keeps_reads_on_prem() {
     admin.wait_gate("aws", "replica_lag_ok", false.into()).await;
     let client = HttpClient::new(proxy.addr("public"));
 
-    // 1.5× for 2 s: on-prem queues ~100 requests (~1 s) but all are served.
-    let replies = open_loop(&client, &overload(1.5, 2.0), tokio::time::Instant::now()).await;
-    let not_onprem: Vec<&Reply> = replies
+    // 1.5× for 2 s: reads over the limit stay on-prem (not shed) up to the
+    // hard cap; beyond it, the ceiling holds: they queue, then 503.
+    let start = tokio::time::Instant::now();
+    let peaks = PeakWatch::start(onprem.clone(), start);
+    let replies = open_loop(&client, &overload(1.5, 2.0), start).await;
+    let peaks = peaks.stop();
+    let odd: Vec<&Reply> = replies
         .iter()
-        .filter(|r| r.status != Some(StatusCode::OK) || r.served_by.as_deref() != Some("onprem"))
+        .filter(|r| match r.status {
+            Some(StatusCode::OK) => r.served_by.as_deref() != Some("onprem"),
+            Some(StatusCode::SERVICE_UNAVAILABLE) => !r.retry_after,
+            _ => true,
+        })
         .collect();
-    assert!(not_onprem.is_empty(), "{} replies not 200 on-prem, e.g. {:?}", not_onprem.len(), not_onprem.first());
+    assert!(odd.is_empty(), "{} replies neither 200 on-prem nor 503, e.g. {:?}", odd.len(), odd.first());
+    let ok = replies.iter().filter(|r| r.status == Some(StatusCode::OK)).count();
+    assert!(ok as f64 >= 0.6 * replies.len() as f64, "only {ok} of {} served", replies.len());
     assert_eq!(cloud.served.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let worst = peaks.iter().map(|p| p.1).max().unwrap_or(0);
+    assert!(worst <= MAX_IN_FLIGHT, "on-prem in-flight peaked at {worst}");
     let m = admin.metrics().await;
-    assert!(metric(&m, "spillway_gate_decisions_total", &[("target", "primary"), ("reason", "replica_lag")]) >= 1.0);
+    let decided =
+        |target, reason| metric(&m, "spillway_gate_decisions_total", &[("target", target), ("reason", reason)]);
+    let over_limit = decided("primary", "replica_lag") + decided("queue", "replica_lag");
+    assert!(over_limit >= 1.0, "the gate never met a full pool");
+    assert_eq!(metric(&m, "spillway_gate_decisions_total", &[("target", "cloud")]), 0.0);
 }

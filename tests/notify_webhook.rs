@@ -55,7 +55,7 @@ fn config(webhook: SocketAddr, onprem: &str, cloud: &Origin) -> String {
          health = {{ path = \"/healthz\", interval = \"200ms\", timeout = \"150ms\", unhealthy_after = 1, healthy_after = 1 }}\n\n\
          [pools.aws]\nrole = \"cloud\"\nendpoints = [\"{}\"]\n\n\
          [[route]]\nprimary = \"onprem\"\noverflow = \"aws\"\n\n\
-         [spill]\ntick = \"50ms\"\n\n[notify]\nwebhook = \"http://{webhook}/hook\"\n",
+         [spill]\ntick = \"50ms\"\ndisaster_after = \"1s\"\n\n[notify]\nwebhook = \"http://{webhook}/hook\"\n",
         cloud.endpoint()
     )
 }

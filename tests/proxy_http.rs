@@ -90,13 +90,43 @@ async fn headers_are_rewritten_as_seen_by_the_origin() {
         assert_eq!(seen(&echo, gone), None, "{gone} must not reach the origin: {echo}");
     }
     assert_eq!(seen(&echo, "host").as_deref(), Some("www.example.com"), "Host is preserved");
-    assert_eq!(seen(&echo, "x-forwarded-for").as_deref(), Some("203.0.113.9, 127.0.0.1"));
+    assert_eq!(seen(&echo, "x-forwarded-for").as_deref(), Some("127.0.0.1"), "at the edge: the peer alone");
     assert_eq!(seen(&echo, "x-forwarded-proto").as_deref(), Some("http"));
     assert_eq!(seen(&echo, "x-forwarded-host").as_deref(), Some("www.example.com"));
     assert_eq!(seen(&echo, "via").as_deref(), Some("1.1 cdn, 1.1 spillway"));
     assert_eq!(seen(&echo, "x-keep").as_deref(), Some("yes"));
     assert!(resp.header("via").is_some_and(|v| v.contains("spillway")), "response Via: {:?}", resp.headers);
     assert_eq!(resp.origin(), Some("a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_address_headers_are_ours_unless_the_peer_is_a_trusted_proxy() {
+    let a = Origin::start("a").await;
+    let spoofed = || {
+        vec![
+            ("host", "www.example.com".to_string()),
+            ("x-forwarded-for", "203.0.113.9".to_string()),
+            ("forwarded", "for=203.0.113.9".to_string()),
+            ("x-real-ip", "203.0.113.9".to_string()),
+            ("x_forwarded_for", "203.0.113.9".to_string()),
+            ("x-forwarded-proto", "https".to_string()),
+        ]
+    };
+    let edge = Spillway::start(&simple_config(&[&a], "", "")).await;
+    let echo = request(Method::GET, &edge.url("web", "/headers"), spoofed(), &[]).await.unwrap().json();
+    assert_eq!(seen(&echo, "x-forwarded-for").as_deref(), Some("127.0.0.1"), "{echo}");
+    for gone in ["forwarded", "x-real-ip", "x_forwarded_for"] {
+        assert_eq!(seen(&echo, gone), None, "{gone} must not reach the origin: {echo}");
+    }
+    assert_eq!(seen(&echo, "x-forwarded-proto").as_deref(), Some("http"));
+
+    let behind_lb = Spillway::start(&simple_config(&[&a], "trusted_proxies = [\"127.0.0.0/8\"]", "")).await;
+    let echo = request(Method::GET, &behind_lb.url("web", "/headers"), spoofed(), &[]).await.unwrap().json();
+    assert_eq!(seen(&echo, "x-forwarded-for").as_deref(), Some("203.0.113.9, 127.0.0.1"), "{echo}");
+    assert_eq!(seen(&echo, "forwarded").as_deref(), Some("for=203.0.113.9"));
+    assert_eq!(seen(&echo, "x-real-ip").as_deref(), Some("203.0.113.9"));
+    assert_eq!(seen(&echo, "x_forwarded_for"), None, "underscored names never pass");
+    assert_eq!(seen(&echo, "x-forwarded-proto").as_deref(), Some("http"), "the scheme is always ours");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

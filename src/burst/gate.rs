@@ -16,36 +16,48 @@
 //! turn one window into a long pressure).
 //!
 //! # The decision, in order
-//! 1. **Disaster recovery**: the primary pool has no healthy endpoint and an
-//!    overflow pool with a healthy endpoint exists → `Cloud(DisasterRecovery)`,
+//! 1. **Disaster recovery** (`dr`: declared for the pool once its active
+//!    probes agreed, for `spill.disaster_after`, that no primary endpoint is
+//!    reachable) with a healthy overflow pool → `Cloud(DisasterRecovery)`,
 //!    for every request, writes and pinned clients included (the primary
 //!    database is gone, so pins and replica lag no longer protect anything).
 //!    Without a healthy cloud the ordinary rules below apply.
-//! 2. **Under the limit** (`in_flight ≤ min(limit, max_in_flight)`) →
+//! 2. **Primary down, DR not declared** (no endpoint serving, e.g. during
+//!    the `disaster_after` hold): a request that may spill, to an available
+//!    cloud, goes there (`Cloud(PrimaryDown)`); any other stays
+//!    (`Primary(PrimaryDown)`: a 503 from the empty pool). A write never
+//!    reaches the cloud's database before DR is declared.
+//! 3. **Under the limit** (`in_flight ≤ min(limit, max_in_flight)`) →
 //!    `Primary(UnderLimit)`. `in_flight` includes this request.
-//! 3. Over the limit but not over the hard cap while the phase is `Calm` →
+//! 4. Over the limit but not over the hard cap while the phase is `Calm` →
 //!    `Primary(NotSpilling)`: pressure has not lasted `enter_after` yet.
 //!    Over the hard cap (`in_flight > max_in_flight`) the request is treated as
 //!    if spilling at once, whatever the phase.
-//! 4. **Request eligibility**, checked in this order: the method may spill,
+//! 5. **Request eligibility**, checked in this order: the method may spill,
 //!    the path is not `never_spill`, the client is not pinned after a write.
-//!    An ineligible request stays: `Primary(MethodNotSpillable |
-//!    NeverSpillPath | PinnedAfterWrite)`. The gate never sheds these: writes
-//!    and read-after-write reads belong on-prem even when it is overloaded.
-//! 5. **Cloud availability**, in order: an overflow pool exists, it has a
+//!    An ineligible request stays (`Primary(MethodNotSpillable |
+//!    NeverSpillPath | PinnedAfterWrite)`) while the pool is under its hard
+//!    cap: writes and read-after-write reads belong on-prem. Two exceptions:
+//!    over the hard cap it queues (`Queue(OverHardLimit)`: the cap is an
+//!    admission ceiling no request bypasses, writes included), and a method
+//!    outside RFC 9110's set queues too (`Queue(UnknownMethod)`: nobody
+//!    relies on it, so it is the first shed).
+//! 6. **Cloud availability**, in order: an overflow pool exists, it has a
 //!    healthy endpoint, its replica lag is acceptable. If one fails, the
 //!    request *would have spilled* but cannot: with
-//!    `shed_when_cloud_unavailable` it is queued (`Queue(NoOverflowPool |
-//!    CloudUnavailable | ReplicaLag)`: wait briefly for a primary slot, then
-//!    503 + Retry-After) rather than piling onto a drowning origin; without,
-//!    it goes on-prem anyway (`Primary(` same reason `)`).
-//! 6. Otherwise → `Cloud(OverHardLimit)` if over the hard cap, else
+//!    `shed_when_cloud_unavailable`, or over the hard cap, it is queued
+//!    (`Queue(NoOverflowPool | CloudUnavailable | ReplicaLag)`: wait briefly
+//!    for a primary slot, then 503 + Retry-After) rather than piling onto a
+//!    drowning origin; otherwise it goes on-prem anyway (`Primary(` same
+//!    reason `)`).
+//! 7. Otherwise → `Cloud(OverHardLimit)` if over the hard cap, else
 //!    `Cloud(OverLimit)`.
 //!
 //! Properties (tested): nothing spills or queues at or under the limit
-//! outside DR; more in-flight never turns a `Cloud` or `Queue` back into
-//! `Primary`; pinned clients and non-spillable methods are never sent to the
-//! cloud or queued outside DR.
+//! with the primary up and outside DR; more in-flight never turns a `Cloud`
+//! or `Queue` back into `Primary`; pinned clients, never-spill paths and
+//! non-spillable methods are never sent to the cloud outside DR; nothing
+//! is admitted to the primary over the hard cap.
 
 use std::time::{Duration, Instant};
 
@@ -157,6 +169,32 @@ impl SpillController {
     }
 }
 
+/// When a primary pool's outage becomes disaster recovery: once its
+/// active probes have found no endpoint reachable for `after` without a
+/// break. A probe that answers again resets the clock. Passive failures
+/// (answers from the application) never feed this.
+#[derive(Clone, Debug, Default)]
+pub struct OutageTimer {
+    since: Option<Instant>,
+}
+
+impl OutageTimer {
+    /// One observation; true when the outage has lasted `after`.
+    pub fn observe(&mut self, reachable: bool, now: Instant, after: Duration) -> bool {
+        if reachable {
+            self.since = None;
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        now.saturating_duration_since(since) >= after
+    }
+
+    /// Since when no endpoint has been reachable, if that is the case.
+    pub fn since(&self) -> Option<Instant> {
+        self.since
+    }
+}
+
 /// Everything [`decide`] needs about one request; see the module doc.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GateInputs {
@@ -176,12 +214,18 @@ pub struct GateInputs {
     pub cloud_healthy: bool,
     /// Replica lag known and under `max_replica_lag`, or no lag probe.
     pub replica_lag_ok: bool,
-    /// The primary pool has a healthy endpoint (false: DR mode).
+    /// The primary pool has an endpoint serving now.
     pub primary_healthy: bool,
+    /// Disaster recovery is declared for the primary pool (its probes have
+    /// agreed it is unreachable for `disaster_after`).
+    pub dr: bool,
+    /// The method is one of RFC 9110's (GET, HEAD, POST, PUT, DELETE,
+    /// CONNECT, OPTIONS, TRACE) or PATCH.
+    pub method_known: bool,
     pub shed_when_cloud_unavailable: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SpillDecision {
     Primary(StayReason),
     Cloud(SpillReason),
@@ -190,6 +234,28 @@ pub enum SpillDecision {
 }
 
 impl SpillDecision {
+    /// Every decision [`decide`] can return (counters are registered for each).
+    pub const ALL: [SpillDecision; 18] = [
+        SpillDecision::Primary(StayReason::UnderLimit),
+        SpillDecision::Cloud(SpillReason::OverLimit),
+        SpillDecision::Primary(StayReason::NotSpilling),
+        SpillDecision::Primary(StayReason::MethodNotSpillable),
+        SpillDecision::Primary(StayReason::PinnedAfterWrite),
+        SpillDecision::Cloud(SpillReason::OverHardLimit),
+        SpillDecision::Cloud(SpillReason::DisasterRecovery),
+        SpillDecision::Cloud(SpillReason::PrimaryDown),
+        SpillDecision::Primary(StayReason::NeverSpillPath),
+        SpillDecision::Primary(StayReason::NoOverflowPool),
+        SpillDecision::Primary(StayReason::ReplicaLag),
+        SpillDecision::Primary(StayReason::CloudUnavailable),
+        SpillDecision::Primary(StayReason::PrimaryDown),
+        SpillDecision::Queue(QueueReason::NoOverflowPool),
+        SpillDecision::Queue(QueueReason::CloudUnavailable),
+        SpillDecision::Queue(QueueReason::ReplicaLag),
+        SpillDecision::Queue(QueueReason::OverHardLimit),
+        SpillDecision::Queue(QueueReason::UnknownMethod),
+    ];
+
     /// The target, as a metrics label: `primary`, `cloud` or `queue`.
     pub fn target(&self) -> &'static str {
         match self {
@@ -209,7 +275,7 @@ impl SpillDecision {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StayReason {
     UnderLimit,
     /// Over the limit, but pressure has not lasted `enter_after` yet.
@@ -221,6 +287,8 @@ pub enum StayReason {
     ReplicaLag,
     /// Shedding disabled: the request overloads the primary.
     CloudUnavailable,
+    /// No primary endpoint serves and the request may not leave (503).
+    PrimaryDown,
 }
 
 impl StayReason {
@@ -234,15 +302,18 @@ impl StayReason {
             Self::NoOverflowPool => "no_overflow_pool",
             Self::ReplicaLag => "replica_lag",
             Self::CloudUnavailable => "cloud_unavailable",
+            Self::PrimaryDown => "primary_down",
         }
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SpillReason {
     OverLimit,
     OverHardLimit,
     DisasterRecovery,
+    /// No primary endpoint serves (DR not declared yet): a read leaves.
+    PrimaryDown,
 }
 
 impl SpillReason {
@@ -251,15 +322,20 @@ impl SpillReason {
             Self::OverLimit => "over_limit",
             Self::OverHardLimit => "over_hard_limit",
             Self::DisasterRecovery => "disaster_recovery",
+            Self::PrimaryDown => "primary_down",
         }
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QueueReason {
     NoOverflowPool,
     CloudUnavailable,
     ReplicaLag,
+    /// Over the hard cap and not allowed to spill.
+    OverHardLimit,
+    /// A method outside RFC 9110's set, over the limit.
+    UnknownMethod,
 }
 
 impl QueueReason {
@@ -268,14 +344,22 @@ impl QueueReason {
             Self::NoOverflowPool => "no_overflow_pool",
             Self::CloudUnavailable => "cloud_unavailable",
             Self::ReplicaLag => "replica_lag",
+            Self::OverHardLimit => "over_hard_limit",
+            Self::UnknownMethod => "unknown_method",
         }
     }
 }
 
 /// The per-request decision; pure and allocation-free. See the module doc.
 pub fn decide(i: &GateInputs) -> SpillDecision {
-    if !i.primary_healthy && i.has_overflow && i.cloud_healthy {
+    if i.dr && i.has_overflow && i.cloud_healthy {
         return SpillDecision::Cloud(SpillReason::DisasterRecovery);
+    }
+    if !i.primary_healthy {
+        return match (ineligible(i), unavailable(i)) {
+            (None, None) => SpillDecision::Cloud(SpillReason::PrimaryDown),
+            _ => SpillDecision::Primary(StayReason::PrimaryDown),
+        };
     }
     let over_hard = i.in_flight > i.max_in_flight;
     if i.in_flight <= i.limit.min(i.max_in_flight) {
@@ -285,10 +369,16 @@ pub fn decide(i: &GateInputs) -> SpillDecision {
         return SpillDecision::Primary(StayReason::NotSpilling);
     }
     if let Some(reason) = ineligible(i) {
-        return SpillDecision::Primary(reason);
+        return if over_hard {
+            SpillDecision::Queue(QueueReason::OverHardLimit)
+        } else if !i.method_known {
+            SpillDecision::Queue(QueueReason::UnknownMethod)
+        } else {
+            SpillDecision::Primary(reason)
+        };
     }
     match unavailable(i) {
-        Some((_, queue)) if i.shed_when_cloud_unavailable => SpillDecision::Queue(queue),
+        Some((_, queue)) if i.shed_when_cloud_unavailable || over_hard => SpillDecision::Queue(queue),
         Some((stay, _)) => SpillDecision::Primary(stay),
         None if over_hard => SpillDecision::Cloud(SpillReason::OverHardLimit),
         None => SpillDecision::Cloud(SpillReason::OverLimit),

@@ -17,6 +17,8 @@ fn base() -> GateInputs {
         cloud_healthy: true,
         replica_lag_ok: true,
         primary_healthy: true,
+        dr: false,
+        method_known: true,
         shed_when_cloud_unavailable: false,
     }
 }
@@ -34,6 +36,8 @@ fn random_inputs(rng: &mut fastrand::Rng) -> GateInputs {
         cloud_healthy: rng.u8(0..5) != 0,
         replica_lag_ok: rng.u8(0..5) != 0,
         primary_healthy: rng.u8(0..6) != 0,
+        dr: rng.u8(0..6) == 0,
+        method_known: rng.u8(0..5) != 0,
         shed_when_cloud_unavailable: rng.bool(),
     }
 }
@@ -53,7 +57,14 @@ fn table_of_reasons() {
         (hard, Cloud(SpillReason::OverHardLimit)),
         (GateInputs { method_may_spill: false, ..over }, Primary(StayReason::MethodNotSpillable)),
         (GateInputs { path_never_spills: true, ..over }, Primary(StayReason::NeverSpillPath)),
-        (GateInputs { pinned: true, ..hard }, Primary(StayReason::PinnedAfterWrite)),
+        (GateInputs { pinned: true, ..hard }, Queue(QueueReason::OverHardLimit)),
+        (GateInputs { method_may_spill: false, ..hard }, Queue(QueueReason::OverHardLimit)),
+        (GateInputs { has_overflow: false, ..hard }, Queue(QueueReason::NoOverflowPool)),
+        (GateInputs { method_may_spill: false, method_known: false, ..over }, Queue(QueueReason::UnknownMethod)),
+        (
+            GateInputs { method_may_spill: false, method_known: false, phase: SpillPhase::Calm, ..over },
+            Primary(StayReason::NotSpilling),
+        ),
         (GateInputs { has_overflow: false, ..over }, Primary(StayReason::NoOverflowPool)),
         (GateInputs { cloud_healthy: false, ..over }, Primary(StayReason::CloudUnavailable)),
         (GateInputs { replica_lag_ok: false, ..over }, Primary(StayReason::ReplicaLag)),
@@ -78,6 +89,7 @@ fn table_of_reasons() {
         (
             GateInputs {
                 primary_healthy: false,
+                dr: true,
                 method_may_spill: false,
                 pinned: true,
                 phase: SpillPhase::Calm,
@@ -85,11 +97,31 @@ fn table_of_reasons() {
             },
             Cloud(SpillReason::DisasterRecovery),
         ),
-        (GateInputs { primary_healthy: false, cloud_healthy: false, ..base() }, Primary(StayReason::UnderLimit)),
+        (GateInputs { primary_healthy: false, cloud_healthy: false, ..base() }, Primary(StayReason::PrimaryDown)),
+        (GateInputs { primary_healthy: false, ..base() }, Cloud(SpillReason::PrimaryDown)),
+        (GateInputs { primary_healthy: false, pinned: true, ..base() }, Primary(StayReason::PrimaryDown)),
+        (GateInputs { primary_healthy: false, method_may_spill: false, ..base() }, Primary(StayReason::PrimaryDown)),
+        (GateInputs { primary_healthy: false, replica_lag_ok: false, ..base() }, Primary(StayReason::PrimaryDown)),
+        (
+            GateInputs { primary_healthy: false, dr: true, cloud_healthy: false, ..base() },
+            Primary(StayReason::PrimaryDown),
+        ),
     ];
     for (inputs, want) in cases {
         assert_eq!(decide(&inputs), want, "{inputs:?}");
     }
+}
+
+#[test]
+fn every_decision_is_listed_in_all() {
+    let mut rng = fastrand::Rng::with_seed(SEED + 5);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..CASES {
+        let d = decide(&random_inputs(&mut rng));
+        assert!(SpillDecision::ALL.contains(&d), "{d:?} is missing from SpillDecision::ALL");
+        seen.insert(d);
+    }
+    assert_eq!(seen.len(), SpillDecision::ALL.len(), "every listed decision is reachable");
 }
 
 #[test]
@@ -114,6 +146,7 @@ fn property_nothing_leaves_primary_at_or_under_the_limit_outside_dr() {
     for _ in 0..CASES {
         let mut i = random_inputs(&mut rng);
         i.primary_healthy = true;
+        i.dr = false;
         i.in_flight = i.in_flight.min(i.limit).min(i.max_in_flight);
         assert_eq!(decide(&i), SpillDecision::Primary(StayReason::UnderLimit), "seed {SEED}: {i:?}");
     }
@@ -136,7 +169,7 @@ fn property_pinned_and_writes_stay_on_primary_outside_dr() {
     let mut rng = fastrand::Rng::with_seed(SEED + 2);
     for _ in 0..CASES {
         let mut i = random_inputs(&mut rng);
-        let dr = !i.primary_healthy && i.has_overflow && i.cloud_healthy;
+        let dr = i.dr && i.has_overflow && i.cloud_healthy;
         match rng.u8(0..3) {
             0 => i.pinned = true,
             1 => i.method_may_spill = false,
@@ -146,7 +179,10 @@ fn property_pinned_and_writes_stay_on_primary_outside_dr() {
         if dr {
             assert_eq!(got, SpillDecision::Cloud(SpillReason::DisasterRecovery), "seed {SEED}: {i:?}");
         } else {
-            assert!(matches!(got, SpillDecision::Primary(_)), "seed {SEED}: {i:?} -> {got:?}");
+            assert!(!matches!(got, SpillDecision::Cloud(_)), "seed {SEED}: {i:?} -> {got:?}");
+            if matches!(got, SpillDecision::Queue(_)) {
+                assert!(i.primary_healthy && (i.in_flight > i.max_in_flight || !i.method_known), "{i:?}");
+            }
         }
     }
 }
@@ -160,13 +196,43 @@ fn property_cloud_only_when_eligible_and_available() {
             assert!(i.has_overflow && i.cloud_healthy, "seed {SEED}: {i:?}");
             if reason != SpillReason::DisasterRecovery {
                 assert!(i.replica_lag_ok && i.method_may_spill && !i.pinned && !i.path_never_spills);
-                assert!(i.phase == SpillPhase::Spilling || i.in_flight > i.max_in_flight, "{i:?}");
+                let pressed = i.phase == SpillPhase::Spilling || i.in_flight > i.max_in_flight;
+                assert!(pressed || !i.primary_healthy, "{i:?}");
             }
         }
         if matches!(decide(&i), SpillDecision::Queue(_)) {
-            assert!(i.shed_when_cloud_unavailable && i.method_may_spill && !i.pinned, "{i:?}");
+            assert!(i.primary_healthy && i.in_flight > i.limit.min(i.max_in_flight), "{i:?}");
+            let eligible = i.method_may_spill && !i.pinned && !i.path_never_spills;
+            let over_hard = i.in_flight > i.max_in_flight;
+            assert!(over_hard || (eligible && i.shed_when_cloud_unavailable) || !i.method_known, "{i:?}");
         }
     }
+}
+
+#[test]
+fn property_nothing_is_admitted_to_a_serving_primary_over_the_hard_cap() {
+    let mut rng = fastrand::Rng::with_seed(SEED + 4);
+    for _ in 0..CASES {
+        let i = random_inputs(&mut rng);
+        if i.primary_healthy && i.in_flight > i.max_in_flight {
+            assert!(!matches!(decide(&i), SpillDecision::Primary(_)), "seed {SEED}: {i:?}");
+        }
+    }
+}
+
+#[test]
+fn an_outage_becomes_dr_only_after_it_has_lasted() {
+    let after = Duration::from_secs(10);
+    let t0 = Instant::now();
+    let mut o = OutageTimer::default();
+    assert!(!o.observe(true, t0, after));
+    assert!(!o.observe(false, t0, after));
+    assert!(!o.observe(false, t0 + Duration::from_millis(9_999), after));
+    assert!(o.observe(false, t0 + after, after));
+    assert!(!o.observe(true, t0 + after, after), "one reachable probe ends it");
+    assert!(!o.observe(false, t0 + after * 2, after), "and the clock starts again");
+    assert!(o.observe(false, t0 + after * 3, after));
+    assert!(OutageTimer::default().observe(false, t0, Duration::ZERO), "disaster_after = 0: at once");
 }
 
 #[test]

@@ -34,9 +34,9 @@ pub mod signals;
 mod sim;
 
 pub use gate::{
-    decide, pressure, GateInputs, Pressure, QueueReason, SpillController, SpillDecision, SpillPhase, SpillReason,
-    StayReason,
+    decide, pressure, GateInputs, OutageTimer, Pressure, QueueReason, SpillController, SpillDecision, SpillPhase,
+    SpillReason, StayReason,
 };
 pub use limit::{ConcurrencyLimit, LimitParams, QueueAllowance, SloLimit};
-pub use pins::{client_key, WritePins};
+pub use pins::{address_key, client_key, Pinned, WritePins};
 pub use signals::{LoadSignals, Outcome, SignalsConfig, WindowStats};

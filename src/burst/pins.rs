@@ -10,6 +10,13 @@
 //! and compacted. Both are allocated at full size up front: no allocation on
 //! the request path.
 //!
+//! One address cannot crowd others out: each client address may create at
+//! most `per_address` session pins per `ttl` ([`WritePins::pin_client`]);
+//! past that its writes pin the address itself, which keeps every client
+//! behind it on-prem (correct, if coarse, for a NAT) while the pins of
+//! other addresses stay. Keys are hashed with a per-process random key, so
+//! a client cannot choose cookies that land in one shard or collide.
+//!
 //! Invariants: a shard never holds more than `ceil(capacity / SHARDS)` keys
 //! (when full, the oldest pin is evicted and counted in `evictions`); a pin
 //! is honoured until exactly `now + ttl` (expired when `now >= expiry`).
@@ -18,34 +25,46 @@
 //! not the very oldest; expiry checks stay exact.
 
 use crate::sync::lock;
-use std::collections::hash_map::DefaultHasher;
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Number of shards (a power of two).
 pub const SHARDS: usize = 32;
 
 /// The pin key of a client: its session cookie's value when it has one, else
-/// its address. Deterministic within a process; the two kinds cannot collide
-/// by construction (distinct domain tags).
+/// its address. A keyed hash (SipHash with a per-process random key):
+/// deterministic within a process, unpredictable from outside; the two
+/// kinds cannot collide by construction (distinct domain tags).
 pub fn client_key(session_cookie: Option<&[u8]>, client_ip: IpAddr) -> u64 {
-    let mut h = DefaultHasher::new();
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    let key = KEY.get_or_init(RandomState::new);
     match session_cookie {
-        Some(cookie) => {
-            0u8.hash(&mut h);
-            cookie.hash(&mut h);
-        }
-        None => {
-            1u8.hash(&mut h);
-            client_ip.hash(&mut h);
-        }
+        Some(cookie) => key.hash_one((0u8, cookie)),
+        None => key.hash_one((1u8, client_ip)),
     }
-    h.finish()
 }
+
+/// The pin key of a client's address alone (`client_key(None, ip)`).
+pub fn address_key(client_ip: IpAddr) -> u64 {
+    client_key(None, client_ip)
+}
+
+/// What [`WritePins::pin_client`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinned {
+    /// The client's own key (its session, or its address without one).
+    Client,
+    /// The address: it had made `per_address` session pins this `ttl` already.
+    Address,
+}
+
+/// Per address key: session pins made in the current window, and its end.
+type AddressWindows = HashMap<u64, (u32, Instant)>;
 
 /// Bounded read-after-write pins; `Send + Sync`.
 pub struct WritePins {
@@ -53,6 +72,10 @@ pub struct WritePins {
     per_shard: usize,
     ttl_nanos: AtomicU64,
     evictions: AtomicU64,
+    /// Session pins made per address in its current `ttl` window.
+    addresses: Box<[Mutex<AddressWindows>]>,
+    per_address: AtomicU32,
+    address_pins: AtomicU64,
 }
 
 #[repr(align(64))]
@@ -68,7 +91,69 @@ impl WritePins {
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         let shards = (0..SHARDS).map(|_| Padded(Mutex::new(Shard::with_capacity(per_shard)))).collect();
-        Self { shards, per_shard, ttl_nanos: AtomicU64::new(nanos(ttl)), evictions: AtomicU64::new(0) }
+        let addresses = (0..SHARDS).map(|_| Mutex::new(HashMap::with_capacity(per_shard + 1))).collect();
+        Self {
+            shards,
+            per_shard,
+            ttl_nanos: AtomicU64::new(nanos(ttl)),
+            evictions: AtomicU64::new(0),
+            addresses,
+            per_address: AtomicU32::new(u32::MAX),
+            address_pins: AtomicU64::new(0),
+        }
+    }
+
+    /// At most `n` session pins per address per `ttl` (config reload too).
+    pub fn set_per_address(&self, n: u32) {
+        self.per_address.store(n.max(1), Relaxed);
+    }
+
+    /// Pins a client after a write: its own `key`, unless that is a new
+    /// session pin and its `address` has made `per_address` of them this
+    /// `ttl` already; then the address is pinned instead.
+    pub fn pin_client(&self, key: u64, address: u64, now: Instant) -> Pinned {
+        if key == address || self.is_pinned(key, now) || self.admit_session(address, now) {
+            self.pin(key, now);
+            return Pinned::Client;
+        }
+        self.pin(address, now);
+        self.address_pins.fetch_add(1, Relaxed);
+        Pinned::Address
+    }
+
+    /// Whether the client (its session or its whole address) wrote within `ttl`.
+    pub fn is_client_pinned(&self, key: u64, address: u64, now: Instant) -> bool {
+        self.is_pinned(key, now) || (key != address && self.is_pinned(address, now))
+    }
+
+    /// Counts one more session pin for `address`, if its budget allows.
+    /// The count map is bounded like the pins: when a shard is full of
+    /// live windows, a new address is refused (and pinned whole).
+    fn admit_session(&self, address: u64, now: Instant) -> bool {
+        let max = self.per_address.load(Relaxed);
+        let mut shard = lock(&self.addresses[(address >> 58) as usize % SHARDS]);
+        if !shard.contains_key(&address) && shard.len() >= self.per_shard {
+            shard.retain(|_, (_, until)| now < *until);
+            if shard.len() >= self.per_shard {
+                return false;
+            }
+        }
+        let ttl = self.ttl();
+        let (count, until) = shard.entry(address).or_insert((0, now + ttl));
+        if now >= *until {
+            *count = 0;
+            *until = now + ttl;
+        }
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Writes that pinned their whole address (it was over `per_address`).
+    pub fn address_pins(&self) -> u64 {
+        self.address_pins.load(Relaxed)
     }
 
     /// Pin `key` until `now + ttl` (re-pinning extends).
@@ -251,6 +336,43 @@ mod tests {
         pins.pin(2, t0);
         assert!(pins.is_pinned(1, t0 + Duration::from_secs(2)));
         assert!(!pins.is_pinned(2, t0 + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn an_address_over_its_session_budget_pins_itself_and_spares_the_others() {
+        let pins = WritePins::new(SHARDS * 64, TTL);
+        pins.set_per_address(3);
+        let t0 = Instant::now();
+        let attacker = address_key([198, 51, 100, 9].into());
+        let victim_addr = address_key([203, 0, 113, 5].into());
+        let victim = client_key(Some(b"victim"), [203, 0, 113, 5].into());
+        assert_eq!(pins.pin_client(victim, victim_addr, t0), Pinned::Client);
+        for n in 0..1000u32 {
+            let cookie = n.to_le_bytes();
+            let key = client_key(Some(&cookie), [198, 51, 100, 9].into());
+            let expect = if n < 3 { Pinned::Client } else { Pinned::Address };
+            assert_eq!(pins.pin_client(key, attacker, t0), expect, "pin {n}");
+        }
+        assert!(pins.len() <= 5, "three sessions and the address: {}", pins.len());
+        assert_eq!(pins.address_pins(), 997);
+        assert!(pins.is_client_pinned(victim, victim_addr, t0), "the other address keeps its pin");
+        let fresh = client_key(Some(b"fresh"), [198, 51, 100, 9].into());
+        assert!(pins.is_client_pinned(fresh, attacker, t0), "anyone behind the address is kept on-prem");
+        assert!(!pins.is_client_pinned(fresh, attacker, t0 + TTL), "until the ttl passes");
+        assert_eq!(pins.pin_client(fresh, attacker, t0 + TTL), Pinned::Client, "a new window, a new budget");
+    }
+
+    #[test]
+    fn a_known_session_repins_without_spending_budget() {
+        let pins = WritePins::new(SHARDS * 64, TTL);
+        pins.set_per_address(1);
+        let t0 = Instant::now();
+        let addr = address_key([192, 0, 2, 1].into());
+        let key = client_key(Some(b"s"), [192, 0, 2, 1].into());
+        for n in 0..10 {
+            assert_eq!(pins.pin_client(key, addr, t0 + Duration::from_secs(n)), Pinned::Client);
+        }
+        assert_eq!(pins.pin_client(addr, addr, t0), Pinned::Client, "a cookie-less client is its address");
     }
 
     #[test]

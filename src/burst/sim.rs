@@ -127,6 +127,8 @@ fn run(seed: u64) -> Vec<TickLog> {
                 cloud_healthy: true,
                 replica_lag_ok: true,
                 primary_healthy: true,
+                dr: false,
+                method_known: true,
                 shed_when_cloud_unavailable: true,
             };
             match decide(&inputs) {
@@ -138,6 +140,8 @@ fn run(seed: u64) -> Vec<TickLog> {
                     cloud += 1;
                     signals.end();
                 }
+                // A write over the hard cap is shed (the sim's queue gives no slot back in time).
+                SpillDecision::Queue(QueueReason::OverHardLimit) if write => signals.end(),
                 SpillDecision::Queue(reason) => {
                     panic!("seed {seed}: queued ({reason:?}) with a healthy cloud")
                 }

@@ -18,6 +18,10 @@ pub(crate) const DEFAULT_REQUEST_BODY_TIMEOUT: &str = "120s";
 pub(crate) const DEFAULT_CLIENT_IDLE_TIMEOUT: &str = "60s";
 pub(crate) const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub(crate) const DEFAULT_MAX_HEADERS: usize = 100;
+pub(crate) const DEFAULT_CLIENT_SEND_TIMEOUT: &str = "30s";
+pub(crate) const DEFAULT_TUNNEL_IDLE_TIMEOUT: &str = "300s";
+pub(crate) const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
+pub(crate) const DEFAULT_MAX_CANCELLED_STREAMS: u32 = 100;
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: &str = "500ms";
 pub(crate) const DEFAULT_RESPONSE_TIMEOUT: &str = "30s";
 pub(crate) const DEFAULT_UPSTREAM_IDLE_TIMEOUT: &str = "60s";
@@ -75,6 +79,14 @@ pub(crate) struct RawListener {
     pub(crate) idle_timeout: Option<Dur>,
     pub(crate) max_header_bytes: Option<usize>,
     pub(crate) max_headers: Option<usize>,
+    #[serde(default)]
+    pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) client_send_timeout: Option<Dur>,
+    pub(crate) max_connection_age: Option<Dur>,
+    pub(crate) max_concurrent_streams: Option<u32>,
+    pub(crate) max_cancelled_streams: Option<u32>,
+    pub(crate) max_tunnels: Option<usize>,
+    pub(crate) tunnel_idle_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +165,9 @@ pub(crate) struct RawSpill {
     pub(crate) max_queue: Option<u32>,
     pub(crate) max_replica_lag: Option<Dur>,
     pub(crate) tick: Option<Dur>,
+    pub(crate) never_spill_ignore_case: Option<bool>,
+    pub(crate) pins_per_address: Option<u32>,
+    pub(crate) disaster_after: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -46,6 +46,21 @@ pub struct ListenerConfig {
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_headers: usize,
+    /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are kept
+    /// (ours appended); from any other peer they are replaced or dropped.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Longest the client may go without taking a byte of a response it is
+    /// being sent (or of a tunnel) before it is aborted.
+    pub client_send_timeout: Duration,
+    /// A connection older than this is closed gracefully (`None`: no limit).
+    pub max_connection_age: Option<Duration>,
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 streams a connection may cancel (reset, or close unfinished)
+    /// before it gets GOAWAY `ENHANCE_YOUR_CALM`; refills at a tenth per second.
+    pub max_cancelled_streams: u32,
+    /// Upgraded (WebSocket) tunnels open at once on this listener.
+    pub max_tunnels: usize,
+    pub tunnel_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +134,13 @@ pub struct SpillConfig {
     pub max_queue: u32,
     pub max_replica_lag: Duration,
     pub tick: Duration,
+    /// `never_spill` prefixes compare without ASCII case.
+    pub never_spill_ignore_case: bool,
+    /// Session pins one client address may make per `pin_after_write`.
+    pub pins_per_address: u32,
+    /// How long the active probes must agree that no primary endpoint is
+    /// reachable before the pool is in disaster recovery.
+    pub disaster_after: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -143,7 +143,39 @@ fn listener(c: &mut Checker, key: &str, listen: SocketAddr, l: RawListener) -> L
     let max_connections =
         positive(c, &format!("{key}.max_connections"), l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS));
     let dur = |c: &mut Checker, name: &str, v, default| c.dur(&format!("{key}.{name}"), v, default, false);
+    let trusted_proxies = l
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(j, text)| match parse_net(text) {
+            Some(net) => Some(net),
+            None => {
+                c.fail(format!("{key}.trusted_proxies[{j}]"), format!("{text:?} is not an address or CIDR block"));
+                None
+            }
+        })
+        .collect();
+    let max_concurrent_streams = positive(
+        c,
+        &format!("{key}.max_concurrent_streams"),
+        l.max_concurrent_streams.unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS),
+    );
+    let max_cancelled_streams = positive(
+        c,
+        &format!("{key}.max_cancelled_streams"),
+        l.max_cancelled_streams.unwrap_or(DEFAULT_MAX_CANCELLED_STREAMS),
+    );
+    let max_tunnels = l.max_tunnels.unwrap_or(max_connections);
+    let max_connection_age =
+        l.max_connection_age.map(|v| c.dur(&format!("{key}.max_connection_age"), Some(v), "0s", false));
     ListenerConfig {
+        trusted_proxies,
+        client_send_timeout: dur(c, "client_send_timeout", l.client_send_timeout, DEFAULT_CLIENT_SEND_TIMEOUT),
+        max_connection_age,
+        max_concurrent_streams,
+        max_cancelled_streams,
+        max_tunnels,
+        tunnel_idle_timeout: dur(c, "tunnel_idle_timeout", l.tunnel_idle_timeout, DEFAULT_TUNNEL_IDLE_TIMEOUT),
         header_read_timeout: dur(c, "header_read_timeout", l.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT),
         request_body_timeout: dur(c, "request_body_timeout", l.request_body_timeout, DEFAULT_REQUEST_BODY_TIMEOUT),
         idle_timeout: dur(c, "idle_timeout", l.idle_timeout, DEFAULT_CLIENT_IDLE_TIMEOUT),
@@ -154,6 +186,12 @@ fn listener(c: &mut Checker, key: &str, listen: SocketAddr, l: RawListener) -> L
         max_header_bytes,
         max_headers,
     }
+}
+
+/// An address (`10.0.0.1`) or a CIDR block (`10.0.0.0/8`, `2001:db8::/32`).
+fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// Reads the certificate and key now, so a reload that points at an
@@ -171,8 +209,8 @@ fn listener_tls(c: &mut Checker, key: &str, t: RawServerTls) -> ServerTls {
 }
 
 /// A count that must be greater than zero.
-fn positive(c: &mut Checker, key: &str, n: usize) -> usize {
-    if n == 0 {
+fn positive<N: Copy + Default + PartialEq>(c: &mut Checker, key: &str, n: N) -> N {
+    if n == N::default() {
         c.fail(key, "must be greater than zero");
     }
     n
@@ -321,6 +359,9 @@ fn routes(c: &mut Checker, raw: Vec<RawRoute>, pools: &BTreeMap<String, PoolConf
         let path_prefix = r.path_prefix.unwrap_or_else(|| "/".to_string());
         if !path_prefix.starts_with('/') {
             c.fail(format!("{key}.path_prefix"), "must start with '/'");
+        } else if crate::request::path::normalize(&path_prefix) != path_prefix.as_str() {
+            let normal = crate::request::path::normalize(&path_prefix);
+            c.fail(format!("{key}.path_prefix"), format!("write it in normal form: {normal:?}"));
         }
         let methods = r.spill_methods.unwrap_or_else(|| vec!["GET".into(), "HEAD".into()]);
         let spill_methods = methods
@@ -337,6 +378,9 @@ fn routes(c: &mut Checker, raw: Vec<RawRoute>, pools: &BTreeMap<String, PoolConf
         for (j, p) in r.never_spill.iter().enumerate() {
             if !p.starts_with('/') {
                 c.fail(format!("{key}.never_spill[{j}]"), "must start with '/'");
+            } else if crate::request::path::normalize(p) != p.as_str() {
+                let normal = crate::request::path::normalize(p);
+                c.fail(format!("{key}.never_spill[{j}]"), format!("write it in normal form: {normal:?}"));
             }
         }
         let host = r.host.filter(|h| h != "*").map(|h| h.to_ascii_lowercase());
@@ -380,6 +424,10 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
     if pin_capacity == 0 {
         c.fail("spill.pin_capacity", "must be greater than zero");
     }
+    let pins_per_address = s.pins_per_address.unwrap_or(64);
+    if pins_per_address == 0 {
+        c.fail("spill.pins_per_address", "must be greater than zero");
+    }
     SpillConfig {
         mode,
         max_in_flight,
@@ -396,6 +444,9 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
         max_queue: s.max_queue.unwrap_or(1000),
         max_replica_lag: c.dur("spill.max_replica_lag", s.max_replica_lag, "90s", false),
         tick: c.dur("spill.tick", s.tick, "100ms", false),
+        never_spill_ignore_case: s.never_spill_ignore_case.unwrap_or(true),
+        pins_per_address,
+        disaster_after: c.dur("spill.disaster_after", s.disaster_after, "10s", true),
     }
 }
 

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::burst::{
-    pressure, ConcurrencyLimit, LimitParams, LoadSignals, Outcome, Pressure, SloLimit, SpillController, SpillPhase,
-    WindowStats, WritePins,
+    pressure, ConcurrencyLimit, LimitParams, LoadSignals, OutageTimer, Outcome, Pressure, SloLimit, SpillController,
+    SpillPhase, WindowStats, WritePins,
 };
 use crate::config::{SpillConfig, SpillMode};
 use crate::sync::lock;
@@ -82,6 +82,7 @@ struct TickState {
     applied: SpillConfig,
     last: WindowStats,
     pressure: Pressure,
+    outage: OutageTimer,
 }
 
 impl PoolGate {
@@ -103,6 +104,7 @@ impl PoolGate {
                 applied: spill.clone(),
                 last: WindowStats::default(),
                 pressure: Pressure::Calm,
+                outage: OutageTimer::default(),
             }),
         }
     }
@@ -191,12 +193,15 @@ impl PoolGate {
         }
     }
 
-    /// One tick of a primary pool: window → limit → pressure → phase.
+    /// One tick of a primary pool: window → limit → pressure → phase, and
+    /// the mode: disaster recovery once `reachable` (its active probes
+    /// find an endpoint) has been false for `spill.disaster_after` and the
+    /// cloud is healthy.
     pub(crate) fn tick_primary(
         &self,
         now: Instant,
         spill: &SpillConfig,
-        healthy: bool,
+        reachable: bool,
         cloud_ok: bool,
     ) -> Option<(PoolMode, PoolMode)> {
         let mut st = lock(&self.tick);
@@ -217,8 +222,9 @@ impl PoolGate {
         st.pressure = pressure;
         self.limit.store(limit, Relaxed);
         self.spilling.store(phase == SpillPhase::Spilling, Relaxed);
-        let mode = match (healthy, phase) {
-            (false, _) if cloud_ok => PoolMode::DisasterRecovery,
+        let outage = st.outage.observe(reachable, now, spill.disaster_after);
+        let mode = match (outage, phase) {
+            (true, _) if cloud_ok => PoolMode::DisasterRecovery,
             (_, SpillPhase::Spilling) => PoolMode::Spilling,
             _ => PoolMode::Normal,
         };
@@ -335,7 +341,9 @@ pub(crate) struct Gates {
 
 impl Gates {
     pub(crate) fn new(spill: &SpillConfig) -> Self {
-        Gates { by_pool: Mutex::new(HashMap::new()), pins: WritePins::new(spill.pin_capacity, spill.pin_after_write) }
+        let pins = WritePins::new(spill.pin_capacity, spill.pin_after_write);
+        pins.set_per_address(spill.pins_per_address);
+        Gates { by_pool: Mutex::new(HashMap::new()), pins }
     }
 
     /// The gate of a pool, created on first use.
@@ -346,6 +354,7 @@ impl Gates {
 
     /// Applies reloadable settings (the pin TTL).
     pub(crate) fn reconfigure(&self, spill: &SpillConfig) {
+        self.pins.set_per_address(spill.pins_per_address);
         if self.pins.ttl() != spill.pin_after_write {
             self.pins.set_ttl(spill.pin_after_write);
         }

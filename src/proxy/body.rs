@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
+use super::ActiveRequest;
 use crate::gate::InFlight;
 use crate::upstream::client::UpstreamBody;
 
@@ -22,6 +23,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Body {
     kind: Kind,
     guard: Option<InFlight>,
+    /// The client request this body answers, until its last frame.
+    request: Option<ActiveRequest>,
 }
 
 enum Kind {
@@ -31,23 +34,36 @@ enum Kind {
 
 impl Body {
     pub fn empty() -> Self {
-        Body { kind: Kind::Full(None), guard: None }
+        Body { kind: Kind::Full(None), guard: None, request: None }
     }
 
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        Body { kind: Kind::Full((!bytes.is_empty()).then_some(bytes)), guard: None }
+        Body { kind: Kind::Full((!bytes.is_empty()).then_some(bytes)), guard: None, request: None }
     }
 
     /// An upstream's response body, on its way to the client.
     pub(crate) fn upstream(body: UpstreamBody) -> Self {
-        Body { kind: Kind::Upstream(body), guard: None }
+        Body { kind: Kind::Upstream(body), guard: None, request: None }
     }
 
     /// Attaches a guard that is released when the body ends or is dropped.
     pub(crate) fn with_guard(mut self, guard: InFlight) -> Self {
         if !self.is_end_stream_inner() {
             self.guard = Some(guard);
+        }
+        self
+    }
+
+    /// Ties the body to its client request: the request ends with the
+    /// body's last frame (or with an error), and while the client has not
+    /// taken a frame (HTTP/2) the request says so. A body dropped before
+    /// its end cancels the request.
+    pub(crate) fn with_request(mut self, mut request: ActiveRequest) -> Self {
+        if self.is_end_stream_inner() {
+            request.finish();
+        } else {
+            self.request = Some(request);
         }
         self
     }
@@ -60,20 +76,39 @@ impl Body {
     }
 }
 
+impl Body {
+    /// The last frame (or an error) is out: the in-flight slot and the
+    /// request end here, not when hyper drops the body.
+    fn end(&mut self) {
+        self.guard = None;
+        if let Some(mut r) = self.request.take() {
+            r.finish();
+        }
+    }
+}
+
 impl http_body::Body for Body {
     type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(r) = &this.request {
+            r.not_waiting();
+        }
         let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.kind {
             Kind::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Kind::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
         };
         match &polled {
-            Poll::Ready(None) => this.guard = None,
-            Poll::Ready(Some(Ok(_))) if this.is_end_stream_inner() => this.guard = None,
-            _ => {}
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.end(),
+            Poll::Ready(Some(Ok(_))) if this.is_end_stream_inner() => this.end(),
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(r) = &this.request {
+                    r.waiting_for_client();
+                }
+            }
+            Poll::Pending => {}
         }
         polled
     }

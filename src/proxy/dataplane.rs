@@ -45,13 +45,19 @@ pub(crate) struct Connections {
 }
 
 /// One open client connection; dropping it gives the count back.
-pub(crate) struct ConnectionGuard<'a>(&'a Connections);
-
 impl Connections {
-    pub(crate) fn enter(&self) -> ConnectionGuard<'_> {
+    /// One more open connection; [`Connections::leave`] undoes it (the
+    /// connection's `ConnInfo` does both).
+    pub(crate) fn join(&self) {
         self.open.fetch_add(1, SeqCst);
         metrics::gauge!(catalog::CLIENT_CONNECTIONS).increment(1.0);
-        ConnectionGuard(self)
+    }
+
+    pub(crate) fn leave(&self) {
+        metrics::gauge!(catalog::CLIENT_CONNECTIONS).decrement(1.0);
+        if self.open.fetch_sub(1, SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
     }
 
     pub(crate) fn open(&self) -> usize {
@@ -66,15 +72,6 @@ impl Connections {
                 return;
             }
             notified.await;
-        }
-    }
-}
-
-impl Drop for ConnectionGuard<'_> {
-    fn drop(&mut self) {
-        metrics::gauge!(catalog::CLIENT_CONNECTIONS).decrement(1.0);
-        if self.0.open.fetch_sub(1, SeqCst) == 1 {
-            self.0.idle.notify_waiters();
         }
     }
 }

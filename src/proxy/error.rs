@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::proxy::body::Body;
+use crate::request::host::HostError;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProxyError {
@@ -28,13 +29,15 @@ pub(crate) enum ProxyError {
     ClientBody { detail: String },
     #[error("client request body not received within {timeout:?}")]
     ClientBodyTimeout { timeout: Duration },
+    #[error("bad request: {0}")]
+    BadHost(#[from] HostError),
 }
 
 impl ProxyError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
-            ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody { .. } | ProxyError::BadHost(_) => StatusCode::BAD_REQUEST,
             ProxyError::ClientBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoHealthyEndpoint { .. } | ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -53,6 +56,7 @@ impl ProxyError {
             ProxyError::Overloaded { .. } => "overloaded",
             ProxyError::ClientBody { .. } => "client_body",
             ProxyError::ClientBodyTimeout { .. } => "client_body_timeout",
+            ProxyError::BadHost(_) => "bad_host",
         }
     }
 

@@ -1,5 +1,15 @@
 //! Header rewriting between client and upstream (RFC 9110 §7.6.1): hop-by-hop
-//! headers out, `X-Forwarded-*` and `Via` in, `Host` preserved.
+//! headers out, `X-Forwarded-*` and `Via` in, `Host` set to the authority
+//! routing used (`request::host`).
+//!
+//! Client-address headers are ours to set at the edge: from a peer that is
+//! not a `trusted_proxies` address, a client's `X-Forwarded-For`,
+//! `Forwarded` and `X-Real-IP` are dropped and `X-Forwarded-For` is the peer
+//! alone; from a trusted proxy they pass and ours is appended. Header names
+//! with an underscore are dropped from every request (as nginx does): a CGI
+//! or PHP back end reads `X_Forwarded_For` and `X-Forwarded-For` as the same
+//! variable. HTTP/2 cookie crumbs are joined into one `Cookie` line with
+//! `; ` (RFC 9113 §8.2.3).
 //!
 //! The request side never touches the client's `HeaderMap`: its lines are
 //! written straight into the upstream request head in one pass, with the
@@ -19,10 +29,22 @@ use crate::upstream::h1::{is_hop_by_hop, write_header};
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Is this an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`)?
-pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
+/// Is this a WebSocket opening handshake (RFC 6455 §4.1: HTTP/1.1 `GET`
+/// with `Connection: upgrade` and `Upgrade: websocket`)? Only these are
+/// tunnelled; any other `Upgrade` (h2c, TLS, …) is removed as hop-by-hop
+/// and the request is proxied as a plain one.
+pub(crate) fn is_websocket_upgrade(version: Version, method: &http::Method, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && method == http::Method::GET
+        && connection_has(headers, "upgrade")
+        && headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
 }
 
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {
@@ -54,69 +76,81 @@ pub(crate) struct ClientSide<'a> {
     /// The client's address as an `X-Forwarded-For` element, formatted once
     /// per connection (`forwarded_for_value`).
     pub(crate) forwarded_for: &'a HeaderValue,
+    /// The peer is a `trusted_proxies` address: its forwarding headers are kept.
+    pub(crate) trusted: bool,
     pub(crate) tls: bool,
     pub(crate) version: Version,
-    /// The request's authority (HTTP/2 `:authority` or absolute-form URI).
-    pub(crate) authority: Option<&'a str>,
+    /// The authority the request was routed on (the target's, else its one
+    /// `Host` line; no userinfo): written as `Host` and `X-Forwarded-Host`.
+    pub(crate) authority: Option<&'a [u8]>,
 }
 
 /// Writes a request's header lines for the upstream hop: the client's
 /// headers minus hop-by-hop ones (`Upgrade` kept for an upgrade), minus the
-/// body framing (the caller writes it), then `Host` if the client sent
-/// none (HTTP/2), `X-Forwarded-Host`, `X-Forwarded-For` (appended to the
-/// client's), `X-Forwarded-Proto`, `Via` (appended), and `Connection:
-/// upgrade` for an upgrade.
+/// body framing (the caller writes it), minus client-address headers from
+/// an untrusted peer and names with `_`, then `Host` and
+/// `X-Forwarded-Host` (the routed authority), `X-Forwarded-For` (the peer,
+/// appended to a trusted proxy's), `X-Forwarded-Proto`, `Via` (appended),
+/// the joined HTTP/2 cookie, and `Connection: upgrade` for an upgrade.
 pub(crate) fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, client: &ClientSide<'_>, upgrade: bool) {
     let named = if headers.contains_key(header::CONNECTION) { connection_named(headers) } else { Vec::new() };
-    let mut host: Option<&[u8]> = None;
+    let join_cookies = client.version == Version::HTTP_2;
     let mut prior_for: Vec<&HeaderValue> = Vec::new();
     let mut prior_via: Vec<&HeaderValue> = Vec::new();
+    let mut cookies: Vec<&HeaderValue> = Vec::new();
     for (name, value) in headers {
-        if *name == header::HOST {
-            host.get_or_insert(value.as_bytes());
-        } else if *name == header::CONTENT_LENGTH || *name == header::VIA {
-            if *name == header::VIA {
-                prior_via.push(value);
-            }
+        if *name == header::HOST || *name == header::CONTENT_LENGTH {
+            continue;
+        } else if *name == header::VIA {
+            prior_via.push(value);
             continue;
         } else if is_hop_by_hop(name) {
             if !(upgrade && *name == header::UPGRADE) {
                 continue;
             }
         } else if *name == X_FORWARDED_FOR {
-            prior_for.push(value);
+            if client.trusted {
+                prior_for.push(value);
+            }
             continue;
-        } else if *name == X_FORWARDED_PROTO || *name == X_FORWARDED_HOST || named.contains(name) {
+        } else if *name == X_FORWARDED_PROTO
+            || *name == X_FORWARDED_HOST
+            || named.contains(name)
+            || ((*name == header::FORWARDED || *name == X_REAL_IP) && !client.trusted)
+        {
+            continue;
+        } else if *name == header::COOKIE && join_cookies {
+            cookies.push(value);
+            continue;
+        } else if name.as_str().as_bytes().contains(&b'_') {
             continue;
         }
         write_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    if host.is_none() {
-        host = client.authority.map(str::as_bytes);
-        if let Some(h) = host {
-            write_header(out, b"host", h);
-        }
-    }
-    if let Some(h) = host {
+    if let Some(h) = client.authority {
+        write_header(out, b"host", h);
         write_header(out, b"x-forwarded-host", h);
     }
-    write_joined(out, b"x-forwarded-for", &prior_for, client.forwarded_for.as_bytes());
+    write_joined(out, b"x-forwarded-for", &prior_for, b", ", client.forwarded_for.as_bytes());
     write_header(out, b"x-forwarded-proto", if client.tls { b"https" } else { b"http" });
-    write_joined(out, b"via", &prior_via, via_of(client.version).as_bytes());
+    write_joined(out, b"via", &prior_via, b", ", via_of(client.version).as_bytes());
+    if let Some((last, crumbs)) = cookies.split_last() {
+        write_joined(out, b"cookie", crumbs, b"; ", last.as_bytes());
+    }
     if upgrade {
         write_header(out, b"connection", b"upgrade");
     }
 }
 
-/// `name: prior1, prior2, ours`.
-fn write_joined(out: &mut BytesMut, name: &[u8], prior: &[&HeaderValue], ours: &[u8]) {
+/// `name: prior1<sep>prior2<sep>last`.
+fn write_joined(out: &mut BytesMut, name: &[u8], prior: &[&HeaderValue], sep: &[u8], ours: &[u8]) {
     if prior.is_empty() {
         return write_header(out, name, ours);
     }
     let mut value = Vec::with_capacity(64);
     for p in prior {
         value.extend_from_slice(p.as_bytes());
-        value.extend_from_slice(b", ");
+        value.extend_from_slice(sep);
     }
     value.extend_from_slice(ours);
     write_header(out, name, &value);
@@ -182,7 +216,13 @@ mod tests {
     static CLIENT_IP: HeaderValue = HeaderValue::from_static("192.0.2.7");
 
     fn client() -> ClientSide<'static> {
-        ClientSide { forwarded_for: &CLIENT_IP, tls: true, version: Version::HTTP_11, authority: None }
+        ClientSide {
+            forwarded_for: &CLIENT_IP,
+            trusted: false,
+            tls: true,
+            version: Version::HTTP_11,
+            authority: Some(b"www.example.com"),
+        }
     }
 
     /// The header lines written for the upstream, read back into a map
@@ -242,11 +282,17 @@ mod tests {
             ("x-forwarded-host", "spoofed"),
             ("via", "1.1 cdn"),
         ]);
-        let w = written(&h, &client(), false);
+        let w = written(&h, &ClientSide { trusted: true, ..client() }, false);
         assert_eq!(w.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["203.0.113.1, 198.51.100.2, 192.0.2.7"]);
         assert_eq!(w.get_all("x-forwarded-proto").iter().collect::<Vec<_>>(), ["https"]);
         assert_eq!(w.get_all("x-forwarded-host").iter().collect::<Vec<_>>(), ["www.example.com"]);
         assert_eq!(w.get_all("via").iter().collect::<Vec<_>>(), ["1.1 cdn, 1.1 spillway"]);
+        let edge = written(&h, &client(), false);
+        assert_eq!(
+            edge.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+            ["192.0.2.7"],
+            "at the edge: the peer alone"
+        );
         let plain = written(&map(&[("host", "h")]), &ClientSide { tls: false, ..client() }, false);
         assert_eq!(plain["x-forwarded-for"], "192.0.2.7");
         assert_eq!(plain["x-forwarded-proto"], "http");
@@ -256,7 +302,12 @@ mod tests {
     #[test]
     fn upgrades_keep_upgrade_and_connection() {
         let h = map(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("host", "chat")]);
-        assert!(is_upgrade(&h));
+        assert!(is_websocket_upgrade(Version::HTTP_11, &http::Method::GET, &h));
+        assert!(!is_websocket_upgrade(Version::HTTP_11, &http::Method::POST, &h), "only GET");
+        assert!(!is_websocket_upgrade(Version::HTTP_10, &http::Method::GET, &h));
+        let h2c = map(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("host", "chat")]);
+        assert!(!is_websocket_upgrade(Version::HTTP_11, &http::Method::GET, &h2c), "only websocket");
+        assert!(!written(&h2c, &client(), false).contains_key("upgrade"));
         let w = written(&h, &client(), true);
         assert_eq!(w["upgrade"], "websocket");
         assert_eq!(w.get_all("connection").iter().collect::<Vec<_>>(), ["upgrade"]);
@@ -264,11 +315,41 @@ mod tests {
 
     #[test]
     fn http2_authority_becomes_host() {
-        let c = ClientSide { authority: Some("www.example.com"), version: Version::HTTP_2, ..client() };
-        let w = written(&HeaderMap::new(), &c, false);
-        assert_eq!(w["host"], "www.example.com");
+        let c = ClientSide { authority: Some(b"www.example.com"), version: Version::HTTP_2, ..client() };
+        let w = written(&map(&[("host", "other.example")]), &c, false);
+        assert_eq!(w.get_all("host").iter().collect::<Vec<_>>(), ["www.example.com"], "one Host: the routed one");
         assert_eq!(w["x-forwarded-host"], "www.example.com");
         assert_eq!(w["via"], "2 spillway");
+    }
+
+    #[test]
+    fn client_address_headers_and_underscore_names_are_dropped_at_the_edge() {
+        let h = map(&[
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x-forwarded_for", "6.6.6.6"),
+            ("client_ip", "6.6.6.6"),
+            ("x-ok", "1"),
+        ]);
+        let w = written(&h, &client(), false);
+        for gone in ["forwarded", "x-real-ip", "x_forwarded_for", "x-forwarded_for", "client_ip"] {
+            assert!(!w.contains_key(gone), "{gone} should be removed");
+        }
+        assert_eq!(w["x-ok"], "1");
+        let trusted = written(&h, &ClientSide { trusted: true, ..client() }, false);
+        assert_eq!(trusted["forwarded"], "for=6.6.6.6", "a trusted proxy's Forwarded passes");
+        assert_eq!(trusted["x-real-ip"], "6.6.6.6");
+        assert!(!trusted.contains_key("x_forwarded_for"), "underscores never pass");
+    }
+
+    #[test]
+    fn http2_cookie_crumbs_are_joined() {
+        let h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        let w = written(&h, &ClientSide { version: Version::HTTP_2, ..client() }, false);
+        assert_eq!(w.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1; b=2; c=3"]);
+        let one = written(&map(&[("cookie", "a=1")]), &ClientSide { version: Version::HTTP_2, ..client() }, false);
+        assert_eq!(one.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1"]);
     }
 
     #[test]

@@ -1,31 +1,89 @@
-//! An I/O wrapper that counts reads and writes, so a connection's watchdog
-//! can close it after `idle_timeout` of silence: the watchdog wakes every
-//! `idle_timeout` and closes the connection when the count has not moved
-//! since its previous wake (idle for between one and two timeouts). Counting
-//! instead of stamping keeps the clock off the per-read path.
+//! An I/O wrapper that counts reads and writes, and notes since when a
+//! write has been refused (the peer's receive window is full), so a
+//! watchdog can close a connection after `idle_timeout` of silence or
+//! after `client_send_timeout` of a peer that takes nothing. Counting
+//! instead of stamping keeps the clock off the per-read path; the clock is
+//! read only when a write is refused.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-pub(super) struct IdleIo<T> {
+/// What the I/O did, as the watchdog reads it.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    /// Reads and writes that moved bytes (a count, not a time).
+    moves: AtomicU64,
+    /// Milliseconds after `epoch` at which writing was first refused since
+    /// the last accepted write; 0: not blocked.
+    blocked_since: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Activity { moves: AtomicU64::new(0), blocked_since: AtomicU64::new(0), epoch: Instant::now() })
+    }
+
+    pub(crate) fn moves(&self) -> u64 {
+        self.moves.load(Relaxed)
+    }
+
+    /// How long writing has been refused, at `now` (zero if it is not).
+    pub(crate) fn blocked_for(&self, now: Instant) -> Duration {
+        match self.blocked_since.load(Relaxed) {
+            0 => Duration::ZERO,
+            since => Duration::from_millis(self.millis(now).saturating_sub(since)),
+        }
+    }
+
+    fn millis(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    fn moved(&self) {
+        self.moves.store(self.moves.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+
+    fn wrote(&self) {
+        self.moved();
+        self.unblocked();
+    }
+
+    fn unblocked(&self) {
+        if self.blocked_since.load(Relaxed) != 0 {
+            self.blocked_since.store(0, Relaxed);
+        }
+    }
+
+    fn refused(&self) {
+        if self.blocked_since.load(Relaxed) == 0 {
+            self.blocked_since.store(self.millis(Instant::now()), Relaxed);
+        }
+    }
+}
+
+pub(crate) struct IdleIo<T> {
     inner: T,
-    last: Arc<AtomicU64>,
+    activity: Arc<Activity>,
 }
 
 impl<T> IdleIo<T> {
-    pub(super) fn new(inner: T, activity: Arc<AtomicU64>) -> Self {
-        IdleIo { inner, last: activity }
+    pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
+        IdleIo { inner, activity }
     }
 
-    /// One writer (this connection's I/O), one reader (its watchdog): a
-    /// plain load and store, no locked instruction.
-    fn touch(&self) {
-        self.last.store(self.last.load(Relaxed).wrapping_add(1), Relaxed);
+    fn after_write(&self, r: &Poll<io::Result<usize>>) {
+        match r {
+            Poll::Ready(Ok(n)) if *n > 0 => self.activity.wrote(),
+            Poll::Pending => self.activity.refused(),
+            _ => {}
+        }
     }
 }
 
@@ -34,7 +92,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.touch();
+            self.activity.moved();
         }
         r
     }
@@ -43,9 +101,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
 impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
+        self.after_write(&r);
         r
     }
 
@@ -55,23 +111,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
+        self.after_write(&r);
         r
     }
 
-    /// Always false, so hyper copies a response's head and small body into
-    /// one buffer and writes it with `send(2)`: on Linux a `writev(2)` on a
-    /// socket goes through the VFS write path (permission hook, fsnotify,
-    /// iovec import) and costs measurably more kernel time per request
-    /// than `send(2)` of the same bytes (see benches/README.md).
     fn is_write_vectored(&self) -> bool {
         false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        match r {
+            Poll::Pending => self.activity.refused(),
+            Poll::Ready(Ok(())) => self.activity.unblocked(),
+            Poll::Ready(Err(_)) => {}
+        }
+        r
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

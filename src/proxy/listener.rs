@@ -1,18 +1,21 @@
 //! Accept loops: one per configured listener. Each connection is served by
 //! hyper's auto builder (HTTP/1.1 with upgrades, HTTP/2 by ALPN or prior
 //! knowledge), with header-size/count limits, a header read timeout
-//! (slowloris), an idle timeout, and a per-listener connection cap.
+//! (slowloris), a per-listener connection cap, and a watchdog task that
+//! closes it: gracefully when idle (no request open; for HTTP/1.1 also no
+//! byte moving — HTTP/2 PINGs do not count), past `max_connection_age` or
+//! on drain; abortively when the client has taken no byte for
+//! `client_send_timeout` while Spillway had something to send, or when a
+//! graceful close has not finished within the drain grace.
 //!
 //! The TLS acceptor is looked up in the current runtime snapshot at every
 //! accept, so a reload rotates certificates without a restart.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use futures_util::task::AtomicWaker;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -25,7 +28,8 @@ use super::DataPlane;
 use crate::config::ListenerConfig;
 use crate::telemetry::catalog;
 
-use super::idle::IdleIo;
+use super::conn::Close;
+use super::idle::{Activity, IdleIo};
 use super::{service, ConnInfo};
 
 const OVER_CAPACITY: &[u8] =
@@ -67,8 +71,9 @@ pub(crate) fn start(
     let local = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(config.max_connections));
+    let tunnels = Arc::new(Semaphore::new(config.max_tunnels));
     let name = config.name.clone();
-    let task = tokio::spawn(accept_loop(plane, name.clone(), listener, limit, stop_rx));
+    let task = tokio::spawn(accept_loop(plane, name.clone(), listener, (limit, tunnels), stop_rx));
     Ok(ListenerTask { name, configured: config.listen, local, stop, task })
 }
 
@@ -76,7 +81,7 @@ async fn accept_loop(
     plane: Arc<DataPlane>,
     name: String,
     listener: TcpListener,
-    limit: Arc<Semaphore>,
+    (limit, tunnels): (Arc<Semaphore>, Arc<Semaphore>),
     mut stop: watch::Receiver<bool>,
 ) {
     let rejected = metrics::counter!(catalog::CONNECTIONS_REJECTED, "listener" => name.clone());
@@ -103,7 +108,11 @@ async fn accept_loop(
         };
         accepted.increment(1);
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(connection(plane.clone(), name.clone(), tcp, remote, permit));
+        // Finds a peer that vanished without a FIN, tunnels included.
+        let keepalive =
+            socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)).with_interval(Duration::from_secs(10));
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+        tokio::spawn(connection(plane.clone(), name.clone(), tcp, remote, (permit, tunnels.clone())));
     }
     tracing::info!(listener = %name, "listener stopped accepting");
 }
@@ -122,22 +131,22 @@ async fn connection(
     name: String,
     tcp: TcpStream,
     remote: SocketAddr,
-    _permit: OwnedSemaphorePermit,
+    (permit, tunnels): (OwnedSemaphorePermit, Arc<Semaphore>),
 ) {
-    let holder = plane.clone();
-    let _active = holder.connections.enter();
-    let (config, acceptor) = {
+    let (config, acceptor, grace) = {
         let rt = plane.runtime.load();
         match rt.listeners.get(&name) {
-            Some(l) => (l.config.clone(), l.tls.clone()),
+            Some(l) => (l.config.clone(), l.tls.clone(), rt.config.runtime.drain_timeout),
             None => return, // listener removed by a reload between accept and now
         }
     };
-    let info = Arc::new(ConnInfo::new(remote, acceptor.is_some(), config.request_body_timeout));
+    // The connection's permit and count live as long as its ConnInfo: an
+    // upgraded tunnel keeps them.
+    let info = Arc::new(ConnInfo::new(plane.clone(), Some(permit), remote, acceptor.is_some(), &config, tunnels));
     match acceptor {
-        None => serve_io(plane, info, &config, tcp).await,
+        None => serve_io(plane, info, &config, grace, tcp).await,
         Some(acceptor) => match tokio::time::timeout(config.header_read_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => serve_io(plane, info, &config, tls).await,
+            Ok(Ok(tls)) => serve_io(plane, info, &config, grace, tls).await,
             Ok(Err(e)) => tracing::debug!(client = %remote, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(client = %remote, "TLS handshake timed out"),
         },
@@ -162,36 +171,58 @@ fn builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(config.max_header_bytes as u32)
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(config.max_concurrent_streams)
+        // Streams reset before they are accepted (h2's own rapid-reset
+        // guard: GOAWAY ENHANCE_YOUR_CALM); those reset after are counted
+        // by the connection's cancel budget.
+        .max_pending_accept_reset_streams(Some(20))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     b
 }
 
-async fn serve_io<I>(plane: Arc<DataPlane>, info: Arc<ConnInfo>, config: &ListenerConfig, io: I)
+/// The watchdog's limits for one connection.
+#[derive(Clone, Copy)]
+struct Limits {
+    idle: Duration,
+    send: Duration,
+    max_age: Option<Duration>,
+    /// How long a graceful close may take before it becomes an abort.
+    grace: Duration,
+}
+
+async fn serve_io<I>(plane: Arc<DataPlane>, info: Arc<ConnInfo>, config: &ListenerConfig, grace: Duration, io: I)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let last = Arc::new(AtomicU64::new(0));
-    let io = TokioIo::new(IdleIo::new(io, last.clone()));
-    let signal = Arc::new(CloseSignal::default());
+    let activity = Activity::new();
+    let io = TokioIo::new(IdleIo::new(io, activity.clone()));
+    let limits = Limits {
+        idle: config.idle_timeout,
+        send: config.client_send_timeout,
+        max_age: config.max_connection_age,
+        grace,
+    };
     // The watchdog runs as its own task so the connection's task polls only
     // the connection: a timer and a watch channel polled at every wake-up
     // (twice per request) cost more than the rest of the select.
-    let watchdog = tokio::spawn(watchdog(plane.drain.subscribe(), last, config.idle_timeout, signal.clone()));
+    let watchdog = tokio::spawn(watchdog(plane.drain.subscribe(), info.clone(), activity, limits));
     let svc_server = plane.clone();
-    let svc = service_fn(move |req| service::serve(svc_server.clone(), info.clone(), req));
+    let svc_info = info.clone();
+    let svc = service_fn(move |req| service::serve(svc_server.clone(), svc_info.clone(), req));
     let b = builder(config);
     let conn = b.serve_connection_with_upgrades(io, svc);
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
     let result = std::future::poll_fn(|cx| {
-        if !closing {
-            signal.waker.register(cx.waker());
-            if signal.requested.load(Acquire) {
+        info.close.waker.register(cx.waker());
+        match info.close.requested() {
+            Some(Close::Abort) => return std::task::Poll::Ready(Ok(())),
+            Some(Close::Graceful) if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
+            _ => {}
         }
         conn.as_mut().poll(cx)
     })
@@ -202,35 +233,53 @@ where
     }
 }
 
-/// A request, from the watchdog to the connection's task, to shut the
-/// connection down gracefully (finish the request in flight, then close).
-#[derive(Default)]
-struct CloseSignal {
-    requested: AtomicBool,
-    waker: AtomicWaker,
-}
-
-/// Closes the connection when the server drains, or after `idle` with no
-/// byte read or written: it wakes every `idle` and closes when the I/O count
-/// has not moved since its previous wake (idle for one to two timeouts).
-async fn watchdog(mut drain: watch::Receiver<bool>, last: Arc<AtomicU64>, idle: Duration, signal: Arc<CloseSignal>) {
-    if !*drain.borrow_and_update() {
-        let mut seen = last.load(Relaxed);
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
-        loop {
-            tokio::select! {
-                biased;
-                _ = drain.changed() => break,
-                _ = tick.tick() => {
-                    let now = last.load(Relaxed);
-                    if now == seen {
-                        break;
-                    }
-                    seen = now;
-                }
+/// Watches one connection (see the module doc); wakes every third of the
+/// shorter of `idle_timeout` and `client_send_timeout`.
+async fn watchdog(mut drain: watch::Receiver<bool>, conn: Arc<ConnInfo>, activity: Arc<Activity>, limits: Limits) {
+    let every = (limits.idle.min(limits.send) / 3).max(Duration::from_millis(20));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let opened = Instant::now();
+    let mut draining = *drain.borrow_and_update();
+    let mut seen = activity.moves();
+    let mut idle_since: Option<Instant> = None;
+    let mut abort_at: Option<Instant> = None;
+    loop {
+        if draining {
+            conn.close.request(Close::Graceful);
+        }
+        tokio::select! {
+            biased;
+            changed = drain.changed(), if !draining => {
+                draining = changed.is_err() || *drain.borrow();
+                continue;
+            }
+            _ = tick.tick() => {}
+        }
+        let now = Instant::now();
+        if activity.blocked_for(now) > limits.send || (conn.is_h2() && conn.send_stalled(limits.send, now)) {
+            tracing::debug!(client = %conn.remote, timeout = ?limits.send, "client took no response byte in time: closing");
+            metrics::counter!(catalog::PROXY_ERRORS, "kind" => "client_send_timeout").increment(1);
+            conn.close.request(Close::Abort);
+            return;
+        }
+        let moves = activity.moves();
+        let quiet = conn.active() == 0 && (conn.is_h2() || moves == seen);
+        seen = moves;
+        idle_since = if quiet { idle_since.or(Some(now)) } else { None };
+        if idle_since.is_some_and(|since| now - since >= limits.idle) {
+            conn.close.request(Close::Graceful);
+        }
+        if limits.max_age.is_some_and(|age| now - opened >= age) {
+            conn.close.request(Close::Graceful);
+        }
+        if conn.close.requested().is_some() {
+            let at = *abort_at.get_or_insert(now + limits.grace);
+            if now >= at {
+                tracing::debug!(client = %conn.remote, "graceful close did not finish in time: closing");
+                conn.close.request(Close::Abort);
+                return;
             }
         }
     }
-    signal.requested.store(true, Release);
-    signal.waker.wake();
 }

@@ -9,25 +9,24 @@ use std::time::Instant;
 
 use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 
 use super::DataPlane;
-use crate::burst::{client_key, decide, GateInputs, Outcome, SpillDecision, StayReason};
-use crate::gate::InFlight;
+use crate::burst::{
+    address_key, client_key, decide, GateInputs, Outcome, Pinned, SpillDecision, StayReason, WritePins,
+};
+use crate::gate::{InFlight, PoolMode};
 use crate::proxy::body::Body;
+use crate::request::{host, path};
 use crate::runtime::{Route, Runtime};
 use crate::telemetry::{self, catalog, error_chain, LogBudget};
-use crate::upstream::client::{
-    Conn, RequestBody, Resend, SendFailure, Timeouts, Upgraded, UpstreamBody, UpstreamError,
-};
+use crate::upstream::client::{Conn, RequestBody, Resend, SendFailure, Timeouts, UpstreamBody, UpstreamError};
 use crate::upstream::endpoint::Pending;
 use crate::upstream::retry::{after_failure, Failure, Retry};
 use crate::upstream::{Endpoint, Pool};
 
 use super::error::ProxyError;
 use super::headers::{self, ClientSide};
-use super::ConnInfo;
+use super::{tunnel, ActiveRequest, ConnInfo};
 
 /// hyper's service entry point for one client request.
 pub(crate) async fn serve(
@@ -36,6 +35,7 @@ pub(crate) async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
+    let mut active = ActiveRequest::start(&conn, req.version());
     let method = req.method().clone();
     let rt = plane.runtime.load_full();
     let result = handle(&rt, &plane, &conn, req, started).await;
@@ -48,43 +48,72 @@ pub(crate) async fn serve(
         err.to_response()
     });
     tracing::debug!(target: "access", client = %conn.remote, %method, status = resp.status().as_u16(), elapsed = ?started.elapsed());
-    Ok(resp)
+    // hyper never polls a body these answers cannot have.
+    let status = resp.status();
+    if method == Method::HEAD || status.is_informational() || status == 204 || status == 304 {
+        active.finish();
+    }
+    Ok(resp.map(|body| body.with_request(active)))
 }
 
 async fn handle(
     rt: &Runtime,
     plane: &DataPlane,
-    conn: &ConnInfo,
+    conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     started: Instant,
 ) -> Result<Response<Body>, ProxyError> {
-    let host = request_host(&req);
-    let Some(route) = rt.route(host, req.uri().path()) else {
-        return Err(ProxyError::NoRoute { host: host.unwrap_or("").to_string(), path: req.uri().path().to_string() });
+    let on_upgrade = match headers::is_websocket_upgrade(req.version(), req.method(), req.headers()) {
+        true => Some(upgrade(rt, plane, conn, &mut req)?),
+        false => None,
     };
-    let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
-    let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (pool, guard, ready) = gate(rt, plane, route, conn, &req, started).await?;
-    forward(pool, req, conn, on_upgrade, guard, ready).await
+    let authority = host::authority(req.version(), req.uri(), req.headers().get_all(http::header::HOST))?;
+    let path = path::normalize(req.uri().path());
+    let Some(route) = rt.route(authority, &path) else {
+        return Err(ProxyError::NoRoute { host: authority.unwrap_or("").to_string(), path: path.into_owned() });
+    };
+    let (pool, guard, ready, pin) = gate(rt, plane, route, conn, &req, &path, started).await?;
+    forward(pool, req, conn, on_upgrade, guard, ready, pin).await
+}
+
+/// A WebSocket handshake takes a tunnel permit (`max_tunnels`) before it
+/// is forwarded: over the cap it gets 503 at once.
+fn upgrade(
+    rt: &Runtime,
+    plane: &DataPlane,
+    conn: &Arc<ConnInfo>,
+    req: &mut Request<Incoming>,
+) -> Result<tunnel::Upgrade, ProxyError> {
+    let Ok(permit) = conn.tunnels.clone().try_acquire_owned() else {
+        return Err(ProxyError::Overloaded { reason: "max_tunnels", retry_after: std::time::Duration::from_secs(1) });
+    };
+    let limits = tunnel::Limits {
+        idle: conn.tunnel_idle_timeout,
+        send: conn.send_timeout,
+        drain: plane.drain.subscribe(),
+        grace: rt.config.runtime.drain_timeout,
+    };
+    Ok(tunnel::Upgrade { on: hyper::upgrade::on(req), conn: conn.clone(), permit, limits })
 }
 
 /// Asks the spill policy where this request goes and counts it in-flight
-/// there. Writes pin their client on-prem for `pin_after_write`. Also
-/// returns when the request left the gate (later than `started` if it
-/// queued for a slot).
-async fn gate<'r>(
+/// there. A write comes back with the pin it makes once the upstream has
+/// answered it without an error. Also returns when the request left the
+/// gate (later than `started` if it queued for a slot).
+async fn gate<'r, 'p>(
     rt: &Runtime,
-    plane: &DataPlane,
+    plane: &'p DataPlane,
     route: &'r Route,
     conn: &ConnInfo,
     req: &Request<Incoming>,
+    path: &str,
     started: Instant,
-) -> Result<(&'r Pool, InFlight, Instant), ProxyError> {
+) -> Result<(&'r Pool, InFlight, Instant, Option<PinOnSuccess<'p>>), ProxyError> {
     let spill = &rt.config.spill;
-    let key = || client_key(session_cookie(req, spill.session_cookie.as_deref()), conn.remote.ip());
-    if is_write(req.method()) {
-        plane.gates.pins.pin(key(), started);
-    }
+    let ip = conn.remote.ip();
+    let key = || client_key(session_cookie(req, spill.session_cookie.as_deref()), ip);
+    let pins = &plane.gates.pins;
+    let pin = is_write(req.method()).then(|| PinOnSuccess { pins, key: key(), address: address_key(ip) });
     let gate = &route.primary_gate;
     let in_flight = gate.signals.begin();
     let limit = gate.limit();
@@ -92,27 +121,48 @@ async fn gate<'r>(
     let decision = if in_flight <= limit.min(spill.max_in_flight) && primary_healthy {
         SpillDecision::Primary(StayReason::UnderLimit)
     } else {
-        let pinned = || plane.gates.pins.is_pinned(key(), started);
-        over_limit(route, spill, req, pinned, Load { in_flight, limit, primary_healthy, now: started })
+        let pinned = || pins.is_client_pinned(key(), address_key(ip), started);
+        over_limit(route, spill, req, path, pinned, Load { in_flight, limit, primary_healthy, now: started })
     };
     route.decisions.count(decision);
     match decision {
-        SpillDecision::Primary(_) => Ok((&route.primary, gate.adopt(started), started)),
+        SpillDecision::Primary(_) => Ok((&route.primary, gate.adopt(started), started, pin)),
         SpillDecision::Cloud(_) => {
             gate.leave();
             let (pool, cloud_gate) =
                 route.overflow.as_ref().ok_or_else(|| ProxyError::NoHealthyEndpoint { pool: "overflow".into() })?;
-            Ok((pool, cloud_gate.enter(started), started))
+            Ok((pool, cloud_gate.enter(started), started, pin))
         }
         SpillDecision::Queue(reason) => {
             gate.leave();
             match gate.wait_for_slot(spill, Instant::now()).await {
-                Some(guard) => Ok((&route.primary, guard, Instant::now())),
+                Some(guard) => Ok((&route.primary, guard, Instant::now(), pin)),
                 None => Err(ProxyError::Overloaded {
                     reason: reason.as_str(),
                     retry_after: std::time::Duration::from_secs(1),
                 }),
             }
+        }
+    }
+}
+
+/// The read-after-write pin of a write, made only once the upstream
+/// answered it with a 1xx–3xx status: a write that failed changed nothing
+/// a replica could lag behind, and a client cannot pin itself with writes
+/// the application refuses.
+struct PinOnSuccess<'a> {
+    pins: &'a WritePins,
+    key: u64,
+    address: u64,
+}
+
+impl PinOnSuccess<'_> {
+    fn after(self, status: http::StatusCode, now: Instant) {
+        if status.as_u16() >= 400 {
+            return;
+        }
+        if self.pins.pin_client(self.key, self.address, now) == Pinned::Address {
+            metrics::counter!(catalog::ADDRESS_PINS).increment(1);
         }
     }
 }
@@ -132,12 +182,13 @@ fn over_limit(
     route: &Route,
     spill: &crate::config::SpillConfig,
     req: &Request<Incoming>,
+    path: &str,
     pinned: impl FnOnce() -> bool,
     load: Load,
 ) -> SpillDecision {
     let method_may_spill = route.config.spill_methods.contains(req.method());
-    let path = req.uri().path();
-    let path_never_spills = route.config.never_spill.iter().any(|p| path.starts_with(p.as_str()));
+    let ignore_case = spill.never_spill_ignore_case;
+    let path_never_spills = route.config.never_spill.iter().any(|p| path::has_prefix(path, p, ignore_case));
     let pinned = method_may_spill && !path_never_spills && pinned();
     // Over the warm-capacity cap the cloud cannot take a spill; DR ignores the cap.
     let (cloud_healthy, replica_lag_ok) = route.overflow.as_ref().map_or((false, false), |(p, g)| {
@@ -155,12 +206,32 @@ fn over_limit(
         cloud_healthy,
         replica_lag_ok,
         primary_healthy: load.primary_healthy,
+        dr: route.primary_gate.mode() == PoolMode::DisasterRecovery,
+        method_known: is_known(req.method()),
         shed_when_cloud_unavailable: spill.shed_when_cloud_unavailable,
     })
 }
 
+/// Anything that is not a read: every method but GET, HEAD, OPTIONS and
+/// TRACE, extension methods included (they may change state).
 fn is_write(m: &Method) -> bool {
-    matches!(*m, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+}
+
+/// RFC 9110's methods and PATCH (RFC 5789).
+fn is_known(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::DELETE
+            | Method::CONNECT
+            | Method::OPTIONS
+            | Method::TRACE
+            | Method::PATCH
+    )
 }
 
 /// The value of the session cookie, if the request carries it.
@@ -177,10 +248,6 @@ fn session_cookie<'a, B>(req: &'a Request<B>, name: Option<&str>) -> Option<&'a 
         })
 }
 
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.uri().host().or_else(|| req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()))
-}
-
 /// Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
 fn idempotent(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
@@ -190,13 +257,14 @@ fn idempotent(m: &Method) -> bool {
 /// `retry::after_failure` says so: a connect failure of an idempotent
 /// request (once, on another endpoint), and a request the client hands back
 /// (on a fresh connection to the same endpoint).
-pub(crate) async fn forward(
+async fn forward(
     pool: &Pool,
     req: Request<Incoming>,
     conn: &ConnInfo,
-    on_upgrade: Option<OnUpgrade>,
+    on_upgrade: Option<tunnel::Upgrade>,
     guard: InFlight,
     arrived: Instant,
+    pin: Option<PinOnSuccess<'_>>,
 ) -> Result<Response<Body>, ProxyError> {
     let client_version = req.version();
     let upgrade = on_upgrade.is_some();
@@ -231,6 +299,9 @@ pub(crate) async fn forward(
         let failure = match sent {
             Ok(resp) => {
                 record_answer(pool, &endpoint, pending, started, resp.status(), &guard, now);
+                if let Some(pin) = pin {
+                    pin.after(resp.status(), now);
+                }
                 return respond(resp, pool, &endpoint, client_version, on_upgrade, guard);
             }
             Err(failure) => failure,
@@ -354,11 +425,17 @@ fn hop_headers(
     upgrade: bool,
 ) -> impl FnOnce(&http::request::Parts, &mut bytes::BytesMut) + '_ {
     move |parts, out| {
+        // `handle` checked the host already: the target's authority, else the one Host line.
+        let authority = match parts.uri.authority() {
+            Some(a) => Some(host::without_userinfo(a.as_str()).as_bytes()),
+            None => parts.headers.get(http::header::HOST).map(|h| h.as_bytes()),
+        };
         let client = ClientSide {
             forwarded_for: &conn.forwarded_for,
+            trusted: conn.trusted,
             tls: conn.tls,
             version: client_version,
-            authority: parts.uri.authority().map(|a| a.as_str()),
+            authority: authority.filter(|a| !a.is_empty()),
         };
         headers::write_request_headers(out, &parts.headers, &client, upgrade);
     }
@@ -397,7 +474,7 @@ fn respond(
     pool: &Pool,
     endpoint: &Endpoint,
     client_version: Version,
-    on_upgrade: Option<OnUpgrade>,
+    on_upgrade: Option<tunnel::Upgrade>,
     guard: InFlight,
 ) -> Result<Response<Body>, ProxyError> {
     let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
@@ -407,7 +484,7 @@ fn respond(
     let body = match (switching, on_upgrade) {
         (true, Some(client_upgrade)) => {
             if let Some(upstream) = body.into_upgraded() {
-                tunnel(client_upgrade, upstream, pool.name.clone());
+                tunnel::spawn(client_upgrade, upstream, pool.name.clone());
             }
             Body::empty()
         }
@@ -432,35 +509,4 @@ fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {
         tracing::warn!(pool = %pool.name, endpoint = %endpoint.addr, "endpoint ejected after consecutive failures");
         metrics::counter!(catalog::ENDPOINT_EJECTIONS, "pool" => pool.name.clone()).increment(1);
     }
-}
-
-/// Joins the client and upstream halves of an upgraded connection
-/// (WebSocket) and copies bytes both ways until either side closes.
-fn tunnel(client: OnUpgrade, upstream: Upgraded, pool: String) {
-    tokio::spawn(async move {
-        let client = match client.await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(%pool, error = %e, "upgrade failed");
-                return;
-            }
-        };
-        let gauge = metrics::gauge!(catalog::UPGRADED_CONNECTIONS);
-        gauge.increment(1.0);
-        let mut client = TokioIo::new(client);
-        let Upgraded { io: mut upstream, buffered } = upstream;
-        // Bytes of the new protocol that came with the 101 go first.
-        if !buffered.is_empty() {
-            if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut client, &buffered).await {
-                tracing::debug!(%pool, error = %e, "upgraded connection ended with an error");
-                gauge.decrement(1.0);
-                return;
-            }
-        }
-        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            Ok((up, down)) => tracing::debug!(%pool, up, down, "upgraded connection closed"),
-            Err(e) => tracing::debug!(%pool, error = %e, "upgraded connection ended with an error"),
-        }
-        gauge.decrement(1.0);
-    });
 }

@@ -45,6 +45,8 @@ catalog! {
         "Client connections refused with 503 because the listener was at max_connections.";
     UPGRADED_CONNECTIONS: Gauge "spillway_upgraded_connections" []
         "Upgraded (WebSocket) tunnels open now.";
+    TUNNELS_CLOSED: Counter "spillway_tunnels_closed_total" ["reason"]
+        "Upgraded tunnels Spillway closed itself: idle (tunnel_idle_timeout), send_timeout (a side took nothing for client_send_timeout), drain (the drain deadline).";
     PROXY_ERRORS: Counter "spillway_proxy_errors_total" ["kind"]
         "Requests answered with an error by Spillway itself, or cut short, by kind of failure.";
     RETRIES: Counter "spillway_retries_total" ["reason"]
@@ -62,6 +64,8 @@ catalog! {
         "Pool mode changes, by the mode entered.";
     PINS: Gauge "spillway_pins" []
         "Clients pinned on-prem after a write (read-after-write), now.";
+    ADDRESS_PINS: Counter "spillway_address_pins_total" []
+        "Writes that pinned their whole client address, because it had made spill.pins_per_address session pins within pin_after_write already.";
     PIN_EVICTIONS: Gauge "spillway_pin_evictions" []
         "Pins evicted before their time because the pin table was full, since start.";
     // Upstream.

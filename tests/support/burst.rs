@@ -84,6 +84,7 @@ queue_timeout = "200ms"
 max_queue = 1000
 max_replica_lag = "90s"
 tick = "50ms"
+disaster_after = "2s"
 "#,
             onprem = self.onprem,
             cloud = self.cloud,
