@@ -287,7 +287,7 @@ async fn an_idle_http2_connection_closes_although_the_client_pings() {
     let mut pings = conn.ping_pong().expect("a ping handle");
     let mut ready = send.ready().await.unwrap();
     let (resp, _) = ready.send_request(Request::get("http://a/").body(()).unwrap(), true).unwrap();
-    let driver = tokio::spawn(async move { conn.await });
+    let driver = tokio::spawn(conn);
     assert_eq!(resp.await.unwrap().status(), StatusCode::OK);
     let pinger = tokio::spawn(async move {
         loop {
