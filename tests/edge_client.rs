@@ -324,7 +324,10 @@ async fn rapid_resets_spend_the_budget_and_get_goaway() {
         reset += 1;
     }
     let ended = tokio::time::timeout(Duration::from_secs(5), driver).await;
-    assert!(ended.is_ok(), "the connection was never closed after {reset} cancelled streams");
+    let ended = ended.unwrap_or_else(|_| panic!("the connection was never closed after {reset} cancelled streams"));
+    let err = ended.unwrap().expect_err("the connection ended with a GOAWAY error");
+    assert!(err.is_go_away(), "{err:?}");
+    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err:?}");
     assert!(reset < 200, "all 200 cancels were accepted");
     assert!(a.hits() <= 40, "the origin got {} cancelled requests", a.hits());
     let m = reqwest_free_metrics(&sw).await;

@@ -51,6 +51,8 @@ pub(crate) struct ConnInfo {
     waiting: Mutex<Vec<Weak<AtomicU64>>>,
     epoch: Instant,
     pub(crate) close: CloseSignal,
+    /// What the connection's I/O did (`idle::IdleIo` writes it).
+    pub(crate) activity: Arc<super::idle::Activity>,
     /// Upgraded tunnels open on this listener (`max_tunnels`).
     pub(crate) tunnels: Arc<tokio::sync::Semaphore>,
     pub(crate) tunnel_idle_timeout: Duration,
@@ -101,6 +103,7 @@ impl ConnInfo {
             waiting: Mutex::new(Vec::new()),
             epoch: Instant::now(),
             close: CloseSignal::default(),
+            activity: super::idle::Activity::new(),
             tunnels,
             tunnel_idle_timeout: listener.tunnel_idle_timeout,
             send_timeout: listener.client_send_timeout,
@@ -146,10 +149,10 @@ impl ConnInfo {
         if !self.is_h2() {
             return;
         }
-        if !lock(&self.cancels).spend(Instant::now()) && !self.close.graceful_requested() {
-            tracing::info!(client = %self.remote, "HTTP/2 client over its cancelled-stream budget: closing the connection");
+        if !lock(&self.cancels).spend(Instant::now()) && !self.activity.calm_requested() {
+            tracing::info!(client = %self.remote, "HTTP/2 client over its cancelled-stream budget: GOAWAY ENHANCE_YOUR_CALM");
             metrics::counter!(catalog::PROXY_ERRORS, "kind" => "reset_flood").increment(1);
-            self.close.request(Close::Graceful);
+            self.activity.request_calm();
         }
     }
 }
@@ -276,10 +279,6 @@ impl CloseSignal {
             1 => Some(Close::Graceful),
             _ => Some(Close::Abort),
         }
-    }
-
-    fn graceful_requested(&self) -> bool {
-        self.requested.load(Relaxed) != 0
     }
 }
 

@@ -12,7 +12,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::calm::FrameTracker;
+
+/// Made-up cancelled streams handed to h2 to trip its rapid-reset guard
+/// (one more than `max_pending_accept_reset_streams`, see `listener`).
+const CALM_RUN: u32 = 21;
 
 /// What the I/O did, as the watchdog reads it.
 #[derive(Debug)]
@@ -23,11 +30,31 @@ pub(crate) struct Activity {
     /// the last accepted write; 0: not blocked.
     blocked_since: AtomicU64,
     epoch: Instant,
+    /// The connection is over its cancel budget: tell the client to calm down.
+    calm: std::sync::atomic::AtomicBool,
+    read_waker: AtomicWaker,
 }
 
 impl Activity {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Activity { moves: AtomicU64::new(0), blocked_since: AtomicU64::new(0), epoch: Instant::now() })
+        Arc::new(Activity {
+            moves: AtomicU64::new(0),
+            blocked_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+            calm: std::sync::atomic::AtomicBool::new(false),
+            read_waker: AtomicWaker::new(),
+        })
+    }
+
+    /// Asks the read side to make h2 send `GOAWAY ENHANCE_YOUR_CALM`
+    /// (see `calm`); wakes a read waiting for the client.
+    pub(crate) fn request_calm(&self) {
+        self.calm.store(true, Relaxed);
+        self.read_waker.wake();
+    }
+
+    pub(crate) fn calm_requested(&self) -> bool {
+        self.calm.load(Relaxed)
     }
 
     pub(crate) fn moves(&self) -> u64 {
@@ -71,11 +98,21 @@ impl Activity {
 pub(crate) struct IdleIo<T> {
     inner: T,
     activity: Arc<Activity>,
+    /// Client connections only: where the client's HTTP/2 frames begin.
+    frames: Option<FrameTracker>,
+    /// Made-up frames still to hand to the reader, and how far it got.
+    inject: Vec<u8>,
+    injected: usize,
 }
 
 impl<T> IdleIo<T> {
     pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
-        IdleIo { inner, activity }
+        IdleIo { inner, activity, frames: None, inject: Vec::new(), injected: 0 }
+    }
+
+    /// A client connection's I/O: also follows HTTP/2 framing, for `calm`.
+    pub(crate) fn client(inner: T, activity: Arc<Activity>) -> Self {
+        IdleIo { frames: Some(FrameTracker::default()), ..IdleIo::new(inner, activity) }
     }
 
     fn after_write(&self, r: &Poll<io::Result<usize>>) {
@@ -89,10 +126,35 @@ impl<T> IdleIo<T> {
 
 impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Some(frames) = this.frames.as_ref().filter(|f| f.is_on()) {
+            if this.inject.is_empty() && frames.at_boundary() && this.activity.calm_requested() {
+                this.inject = frames.reset_run(CALM_RUN);
+            }
+            if this.injected < this.inject.len() {
+                let n = buf.remaining().min(this.inject.len() - this.injected);
+                buf.put_slice(&this.inject[this.injected..this.injected + n]);
+                this.injected += n;
+                return Poll::Ready(Ok(()));
+            }
+        }
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.moved();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        match &r {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.activity.moved();
+                if let Some(frames) = this.frames.as_mut().filter(|f| f.is_on()) {
+                    frames.feed(&buf.filled()[before..]);
+                }
+            }
+            Poll::Pending if this.frames.as_ref().is_some_and(FrameTracker::is_on) => {
+                this.activity.read_waker.register(cx.waker());
+                // Asked while this read was starting: hand the frames over now.
+                if this.activity.calm_requested() && this.inject.is_empty() {
+                    cx.waker().wake_by_ref();
+                }
+            }
+            _ => {}
         }
         r
     }

@@ -195,8 +195,8 @@ async fn serve_io<I>(plane: Arc<DataPlane>, info: Arc<ConnInfo>, config: &Listen
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Activity::new();
-    let io = TokioIo::new(IdleIo::new(io, activity.clone()));
+    let activity = info.activity.clone();
+    let io = TokioIo::new(IdleIo::client(io, activity.clone()));
     let limits = Limits {
         idle: config.idle_timeout,
         send: config.client_send_timeout,
@@ -273,8 +273,11 @@ async fn watchdog(mut drain: watch::Receiver<bool>, conn: Arc<ConnInfo>, activit
         if limits.max_age.is_some_and(|age| now - opened >= age) {
             conn.close.request(Close::Graceful);
         }
-        if conn.close.requested().is_some() {
-            let at = *abort_at.get_or_insert(now + limits.grace);
+        if conn.close.requested().is_some() || activity.calm_requested() {
+            // h2 closes a connection it sent ENHANCE_YOUR_CALM at once; a
+            // second is all the grace an abusive client gets.
+            let grace = if activity.calm_requested() { Duration::from_secs(1) } else { limits.grace };
+            let at = *abort_at.get_or_insert(now + grace);
             if now >= at {
                 tracing::debug!(client = %conn.remote, "graceful close did not finish in time: closing");
                 conn.close.request(Close::Abort);

@@ -2,6 +2,7 @@
 //! per-request service, header rewriting and error responses.
 
 pub mod body;
+mod calm;
 mod conn;
 mod dataplane;
 pub(crate) mod error;
