@@ -180,7 +180,13 @@ impl ActiveRequest {
         let waiting = (version == http::Version::HTTP_2).then(|| {
             conn.h2.store(true, Relaxed);
             let w = Arc::new(AtomicU64::new(0));
-            lock(&conn.waiting).push(Arc::downgrade(&w));
+            let mut list = lock(&conn.waiting);
+            // Finished requests leave dead entries; drop them before the
+            // list outgrows what can be open at once.
+            if list.len() >= 256 && list.len().is_power_of_two() {
+                list.retain(|w| w.strong_count() > 0);
+            }
+            list.push(Arc::downgrade(&w));
             w
         });
         ActiveRequest { conn: conn.clone(), waiting, finished: false }
