@@ -335,7 +335,7 @@ fn record_answer(
 ) {
     pending.finish(now - started, now);
     let ok = !status.is_server_error();
-    record_passive(pool, endpoint, ok, now);
+    record_passive(pool, endpoint, !pool.is_endpoint_fault(status), now);
     guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);
 }
 
@@ -428,7 +428,7 @@ fn respond(
 }
 
 fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {
-    if endpoint.observe_result(ok, now, &pool.config) {
+    if pool.record_result(endpoint, ok, now) {
         tracing::warn!(pool = %pool.name, endpoint = %endpoint.addr, "endpoint ejected after consecutive failures");
         metrics::counter!(catalog::ENDPOINT_EJECTIONS, "pool" => pool.name.clone()).increment(1);
     }
