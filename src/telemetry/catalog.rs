@@ -71,6 +71,8 @@ catalog! {
         "Endpoints ejected after consecutive failures, by pool.";
     HEALTH_PROBES: Counter "spillway_health_probes_total" ["pool", "ok"]
         "Active health probes sent, by pool and outcome.";
+    HEALTH_PROBE_RESTARTS: Counter "spillway_health_probe_restarts_total" ["pool"]
+        "Health probe loops that failed (panicked) and were started again, by pool.";
     // Configuration.
     CONFIG_RELOADS: Counter "spillway_config_reloads_total" []
         "Configuration reloads that were applied.";

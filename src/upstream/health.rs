@@ -69,6 +69,20 @@ pub(crate) fn ejection_backoff(n: u32, base: Duration, max: Duration) -> Duratio
     base.saturating_mul(factor).min(max)
 }
 
+/// Largest replica lag recorded (about 136 years): a bigger report, or an
+/// infinite one, is taken as this, still far above any `max_replica_lag`.
+pub(crate) const MAX_REPLICA_LAG: Duration = Duration::from_secs(u32::MAX as u64);
+
+/// A probe's lag header (seconds behind the primary, decimal) as a lag.
+/// Clamped to `MAX_REPLICA_LAG`; not a number, NaN or negative: unknown.
+pub(crate) fn parse_lag(value: &[u8]) -> Option<Duration> {
+    let secs = std::str::from_utf8(value).ok()?.trim().parse::<f64>().ok()?;
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).map_or(MAX_REPLICA_LAG, |lag| lag.min(MAX_REPLICA_LAG)))
+}
+
 /// Whether an answer with `status` is the endpoint's own fault (counts
 /// towards ejection) rather than the application's answer.
 pub(crate) fn is_endpoint_fault(status: StatusCode, fault_statuses: &[u16]) -> bool {
@@ -154,6 +168,21 @@ mod tests {
         assert!(!may_eject(4, 0, 0, 100));
         // 0% turns passive ejection off.
         assert!(!may_eject(10, 0, 9, 0));
+    }
+
+    #[test]
+    fn any_lag_header_is_survivable() {
+        let lag = |v: &str| parse_lag(v.as_bytes());
+        assert_eq!(lag("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(lag(" 0 "), Some(Duration::ZERO));
+        assert_eq!(lag("-0"), Some(Duration::ZERO));
+        for huge in ["1e20", "1e300", "inf", "18446744073709551616", "4294967296"] {
+            assert_eq!(lag(huge), Some(MAX_REPLICA_LAG), "{huge}");
+        }
+        for unknown in ["NaN", "-1", "-inf", "", "soon", "1,5", "0x10"] {
+            assert_eq!(lag(unknown), None, "{unknown:?}");
+        }
+        assert_eq!(parse_lag(b"\xff\xfe"), None);
     }
 
     #[test]
