@@ -131,6 +131,9 @@ impl Pool {
     /// endpoints out for seconds; this asks the probes only, for decisions
     /// that must not follow a burst of failed requests (declaring disaster
     /// recovery).
+    // The disaster-recovery decision (burst/gate side) is its caller; until
+    // it is wired in only the tests here call it.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn any_probe_healthy(&self) -> bool {
         self.config.health.is_none() || self.endpoints.iter().any(|e| e.probe() == Probe::Up)
     }

@@ -166,7 +166,7 @@ async fn drain<B: http_body::Body + Unpin>(mut body: B, limit: usize) -> usize {
     let mut read = 0;
     while read < limit {
         match body.frame().await {
-            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| bytes::Buf::remaining(d)),
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, bytes::Buf::remaining),
             Some(Err(_)) | None => break,
         }
     }
