@@ -365,9 +365,10 @@ fn hop_headers(
 }
 
 /// The error for a request that is not sent again. The client's upload
-/// failing (it went away, sent a broken body, or too slowly) is not the
-/// upstream's fault: no passive failure and no latency sample; the
-/// connection is closed. Anything else counts against the endpoint.
+/// failing (it went away, sent a broken body, or too slowly) or its
+/// framing being unforwardable (a transfer coding other than chunked) is
+/// not the upstream's fault: no passive failure and no latency sample.
+/// Anything else counts against the endpoint.
 fn give_up(
     pool: &Pool,
     endpoint: &Endpoint,
@@ -379,6 +380,7 @@ fn give_up(
     let err = match failure.error() {
         UpstreamError::ClientBody(e) => return ProxyError::ClientBody { detail: error_chain(&**e) },
         UpstreamError::ClientBodyTimeout(timeout) => return ProxyError::ClientBodyTimeout { timeout: *timeout },
+        UpstreamError::RequestCoding(e) => return ProxyError::from(e),
         UpstreamError::ResponseTimeout(timeout) => {
             ProxyError::UpstreamTimeout { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), timeout: *timeout }
         }

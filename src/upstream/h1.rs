@@ -27,6 +27,18 @@ pub(crate) enum WireError {
     Chunked(&'static str),
 }
 
+/// Why a request's `Transfer-Encoding` cannot be forwarded as it is.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum RequestCodingError {
+    /// A coding other than `chunked` (`gzip, chunked`): the upstream hop
+    /// re-frames the body as plain chunked and would lose it (RFC 9112 §6.1: 501).
+    #[error("transfer coding {0:?} is not supported")]
+    Unsupported(String),
+    /// `chunked` more than once: the framing is malformed (400).
+    #[error("chunked transfer coding applied more than once")]
+    ChunkedTwice,
+}
+
 /// How the request body is framed on the upstream hop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RequestFraming {
@@ -88,6 +100,31 @@ pub(crate) fn write_plain_headers(out: &mut BytesMut, headers: &HeaderMap) {
     }
 }
 
+/// Checks a request's transfer codings before it is sent: only `chunked`,
+/// once, can be forwarded (hyper has already refused a list that does not
+/// end in `chunked`, and any on HTTP/1.0, with 400). Every
+/// `Transfer-Encoding` field counts, in order.
+pub(crate) fn check_request_codings(headers: &HeaderMap) -> Result<(), RequestCodingError> {
+    let mut chunked = 0;
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        for coding in value.as_bytes().split(|&b| b == b',') {
+            let name = trim_ows(coding.split(|&b| b == b';').next().unwrap_or_default());
+            if name.is_empty() {
+                continue;
+            }
+            if !name.eq_ignore_ascii_case(b"chunked") {
+                let shown = String::from_utf8_lossy(&name[..name.len().min(32)]).to_ascii_lowercase();
+                return Err(RequestCodingError::Unsupported(shown));
+            }
+            chunked += 1;
+        }
+    }
+    if chunked > 1 {
+        return Err(RequestCodingError::ChunkedTwice);
+    }
+    Ok(())
+}
+
 fn body_expected(method: &Method) -> bool {
     matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
@@ -99,14 +136,14 @@ pub(crate) fn chunk_prefix(len: usize) -> Bytes {
     b.freeze()
 }
 
-/// The end of a chunked body, with trailers if any.
+/// The end of a chunked body, with the trailers `may_trail` allows.
 pub(crate) fn chunked_end(trailers: Option<&HeaderMap>) -> Bytes {
     match trailers {
         None => Bytes::from_static(b"0\r\n\r\n"),
         Some(t) => {
             let mut b = BytesMut::with_capacity(64);
             b.put_slice(b"0\r\n");
-            for (name, value) in t {
+            for (name, value) in t.iter().filter(|(name, _)| may_trail(name)) {
                 b.put_slice(name.as_str().as_bytes());
                 b.put_slice(b": ");
                 b.put_slice(value.as_bytes());
@@ -197,14 +234,23 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result
         }
         // With Transfer-Encoding the length is not the body's: an
         // intermediary must not pass it on (RFC 9112 §6.3), or the client
-        // would frame the re-encoded body by it.
-        if facts.transfer_encoding && raw_name.eq_ignore_ascii_case(b"content-length") {
+        // would frame the re-encoded body by it. A list of lengths
+        // (`5, 5`, or the field twice) goes on as one value, below.
+        if (facts.transfer_encoding || facts.length_is_list()) && raw_name.eq_ignore_ascii_case(b"content-length") {
             continue;
         }
         let name = HeaderName::from_bytes(raw_name).map_err(|_| WireError::Head("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
             .map_err(|_| WireError::Head("invalid header value"))?;
         headers.append(name, value);
+    }
+    if let (false, true, Some(n)) = (facts.transfer_encoding, facts.length_is_list(), facts.content_length) {
+        headers.append(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    // RFC 9112 §6.1: an HTTP/1.0 message cannot be chunked; whatever framing
+    // the origin meant, the client would get raw chunk framing as the body.
+    if facts.transfer_encoding && version == Version::HTTP_10 {
+        return Err(WireError::Head("Transfer-Encoding in an HTTP/1.0 response"));
     }
     let (framing, reusable) = facts.framing(status, version, method);
     let keep_alive = reusable
@@ -221,6 +267,8 @@ struct Facts {
     transfer_encoding: bool,
     chunked_last: bool,
     content_length: Option<u64>,
+    /// Lengths seen, over every `Content-Length` field and list element.
+    lengths: u32,
     connection_close: bool,
     connection_keep_alive: bool,
     /// Lower-cased header names listed in `Connection` (rare).
@@ -257,6 +305,7 @@ impl Facts {
                         return Err(WireError::ContentLength);
                     }
                     self.content_length = Some(n);
+                    self.lengths += 1;
                 }
                 Ok(false)
             }
@@ -274,17 +323,29 @@ impl Facts {
         }
     }
 
+    /// The `Content-Length` came as several (equal) values.
+    fn length_is_list(&self) -> bool {
+        self.lengths > 1
+    }
+
+    /// The head announces a body (a length above 0, or a transfer coding).
+    fn declares_body(&self) -> bool {
+        self.transfer_encoding || self.content_length.is_some_and(|n| n > 0)
+    }
+
     /// The body framing (RFC 9112 §6.3) and whether it allows reuse at all.
     fn framing(&self, status: StatusCode, version: Version, method: &Method) -> (ResponseFraming, bool) {
         if status == StatusCode::SWITCHING_PROTOCOLS {
             return (ResponseFraming::Upgrade, false);
         }
-        if method == Method::HEAD
-            || status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-        {
+        if status.is_informational() {
             return (ResponseFraming::Empty, true);
+        }
+        // No body follows, whatever the head says. If it announces one, an
+        // origin that sends it anyway would have those bytes read as the
+        // next request's response: the connection is not reused.
+        if method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return (ResponseFraming::Empty, !self.declares_body());
         }
         if self.transfer_encoding {
             // With both headers the length is ignored and the connection not
@@ -301,6 +362,44 @@ impl Facts {
             None => (ResponseFraming::UntilClose, false),
         }
     }
+}
+
+/// May a field travel as a trailer, on requests and responses alike? Not
+/// the hop-by-hop ones, and not those a recipient must see before the
+/// content (RFC 9110 §6.5.1: framing, routing, authentication, request
+/// modifiers, response controls, content format), nor the forwarding
+/// fields this proxy writes itself: a server that merges trailers into
+/// its headers would otherwise take a client's `Host`, `Content-Length` or
+/// `X-Forwarded-For` from them.
+pub(crate) fn may_trail(name: &HeaderName) -> bool {
+    const BARRED: &[&str] = &[
+        "age",
+        "authorization",
+        "cache-control",
+        "content-encoding",
+        "content-length",
+        "content-location",
+        "content-range",
+        "content-type",
+        "cookie",
+        "date",
+        "expect",
+        "expires",
+        "forwarded",
+        "host",
+        "location",
+        "max-forwards",
+        "pragma",
+        "range",
+        "retry-after",
+        "set-cookie",
+        "vary",
+        "via",
+        "www-authenticate",
+        "x-real-ip",
+    ];
+    let n = name.as_str();
+    !is_hop_by_hop(name) && !BARRED.contains(&n) && !n.starts_with("x-forwarded-") && !n.starts_with("if-")
 }
 
 /// Is `name` a hop-by-hop header (RFC 9110 §7.6.1), never forwarded as is?
@@ -409,9 +508,17 @@ mod tests {
             (h.framing, h.keep_alive)
         };
         use ResponseFraming::*;
-        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", Method::HEAD), (Empty, true));
+        // No body follows; a head that announces one retires the connection.
+        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", Method::HEAD), (Empty, false));
+        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Method::HEAD), (Empty, true));
+        assert_eq!(f("HTTP/1.1 200 OK\r\n\r\n", Method::HEAD), (Empty, true));
+        assert_eq!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", Method::HEAD), (Empty, false));
         assert_eq!(f("HTTP/1.1 204 No Content\r\n\r\n", Method::GET), (Empty, true));
-        assert_eq!(f("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", Method::GET), (Empty, true));
+        assert_eq!(f("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", Method::GET), (Empty, false));
+        assert_eq!(f("HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n", Method::GET), (Empty, false));
+        assert_eq!(f("HTTP/1.1 304 Not Modified\r\n\r\n", Method::GET), (Empty, true));
+        assert_eq!(f("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", Method::GET), (Empty, false));
+        assert_eq!(f("HTTP/1.1 100 Continue\r\n\r\n", Method::GET), (Empty, true));
         assert_eq!(f("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", Method::GET), (Upgrade, false));
         assert_eq!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Method::GET), (Chunked, true));
         assert_eq!(
@@ -435,6 +542,72 @@ mod tests {
             let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\n");
             assert_eq!(parse(&raw, Method::GET).unwrap_err(), WireError::ContentLength, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_list_of_equal_lengths_goes_on_as_one_value() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nX-A: 1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nContent-Length: 5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5 ,5, 5\r\nX-A: 1\r\n\r\n",
+        ] {
+            let head = parse(raw, Method::GET).unwrap().unwrap();
+            let lengths: Vec<_> = head.headers.get_all("content-length").iter().collect();
+            assert_eq!(lengths, ["5"], "{raw:?}");
+            assert_eq!((head.framing, head.keep_alive), (ResponseFraming::Length(5), true));
+        }
+        // A single value is passed on as the origin wrote it.
+        let head = parse("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", Method::GET).unwrap().unwrap();
+        assert_eq!(head.headers.get_all("content-length").iter().collect::<Vec<_>>(), ["7"]);
+    }
+
+    #[test]
+    fn an_http_1_0_response_with_a_transfer_coding_is_refused() {
+        for te in ["chunked", "gzip, chunked", "gzip"] {
+            let raw = format!("HTTP/1.0 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n");
+            assert!(matches!(parse(&raw, Method::GET), Err(WireError::Head(_))), "{te}");
+        }
+    }
+
+    #[test]
+    fn request_codings_other_than_one_chunked_are_refused() {
+        let check = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::TRANSFER_ENCODING, HeaderValue::from_str(v).unwrap());
+            }
+            check_request_codings(&h)
+        };
+        assert_eq!(check(&[]), Ok(()));
+        assert_eq!(check(&["chunked"]), Ok(()));
+        assert_eq!(check(&["Chunked"]), Ok(()));
+        assert_eq!(check(&[" , chunked"]), Ok(()), "empty list elements are allowed");
+        assert_eq!(check(&["gzip, chunked"]), Err(RequestCodingError::Unsupported("gzip".into())));
+        assert_eq!(check(&["gzip", "chunked"]), Err(RequestCodingError::Unsupported("gzip".into())));
+        assert_eq!(check(&["identity, chunked"]), Err(RequestCodingError::Unsupported("identity".into())));
+        assert_eq!(check(&["x;q=1, chunked"]), Err(RequestCodingError::Unsupported("x".into())));
+        assert_eq!(check(&["chunked, chunked"]), Err(RequestCodingError::ChunkedTwice));
+        assert_eq!(check(&["chunked", "chunked"]), Err(RequestCodingError::ChunkedTwice));
+    }
+
+    #[test]
+    fn trailers_that_must_precede_the_content_are_not_written() {
+        let mut t = HeaderMap::new();
+        for (n, v) in [
+            ("host", "evil.test"),
+            ("content-length", "1"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-proto", "https"),
+            ("authorization", "Basic eA=="),
+            ("transfer-encoding", "chunked"),
+            ("if-match", "*"),
+            ("x-checksum", "42"),
+            ("grpc-status", "0"),
+        ] {
+            t.append(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        assert_eq!(&chunked_end(Some(&t))[..], b"0\r\nx-checksum: 42\r\ngrpc-status: 0\r\n\r\n");
+        assert_eq!(&chunked_end(Some(&HeaderMap::new()))[..], b"0\r\n\r\n");
     }
 
     #[test]

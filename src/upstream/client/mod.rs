@@ -45,7 +45,7 @@ use http_body::Body as _;
 
 use super::connector::{ConnectError, Connector};
 use super::endpoint::Endpoint;
-use super::h1::{self, RequestFraming, WireError};
+use super::h1::{self, RequestCodingError, RequestFraming, WireError};
 use super::retry::Failure;
 
 pub(crate) use body::{Upgraded, UpstreamBody};
@@ -106,6 +106,9 @@ pub(crate) enum UpstreamError {
     ClientBodyTimeout(Duration),
     #[error("response body stalled: no byte for {0:?}")]
     BodyStalled(Duration),
+    /// The client's request cannot be framed for the upstream; nothing was sent.
+    #[error("request framing: {0}")]
+    RequestCoding(#[from] RequestCodingError),
 }
 
 /// The limits of one exchange.
@@ -210,6 +213,11 @@ impl Conn {
         write_headers: impl FnOnce(&http::request::Parts, &mut BytesMut),
     ) -> Result<Response<UpstreamBody>, SendFailure> {
         let (parts, body) = req.into_parts();
+        if let Err(e) = h1::check_request_codings(&parts.headers) {
+            // Not one byte went out: the connection is as good as it was.
+            self.release(Instant::now());
+            return Err(SendFailure::Failed(e.into()));
+        }
         let framing = match body.size_hint().exact() {
             _ if http_body::Body::is_end_stream(&body) => RequestFraming::Empty,
             Some(0) => RequestFraming::Empty,
