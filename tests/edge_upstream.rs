@@ -188,7 +188,12 @@ impl Drop for ProbeOrigin {
     }
 }
 
-async fn probe_answer(mut tcp: TcpStream, answer: ProbeAnswer, served: Arc<Mutex<Vec<ProbeAnswer>>>, most: Arc<AtomicU64>) {
+async fn probe_answer(
+    mut tcp: TcpStream,
+    answer: ProbeAnswer,
+    served: Arc<Mutex<Vec<ProbeAnswer>>>,
+    most: Arc<AtomicU64>,
+) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -200,7 +205,8 @@ async fn probe_answer(mut tcp: TcpStream, answer: ProbeAnswer, served: Arc<Mutex
     served.lock().unwrap().push(answer.clone());
     match answer {
         ProbeAnswer::Lag(v) => {
-            let reply = format!("HTTP/1.1 200 OK\r\nX-Replica-Lag: {v}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let reply =
+                format!("HTTP/1.1 200 OK\r\nX-Replica-Lag: {v}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
             let _ = tcp.write_all(reply.as_bytes()).await;
         }
         ProbeAnswer::Huge => {
@@ -254,7 +260,8 @@ async fn probes_survive_any_answer_and_follow_the_origin_when_it_recovers() {
 
     // A body that never ends is read up to the cap and dropped.
     origin.set(ProbeAnswer::Huge);
-    eventually(Duration::from_secs(10), "three huge answers", || async { origin.served(&ProbeAnswer::Huge) >= 3 }).await;
+    eventually(Duration::from_secs(10), "three huge answers", || async { origin.served(&ProbeAnswer::Huge) >= 3 })
+        .await;
     assert_eq!(field("probe").await, "up", "the status decides, not the body");
     eventually(Duration::from_secs(10), "lag 1 from the huge answers", || async {
         field("replica_lag_s").await == 1.0
@@ -330,7 +337,9 @@ async fn late_body_connection(mut tcp: TcpStream, id: usize, seen: Arc<Mutex<Vec
         let mut out = Vec::new();
         match status {
             Some(status) => {
-                out.extend_from_slice(format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n", SMUGGLED.len()).as_bytes());
+                out.extend_from_slice(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n", SMUGGLED.len()).as_bytes(),
+                );
                 owed = true;
             }
             None => {
@@ -350,7 +359,8 @@ async fn late_body_connection(mut tcp: TcpStream, id: usize, seen: Arc<Mutex<Vec
 async fn an_announced_body_that_never_came_retires_the_connection() {
     let (addr, seen) = late_body_origin().await;
     let sw = Spillway::start(&config(&[addr.to_string()], "")).await;
-    for (method, path, status) in [(Method::GET, "/empty", 204), (Method::HEAD, "/head", 200), (Method::GET, "/cached", 304)]
+    for (method, path, status) in
+        [(Method::GET, "/empty", 204), (Method::HEAD, "/head", 200), (Method::GET, "/cached", 304)]
     {
         let r = request(method.clone(), &sw.url("web", path), Vec::new(), b"").await.unwrap();
         assert_eq!((r.status, r.body.len()), (status, 0), "{method} {path}");
@@ -413,7 +423,12 @@ async fn request_codings_other_than_chunked_are_refused_before_the_origin() {
     let cases: [(&str, &str, &str, Option<&str>); 5] = [
         // Spillway: a coding it would have to drop.
         ("Transfer-Encoding: gzip, chunked\r\n", "1.1", "501", Some("unsupported_transfer_coding")),
-        ("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", "1.1", "501", Some("unsupported_transfer_coding")),
+        (
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            "1.1",
+            "501",
+            Some("unsupported_transfer_coding"),
+        ),
         // Spillway: chunked twice is malformed framing.
         ("Transfer-Encoding: chunked, chunked\r\n", "1.1", "400", Some("bad_request_framing")),
         // hyper, before Spillway sees the request: not ending in chunked,
@@ -437,6 +452,7 @@ async fn request_codings_other_than_chunked_are_refused_before_the_origin() {
     let seen = origin.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].body, b"hello");
+    assert_eq!(origin.connections(), 1, "a refusal sends nothing and keeps its connection for the next request");
     assert_eq!(sw.metric("spillway_endpoint_ejections_total").await, 0.0);
 }
 

@@ -132,7 +132,10 @@ fn passive_health_keys_have_defaults_and_bounds() {
         "endpoints = [\"127.0.0.1:8081\"]\npassive_fault_statuses = [500, 429]\nmax_ejection_percent = 100",
     );
     let c = parse(&set).unwrap().config;
-    assert_eq!((c.pools["onprem"].passive_fault_statuses.as_slice(), c.pools["onprem"].max_ejection_percent), (&[500, 429][..], 100));
+    assert_eq!(
+        (c.pools["onprem"].passive_fault_statuses.as_slice(), c.pools["onprem"].max_ejection_percent),
+        (&[500, 429][..], 100)
+    );
     let bad = GOOD.replace(
         "endpoints = [\"127.0.0.1:8081\"]",
         "endpoints = [\"127.0.0.1:8081\"]\npassive_fault_statuses = [503, 200, 503]\nmax_ejection_percent = 101",

@@ -103,8 +103,8 @@ impl Decoder {
 
 /// Incremental decoder for `Transfer-Encoding: chunked`. Trailer fields are
 /// collected (`take_trailers`) so they can travel on as trailers, which
-/// HTTP/2 clients (gRPC-web and the like) read; malformed or hop-by-hop
-/// ones are dropped.
+/// HTTP/2 clients (gRPC-web and the like) read; malformed ones and those
+/// `h1::may_trail` bars are dropped.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkedDecoder {
     state: ChunkState,

@@ -1,7 +1,9 @@
 //! HTTP/1.1 wire format for the upstream hop, without I/O: the request head
 //! written in one pass, the response head parsed with `httparse` into
 //! shared slices of the read buffer (no copy per header), the body framing
-//! of RFC 9112 §6.3, and the chunk framing of request bodies. Response
+//! of RFC 9112 §6.3, the chunk framing of request bodies, the check of a
+//! request's transfer codings before it is sent, and the one rule for
+//! which fields may travel as trailers (`may_trail`), both ways. Response
 //! bodies are decoded in `decode.rs`.
 //!
 //! Everything here is pure: `client/` owns the sockets and calls in.

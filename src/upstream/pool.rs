@@ -224,7 +224,8 @@ mod tests {
         assert!(!p.is_endpoint_fault(StatusCode::INTERNAL_SERVER_ERROR));
         assert!(!p.is_endpoint_fault(StatusCode::BAD_GATEWAY));
         let default = pool(2, "");
-        let faults: Vec<u16> = (500..=504).filter(|s| default.is_endpoint_fault(StatusCode::from_u16(*s).unwrap())).collect();
+        let faults: Vec<u16> =
+            (500..=504).filter(|s| default.is_endpoint_fault(StatusCode::from_u16(*s).unwrap())).collect();
         assert_eq!(faults, [502, 503, 504]);
     }
 

@@ -17,6 +17,9 @@
 //!   response was read to its end, the request body was sent whole, nothing
 //!   extra was buffered and neither side asked to close (`State::can_reuse`,
 //!   the one place that decides). One abandoned halfway is closed.
+//! - A request whose transfer codings cannot be forwarded
+//!   (`h1::check_request_codings`: anything but one `chunked`) is refused
+//!   before a byte is sent; its connection goes back to the idle list.
 //! - An idle connection is checked before reuse by a read that must find
 //!   nothing: the upstream's FIN or stray bytes retire it. With tokio's
 //!   readiness tracking that read costs no system call when the socket is quiet.
