@@ -56,6 +56,7 @@ async fn an_application_500_never_ejects_its_endpoint() {
     assert_eq!(endpoint_field(&sw, &a.endpoint(), "ejected").await, false);
     assert_eq!(endpoint_field(&sw, &a.endpoint(), "available").await, true);
     assert_eq!(sw.metric("spillway_endpoint_ejections_total").await, 0.0);
+    assert_eq!(sw.metric("spillway_endpoint_ejections_refused_total").await, 0.0, "a 500 is no fault at all");
 }
 
 /// An origin that accepts connections and resets them (RST) once the
@@ -128,6 +129,8 @@ async fn a_resetting_endpoint_is_ejected_and_the_last_one_up_never_is() {
     assert_eq!(endpoint_field(&sw, &b.endpoint(), "available").await, true);
     assert_eq!(endpoint_field(&sw, &bad.addr.to_string(), "ejected").await, true);
     assert_eq!(sw.metric("spillway_endpoint_ejections_total").await, 1.0, "b was never ejected");
+    // eject_after = 2: every fault of b from its second on was a refused ejection.
+    assert_eq!(sw.metric("spillway_endpoint_ejections_refused_total").await, 19.0);
     b.set_failing(None);
     let healed = get(&sw.url("web", "/healed")).await.unwrap();
     assert_eq!((healed.status, healed.origin()), (200, Some("b")));

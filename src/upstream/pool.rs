@@ -11,6 +11,7 @@ use http::StatusCode;
 
 use crate::config::{PoolConfig, PoolRole};
 use crate::sync::lock;
+use crate::telemetry::{self, catalog, LogBudget};
 use crate::tls::TlsError;
 
 use super::balance;
@@ -119,10 +120,20 @@ impl Pool {
         let ejected = others().filter(|e| e.is_ejected(now)).count();
         let others_up = others().filter(|e| e.serving(now)).count();
         if !health::may_eject(self.endpoints.len(), ejected, others_up, self.config.max_ejection_percent) {
+            self.note_refused(endpoint, now);
             return false;
         }
         endpoint.eject(now, &self.config);
         true
+    }
+
+    /// An ejection held back: visible, since the endpoint keeps failing.
+    fn note_refused(&self, endpoint: &Endpoint, now: Instant) {
+        static REFUSED: LogBudget = LogBudget::new(5);
+        if let Some(suppressed) = REFUSED.admit(telemetry::secs(now)) {
+            tracing::warn!(pool = %self.name, endpoint = %endpoint.addr, suppressed, max_ejection_percent = self.config.max_ejection_percent, "endpoint kept in rotation despite consecutive failures: ejecting it would exceed the pool's ejection share or leave no endpoint up");
+        }
+        metrics::counter!(catalog::EJECTIONS_REFUSED, "pool" => self.name.clone()).increment(1);
     }
 
     /// Whether at least one endpoint's active probes say it is healthy,
