@@ -399,9 +399,10 @@ async fn passive_ejection_after_consecutive_5xx() {
     let b = Origin::start("b").await;
     let pool = "eject_after = 3\neject_base = \"4s\"\neject_max = \"4s\"";
     let sw = Spillway::start(&simple_config(&[&a, &b], "", pool)).await;
-    a.set_failing(Some(500));
+    // 503 is one of the default passive_fault_statuses (500 is not).
+    a.set_failing(Some(503));
     // b answers slowly, a fails fast: a looks cheaper and keeps being picked.
-    eventually(Duration::from_secs(10), "a ejected after 3 consecutive 500s", || async {
+    eventually(Duration::from_secs(10), "a ejected after 3 consecutive 503s", || async {
         get(&sw.url("web", "/x?delay_ms=50")).await.unwrap();
         endpoint_status(&sw, &a.endpoint()).await["ejected"] == true
     })

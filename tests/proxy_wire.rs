@@ -71,7 +71,11 @@ async fn interim_1xx_answers_are_skipped_and_head_answers_have_no_body() {
     assert_eq!((nm.status, nm.body.len()), (304, 0));
     let d = get(&sw.url("web", "/next")).await.unwrap();
     assert_eq!((d.status, d.text()), (200, "next".to_string()));
-    assert_eq!(origin.connections(), 1, "all four exchanges reused one connection");
+    // A HEAD answer that announces a length retires its connection (an
+    // origin that sent the body anyway would have it read as the next
+    // response: tests/edge_upstream.rs); the 304 without one does not.
+    let conns: Vec<usize> = origin.seen().iter().map(|s| s.connection).collect();
+    assert_eq!(conns, [0, 0, 1, 1], "{:?}", origin.seen());
 }
 
 /// The keep-alive race, made certain: the origin answers the first request

@@ -34,7 +34,7 @@ pub(crate) fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickRep
         let gate = &rt.gates[name];
         match pool.role() {
             PoolRole::Primary => {
-                if let Some((from, to)) = gate.tick_primary(now, spill, pool.has_available(now), cloud_ok) {
+                if let Some((from, to)) = gate.tick_primary(now, spill, pool.any_probe_healthy(), cloud_ok) {
                     changes.push((name.clone(), from, to));
                 }
                 let view = gate.view();

@@ -29,6 +29,9 @@ pub(crate) const DEFAULT_MAX_IDLE_PER_ENDPOINT: usize = 64;
 pub(crate) const DEFAULT_EJECT_AFTER: u32 = 5;
 pub(crate) const DEFAULT_EJECT_BASE: &str = "5s";
 pub(crate) const DEFAULT_EJECT_MAX: &str = "60s";
+/// Response statuses that count as the endpoint's own fault (passive health).
+pub(crate) const DEFAULT_PASSIVE_FAULT_STATUSES: &[u16] = &[502, 503, 504];
+pub(crate) const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
 pub(crate) const DEFAULT_DRAIN_TIMEOUT: &str = "30s";
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +114,11 @@ pub(crate) struct RawPool {
     pub(crate) eject_after: Option<u32>,
     pub(crate) eject_base: Option<Dur>,
     pub(crate) eject_max: Option<Dur>,
+    /// Response statuses counted as endpoint failures (besides connect
+    /// errors, resets and timeouts).
+    pub(crate) passive_fault_statuses: Option<Vec<u16>>,
+    /// Most of the pool's endpoints passive ejection may take out at once, in percent.
+    pub(crate) max_ejection_percent: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -121,3 +121,31 @@ fn webhook_urls_are_checked() {
     assert!(super::check_webhook_url("ftp://example.com/").is_err());
     assert!(super::check_webhook_url("not a url").is_err());
 }
+
+#[test]
+fn passive_health_keys_have_defaults_and_bounds() {
+    let c = parse(GOOD).unwrap().config;
+    assert_eq!(c.pools["onprem"].passive_fault_statuses, [502, 503, 504]);
+    assert_eq!(c.pools["onprem"].max_ejection_percent, 50);
+    let set = GOOD.replace(
+        "endpoints = [\"127.0.0.1:8081\"]",
+        "endpoints = [\"127.0.0.1:8081\"]\npassive_fault_statuses = [500, 429]\nmax_ejection_percent = 100",
+    );
+    let c = parse(&set).unwrap().config;
+    assert_eq!(
+        (c.pools["onprem"].passive_fault_statuses.as_slice(), c.pools["onprem"].max_ejection_percent),
+        (&[500, 429][..], 100)
+    );
+    let bad = GOOD.replace(
+        "endpoints = [\"127.0.0.1:8081\"]",
+        "endpoints = [\"127.0.0.1:8081\"]\npassive_fault_statuses = [503, 200, 503]\nmax_ejection_percent = 101",
+    );
+    let keys: Vec<_> = problems(&bad).into_iter().map(|p| p.key).collect();
+    for want in [
+        "pools.onprem.passive_fault_statuses[1]",
+        "pools.onprem.passive_fault_statuses[2]",
+        "pools.onprem.max_ejection_percent",
+    ] {
+        assert!(keys.iter().any(|k| k == want), "missing {want} in {keys:?}");
+    }
+}

@@ -84,6 +84,10 @@ pub struct PoolConfig {
     pub eject_after: u32,
     pub eject_base: Duration,
     pub eject_max: Duration,
+    /// Response statuses that count against the endpoint (passive health).
+    pub passive_fault_statuses: Vec<u16>,
+    /// Passive ejection never takes out more than this share of the pool.
+    pub max_ejection_percent: u8,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -247,6 +247,11 @@ fn pool(c: &mut Checker, key: &str, name: &str, p: RawPool) -> PoolConfig {
     if eject_max < eject_base {
         c.fail(format!("{key}.eject_max"), "must not be shorter than eject_base");
     }
+    let passive_fault_statuses = fault_statuses(c, key, p.passive_fault_statuses);
+    let max_ejection_percent = p.max_ejection_percent.unwrap_or(DEFAULT_MAX_EJECTION_PERCENT);
+    if max_ejection_percent > 100 {
+        c.fail(format!("{key}.max_ejection_percent"), "must be between 0 and 100");
+    }
     PoolConfig {
         name: name.to_string(),
         role,
@@ -260,7 +265,25 @@ fn pool(c: &mut Checker, key: &str, name: &str, p: RawPool) -> PoolConfig {
         eject_after,
         eject_base,
         eject_max,
+        passive_fault_statuses,
+        max_ejection_percent: max_ejection_percent.min(100) as u8,
     }
+}
+
+/// The statuses passive health counts against an endpoint: 4xx or 5xx,
+/// each once.
+fn fault_statuses(c: &mut Checker, key: &str, raw: Option<Vec<u16>>) -> Vec<u16> {
+    let statuses = raw.unwrap_or_else(|| DEFAULT_PASSIVE_FAULT_STATUSES.to_vec());
+    let mut seen = HashSet::new();
+    for (i, s) in statuses.iter().enumerate() {
+        let field = format!("{key}.passive_fault_statuses[{i}]");
+        if !(400..=599).contains(s) {
+            c.fail(field, format!("{s} is not a 4xx or 5xx status"));
+        } else if !seen.insert(s) {
+            c.fail(field, format!("duplicate status {s}"));
+        }
+    }
+    statuses
 }
 
 fn pool_endpoints(c: &mut Checker, key: &str, endpoints: &[String]) {

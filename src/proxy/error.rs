@@ -10,6 +10,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::proxy::body::Body;
 use crate::request::host::HostError;
+use crate::upstream::h1::RequestCodingError;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProxyError {
@@ -31,13 +32,20 @@ pub(crate) enum ProxyError {
     ClientBodyTimeout { timeout: Duration },
     #[error("bad request: {0}")]
     BadHost(#[from] HostError),
+    #[error("client request: transfer coding {coding:?} is not supported")]
+    UnsupportedTransferCoding { coding: String },
+    #[error("client request: {detail}")]
+    BadFraming { detail: String },
 }
 
 impl ProxyError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
-            ProxyError::ClientBody { .. } | ProxyError::BadHost(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody { .. } | ProxyError::BadHost(_) | ProxyError::BadFraming { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::UnsupportedTransferCoding { .. } => StatusCode::NOT_IMPLEMENTED,
             ProxyError::ClientBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoHealthyEndpoint { .. } | ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -57,6 +65,8 @@ impl ProxyError {
             ProxyError::ClientBody { .. } => "client_body",
             ProxyError::ClientBodyTimeout { .. } => "client_body_timeout",
             ProxyError::BadHost(_) => "bad_host",
+            ProxyError::UnsupportedTransferCoding { .. } => "unsupported_transfer_coding",
+            ProxyError::BadFraming { .. } => "bad_request_framing",
         }
     }
 
@@ -85,6 +95,16 @@ impl ProxyError {
     }
 }
 
+/// A request whose transfer codings cannot go upstream: the client's fault.
+impl From<&RequestCodingError> for ProxyError {
+    fn from(e: &RequestCodingError) -> ProxyError {
+        match e {
+            RequestCodingError::Unsupported(coding) => ProxyError::UnsupportedTransferCoding { coding: coding.clone() },
+            RequestCodingError::ChunkedTwice => ProxyError::BadFraming { detail: e.to_string() },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +120,9 @@ mod tests {
         let r = o.to_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        let gzip = ProxyError::from(&RequestCodingError::Unsupported("gzip".into()));
+        assert_eq!((gzip.status(), gzip.kind()), (StatusCode::NOT_IMPLEMENTED, "unsupported_transfer_coding"));
+        let twice = ProxyError::from(&RequestCodingError::ChunkedTwice);
+        assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -406,7 +406,7 @@ fn record_answer(
 ) {
     pending.finish(now - started, now);
     let ok = !status.is_server_error();
-    record_passive(pool, endpoint, ok, now);
+    record_passive(pool, endpoint, !pool.is_endpoint_fault(status), now);
     guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);
 }
 
@@ -442,9 +442,10 @@ fn hop_headers(
 }
 
 /// The error for a request that is not sent again. The client's upload
-/// failing (it went away, sent a broken body, or too slowly) is not the
-/// upstream's fault: no passive failure and no latency sample; the
-/// connection is closed. Anything else counts against the endpoint.
+/// failing (it went away, sent a broken body, or too slowly) or its
+/// framing being unforwardable (a transfer coding other than chunked) is
+/// not the upstream's fault: no passive failure and no latency sample.
+/// Anything else counts against the endpoint.
 fn give_up(
     pool: &Pool,
     endpoint: &Endpoint,
@@ -456,6 +457,7 @@ fn give_up(
     let err = match failure.error() {
         UpstreamError::ClientBody(e) => return ProxyError::ClientBody { detail: error_chain(&**e) },
         UpstreamError::ClientBodyTimeout(timeout) => return ProxyError::ClientBodyTimeout { timeout: *timeout },
+        UpstreamError::RequestCoding(e) => return ProxyError::from(e),
         UpstreamError::ResponseTimeout(timeout) => {
             ProxyError::UpstreamTimeout { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), timeout: *timeout }
         }
@@ -505,7 +507,7 @@ fn respond(
 }
 
 fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {
-    if endpoint.observe_result(ok, now, &pool.config) {
+    if pool.record_result(endpoint, ok, now) {
         tracing::warn!(pool = %pool.name, endpoint = %endpoint.addr, "endpoint ejected after consecutive failures");
         metrics::counter!(catalog::ENDPOINT_EJECTIONS, "pool" => pool.name.clone()).increment(1);
     }

@@ -73,8 +73,12 @@ catalog! {
         "Upstream connections opened (not taken from the keep-alive pool).";
     ENDPOINT_EJECTIONS: Counter "spillway_endpoint_ejections_total" ["pool"]
         "Endpoints ejected after consecutive failures, by pool.";
+    EJECTIONS_REFUSED: Counter "spillway_endpoint_ejections_refused_total" ["pool"]
+        "Faults at the ejection threshold that ejected nothing because of max_ejection_percent or the pool's last endpoint up, by pool.";
     HEALTH_PROBES: Counter "spillway_health_probes_total" ["pool", "ok"]
         "Active health probes sent, by pool and outcome.";
+    HEALTH_PROBE_RESTARTS: Counter "spillway_health_probe_restarts_total" ["pool"]
+        "Health probe loops that failed (panicked) and were started again, by pool.";
     // Configuration.
     CONFIG_RELOADS: Counter "spillway_config_reloads_total" []
         "Configuration reloads that were applied.";

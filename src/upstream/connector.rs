@@ -65,6 +65,11 @@ impl Connector {
             .map_err(|_| ConnectError::Timeout { addr: addr.clone(), timeout: inner.connect_timeout })?
             .map_err(|source| ConnectError::Io { addr: addr.clone(), source })?;
         let _ = tcp.set_nodelay(true);
+        // Finds an endpoint that vanished under a long-lived (upgraded) connection.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(std::time::Duration::from_secs(60))
+            .with_interval(std::time::Duration::from_secs(10));
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
         let io = match &inner.tls {
             None => UpstreamIo::Plain(tcp),
             Some((connector, sni)) => {

@@ -9,9 +9,9 @@
 //! data. Chunk-size lines and trailer sections are bounded.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::h1::{is_hop_by_hop, trim_ows, WireError};
+use super::h1::{may_trail, trim_ows, WireError};
 
 /// What a decoder produced from the buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -103,8 +103,8 @@ impl Decoder {
 
 /// Incremental decoder for `Transfer-Encoding: chunked`. Trailer fields are
 /// collected (`take_trailers`) so they can travel on as trailers, which
-/// HTTP/2 clients (gRPC-web and the like) read; malformed or hop-by-hop
-/// ones are dropped.
+/// HTTP/2 clients (gRPC-web and the like) read; malformed ones and those
+/// `h1::may_trail` bars are dropped.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkedDecoder {
     state: ChunkState,
@@ -235,13 +235,13 @@ fn size_line(buf: &mut BytesMut) -> Result<Option<u64>, WireError> {
     Ok(Some(size))
 }
 
-/// `name: value` of one trailer line, if well-formed and not a field that
-/// is hop-by-hop or framing (those never travel as trailers).
+/// `name: value` of one trailer line, if well-formed and a field that may
+/// travel as a trailer (`h1::may_trail`, the rule request trailers follow too).
 fn trailer_field(line: &[u8]) -> Option<(HeaderName, HeaderValue)> {
     let colon = line.iter().position(|&b| b == b':')?;
     let name = HeaderName::from_bytes(&line[..colon]).ok()?;
     let value = HeaderValue::from_bytes(trim_ows(&line[colon + 1..])).ok()?;
-    (!is_hop_by_hop(&name) && name != header::CONTENT_LENGTH && name != header::HOST).then_some((name, value))
+    may_trail(&name).then_some((name, value))
 }
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {

@@ -117,27 +117,36 @@ impl Endpoint {
         self.ewma_ns.store(next.to_bits(), Relaxed);
     }
 
-    /// Passive health: a proxied request's result. Returns true when this
-    /// call ejected the endpoint.
-    pub(crate) fn observe_result(&self, ok: bool, now: Instant, cfg: &PoolConfig) -> bool {
-        if ok {
-            if self.failures.load(Relaxed) != 0 {
-                self.failures.store(0, Relaxed);
-            }
-            if self.ejections.load(Relaxed) != 0 && !self.is_ejected(now) {
-                self.ejections.store(0, Relaxed);
-            }
-            return false;
+    /// Passive health: a proxied request the endpoint answered well. Ends
+    /// the failure run, and the backoff once the endpoint is back.
+    pub(crate) fn observe_success(&self, now: Instant) {
+        if self.failures.load(Relaxed) != 0 {
+            self.failures.store(0, Relaxed);
         }
-        let failures = self.failures.fetch_add(1, Relaxed) + 1;
-        if failures < cfg.eject_after || self.is_ejected(now) {
-            return false;
+        if self.ejections.load(Relaxed) != 0 && !self.is_ejected(now) {
+            self.ejections.store(0, Relaxed);
         }
+    }
+
+    /// Passive health: a fault of the endpoint. True when its failure run
+    /// has reached `eject_after` and it is not ejected yet: a candidate
+    /// for `eject`, which the pool may refuse (the run then stays at the
+    /// threshold, so the next fault asks again).
+    pub(crate) fn observe_failure(&self, now: Instant, eject_after: u32) -> bool {
+        let failures = self.failures.fetch_add(1, Relaxed).saturating_add(1);
+        if failures > eject_after {
+            // Held at the threshold: a long run of refused ejections never wraps.
+            self.failures.store(eject_after, Relaxed);
+        }
+        failures >= eject_after && !self.is_ejected(now)
+    }
+
+    /// Takes the endpoint out of rotation for the next backoff.
+    pub(crate) fn eject(&self, now: Instant, cfg: &PoolConfig) {
         self.failures.store(0, Relaxed);
-        let n = self.ejections.fetch_add(1, Relaxed) + 1;
+        let n = self.ejections.fetch_add(1, Relaxed).saturating_add(1);
         let until = now + health::ejection_backoff(n, cfg.eject_base, cfg.eject_max);
         self.ejected_until.store(clock::to_nanos(until).max(1), Relaxed);
-        true
     }
 
     /// Active health: one probe result. Returns the new state if it changed.
@@ -228,17 +237,32 @@ mod tests {
         let cfg = pool_cfg();
         let t0 = Instant::now();
         let e = Endpoint::new("127.0.0.1:80", false).unwrap();
-        assert!(!e.observe_result(false, t0, &cfg));
-        assert!(e.observe_result(false, t0, &cfg));
+        assert!(!e.observe_failure(t0, cfg.eject_after));
+        assert!(e.observe_failure(t0, cfg.eject_after));
+        e.eject(t0, &cfg);
+        assert!(!e.observe_failure(t0, cfg.eject_after), "an ejected endpoint is no candidate");
         assert!(!e.available(t0 + Duration::from_millis(999)));
         assert!(e.available(t0 + Duration::from_secs(1)));
         let t1 = t0 + Duration::from_secs(1);
-        e.observe_result(false, t1, &cfg);
-        assert!(e.observe_result(false, t1, &cfg));
+        e.observe_failure(t1, cfg.eject_after);
+        assert!(e.observe_failure(t1, cfg.eject_after));
+        e.eject(t1, &cfg);
         assert!(!e.available(t1 + Duration::from_millis(1999)), "second ejection lasts twice as long");
         let t2 = t1 + Duration::from_secs(2);
-        e.observe_result(true, t2, &cfg);
+        e.observe_success(t2);
         assert_eq!(e.ejections.load(Relaxed), 0, "a success after readmission resets the backoff");
+    }
+
+    #[test]
+    fn a_refused_candidate_stays_one_at_every_further_failure() {
+        let t = Instant::now();
+        let e = Endpoint::new("127.0.0.1:80", false).unwrap();
+        assert!(!e.observe_failure(t, 2));
+        for _ in 0..5 {
+            assert!(e.observe_failure(t, 2), "still at the threshold");
+        }
+        e.observe_success(t);
+        assert!(!e.observe_failure(t, 2), "a success ends the run");
     }
 
     #[test]

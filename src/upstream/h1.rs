@@ -1,7 +1,9 @@
 //! HTTP/1.1 wire format for the upstream hop, without I/O: the request head
 //! written in one pass, the response head parsed with `httparse` into
 //! shared slices of the read buffer (no copy per header), the body framing
-//! of RFC 9112 §6.3, and the chunk framing of request bodies. Response
+//! of RFC 9112 §6.3, the chunk framing of request bodies, the check of a
+//! request's transfer codings before it is sent, and the one rule for
+//! which fields may travel as trailers (`may_trail`), both ways. Response
 //! bodies are decoded in `decode.rs`.
 //!
 //! Everything here is pure: `client/` owns the sockets and calls in.
@@ -25,6 +27,18 @@ pub(crate) enum WireError {
     ContentLength,
     #[error("malformed chunked body: {0}")]
     Chunked(&'static str),
+}
+
+/// Why a request's `Transfer-Encoding` cannot be forwarded as it is.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum RequestCodingError {
+    /// A coding other than `chunked` (`gzip, chunked`): the upstream hop
+    /// re-frames the body as plain chunked and would lose it (RFC 9112 §6.1: 501).
+    #[error("transfer coding {0:?} is not supported")]
+    Unsupported(String),
+    /// `chunked` more than once: the framing is malformed (400).
+    #[error("chunked transfer coding applied more than once")]
+    ChunkedTwice,
 }
 
 /// How the request body is framed on the upstream hop.
@@ -88,6 +102,31 @@ pub(crate) fn write_plain_headers(out: &mut BytesMut, headers: &HeaderMap) {
     }
 }
 
+/// Checks a request's transfer codings before it is sent: only `chunked`,
+/// once, can be forwarded (hyper has already refused a list that does not
+/// end in `chunked`, and any on HTTP/1.0, with 400). Every
+/// `Transfer-Encoding` field counts, in order.
+pub(crate) fn check_request_codings(headers: &HeaderMap) -> Result<(), RequestCodingError> {
+    let mut chunked = 0;
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        for coding in value.as_bytes().split(|&b| b == b',') {
+            let name = trim_ows(coding.split(|&b| b == b';').next().unwrap_or_default());
+            if name.is_empty() {
+                continue;
+            }
+            if !name.eq_ignore_ascii_case(b"chunked") {
+                let shown = String::from_utf8_lossy(&name[..name.len().min(32)]).to_ascii_lowercase();
+                return Err(RequestCodingError::Unsupported(shown));
+            }
+            chunked += 1;
+        }
+    }
+    if chunked > 1 {
+        return Err(RequestCodingError::ChunkedTwice);
+    }
+    Ok(())
+}
+
 fn body_expected(method: &Method) -> bool {
     matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
@@ -99,14 +138,14 @@ pub(crate) fn chunk_prefix(len: usize) -> Bytes {
     b.freeze()
 }
 
-/// The end of a chunked body, with trailers if any.
+/// The end of a chunked body, with the trailers `may_trail` allows.
 pub(crate) fn chunked_end(trailers: Option<&HeaderMap>) -> Bytes {
     match trailers {
         None => Bytes::from_static(b"0\r\n\r\n"),
         Some(t) => {
             let mut b = BytesMut::with_capacity(64);
             b.put_slice(b"0\r\n");
-            for (name, value) in t {
+            for (name, value) in t.iter().filter(|(name, _)| may_trail(name)) {
                 b.put_slice(name.as_str().as_bytes());
                 b.put_slice(b": ");
                 b.put_slice(value.as_bytes());
@@ -197,14 +236,23 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result
         }
         // With Transfer-Encoding the length is not the body's: an
         // intermediary must not pass it on (RFC 9112 §6.3), or the client
-        // would frame the re-encoded body by it.
-        if facts.transfer_encoding && raw_name.eq_ignore_ascii_case(b"content-length") {
+        // would frame the re-encoded body by it. A list of lengths
+        // (`5, 5`, or the field twice) goes on as one value, below.
+        if (facts.transfer_encoding || facts.length_is_list()) && raw_name.eq_ignore_ascii_case(b"content-length") {
             continue;
         }
         let name = HeaderName::from_bytes(raw_name).map_err(|_| WireError::Head("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
             .map_err(|_| WireError::Head("invalid header value"))?;
         headers.append(name, value);
+    }
+    if let (false, true, Some(n)) = (facts.transfer_encoding, facts.length_is_list(), facts.content_length) {
+        headers.append(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    // RFC 9112 §6.1: an HTTP/1.0 message cannot be chunked; whatever framing
+    // the origin meant, the client would get raw chunk framing as the body.
+    if facts.transfer_encoding && version == Version::HTTP_10 {
+        return Err(WireError::Head("Transfer-Encoding in an HTTP/1.0 response"));
     }
     let (framing, reusable) = facts.framing(status, version, method);
     let keep_alive = reusable
@@ -221,6 +269,8 @@ struct Facts {
     transfer_encoding: bool,
     chunked_last: bool,
     content_length: Option<u64>,
+    /// Lengths seen, over every `Content-Length` field and list element.
+    lengths: u32,
     connection_close: bool,
     connection_keep_alive: bool,
     /// Lower-cased header names listed in `Connection` (rare).
@@ -257,6 +307,7 @@ impl Facts {
                         return Err(WireError::ContentLength);
                     }
                     self.content_length = Some(n);
+                    self.lengths += 1;
                 }
                 Ok(false)
             }
@@ -274,17 +325,29 @@ impl Facts {
         }
     }
 
+    /// The `Content-Length` came as several (equal) values.
+    fn length_is_list(&self) -> bool {
+        self.lengths > 1
+    }
+
+    /// The head announces a body (a length above 0, or a transfer coding).
+    fn declares_body(&self) -> bool {
+        self.transfer_encoding || self.content_length.is_some_and(|n| n > 0)
+    }
+
     /// The body framing (RFC 9112 §6.3) and whether it allows reuse at all.
     fn framing(&self, status: StatusCode, version: Version, method: &Method) -> (ResponseFraming, bool) {
         if status == StatusCode::SWITCHING_PROTOCOLS {
             return (ResponseFraming::Upgrade, false);
         }
-        if method == Method::HEAD
-            || status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-        {
+        if status.is_informational() {
             return (ResponseFraming::Empty, true);
+        }
+        // No body follows, whatever the head says. If it announces one, an
+        // origin that sends it anyway would have those bytes read as the
+        // next request's response: the connection is not reused.
+        if method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return (ResponseFraming::Empty, !self.declares_body());
         }
         if self.transfer_encoding {
             // With both headers the length is ignored and the connection not
@@ -301,6 +364,44 @@ impl Facts {
             None => (ResponseFraming::UntilClose, false),
         }
     }
+}
+
+/// May a field travel as a trailer, on requests and responses alike? Not
+/// the hop-by-hop ones, and not those a recipient must see before the
+/// content (RFC 9110 §6.5.1: framing, routing, authentication, request
+/// modifiers, response controls, content format), nor the forwarding
+/// fields this proxy writes itself: a server that merges trailers into
+/// its headers would otherwise take a client's `Host`, `Content-Length` or
+/// `X-Forwarded-For` from them.
+pub(crate) fn may_trail(name: &HeaderName) -> bool {
+    const BARRED: &[&str] = &[
+        "age",
+        "authorization",
+        "cache-control",
+        "content-encoding",
+        "content-length",
+        "content-location",
+        "content-range",
+        "content-type",
+        "cookie",
+        "date",
+        "expect",
+        "expires",
+        "forwarded",
+        "host",
+        "location",
+        "max-forwards",
+        "pragma",
+        "range",
+        "retry-after",
+        "set-cookie",
+        "vary",
+        "via",
+        "www-authenticate",
+        "x-real-ip",
+    ];
+    let n = name.as_str();
+    !is_hop_by_hop(name) && !BARRED.contains(&n) && !n.starts_with("x-forwarded-") && !n.starts_with("if-")
 }
 
 /// Is `name` a hop-by-hop header (RFC 9110 §7.6.1), never forwarded as is?
@@ -325,127 +426,4 @@ pub(super) fn trim_ows(mut s: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(raw: &str, method: Method) -> Result<Option<ResponseHead>, WireError> {
-        let mut buf = BytesMut::from(raw);
-        parse_response_head(&mut buf, &method)
-    }
-
-    #[test]
-    fn request_head_is_written_with_its_framing() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("example.test"));
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-        headers.append("x-a", HeaderValue::from_static("1"));
-        headers.append("x-a", HeaderValue::from_static("2"));
-        let mut out = BytesMut::new();
-        encode_request_head(&mut out, &Method::POST, "/p?q=1", RequestFraming::Length(5), |o| {
-            write_plain_headers(o, &headers)
-        });
-        assert_eq!(
-            &out[..],
-            b"POST /p?q=1 HTTP/1.1\r\nhost: example.test\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
-        );
-        out.clear();
-        let none = HeaderMap::new();
-        encode_request_head(&mut out, &Method::PUT, "/", RequestFraming::Chunked, |o| write_plain_headers(o, &none));
-        assert_eq!(&out[..], b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
-        out.clear();
-        encode_request_head(&mut out, &Method::POST, "/", RequestFraming::Empty, |o| write_plain_headers(o, &none));
-        assert_eq!(&out[..], b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
-        out.clear();
-        encode_request_head(&mut out, &Method::GET, "/", RequestFraming::Empty, |o| write_plain_headers(o, &none));
-        assert_eq!(&out[..], b"GET / HTTP/1.1\r\n\r\n");
-    }
-
-    #[test]
-    fn hop_by_hop_response_headers_are_read_then_left_out() {
-        let mut buf = BytesMut::from(
-            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n\
-             Transfer-Encoding: chunked\r\nTrailer: x-sum\r\nProxy-Authenticate: Basic\r\nUpgrade: h2c\r\n\
-             Content-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
-        );
-        let head = parse_response_head(&mut buf, &Method::GET).unwrap().unwrap();
-        let names: Vec<&str> = head.headers.keys().map(|n| n.as_str()).collect();
-        assert_eq!(names, ["content-type", "set-cookie"]);
-        assert_eq!(head.headers.get_all("set-cookie").iter().count(), 2);
-        assert_eq!((head.framing, head.keep_alive), (ResponseFraming::Chunked, true));
-        // A 101 keeps its Upgrade header: the client needs it.
-        let mut buf =
-            BytesMut::from("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
-        let head = parse_response_head(&mut buf, &Method::GET).unwrap().unwrap();
-        assert_eq!(head.headers["upgrade"], "websocket");
-        assert!(!head.headers.contains_key("connection"));
-    }
-
-    #[test]
-    fn response_head_is_parsed_and_taken_out_of_the_buffer() {
-        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabcREST");
-        let head = parse_response_head(&mut buf, &Method::GET).unwrap().unwrap();
-        assert_eq!(head.status, 200);
-        assert_eq!(head.headers["x-a"], "b");
-        assert_eq!(head.framing, ResponseFraming::Length(3));
-        assert!(head.keep_alive);
-        assert_eq!(&buf[..], b"abcREST");
-    }
-
-    #[test]
-    fn a_partial_head_asks_for_more_and_a_huge_one_is_refused() {
-        assert!(parse("HTTP/1.1 200 OK\r\nContent-Le", Method::GET).unwrap().is_none());
-        let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_RESPONSE_HEAD + 1));
-        assert_eq!(parse(&huge, Method::GET).unwrap_err(), WireError::HeadTooLarge);
-        assert!(matches!(parse("HTTP/1.1 abc\r\n\r\n", Method::GET), Err(WireError::Head(_))));
-        let many = format!("HTTP/1.1 200 OK\r\n{}\r\n", "X: y\r\n".repeat(MAX_RESPONSE_HEADERS + 1));
-        assert!(matches!(parse(&many, Method::GET), Err(WireError::Head("too many headers"))));
-    }
-
-    #[test]
-    fn framing_follows_rfc_9112() {
-        let f = |raw: &str, m: Method| {
-            let h = parse(raw, m).unwrap().unwrap();
-            (h.framing, h.keep_alive)
-        };
-        use ResponseFraming::*;
-        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", Method::HEAD), (Empty, true));
-        assert_eq!(f("HTTP/1.1 204 No Content\r\n\r\n", Method::GET), (Empty, true));
-        assert_eq!(f("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", Method::GET), (Empty, true));
-        assert_eq!(f("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", Method::GET), (Upgrade, false));
-        assert_eq!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Method::GET), (Chunked, true));
-        assert_eq!(
-            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", Method::GET),
-            (Chunked, false)
-        );
-        assert_eq!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", Method::GET), (UntilClose, false));
-        assert_eq!(f("HTTP/1.1 200 OK\r\n\r\n", Method::GET), (UntilClose, false));
-        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Method::GET), (Empty, true));
-        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n", Method::GET), (Length(7), true));
-        assert_eq!(
-            f("HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\n", Method::GET),
-            (Length(7), false)
-        );
-        assert_eq!(f("HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\n", Method::GET), (Length(7), false));
-        assert_eq!(
-            f("HTTP/1.0 200 OK\r\nContent-Length: 7\r\nConnection: Keep-Alive\r\n\r\n", Method::GET),
-            (Length(7), true)
-        );
-        for bad in ["7, 8", "-1", "+7", "", "0x10", "99999999999999999999999"] {
-            let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\n");
-            assert_eq!(parse(&raw, Method::GET).unwrap_err(), WireError::ContentLength, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn a_length_beside_transfer_encoding_is_not_passed_on() {
-        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
-        let head = parse_response_head(&mut buf, &Method::GET).unwrap().unwrap();
-        assert!(!head.headers.contains_key("content-length"));
-        assert_eq!((head.framing, head.keep_alive), (ResponseFraming::Chunked, false));
-        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n");
-        let head = parse_response_head(&mut buf, &Method::GET).unwrap().unwrap();
-        assert!(!head.headers.contains_key("content-length"));
-        assert_eq!(head.framing, ResponseFraming::UntilClose);
-    }
-}
+mod tests;

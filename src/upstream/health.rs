@@ -3,10 +3,17 @@
 //!
 //! Active: `unhealthy_after` consecutive failed probes mark an endpoint down,
 //! `healthy_after` consecutive successes bring it back. Passive: `eject_after`
-//! consecutive connect failures or 5xx eject it for a backoff that doubles on
-//! each ejection (`eject_base` … `eject_max`) and resets after a clean run.
+//! consecutive faults of the endpoint itself (connect errors, resets,
+//! timeouts, and the pool's `passive_fault_statuses`, by default 502/503/504:
+//! `is_endpoint_fault`) eject it for a backoff that doubles on each ejection
+//! (`eject_base` … `eject_max`) and resets after a clean run.
+//!
+//! Invariant (`may_eject`): passive ejection never takes out more than
+//! `max_ejection_percent` of a pool, nor its last endpoint that is up.
 
 use std::time::{Duration, Instant};
+
+use http::StatusCode;
 
 /// Probe-driven state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +69,34 @@ pub(crate) fn ejection_backoff(n: u32, base: Duration, max: Duration) -> Duratio
     base.saturating_mul(factor).min(max)
 }
 
+/// Largest replica lag recorded (about 136 years): a bigger report, or an
+/// infinite one, is taken as this, still far above any `max_replica_lag`.
+pub(crate) const MAX_REPLICA_LAG: Duration = Duration::from_secs(u32::MAX as u64);
+
+/// A probe's lag header (seconds behind the primary, decimal) as a lag.
+/// Clamped to `MAX_REPLICA_LAG`; not a number, NaN or negative: unknown.
+pub(crate) fn parse_lag(value: &[u8]) -> Option<Duration> {
+    let secs = std::str::from_utf8(value).ok()?.trim().parse::<f64>().ok()?;
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).map_or(MAX_REPLICA_LAG, |lag| lag.min(MAX_REPLICA_LAG)))
+}
+
+/// Whether an answer with `status` is the endpoint's own fault (counts
+/// towards ejection) rather than the application's answer.
+pub(crate) fn is_endpoint_fault(status: StatusCode, fault_statuses: &[u16]) -> bool {
+    fault_statuses.contains(&status.as_u16())
+}
+
+/// Whether passive ejection may take one more endpoint out of a pool of
+/// `total`, of which `ejected` are out already and `others_up` others (not
+/// counting the candidate) are up: never past `max_percent` of the pool,
+/// never the last endpoint that is up.
+pub(crate) fn may_eject(total: usize, ejected: usize, others_up: usize, max_percent: u8) -> bool {
+    others_up > 0 && (ejected + 1) * 100 <= total * usize::from(max_percent)
+}
+
 /// Whether an ejected endpoint may take traffic again at `now`.
 pub(crate) fn readmitted(ejected_until: Option<Instant>, now: Instant) -> bool {
     ejected_until.is_none_or(|until| now >= until)
@@ -99,6 +134,55 @@ mod tests {
         assert_eq!(ejection_backoff(4, base, max), Duration::from_secs(40));
         assert_eq!(ejection_backoff(5, base, max), max);
         assert_eq!(ejection_backoff(500, base, max), max);
+    }
+
+    #[test]
+    fn only_the_listed_statuses_are_the_endpoints_fault() {
+        let faults = [502, 503, 504];
+        for (status, fault) in [(500, false), (501, false), (502, true), (503, true), (504, true), (404, false)] {
+            let s = StatusCode::from_u16(status).unwrap();
+            assert_eq!(is_endpoint_fault(s, &faults), fault, "{status}");
+        }
+        assert!(!is_endpoint_fault(StatusCode::BAD_GATEWAY, &[]));
+        assert!(is_endpoint_fault(StatusCode::INTERNAL_SERVER_ERROR, &[500]));
+    }
+
+    #[test]
+    fn ejection_stops_at_the_share_and_at_the_last_endpoint_up() {
+        // 2 endpoints at 50%: one may go, not the second.
+        assert!(may_eject(2, 0, 1, 50));
+        assert!(!may_eject(2, 1, 0, 50));
+        assert!(!may_eject(2, 1, 1, 50), "the share holds even with another endpoint up");
+        // 3 at 50%: one (1.5 rounds down).
+        assert!(may_eject(3, 0, 2, 50));
+        assert!(!may_eject(3, 1, 1, 50));
+        // 10 at 50%: five, never a sixth.
+        assert!(may_eject(10, 4, 5, 50));
+        assert!(!may_eject(10, 5, 4, 50));
+        // A single endpoint is never ejected, whatever the share.
+        assert!(!may_eject(1, 0, 0, 100));
+        // 100%: all but the last one up.
+        assert!(may_eject(3, 1, 1, 100));
+        assert!(!may_eject(3, 2, 0, 100));
+        // Others down by probe are not up: the candidate is the last one.
+        assert!(!may_eject(4, 0, 0, 100));
+        // 0% turns passive ejection off.
+        assert!(!may_eject(10, 0, 9, 0));
+    }
+
+    #[test]
+    fn any_lag_header_is_survivable() {
+        let lag = |v: &str| parse_lag(v.as_bytes());
+        assert_eq!(lag("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(lag(" 0 "), Some(Duration::ZERO));
+        assert_eq!(lag("-0"), Some(Duration::ZERO));
+        for huge in ["1e20", "1e300", "inf", "18446744073709551616", "4294967296"] {
+            assert_eq!(lag(huge), Some(MAX_REPLICA_LAG), "{huge}");
+        }
+        for unknown in ["NaN", "-1", "-inf", "", "soon", "1,5", "0x10"] {
+            assert_eq!(lag(unknown), None, "{unknown:?}");
+        }
+        assert_eq!(parse_lag(b"\xff\xfe"), None);
     }
 
     #[test]

@@ -5,11 +5,20 @@
 //!
 //! The task holds only a `Weak` to its pool and ends when the snapshot that
 //! owns the pool is gone (after a reload), so probes never outlive their pool.
+//!
+//! Any answer is survivable: the lag is parsed by `health::parse_lag`
+//! (clamped; NaN, negative or garbage is unknown), at most
+//! `MAX_PROBE_BODY` bytes of a body are read (and thrown away), and a
+//! probe loop that panics anyway is counted
+//! (`spillway_health_probe_restarts_total`) and started again after one
+//! interval (`supervise`), so health and lag never freeze.
 
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use http::{header, Request};
+use http_body_util::BodyExt;
 
 use crate::config::HealthConfig;
 
@@ -19,14 +28,49 @@ use crate::telemetry::error_chain;
 use super::client::{RequestBody, Timeouts};
 use super::endpoint::Endpoint;
 use super::h1;
-use super::health::Probe;
+use super::health::{self, Probe};
 use super::pool::Pool;
+
+/// Most bytes of a probe's response body read; the rest is not read and
+/// the connection (a probe's own) is closed.
+const MAX_PROBE_BODY: usize = 64 * 1024;
 
 /// Starts probing the pool if it has health checks configured.
 pub(crate) fn spawn(pool: &Arc<Pool>) {
     let Some(health) = pool.config.health.clone() else { return };
     let weak = Arc::downgrade(pool);
-    tokio::spawn(async move { run(weak, health).await });
+    let name = pool.name.clone();
+    let pause = health.interval;
+    tokio::spawn(supervise(name, pause, move || run(weak.clone(), health.clone())));
+}
+
+/// Runs the loop `start` makes until it returns (its pool is gone). A loop
+/// that panics is counted, logged and started again after `pause`.
+/// Returns how many restarts it took.
+async fn supervise<F, Fut>(pool: String, pause: Duration, mut start: F) -> u32
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut restarts = 0;
+    loop {
+        match tokio::spawn(start()).await {
+            Err(e) if e.is_panic() => {
+                let panic = e.into_panic();
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("unknown panic");
+                tracing::error!(%pool, panic = why, ?pause, "health probe loop failed; restarting it");
+                metrics::counter!(catalog::HEALTH_PROBE_RESTARTS, "pool" => pool.clone()).increment(1);
+                restarts += 1;
+                tokio::time::sleep(pause).await;
+            }
+            // Ended (the pool is gone), or cancelled with the runtime.
+            Ok(()) | Err(_) => return restarts,
+        }
+    }
 }
 
 /// Closes keep-alive connections idle past the pool's `idle_timeout`, so
@@ -110,11 +154,83 @@ async fn send(
         .lag_header
         .as_ref()
         .and_then(|name| resp.headers().get(name.as_str()))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|secs| secs.is_finite() && *secs >= 0.0)
-        .map(Duration::from_secs_f64);
+        .and_then(|v| health::parse_lag(v.as_bytes()));
     let status = resp.status();
-    let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+    drain(resp.into_body(), MAX_PROBE_BODY).await;
     Ok((status, lag))
+}
+
+/// Reads and drops at most about `limit` bytes of `body`; returns how many
+/// it read. A broken body is not the probe's verdict (the status is).
+async fn drain<B: http_body::Body + Unpin>(mut body: B, limit: usize) -> usize {
+    let mut read = 0;
+    while read < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, bytes::Buf::remaining),
+            Some(Err(_)) | None => break,
+        }
+    }
+    read
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+    use bytes::Bytes;
+    use http_body::Frame;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_loop_that_panics_is_restarted_after_a_pause_and_counted() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        let started = tokio::time::Instant::now();
+        let restarts = supervise("p".into(), Duration::from_secs(2), move || {
+            let n = c.fetch_add(1, SeqCst);
+            async move {
+                assert!(n >= 2, "probe loop failure {n}");
+            }
+        })
+        .await;
+        assert_eq!((restarts, calls.load(SeqCst)), (2, 3));
+        assert_eq!(started.elapsed(), Duration::from_secs(4), "one pause per restart");
+        let ended = supervise("p".into(), Duration::from_secs(2), || async {}).await;
+        assert_eq!(ended, 0, "a loop that ends is not restarted");
+    }
+
+    /// A body of `frames` frames of 16 KiB, counting what was polled.
+    struct Endless {
+        frames: usize,
+        polled: Arc<AtomicU32>,
+    }
+
+    impl http_body::Body for Endless {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            if self.frames == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            self.frames -= 1;
+            self.polled.fetch_add(1, SeqCst);
+            std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; 16 * 1024])))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_probe_body_is_read_up_to_its_cap_only() {
+        let polled = Arc::new(AtomicU32::new(0));
+        let read = drain(Endless { frames: 1_000_000, polled: polled.clone() }, MAX_PROBE_BODY).await;
+        assert_eq!(read, MAX_PROBE_BODY);
+        assert_eq!(polled.load(SeqCst), 4, "64 KiB in 16 KiB frames, nothing more");
+        let small = drain(Endless { frames: 1, polled }, MAX_PROBE_BODY).await;
+        assert_eq!(small, 16 * 1024, "a short body is read to its end");
+    }
 }

@@ -17,6 +17,9 @@
 //!   response was read to its end, the request body was sent whole, nothing
 //!   extra was buffered and neither side asked to close (`State::can_reuse`,
 //!   the one place that decides). One abandoned halfway is closed.
+//! - A request whose transfer codings cannot be forwarded
+//!   (`h1::check_request_codings`: anything but one `chunked`) is refused
+//!   before a byte is sent; its connection goes back to the idle list.
 //! - An idle connection is checked before reuse by a read that must find
 //!   nothing: the upstream's FIN or stray bytes retire it. With tokio's
 //!   readiness tracking that read costs no system call when the socket is quiet.
@@ -45,7 +48,7 @@ use http_body::Body as _;
 
 use super::connector::{ConnectError, Connector};
 use super::endpoint::Endpoint;
-use super::h1::{self, RequestFraming, WireError};
+use super::h1::{self, RequestCodingError, RequestFraming, WireError};
 use super::retry::Failure;
 
 pub(crate) use body::{Upgraded, UpstreamBody};
@@ -106,6 +109,9 @@ pub(crate) enum UpstreamError {
     ClientBodyTimeout(Duration),
     #[error("response body stalled: no byte for {0:?}")]
     BodyStalled(Duration),
+    /// The client's request cannot be framed for the upstream; nothing was sent.
+    #[error("request framing: {0}")]
+    RequestCoding(#[from] RequestCodingError),
 }
 
 /// The limits of one exchange.
@@ -210,6 +216,11 @@ impl Conn {
         write_headers: impl FnOnce(&http::request::Parts, &mut BytesMut),
     ) -> Result<Response<UpstreamBody>, SendFailure> {
         let (parts, body) = req.into_parts();
+        if let Err(e) = h1::check_request_codings(&parts.headers) {
+            // Not one byte went out: the connection is as good as it was.
+            self.release(Instant::now());
+            return Err(SendFailure::Failed(e.into()));
+        }
         let framing = match body.size_hint().exact() {
             _ if http_body::Body::is_end_stream(&body) => RequestFraming::Empty,
             Some(0) => RequestFraming::Empty,

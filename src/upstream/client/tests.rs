@@ -246,3 +246,24 @@ async fn a_switch_is_the_final_answer_and_never_pooled() {
     drop(resp.unwrap());
     assert_eq!(ep.idle.len(), 0);
 }
+
+#[tokio::test]
+async fn a_coding_that_cannot_be_forwarded_sends_nothing_and_keeps_the_connection() {
+    let ep = endpoint();
+    let (c, mut peer) = conn(&ep, false, 4096);
+    let req = Request::post("/up")
+        .header("host", "upstream.test")
+        .header("transfer-encoding", "gzip, chunked")
+        .body(RequestBody::Full(Bytes::from_static(b"zipped")))
+        .unwrap();
+    match send(c, req).await.unwrap_err() {
+        SendFailure::Failed(UpstreamError::RequestCoding(h1::RequestCodingError::Unsupported(coding))) => {
+            assert_eq!(coding, "gzip")
+        }
+        other => panic!("expected a refused coding, got {other:?}"),
+    }
+    assert_eq!(ep.idle.len(), 1, "nothing was written: the connection stays usable");
+    let mut byte = [0u8; 1];
+    let nothing = tokio::time::timeout(Duration::from_millis(50), peer.read(&mut byte)).await;
+    assert!(nothing.is_err(), "the upstream received no byte");
+}
