@@ -12,13 +12,13 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-pub(super) struct IdleIo<T> {
+pub(crate) struct IdleIo<T> {
     inner: T,
     last: Arc<AtomicU64>,
 }
 
 impl<T> IdleIo<T> {
-    pub(super) fn new(inner: T, activity: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(inner: T, activity: Arc<AtomicU64>) -> Self {
         IdleIo { inner, last: activity }
     }
 

@@ -5,7 +5,7 @@ pub mod body;
 mod dataplane;
 pub(crate) mod error;
 pub(crate) mod headers;
-mod idle;
+pub(crate) mod idle;
 pub(crate) mod listener;
 pub(crate) mod service;
 
