@@ -325,9 +325,16 @@ async def ws_client(kind, spillway, tally, stop_at, n):
             await asyncio.sleep(1)
 
 
+ORIGIN_CLOSES = Counter()  # how the echo origin's connections ended
+
+
 async def echo(ws, _path=None):
-    async for msg in ws:
-        await ws.send(msg)
+    try:
+        async for msg in ws:
+            await ws.send(msg)
+        ORIGIN_CLOSES["clean"] += 1
+    except websockets.exceptions.ConnectionClosed as e:
+        ORIGIN_CLOSES[f"origin: {e}"] += 1
 
 
 async def chaos(spillway, origins, tally, args, started, stop_at):
@@ -398,6 +405,7 @@ async def main(args):
     log(f"at rest: {fds_start} fds; soaking for {args.duration} s")
 
     tally = Tally()
+    ORIGIN_CLOSES.clear()
     rss = []
     started = time.time()
     end = started + args.duration
@@ -410,6 +418,9 @@ async def main(args):
     alive = spillway.alive()
     fds_end = spillway.fds_at_rest() if alive else -1
     ws_server.close()
+    for cause, n in ORIGIN_CLOSES.items():
+        if cause != "clean":
+            tally.errors[("ws origin", cause, "unexplained")] += n
 
     window = min(MINUTE, args.duration // 3)
     first = [kib for t, kib in rss if t < started + window]

@@ -13,7 +13,7 @@ use super::duration::Dur;
 
 pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 pub(crate) const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
-pub(crate) const DEFAULT_ADMIN_RELOAD_BURST: u32 = 5;
+pub(crate) const DEFAULT_ADMIN_RELOAD_BURST: u32 = 10;
 pub(crate) const DEFAULT_ADMIN_RELOAD_INTERVAL: &str = "1s";
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";

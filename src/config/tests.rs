@@ -125,7 +125,7 @@ fn webhook_urls_are_checked() {
 #[test]
 fn admin_limits_have_safe_defaults_and_refuse_zero() {
     let a = parse(GOOD).unwrap().config.admin;
-    assert_eq!((a.max_connections, a.reload_burst), (64, 5));
+    assert_eq!((a.max_connections, a.reload_burst), (64, 10));
     assert_eq!(a.header_read_timeout, std::time::Duration::from_secs(10));
     assert_eq!(a.idle_timeout, std::time::Duration::from_secs(60));
     assert_eq!(a.reload_interval, std::time::Duration::from_secs(1));
