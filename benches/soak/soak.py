@@ -16,7 +16,8 @@ restarting it --down-for seconds later.
 Measured: Spillway's RSS under load over the first and the last minute of
 the run (mean of 1 s samples), its open file descriptors at rest (no
 traffic, idle timeouts passed) before and after the run, requests per kind,
-and errors by cause. An h2load round (10 s) that overlaps a kill window
+and errors by cause. h2load runs in rounds of a fixed count (10 s at the
+rate), so every request it starts must finish. A round that overlaps a kill window
 (from 1 s before the kill to 5 s after the restart) has its errors put down
 to the kill; every other error, and any WebSocket error (the WebSocket
 origin is never killed), is unexplained. Exit status 1 when RSS grew by
@@ -271,8 +272,12 @@ async def h2load_loop(kind, spillway, tally, stop_at, rps):
     while time.time() < stop_at:
         secs = max(1, min(ROUND_SECS, int(stop_at - time.time())))
         started = time.time()
+        # A count, not a duration (-D): h2load's duration mode leaves the
+        # requests in flight at its deadline "not done", which would hide a
+        # hung request among them. Every request of a round must finish.
+        count = 2 * rps * secs
         proc = await asyncio.create_subprocess_exec(
-            "h2load", *flags, "-D", str(secs), "-c", "2", "-m", "1", "--rps", str(rps), "-N", "10", url,
+            "h2load", *flags, "-n", str(count), "-c", "2", "-m", "1", "--rps", str(rps), "-N", "10", url,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         try:
@@ -343,8 +348,8 @@ async def chaos(spillway, origins, tally, args, started, stop_at):
     loop = asyncio.get_running_loop()
     while True:
         upcoming = min(next_reload, next_kill)
-        if upcoming >= stop_at:
-            return
+        if upcoming >= stop_at - args.down_for:
+            return  # no kill or reload the run would not see through
         await asyncio.sleep(max(0, upcoming - time.time()))
         if next_kill <= next_reload:
             victim = origins[1]
