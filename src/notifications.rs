@@ -7,6 +7,8 @@
 //! each event three times with backoff and gives up (counted, logged). The
 //! webhook URL is read from the running config at send time, so a reload
 //! changes it. HTTPS webhooks are verified against the public web roots.
+//! The URL is a secret (its path or query often carries a routing key): a
+//! log line shows it only through `telemetry::redacted_url`.
 
 use std::time::{Duration, SystemTime};
 
@@ -80,6 +82,8 @@ impl Notifier {
 }
 
 async fn deliver(url: &str, event: &Event) {
+    // The URL's path may be its secret (a routing key): logs get it redacted.
+    let webhook = crate::telemetry::redacted_url(url);
     let body = serde_json::to_vec(event).unwrap_or_default();
     let mut backoff = Duration::from_millis(500);
     for attempt in 1..=ATTEMPTS {
@@ -89,10 +93,10 @@ async fn deliver(url: &str, event: &Event) {
                 return;
             }
             Ok(Ok(status)) => {
-                tracing::warn!(%url, %status, attempt, kind = event.kind, "webhook refused the notification")
+                tracing::warn!(%webhook, %status, attempt, kind = event.kind, "webhook refused the notification")
             }
-            Ok(Err(e)) => tracing::warn!(%url, error = %e, attempt, kind = event.kind, "webhook unreachable"),
-            Err(_) => tracing::warn!(%url, attempt, kind = event.kind, "webhook timed out"),
+            Ok(Err(e)) => tracing::warn!(%webhook, error = %e, attempt, kind = event.kind, "webhook unreachable"),
+            Err(_) => tracing::warn!(%webhook, attempt, kind = event.kind, "webhook timed out"),
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(backoff).await;
@@ -100,6 +104,7 @@ async fn deliver(url: &str, event: &Event) {
         }
     }
     metrics::counter!(catalog::NOTIFICATIONS_FAILED).increment(1);
+    tracing::warn!(%webhook, attempts = ATTEMPTS, kind = event.kind, "notification given up");
 }
 
 async fn post(url: &str, body: Vec<u8>) -> Result<http::StatusCode, String> {

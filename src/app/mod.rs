@@ -97,7 +97,7 @@ pub(crate) async fn start_with(
     let server = Server::new(&loaded)?;
     server.start().await?;
     let admin_cfg = loaded.config.admin.listen;
-    let admin = Arc::new(admin::Admin { server: server.clone(), metrics });
+    let admin = Arc::new(admin::Admin::new(server.clone(), metrics, &loaded.config.admin));
     let admin_addr =
         admin::start(admin, admin_cfg).await.map_err(|source| StartError::Admin { addr: admin_cfg, source })?;
     println!("listening admin {admin_addr}");

@@ -12,6 +12,9 @@ use serde::Deserialize;
 use super::duration::Dur;
 
 pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+pub(crate) const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+pub(crate) const DEFAULT_ADMIN_RELOAD_BURST: u32 = 10;
+pub(crate) const DEFAULT_ADMIN_RELOAD_INTERVAL: &str = "1s";
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
 pub(crate) const DEFAULT_REQUEST_BODY_TIMEOUT: &str = "120s";
@@ -68,6 +71,12 @@ pub(crate) struct RawRuntime {
 pub(crate) struct RawAdmin {
     pub(crate) listen: Option<String>,
     pub(crate) token_file: Option<String>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) header_read_timeout: Option<Dur>,
+    pub(crate) idle_timeout: Option<Dur>,
+    /// `POST /reload`s allowed at once; one more is earned every `reload_interval`.
+    pub(crate) reload_burst: Option<u32>,
+    pub(crate) reload_interval: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

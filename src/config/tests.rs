@@ -149,3 +149,19 @@ fn passive_health_keys_have_defaults_and_bounds() {
         assert!(keys.iter().any(|k| k == want), "missing {want} in {keys:?}");
     }
 }
+
+#[test]
+fn admin_limits_have_safe_defaults_and_refuse_zero() {
+    let a = parse(GOOD).unwrap().config.admin;
+    assert_eq!((a.max_connections, a.reload_burst), (64, 10));
+    assert_eq!(a.header_read_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(a.idle_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(a.reload_interval, std::time::Duration::from_secs(1));
+    let zero = format!(
+        "[admin]\nmax_connections = 0\nheader_read_timeout = \"0s\"\nidle_timeout = \"0s\"\nreload_burst = 0\nreload_interval = \"0s\"\n{GOOD}"
+    );
+    let keys: Vec<String> = problems(&zero).into_iter().map(|p| p.key).collect();
+    for key in ["max_connections", "header_read_timeout", "idle_timeout", "reload_burst", "reload_interval"] {
+        assert!(keys.contains(&format!("admin.{key}")), "admin.{key} = 0 accepted: {keys:?}");
+    }
+}

@@ -30,7 +30,14 @@ pub struct RuntimeSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    /// The bearer token, never empty (validation refuses a blank file).
     pub token: Option<String>,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// `POST /reload`s allowed at once; one more is earned every `reload_interval`.
+    pub reload_burst: u32,
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

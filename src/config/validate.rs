@@ -99,14 +99,42 @@ fn runtime(c: &mut Checker, raw: RawRuntime) -> RuntimeSettings {
 fn admin(c: &mut Checker, raw: RawAdmin) -> AdminSettings {
     let text = raw.listen.unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string());
     let listen = c.socket_addr("admin.listen", &text);
-    let token = raw.token_file.map(|path| {
-        let (_, bytes) = c.read_file("admin.token_file", &path);
-        String::from_utf8_lossy(&bytes).trim().to_string()
-    });
+    let token = raw.token_file.map(|path| admin_token(c, &path));
     if !listen.ip().is_loopback() && token.as_deref().is_none_or(str::is_empty) {
         c.fail("admin.listen", "admin listens beyond loopback: set admin.token_file");
     }
-    AdminSettings { listen, token }
+    let max_connections = raw.max_connections.unwrap_or(DEFAULT_ADMIN_MAX_CONNECTIONS);
+    let reload_burst = raw.reload_burst.unwrap_or(DEFAULT_ADMIN_RELOAD_BURST);
+    AdminSettings {
+        listen,
+        token,
+        max_connections: positive(c, "admin.max_connections", max_connections),
+        header_read_timeout: c.dur(
+            "admin.header_read_timeout",
+            raw.header_read_timeout,
+            DEFAULT_HEADER_READ_TIMEOUT,
+            false,
+        ),
+        idle_timeout: c.dur("admin.idle_timeout", raw.idle_timeout, DEFAULT_CLIENT_IDLE_TIMEOUT, false),
+        reload_burst: positive(c, "admin.reload_burst", reload_burst as usize) as u32,
+        reload_interval: c.dur("admin.reload_interval", raw.reload_interval, DEFAULT_ADMIN_RELOAD_INTERVAL, false),
+    }
+}
+
+/// The token file's text, trimmed; a file with nothing but whitespace is
+/// refused (it would make the empty string the admin token).
+fn admin_token(c: &mut Checker, path: &str) -> String {
+    let before = c.problems.len();
+    let (full, bytes) = c.read_file("admin.token_file", path);
+    let token = String::from_utf8_lossy(&bytes).trim().to_string();
+    if token.is_empty() && c.problems.len() == before {
+        let what = if bytes.is_empty() { "is empty" } else { "holds only whitespace" };
+        c.fail(
+            "admin.token_file",
+            format!("{} {what}: an empty admin token is refused; write the token into it", full.display()),
+        );
+    }
+    token
 }
 
 fn listeners(c: &mut Checker, raw: Vec<RawListener>, admin: SocketAddr) -> Vec<ListenerConfig> {
@@ -473,15 +501,17 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
     }
 }
 
-/// A notification webhook must be an absolute http:// or https:// URL with a host.
+/// A notification webhook must be an absolute http:// or https:// URL with a
+/// host. The errors show the URL redacted: its path may be its secret.
 pub(crate) fn check_webhook_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let shown = crate::telemetry::redacted_url(url);
+    let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL {shown}: {e}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
-        _ => return Err(format!("{url:?}: the webhook must be an http:// or https:// URL")),
+        _ => return Err(format!("{shown}: the webhook must be an http:// or https:// URL")),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("{url:?}: no host"));
+        return Err(format!("{shown}: no host"));
     }
     Ok(())
 }

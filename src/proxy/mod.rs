@@ -7,7 +7,7 @@ mod conn;
 mod dataplane;
 pub(crate) mod error;
 pub(crate) mod headers;
-mod idle;
+pub(crate) mod idle;
 pub(crate) mod listener;
 pub(crate) mod service;
 mod tunnel;

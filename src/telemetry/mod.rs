@@ -82,9 +82,46 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// A URL fit for a log line or a status field: its scheme, host and port,
+/// with the path and query replaced by `/[redacted]` and any user info
+/// dropped. A webhook's path or query often is its secret (a routing key,
+/// a Slack hook's token), so a log that prints the whole URL leaks it.
+pub(crate) fn redacted_url(url: &str) -> String {
+    let Ok(uri) = url.parse::<http::Uri>() else { return format!("[unparsable URL of {} bytes]", url.len()) };
+    let Some(host) = uri.host() else { return format!("[URL without a host, {} bytes]", url.len()) };
+    let scheme = uri.scheme_str().unwrap_or("?");
+    let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    let path = match uri.path_and_query().map(|p| p.as_str()) {
+        None | Some("" | "/") => "/",
+        Some(_) => "/[redacted]",
+    };
+    format!("{scheme}://{host}{port}{path}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redacted_url_keeps_scheme_host_and_port_and_hides_path_query_and_user() {
+        let key = "R0UT1NGKEY0123456789abcdef";
+        for (url, want) in [
+            (
+                format!("https://events.pagerduty.example/v2/enqueue/{key}"),
+                "https://events.pagerduty.example/[redacted]",
+            ),
+            (format!("http://127.0.0.1:9000/hook?routing_key={key}"), "http://127.0.0.1:9000/[redacted]"),
+            (format!("https://ops:{key}@hooks.example:8443/x"), "https://hooks.example:8443/[redacted]"),
+            ("https://hooks.example".to_string(), "https://hooks.example/"),
+            ("http://[::1]:8080/".to_string(), "http://[::1]:8080/"),
+        ] {
+            let got = redacted_url(&url);
+            assert_eq!(got, want, "{url}");
+            assert!(!got.contains(key));
+        }
+        assert_eq!(redacted_url(&format!("not a url {key}")), "[unparsable URL of 36 bytes]");
+        assert_eq!(redacted_url(&format!("/{key}")), "[URL without a host, 27 bytes]");
+    }
 
     #[test]
     fn a_budget_lets_through_so_many_a_second_and_reports_the_rest() {

@@ -215,11 +215,12 @@ impl Spillway {
         metric_value(&resp.text(), name)
     }
 
-    /// `POST /reload`: the status and the JSON answer.
+    /// `POST /reload` (as JSON, which the admin asks of a call without a
+    /// token): the status and the JSON answer.
     pub async fn reload(&self) -> (u16, serde_json::Value) {
-        let resp = client::request(http::Method::POST, &self.admin_url("/reload"), Vec::new(), &[])
-            .await
-            .expect("POST /reload");
+        let json = vec![("content-type", "application/json".to_string())];
+        let resp =
+            client::request(http::Method::POST, &self.admin_url("/reload"), json, &[]).await.expect("POST /reload");
         (resp.status, resp.json())
     }
 

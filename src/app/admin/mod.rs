@@ -1,52 +1,61 @@
 //! The admin listener: `/healthz` (process alive), `/readyz` (listeners
 //! bound, not draining), `/status` (JSON), `/metrics` (Prometheus),
-//! `POST /reload`, and a live dashboard at `/` (a static page polling `/status`). Loopback by default; a bearer token is required when a
-//! token file is configured (and validation requires one off loopback).
+//! `POST /reload`, and a live dashboard at `/` (a static page polling
+//! `/status`). Loopback by default; a bearer token is required when a token
+//! file is configured (and validation requires one off loopback). Without a
+//! token, a reload must come from a loopback host as JSON (`guard.rs`), and
+//! reloads asked here are rate-limited whoever asks. The accept loop and its
+//! limits are in `listener.rs`.
 
+mod guard;
+mod listener;
 mod status;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::app::server::Server;
+use crate::config::AdminSettings;
 use crate::proxy::body::Body;
+use crate::sync::lock;
+use crate::telemetry::catalog;
+
+use guard::{Head, Refusal, ReloadLimit};
 
 /// The live dashboard: one static page that polls `/status` every second.
 const DASHBOARD: &str = include_str!("dashboard.html");
 
 pub(crate) struct Admin {
-    pub(crate) server: Arc<Server>,
-    pub(crate) metrics: PrometheusHandle,
+    server: Arc<Server>,
+    metrics: PrometheusHandle,
+    reloads: Mutex<ReloadLimit>,
+}
+
+impl Admin {
+    pub(crate) fn new(server: Arc<Server>, metrics: PrometheusHandle, settings: &AdminSettings) -> Admin {
+        let reloads = Mutex::new(ReloadLimit::new(settings.reload_burst, settings.reload_interval));
+        Admin { server, metrics, reloads }
+    }
 }
 
 /// Binds the admin listener and serves it until the process exits.
 pub(crate) async fn start(admin: Arc<Admin>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = crate::proxy::listener::bind(addr)?;
     let local = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            let admin = admin.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| handle(admin.clone(), req));
-                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await;
-            });
-        }
-    });
+    tokio::spawn(listener::accept_loop(admin, listener));
     Ok(local)
 }
 
 async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    if !authorized(&admin, &req) {
-        return Ok(text(StatusCode::UNAUTHORIZED, "admin token required\n"));
+    let settings = admin.server.data.runtime.load().config.admin.clone();
+    let head = Head { method: req.method(), uri: req.uri(), headers: req.headers() };
+    if let Err(refusal) = guard::admit(&head, settings.token.as_deref()) {
+        return Ok(refused(refusal));
     }
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/" | "/dashboard") => {
@@ -68,12 +77,7 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Bo
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
             r
         }
-        (&Method::POST, "/reload") => match admin.server.reload("admin").await {
-            Ok(version) => json(StatusCode::OK, &serde_json::json!({ "ok": true, "version": version })),
-            Err(e) => {
-                json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({ "ok": false, "error": e.to_string() }))
-            }
-        },
+        (&Method::POST, "/reload") => reload(&admin, &settings).await,
         (_, "/healthz" | "/readyz" | "/status" | "/metrics" | "/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
@@ -82,16 +86,37 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Bo
     Ok(resp)
 }
 
-fn authorized(admin: &Admin, req: &Request<Incoming>) -> bool {
-    let rt = admin.server.data.runtime.load();
-    let Some(token) = rt.config.admin.token.as_deref() else { return true };
-    let got =
-        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    got.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+async fn reload(admin: &Admin, settings: &AdminSettings) -> Response<Body> {
+    let now = tokio::time::Instant::now().into_std();
+    let admitted = lock(&admin.reloads).admit(settings.reload_burst, settings.reload_interval, now);
+    if let Err(refusal) = admitted {
+        return refused(refusal);
+    }
+    match admin.server.reload("admin").await {
+        Ok(version) => json(StatusCode::OK, &serde_json::json!({ "ok": true, "version": version })),
+        Err(e) => json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({ "ok": false, "error": e.to_string() })),
+    }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The one place a refusal becomes a response (and is counted).
+fn refused(refusal: Refusal) -> Response<Body> {
+    metrics::counter!(catalog::ADMIN_REFUSED, "reason" => refusal.reason()).increment(1);
+    match refusal {
+        Refusal::Unauthorized => text(StatusCode::UNAUTHORIZED, "admin token required\n"),
+        Refusal::ForeignHost => text(
+            StatusCode::FORBIDDEN,
+            "without an admin token, a state-changing call must name a loopback Host (and no foreign Origin)\n",
+        ),
+        Refusal::SimpleRequest => text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "without an admin token, a state-changing call must be sent with Content-Type: application/json\n",
+        ),
+        Refusal::RateLimited(wait) => {
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, "too many reloads; retry later\n");
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(guard::retry_after_secs(wait)));
+            r
+        }
+    }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {
