@@ -101,6 +101,13 @@ impl DecisionCounters {
     }
 }
 
+impl Route {
+    /// Whether `path` is one this route never spills (`never_spill` prefixes).
+    pub(crate) fn never_spills(&self, path: &str) -> bool {
+        self.config.never_spill.iter().any(|p| path.starts_with(p.as_str()))
+    }
+}
+
 impl Runtime {
     /// Builds a snapshot; pools of `previous` with the same name carry over.
     pub(crate) fn build(
