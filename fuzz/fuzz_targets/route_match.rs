@@ -4,7 +4,10 @@
 //! more specific route that also matches was passed over.
 #![no_main]
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -54,8 +57,24 @@ fn config(routes: &[(Option<String>, Option<String>, Vec<String>)]) -> String {
     text
 }
 
+thread_local! {
+    /// Runtimes by config text: building one (pools, TLS client configs)
+    /// costs far more than the lookups, and most inputs change only the request.
+    static BUILT: RefCell<HashMap<String, Option<Rc<Routes>>>> = RefCell::new(HashMap::new());
+}
+
+fn routes_for(text: String) -> Option<Rc<Routes>> {
+    BUILT.with(|built| {
+        let mut built = built.borrow_mut();
+        if built.len() > 256 {
+            built.clear();
+        }
+        built.entry(text).or_insert_with_key(|text| Routes::from_config(text, Path::new(".")).ok().map(Rc::new)).clone()
+    })
+}
+
 fuzz_target!(|input: Input| {
-    let Ok(routes) = Routes::from_config(&config(&input.routes), Path::new(".")) else { return };
+    let Some(routes) = routes_for(config(&input.routes)) else { return };
     let all = routes.all();
     // The lookup order: routes with a host first, then longer prefixes.
     for w in all.windows(2) {
