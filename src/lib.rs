@@ -15,6 +15,8 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub(crate) mod dns;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod gate;
 pub(crate) mod notifications;
 pub mod proxy;

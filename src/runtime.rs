@@ -86,6 +86,16 @@ impl DecisionCounters {
     }
 }
 
+impl Route {
+    /// Whether `path` (normal form, `request::path::normalize`) is one this
+    /// route never spills (`never_spill` prefixes, without ASCII case when
+    /// `ignore_case`).
+    #[inline]
+    pub(crate) fn never_spills(&self, path: &str, ignore_case: bool) -> bool {
+        self.config.never_spill.iter().any(|p| crate::request::path::has_prefix(path, p, ignore_case))
+    }
+}
+
 impl Runtime {
     /// Builds a snapshot; pools of `previous` with the same name carry over.
     pub(crate) fn build(

@@ -187,8 +187,7 @@ fn over_limit(
     load: Load,
 ) -> SpillDecision {
     let method_may_spill = route.config.spill_methods.contains(req.method());
-    let ignore_case = spill.never_spill_ignore_case;
-    let path_never_spills = route.config.never_spill.iter().any(|p| path::has_prefix(path, p, ignore_case));
+    let path_never_spills = route.never_spills(path, spill.never_spill_ignore_case);
     let pinned = method_may_spill && !path_never_spills && pinned();
     // Over the warm-capacity cap the cloud cannot take a spill; DR ignores the cap.
     let (cloud_healthy, replica_lag_ok) = route.overflow.as_ref().map_or((false, false), |(p, g)| {
@@ -425,17 +424,13 @@ fn hop_headers(
     upgrade: bool,
 ) -> impl FnOnce(&http::request::Parts, &mut bytes::BytesMut) + '_ {
     move |parts, out| {
-        // `handle` checked the host already: the target's authority, else the one Host line.
-        let authority = match parts.uri.authority() {
-            Some(a) => Some(host::without_userinfo(a.as_str()).as_bytes()),
-            None => parts.headers.get(http::header::HOST).map(|h| h.as_bytes()),
-        };
         let client = ClientSide {
             forwarded_for: &conn.forwarded_for,
             trusted: conn.trusted,
             tls: conn.tls,
             version: client_version,
-            authority: authority.filter(|a| !a.is_empty()),
+            // `handle` checked the host already.
+            authority: host::upstream_authority(&parts.uri, &parts.headers),
         };
         headers::write_request_headers(out, &parts.headers, &client, upgrade);
     }

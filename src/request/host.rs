@@ -63,6 +63,17 @@ pub(crate) fn authority<'a>(
     Ok(Some(chosen))
 }
 
+/// The authority the upstream's `Host` carries, for a request [`authority`]
+/// accepted: the target's (no userinfo), else its one `Host` line; `None`
+/// when empty.
+pub(crate) fn upstream_authority<'a>(uri: &'a Uri, headers: &'a http::HeaderMap) -> Option<&'a [u8]> {
+    let chosen = match uri.authority() {
+        Some(a) => Some(without_userinfo(a.as_str()).as_bytes()),
+        None => headers.get(http::header::HOST).map(HeaderValue::as_bytes),
+    };
+    chosen.filter(|a| !a.is_empty())
+}
+
 pub(crate) fn without_userinfo(authority: &str) -> &str {
     authority.rsplit_once('@').map_or(authority, |(_, host)| host)
 }

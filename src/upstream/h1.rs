@@ -320,7 +320,7 @@ impl Facts {
             2 if name.eq_ignore_ascii_case(b"te") => Ok(true),
             7 if name.eq_ignore_ascii_case(b"trailer") || name.eq_ignore_ascii_case(b"upgrade") => Ok(true),
             10 if name.eq_ignore_ascii_case(b"keep-alive") => Ok(true),
-            n if n > 6 && name[..6].eq_ignore_ascii_case(b"proxy-") => Ok(true),
+            n if n >= 6 && name[..6].eq_ignore_ascii_case(b"proxy-") => Ok(true),
             _ => Ok(false),
         }
     }
