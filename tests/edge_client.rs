@@ -399,3 +399,52 @@ async fn only_a_websocket_get_is_tunnelled() {
     assert!(post.starts_with("HTTP/1.1 200"), "a POST is not a WebSocket handshake: {post}");
     assert_eq!(body_json(&post)["headers"]["upgrade"], serde_json::Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_handshake_cannot_smuggle_h2c() {
+    use support::wire::{Reply, WireOrigin};
+    // An origin that would happily switch to h2c.
+    let origin = WireOrigin::start(|_, _| {
+        Reply::keep(&b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"[..])
+    })
+    .await;
+    let config = format!(
+        "{ADMIN}\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n[pools.app]\nendpoints = [\"{}\"]\n\n[[route]]\nprimary = \"app\"\n",
+        origin.endpoint()
+    );
+    let sw = Spillway::start(&config).await;
+    let answer = support::client::raw(
+        sw.addr("web"),
+        b"GET /h2c HTTP/1.1\r\nHost: x\r\nUpgrade: h2c, websocket\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "a 101 to h2c was followed: {answer}");
+    let head = origin.seen()[0].head.to_ascii_lowercase();
+    assert!(head.contains("upgrade: websocket\r\n"), "{head}");
+    assert!(!head.contains("upgrade: h2c") && !head.contains("http2-settings"), "h2c reached the origin: {head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_that_never_asks_still_idles_out() {
+    let a = Origin::start("a").await;
+    let sw = Spillway::start(&support::simple_config(&[&a], "idle_timeout = \"1s\"", "")).await;
+    let mut tcp = TcpStream::connect(sw.addr("web")).await.unwrap();
+    // The preface and an empty SETTINGS, then only PINGs: no request ever.
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    let pinger = async {
+        loop {
+            let ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00spillway";
+            if tcp.write_all(ping).await.is_err() {
+                return;
+            }
+            let mut sink = [0u8; 4096];
+            match tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut sink)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                _ => {}
+            }
+        }
+    };
+    let closed = tokio::time::timeout(Duration::from_secs(6), pinger).await;
+    assert!(closed.is_ok(), "a request-less HTTP/2 connection kept open by PINGs");
+    eventually(Duration::from_secs(3), "no connection left", || async { sw.status().await["connections"] == 0 }).await;
+}

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 pub const SHARDS: usize = 32;
 
 /// The pin key of a client: its session cookie's value when it has one, else
-/// its address. A keyed hash (SipHash with a per-process random key):
+/// its address (IPv6: its /64). A keyed hash (SipHash with a per-process random key):
 /// deterministic within a process, unpredictable from outside; the two
 /// kinds cannot collide by construction (distinct domain tags).
 pub fn client_key(session_cookie: Option<&[u8]>, client_ip: IpAddr) -> u64 {
@@ -45,7 +45,20 @@ pub fn client_key(session_cookie: Option<&[u8]>, client_ip: IpAddr) -> u64 {
     let key = KEY.get_or_init(RandomState::new);
     match session_cookie {
         Some(cookie) => key.hash_one((0u8, cookie)),
-        None => key.hash_one((1u8, client_ip)),
+        None => key.hash_one((1u8, subscriber(client_ip))),
+    }
+}
+
+/// The part of an address one subscriber holds: an IPv4 address, or an
+/// IPv6 /64 (one subscriber is handed a whole /64, so a per-address limit
+/// on full IPv6 addresses would be no limit).
+fn subscriber(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !0xffff_ffff_ffff_ffff)),
+        },
+        v4 => v4,
     }
 }
 
@@ -373,6 +386,17 @@ mod tests {
             assert_eq!(pins.pin_client(key, addr, t0 + Duration::from_secs(n)), Pinned::Client);
         }
         assert_eq!(pins.pin_client(addr, addr, t0), Pinned::Client, "a cookie-less client is its address");
+    }
+
+    #[test]
+    fn an_ipv6_subscriber_is_its_slash_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(address_key(mapped), address_key("192.0.2.1".parse().unwrap()));
     }
 
     #[test]

@@ -151,12 +151,12 @@ impl PoolGate {
     /// Starts tracking a request on this pool.
     pub(crate) fn enter(self: &Arc<Self>, started: Instant) -> InFlight {
         self.signals.begin();
-        InFlight { gate: self.clone(), started }
+        InFlight::new(self.clone(), started)
     }
 
     /// Takes over a request already counted by `signals.begin()`.
     pub(crate) fn adopt(self: &Arc<Self>, started: Instant) -> InFlight {
-        InFlight { gate: self.clone(), started }
+        InFlight::new(self.clone(), started)
     }
 
     /// Ends a request counted by `signals.begin()` without a guard.
@@ -183,7 +183,7 @@ impl PoolGate {
             let cap = self.limit().min(spill.max_in_flight);
             if self.signals.in_flight() < cap {
                 if self.signals.begin() <= cap {
-                    return Some(InFlight { gate: self.clone(), started });
+                    return Some(InFlight::new(self.clone(), started));
                 }
                 self.signals.end();
             }
@@ -318,20 +318,75 @@ fn limit_params(spill: &SpillConfig) -> LimitParams {
 pub(crate) struct InFlight {
     gate: Arc<PoolGate>,
     started: Instant,
+    /// While the request is at the upstream: the longest the slot stays
+    /// taken if the request is dropped (0: not at the upstream), and the
+    /// endpoint's own estimate of how long it takes.
+    linger_cap_ms: std::sync::atomic::AtomicU32,
+    linger_hint_ms: std::sync::atomic::AtomicU32,
 }
 
 impl InFlight {
+    fn new(gate: Arc<PoolGate>, started: Instant) -> Self {
+        use std::sync::atomic::AtomicU32;
+        InFlight { gate, started, linger_cap_ms: AtomicU32::new(0), linger_hint_ms: AtomicU32::new(0) }
+    }
+
     /// Response headers arrived (or the exchange failed) at `now`.
     pub(crate) fn record(&self, outcome: Outcome, now: Instant) {
         self.gate.signals.record(now.saturating_duration_since(self.started), outcome);
+    }
+
+    /// The request is at the upstream. Dropped before its answer (the
+    /// client reset or closed), the slot is held as long as the origin is
+    /// likely still working on it — the larger of `hint` and twice the
+    /// pool's recent p99, at most `cap` — so cancelling cannot hand the
+    /// origin more work than the ceiling admits.
+    #[inline]
+    pub(crate) fn at_upstream(&self, hint: Duration, cap: Duration) {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1);
+        self.linger_hint_ms.store(ms(hint), Relaxed);
+        self.linger_cap_ms.store(ms(cap), Relaxed);
+    }
+
+    /// The upstream answered (or failed): no linger.
+    #[inline]
+    pub(crate) fn answered(&self) {
+        self.linger_cap_ms.store(0, Relaxed);
+    }
+
+    /// How long a slot dropped now stays taken (zero: not at the upstream).
+    fn linger(&self) -> Duration {
+        let cap = self.linger_cap_ms.load(Relaxed);
+        if cap == 0 {
+            return Duration::ZERO;
+        }
+        let recent = lock(&self.gate.tick).last.p99_sliding * 2;
+        let hint = Duration::from_millis(u64::from(self.linger_hint_ms.load(Relaxed)));
+        hint.max(recent).max(LINGER_MIN).min(Duration::from_millis(u64::from(cap)))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.gate.leave();
+        let linger = self.linger();
+        let handle = (!linger.is_zero()).then(tokio::runtime::Handle::try_current).and_then(Result::ok);
+        match handle {
+            None => self.gate.leave(),
+            Some(rt) => {
+                metrics::counter!(crate::telemetry::catalog::CANCELLED_AT_UPSTREAM, "pool" => self.gate.name.clone())
+                    .increment(1);
+                let gate = self.gate.clone();
+                rt.spawn(async move {
+                    tokio::time::sleep(linger).await;
+                    gate.leave();
+                });
+            }
+        }
     }
 }
+
+/// Least time a request cancelled at the upstream keeps its slot.
+const LINGER_MIN: Duration = Duration::from_millis(100);
 
 /// All gates plus the read-after-write pins; lives as long as the server.
 pub(crate) struct Gates {

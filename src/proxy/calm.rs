@@ -19,6 +19,9 @@
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
+const PUSH_PROMISE: u8 = 0x5;
+const CONTINUATION: u8 = 0x9;
+const END_HEADERS: u8 = 0x4;
 const END_STREAM_END_HEADERS: u8 = 0x5;
 const CANCEL: u32 = 0x8;
 
@@ -27,6 +30,9 @@ const CANCEL: u32 = 0x8;
 pub(crate) struct FrameTracker {
     state: State,
     max_stream: u32,
+    /// A header block (HEADERS or PUSH_PROMISE without END_HEADERS) is
+    /// open: only its CONTINUATION frames may follow.
+    in_header_block: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +49,7 @@ enum State {
 
 impl Default for FrameTracker {
     fn default() -> Self {
-        FrameTracker { state: State::Preface(0), max_stream: 0 }
+        FrameTracker { state: State::Preface(0), max_stream: 0, in_header_block: false }
     }
 }
 
@@ -76,6 +82,9 @@ impl FrameTracker {
                         if buf[3] == HEADERS {
                             self.max_stream = self.max_stream.max(stream);
                         }
+                        if matches!(buf[3], HEADERS | PUSH_PROMISE | CONTINUATION) {
+                            self.in_header_block = buf[4] & END_HEADERS == 0;
+                        }
                         self.state =
                             if len == 0 { State::Header { buf: [0; 9], filled: 0 } } else { State::Payload(len) };
                     }
@@ -94,12 +103,17 @@ impl FrameTracker {
 
     /// Between two whole frames of an HTTP/2 connection.
     pub(crate) fn at_boundary(&self) -> bool {
-        matches!(self.state, State::Header { filled: 0, .. })
+        matches!(self.state, State::Header { filled: 0, .. }) && !self.in_header_block
     }
 
     /// Whether this can still be HTTP/2.
     pub(crate) fn is_on(&self) -> bool {
         self.state != State::Off
+    }
+
+    /// The whole preface came: this is HTTP/2.
+    pub(crate) fn past_preface(&self) -> bool {
+        !matches!(self.state, State::Preface(_) | State::Off)
     }
 
     /// `n` streams, each opened (a bodiless `GET /`) and cancelled at once,
@@ -154,6 +168,22 @@ mod tests {
         let mut t = FrameTracker::default();
         t.feed(&bytes[..bytes.len() - 1]);
         assert!(!t.at_boundary(), "inside the last frame");
+    }
+
+    #[test]
+    fn never_between_a_header_block_and_its_continuation() {
+        let mut t = FrameTracker::default();
+        t.feed(PREFACE);
+        let mut open = Vec::new();
+        frame_header(&mut open, 1, HEADERS, 0, 1); // no END_HEADERS
+        open.push(0x82);
+        t.feed(&open);
+        assert!(!t.at_boundary(), "a CONTINUATION must come next");
+        let mut cont = Vec::new();
+        frame_header(&mut cont, 1, CONTINUATION, END_HEADERS, 1);
+        cont.push(0x84);
+        t.feed(&cont);
+        assert!(t.at_boundary());
     }
 
     #[test]

@@ -30,6 +30,8 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// RFC 9113 §3.2.1 (h2c): hop-by-hop by definition.
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Is this a WebSocket opening handshake (RFC 6455 §4.1: HTTP/1.1 `GET`
 /// with `Connection: upgrade` and `Upgrade: websocket`)? Only these are
@@ -104,10 +106,10 @@ pub(crate) fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, cli
         } else if *name == header::VIA {
             prior_via.push(value);
             continue;
-        } else if is_hop_by_hop(name) {
-            if !(upgrade && *name == header::UPGRADE) {
-                continue;
-            }
+        } else if is_hop_by_hop(name) || *name == HTTP2_SETTINGS {
+            // An upgrade is written below as `websocket` alone: no other
+            // protocol (h2c) can ride along.
+            continue;
         } else if *name == X_FORWARDED_FOR {
             if client.trusted {
                 prior_for.push(value);
@@ -127,9 +129,14 @@ pub(crate) fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, cli
         }
         write_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    if let Some(h) = client.authority {
-        write_header(out, b"host", h);
-        write_header(out, b"x-forwarded-host", h);
+    match client.authority {
+        Some(h) => {
+            write_header(out, b"host", h);
+            write_header(out, b"x-forwarded-host", h);
+        }
+        // HTTP/1.0 without Host goes upstream as HTTP/1.1, which needs the
+        // field: empty, as for a target without authority (RFC 9112 §3.2).
+        None => write_header(out, b"host", b""),
     }
     write_joined(out, b"x-forwarded-for", &prior_for, b", ", client.forwarded_for.as_bytes());
     write_header(out, b"x-forwarded-proto", if client.tls { b"https" } else { b"http" });
@@ -138,8 +145,15 @@ pub(crate) fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, cli
         write_joined(out, b"cookie", crumbs, b"; ", last.as_bytes());
     }
     if upgrade {
+        write_header(out, b"upgrade", b"websocket");
         write_header(out, b"connection", b"upgrade");
     }
+}
+
+/// Does an upstream's 101 switch to WebSocket (the only upgrade tunnelled)?
+pub(crate) fn switches_to_websocket(headers: &HeaderMap) -> bool {
+    let mut tokens = headers.get_all(header::UPGRADE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    tokens.next().is_some_and(|t| t.trim().eq_ignore_ascii_case("websocket")) && tokens.next().is_none()
 }
 
 /// `name: prior1<sep>prior2<sep>last`.
@@ -308,6 +322,21 @@ mod tests {
         let h2c = map(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("host", "chat")]);
         assert!(!is_websocket_upgrade(Version::HTTP_11, &http::Method::GET, &h2c), "only websocket");
         assert!(!written(&h2c, &client(), false).contains_key("upgrade"));
+        // A websocket upgrade that also names h2c goes upstream as websocket alone.
+        let both = map(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "h2c, websocket"),
+            ("http2-settings", "AAMAAABk"),
+            ("host", "c"),
+        ]);
+        assert!(is_websocket_upgrade(Version::HTTP_11, &http::Method::GET, &both));
+        let w = written(&both, &client(), true);
+        assert_eq!(w.get_all("upgrade").iter().collect::<Vec<_>>(), ["websocket"]);
+        assert!(!w.contains_key("http2-settings"));
+        assert!(switches_to_websocket(&map(&[("upgrade", "WebSocket")])));
+        assert!(!switches_to_websocket(&map(&[("upgrade", "h2c")])));
+        assert!(!switches_to_websocket(&map(&[("upgrade", "websocket, h2c")])));
+        assert!(!switches_to_websocket(&HeaderMap::new()));
         let w = written(&h, &client(), true);
         assert_eq!(w["upgrade"], "websocket");
         assert_eq!(w.get_all("connection").iter().collect::<Vec<_>>(), ["upgrade"]);

@@ -33,6 +33,8 @@ pub(crate) struct Activity {
     /// The connection is over its cancel budget: tell the client to calm down.
     calm: std::sync::atomic::AtomicBool,
     read_waker: AtomicWaker,
+    /// The client sent the HTTP/2 preface.
+    h2: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -43,6 +45,7 @@ impl Activity {
             epoch: Instant::now(),
             calm: std::sync::atomic::AtomicBool::new(false),
             read_waker: AtomicWaker::new(),
+            h2: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -55,6 +58,11 @@ impl Activity {
 
     pub(crate) fn calm_requested(&self) -> bool {
         self.calm.load(Relaxed)
+    }
+
+    /// Whether the client spoke HTTP/2 (its preface came), request or not.
+    pub(crate) fn is_h2(&self) -> bool {
+        self.h2.load(Relaxed)
     }
 
     pub(crate) fn moves(&self) -> u64 {
@@ -145,6 +153,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
                 this.activity.moved();
                 if let Some(frames) = this.frames.as_mut().filter(|f| f.is_on()) {
                     frames.feed(&buf.filled()[before..]);
+                    if frames.past_preface() && !this.activity.is_h2() {
+                        this.activity.h2.store(true, Relaxed);
+                    }
                 }
             }
             Poll::Pending if this.frames.as_ref().is_some_and(FrameTracker::is_on) => {

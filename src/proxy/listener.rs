@@ -181,6 +181,9 @@ fn builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// How long the graceful close of an idle (or abusive) connection may take.
+const IDLE_GRACE: Duration = Duration::from_secs(1);
+
 /// The watchdog's limits for one connection.
 #[derive(Clone, Copy)]
 struct Limits {
@@ -264,11 +267,19 @@ async fn watchdog(mut drain: watch::Receiver<bool>, conn: Arc<ConnInfo>, activit
             return;
         }
         let moves = activity.moves();
-        let quiet = conn.active() == 0 && (conn.is_h2() || moves == seen);
+        // HTTP/2 (known from the preface, before any request): frames such
+        // as PING keep bytes moving, so only open requests count.
+        let h2 = conn.is_h2() || activity.is_h2();
+        let quiet = conn.active() == 0 && (h2 || moves == seen);
         seen = moves;
         idle_since = if quiet { idle_since.or(Some(now)) } else { None };
+        // Nothing is in flight on an idle connection: its graceful close
+        // gets a short grace (a client that never acknowledges hyper's
+        // shutdown PING must not hold it for the drain grace).
+        let mut grace = limits.grace;
         if idle_since.is_some_and(|since| now - since >= limits.idle) {
             conn.close.request(Close::Graceful);
+            grace = IDLE_GRACE;
         }
         if limits.max_age.is_some_and(|age| now - opened >= age) {
             conn.close.request(Close::Graceful);
@@ -276,7 +287,7 @@ async fn watchdog(mut drain: watch::Receiver<bool>, conn: Arc<ConnInfo>, activit
         if conn.close.requested().is_some() || activity.calm_requested() {
             // h2 closes a connection it sent ENHANCE_YOUR_CALM at once; a
             // second is all the grace an abusive client gets.
-            let grace = if activity.calm_requested() { Duration::from_secs(1) } else { limits.grace };
+            let grace = if activity.calm_requested() { IDLE_GRACE } else { grace };
             let at = *abort_at.get_or_insert(now + grace);
             if now >= at {
                 tracing::debug!(client = %conn.remote, "graceful close did not finish in time: closing");

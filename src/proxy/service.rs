@@ -290,10 +290,13 @@ async fn forward(
         // Latency is measured from the send; a new connection's connect time is not part of it.
         let started = if upstream.reused { now } else { Instant::now() };
         let pending = endpoint.start();
+        // Cancelled from here on, the origin still works on it: see `InFlight::at_upstream`.
+        guard.at_upstream(endpoint.rtt_estimate() * 4, pool.config.response_timeout);
         let sent = match out {
             Outgoing::Resend(back) => upstream.resend(back, timeouts).await,
             Outgoing::Request(req) => upstream.send(req, timeouts, hop_headers(conn, client_version, upgrade)).await,
         };
+        guard.answered();
         let now = Instant::now();
         let failure = match sent {
             Ok(resp) => {
@@ -475,6 +478,13 @@ fn respond(
     guard: InFlight,
 ) -> Result<Response<Body>, ProxyError> {
     let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    if switching && !headers::switches_to_websocket(resp.headers()) {
+        return Err(ProxyError::Upstream {
+            pool: pool.name.clone(),
+            endpoint: endpoint.addr.clone(),
+            detail: "101 Switching Protocols to something other than websocket".into(),
+        });
+    }
     let (mut parts, body) = resp.into_parts();
     // An upgraded connection leaves the pool's in-flight count at once (a
     // long-lived WebSocket is not load on the web tier) and is never pooled.

@@ -87,14 +87,39 @@ fn port(authority: &str) -> Option<&str> {
     after_literal.rsplit_once(':').map(|(_, p)| p)
 }
 
-/// RFC 3986 `authority` characters (reg-name, IP literal, port); no
-/// whitespace, no `/`, `?`, `#`, `@`.
+/// RFC 3986 `host [":" port]` (userinfo already removed): an IPv6 literal
+/// in brackets, or a reg-name / IPv4 address of unreserved, sub-delims and
+/// percent-encoded characters; the port all digits.
 fn valid_authority(s: &str) -> bool {
-    s.bytes().all(|b| {
-        b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',')
-            || matches!(b, b';' | b'=' | b':' | b'[' | b']' | b'%')
-    })
+    let (host_ok, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((literal, after)) = rest.split_once(']') else { return false };
+        let port = match after {
+            "" => None,
+            a => match a.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return false,
+            },
+        };
+        (literal.parse::<std::net::Ipv6Addr>().is_ok(), port)
+    } else {
+        match s.split_once(':') {
+            Some((host, port)) => (reg_name(host), Some(port)),
+            None => (reg_name(s), None),
+        }
+    };
+    host_ok && port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn reg_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b','
+                )
+                || matches!(b, b';' | b'=' | b'%')
+        })
 }
 
 /// The host as routing compares it: no port, no brackets, no trailing dot
@@ -142,6 +167,20 @@ mod tests {
         assert_eq!(host_of(Version::HTTP_11, "/x", &[""]), Ok(None), "an empty Host is allowed");
         assert_eq!(host_of(Version::HTTP_11, "/x", &["a b"]), Err(HostError::Invalid));
         assert_eq!(host_of(Version::HTTP_11, "/x", &["a/b"]), Err(HostError::Invalid));
+        for bad in [
+            "[public.example]admin.internal",
+            "[public.example",
+            "[public.example]:80",
+            "[::1]x",
+            "a:b:c",
+            "a:123456",
+            "a]b",
+        ] {
+            assert_eq!(host_of(Version::HTTP_11, "/x", &[bad]), Err(HostError::Invalid), "{bad}");
+        }
+        for good in ["[::1]", "[::1]:8080", "a.example:", "10.0.0.1:80", "xn--bcher-kva.example"] {
+            assert!(host_of(Version::HTTP_11, "/x", &[good]).is_ok(), "{good}");
+        }
     }
 
     #[test]

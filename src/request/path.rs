@@ -6,8 +6,11 @@
 //!
 //! The normal form, applied segment by segment (RFC 3986 §6.2.2):
 //! - percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`) are
-//!   decoded; other escapes are kept, with upper-case hex digits (so `%2F`
-//!   stays an escaped slash, not a separator);
+//!   decoded; other escapes are kept, with upper-case hex digits;
+//! - an escaped slash (`%2F`), a backslash and an escaped backslash
+//!   (`%5C`) count as `/`: many origins (nginx's merge, PHP front
+//!   controllers, IIS) treat them so, and for Spillway's decisions reading
+//!   more spellings as a separator is the safe side;
 //! - path parameters (`;…` to the end of a segment) are removed;
 //! - empty segments (repeated slashes) are removed;
 //! - `.` and `..` segments are resolved (§5.2.4), never above the root;
@@ -38,7 +41,7 @@ fn is_normal(p: &[u8]) -> bool {
     let mut prev = 0u8;
     for (i, &b) in p.iter().enumerate() {
         match b {
-            b'%' | b';' => return false,
+            b'%' | b';' | b'\\' => return false,
             b'/' if prev == b'/' => return false,
             b'.' if prev == b'/' => {
                 // `/.` starts a dot segment only if `.` or `..` is the whole segment.
@@ -57,7 +60,8 @@ fn is_normal(p: &[u8]) -> bool {
 
 fn rewrite(path: &str) -> String {
     let mut segments: Vec<String> = Vec::new();
-    let raw: Vec<&str> = path.split('/').skip(1).collect();
+    let slashed = separators(path);
+    let raw: Vec<&str> = slashed.split('/').skip(1).collect();
     let last = raw.len().saturating_sub(1);
     let mut trailing_slash = false;
     for (i, seg) in raw.iter().enumerate() {
@@ -84,6 +88,29 @@ fn rewrite(path: &str) -> String {
     if trailing_slash || out.is_empty() {
         out.push('/');
     }
+    out
+}
+
+/// `path` with `%2F`, `%5C` and `\\` as `/`.
+fn separators(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(i) = rest.find(['%', '\\']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let esc = tail.get(..3).map(str::to_ascii_uppercase);
+        if let Some(after) = tail.strip_prefix('\\') {
+            out.push('/');
+            rest = after;
+        } else if matches!(esc.as_deref(), Some("%2F" | "%5C")) {
+            out.push('/');
+            rest = &tail[3..];
+        } else {
+            out.push('%');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
     out
 }
 
@@ -155,6 +182,13 @@ mod tests {
             "/%2E%2E/login",
             "/../../login",
             "///a/b/../../login",
+            "/%2Flogin",
+            "/%2flogin",
+            "/x/..%2Flogin",
+            "/%2e%2e%2flogin",
+            "/x%2F..%2Flogin",
+            "/\\login",
+            "/%5Clogin",
         ] {
             assert_eq!(normalize(p), "/login", "{p}");
         }
@@ -170,7 +204,7 @@ mod tests {
 
     #[test]
     fn reserved_escapes_are_kept_and_upper_cased() {
-        assert_eq!(normalize("/a%2fb"), "/a%2Fb", "an escaped slash is not a separator");
+        assert_eq!(normalize("/a%2fb"), "/a/b", "an escaped slash is a separator");
         assert_eq!(normalize("/a%3f"), "/a%3F");
         assert_eq!(normalize("/a%zz"), "/a%zz", "not an escape: kept");
         assert_eq!(normalize("/a%4"), "/a%4");

@@ -45,6 +45,8 @@ catalog! {
         "Client connections refused with 503 because the listener was at max_connections.";
     UPGRADED_CONNECTIONS: Gauge "spillway_upgraded_connections" []
         "Upgraded (WebSocket) tunnels open now.";
+    CANCELLED_AT_UPSTREAM: Counter "spillway_cancelled_at_upstream_total" ["pool"]
+        "Requests the client cancelled (HTTP/2 reset, closed connection) while the upstream was working on them; each keeps its in-flight slot for about four round trips of the endpoint (at most response_timeout), since the origin's worker goes on with it.";
     TUNNELS_CLOSED: Counter "spillway_tunnels_closed_total" ["reason"]
         "Upgraded tunnels Spillway closed itself: idle (tunnel_idle_timeout), send_timeout (a side took nothing for client_send_timeout), drain (the drain deadline).";
     PROXY_ERRORS: Counter "spillway_proxy_errors_total" ["kind"]

@@ -254,6 +254,11 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result
     if facts.transfer_encoding && version == Version::HTTP_10 {
         return Err(WireError::Head("Transfer-Encoding in an HTTP/1.0 response"));
     }
+    // Spillway decodes only `chunked`; passed on without the other coding,
+    // the client would take gzip bytes for the content itself.
+    if facts.other_coding {
+        return Err(WireError::Head("a response transfer coding other than chunked"));
+    }
     let (framing, reusable) = facts.framing(status, version, method);
     let keep_alive = reusable
         && match version {
@@ -268,6 +273,8 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result
 struct Facts {
     transfer_encoding: bool,
     chunked_last: bool,
+    /// A transfer coding other than `chunked` (gzip, deflate, …) was named.
+    other_coding: bool,
     content_length: Option<u64>,
     /// Lengths seen, over every `Content-Length` field and list element.
     lengths: u32,
@@ -315,6 +322,10 @@ impl Facts {
                 self.transfer_encoding = true;
                 let last = value.rsplit(|&b| b == b',').next().map(trim_ows).unwrap_or_default();
                 self.chunked_last = last.eq_ignore_ascii_case(b"chunked");
+                self.other_coding |= value
+                    .split(|&b| b == b',')
+                    .map(trim_ows)
+                    .any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"chunked"));
                 Ok(true)
             }
             2 if name.eq_ignore_ascii_case(b"te") => Ok(true),
@@ -401,7 +412,12 @@ pub(crate) fn may_trail(name: &HeaderName) -> bool {
         "x-real-ip",
     ];
     let n = name.as_str();
-    !is_hop_by_hop(name) && !BARRED.contains(&n) && !n.starts_with("x-forwarded-") && !n.starts_with("if-")
+    !is_hop_by_hop(name)
+        && !BARRED.contains(&n)
+        && !n.starts_with("x-forwarded-")
+        && !n.starts_with("if-")
+        // As in the head: CGI reads `X_Forwarded_For` as `X-Forwarded-For`.
+        && !n.contains('_')
 }
 
 /// Is `name` a hop-by-hop header (RFC 9110 §7.6.1), never forwarded as is?
