@@ -146,7 +146,7 @@ pub fn write_request_head(req: &Request<()>, framing: BodyFraming, client_ip: Ip
         trusted: false,
         tls,
         version: req.version(),
-        authority: crate::request::host::upstream_authority(req.uri(), req.headers()),
+        authority: crate::request::host::target_authority(req.uri()),
     };
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let mut out = BytesMut::new();

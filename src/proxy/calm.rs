@@ -145,7 +145,8 @@ mod tests {
 
     fn frame(kind: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        frame_header(&mut out, payload.len() as u32, kind, 0, stream);
+        let flags = if kind == HEADERS { END_HEADERS } else { 0 };
+        frame_header(&mut out, payload.len() as u32, kind, flags, stream);
         out.extend_from_slice(payload);
         out
     }

@@ -40,6 +40,7 @@ static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 pub(crate) fn is_websocket_upgrade(version: Version, method: &http::Method, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
         && method == http::Method::GET
+        && headers.contains_key(header::UPGRADE)
         && connection_has(headers, "upgrade")
         && headers
             .get_all(header::UPGRADE)
@@ -82,8 +83,9 @@ pub(crate) struct ClientSide<'a> {
     pub(crate) trusted: bool,
     pub(crate) tls: bool,
     pub(crate) version: Version,
-    /// The authority the request was routed on (the target's, else its one
-    /// `Host` line; no userinfo): written as `Host` and `X-Forwarded-Host`.
+    /// The request target's authority (absolute form, HTTP/2 `:authority`;
+    /// no userinfo), which routing used; without one, the request's one
+    /// `Host` line is. Written as `Host` and `X-Forwarded-Host`.
     pub(crate) authority: Option<&'a [u8]>,
 }
 
@@ -100,8 +102,12 @@ pub(crate) fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, cli
     let mut prior_for: Vec<&HeaderValue> = Vec::new();
     let mut prior_via: Vec<&HeaderValue> = Vec::new();
     let mut cookies: Vec<&HeaderValue> = Vec::new();
+    let mut host_line: Option<&[u8]> = None;
     for (name, value) in headers {
-        if *name == header::HOST || *name == header::CONTENT_LENGTH {
+        if *name == header::HOST {
+            host_line.get_or_insert(value.as_bytes());
+            continue;
+        } else if *name == header::CONTENT_LENGTH {
             continue;
         } else if *name == header::VIA {
             prior_via.push(value);
@@ -129,7 +135,7 @@ pub(crate) fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, cli
         }
         write_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    match client.authority {
+    match client.authority.or(host_line).filter(|h| !h.is_empty()) {
         Some(h) => {
             write_header(out, b"host", h);
             write_header(out, b"x-forwarded-host", h);

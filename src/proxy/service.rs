@@ -83,7 +83,7 @@ fn upgrade(
     plane: &DataPlane,
     conn: &Arc<ConnInfo>,
     req: &mut Request<Incoming>,
-) -> Result<tunnel::Upgrade, ProxyError> {
+) -> Result<Box<tunnel::Upgrade>, ProxyError> {
     let Ok(permit) = conn.tunnels.clone().try_acquire_owned() else {
         return Err(ProxyError::Overloaded { reason: "max_tunnels", retry_after: std::time::Duration::from_secs(1) });
     };
@@ -93,7 +93,8 @@ fn upgrade(
         drain: plane.drain.subscribe(),
         grace: rt.config.runtime.drain_timeout,
     };
-    Ok(tunnel::Upgrade { on: hyper::upgrade::on(req), conn: conn.clone(), permit, limits })
+    // Boxed: the rare case should not grow every request's future.
+    Ok(Box::new(tunnel::Upgrade { on: hyper::upgrade::on(req), conn: conn.clone(), permit, limits }))
 }
 
 /// Asks the spill policy where this request goes and counts it in-flight
@@ -260,7 +261,7 @@ async fn forward(
     pool: &Pool,
     req: Request<Incoming>,
     conn: &ConnInfo,
-    on_upgrade: Option<tunnel::Upgrade>,
+    on_upgrade: Option<Box<tunnel::Upgrade>>,
     guard: InFlight,
     arrived: Instant,
     pin: Option<PinOnSuccess<'_>>,
@@ -433,7 +434,7 @@ fn hop_headers(
             tls: conn.tls,
             version: client_version,
             // `handle` checked the host already.
-            authority: host::upstream_authority(&parts.uri, &parts.headers),
+            authority: host::target_authority(&parts.uri),
         };
         headers::write_request_headers(out, &parts.headers, &client, upgrade);
     }
@@ -474,7 +475,7 @@ fn respond(
     pool: &Pool,
     endpoint: &Endpoint,
     client_version: Version,
-    on_upgrade: Option<tunnel::Upgrade>,
+    on_upgrade: Option<Box<tunnel::Upgrade>>,
     guard: InFlight,
 ) -> Result<Response<Body>, ProxyError> {
     let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
@@ -491,7 +492,7 @@ fn respond(
     let body = match (switching, on_upgrade) {
         (true, Some(client_upgrade)) => {
             if let Some(upstream) = body.into_upgraded() {
-                tunnel::spawn(client_upgrade, upstream, pool.name.clone());
+                tunnel::spawn(*client_upgrade, upstream, pool.name.clone());
             }
             Body::empty()
         }

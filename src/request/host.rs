@@ -63,15 +63,10 @@ pub(crate) fn authority<'a>(
     Ok(Some(chosen))
 }
 
-/// The authority the upstream's `Host` carries, for a request [`authority`]
-/// accepted: the target's (no userinfo), else its one `Host` line; `None`
-/// when empty.
-pub(crate) fn upstream_authority<'a>(uri: &'a Uri, headers: &'a http::HeaderMap) -> Option<&'a [u8]> {
-    let chosen = match uri.authority() {
-        Some(a) => Some(without_userinfo(a.as_str()).as_bytes()),
-        None => headers.get(http::header::HOST).map(HeaderValue::as_bytes),
-    };
-    chosen.filter(|a| !a.is_empty())
+/// The target's authority without userinfo, which [`authority`] prefers
+/// to the `Host` line (the upstream head falls back to that line itself).
+pub(crate) fn target_authority(uri: &Uri) -> Option<&[u8]> {
+    uri.authority().map(|a| without_userinfo(a.as_str()).as_bytes())
 }
 
 pub(crate) fn without_userinfo(authority: &str) -> &str {
@@ -102,24 +97,34 @@ fn valid_authority(s: &str) -> bool {
         };
         (literal.parse::<std::net::Ipv6Addr>().is_ok(), port)
     } else {
-        match s.split_once(':') {
-            Some((host, port)) => (reg_name(host), Some(port)),
-            None => (reg_name(s), None),
+        // One pass: reg-name bytes up to an optional `:port`.
+        let end = s.bytes().position(|b| !REG_NAME_BYTE[usize::from(b)]).unwrap_or(s.len());
+        match s.as_bytes().get(end) {
+            None => (end > 0, None),
+            Some(b':') => (end > 0, Some(&s[end + 1..])),
+            Some(_) => return false,
         }
     };
     host_ok && port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn reg_name(host: &str) -> bool {
-    !host.is_empty()
-        && host.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b','
-                )
-                || matches!(b, b';' | b'=' | b'%')
-        })
+/// RFC 3986 reg-name bytes: unreserved, sub-delims, `%`.
+static REG_NAME_BYTE: [bool; 256] = byte_set(b"-._~!$&'()*+,;=%");
+
+/// ASCII letters and digits plus `extra`, as a lookup table.
+const fn byte_set(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
 }
 
 /// The host as routing compares it: no port, no brackets, no trailing dot

@@ -34,12 +34,17 @@ pub(crate) fn normalize(path: &str) -> Cow<'_, str> {
 }
 
 /// True when [`normalize`] would return `path` unchanged.
+#[inline]
 fn is_normal(p: &[u8]) -> bool {
     if p.first() != Some(&b'/') {
         return true; // `*`, or an empty path: nothing to normalise
     }
     let mut prev = 0u8;
     for (i, &b) in p.iter().enumerate() {
+        if !SPECIAL[usize::from(b)] {
+            prev = b;
+            continue;
+        }
         match b {
             b'%' | b';' | b'\\' => return false,
             b'/' if prev == b'/' => return false,
@@ -57,6 +62,17 @@ fn is_normal(p: &[u8]) -> bool {
     }
     true
 }
+
+/// Bytes [`is_normal`] has to look at.
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'%' as usize] = true;
+    t[b';' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'/' as usize] = true;
+    t[b'.' as usize] = true;
+    t
+};
 
 fn rewrite(path: &str) -> String {
     let mut segments: Vec<String> = Vec::new();

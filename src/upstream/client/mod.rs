@@ -216,17 +216,21 @@ impl Conn {
         write_headers: impl FnOnce(&http::request::Parts, &mut BytesMut),
     ) -> Result<Response<UpstreamBody>, SendFailure> {
         let (parts, body) = req.into_parts();
-        if let Err(e) = h1::check_request_codings(&parts.headers) {
-            // Not one byte went out: the connection is as good as it was.
-            self.release(Instant::now());
-            return Err(SendFailure::Failed(e.into()));
-        }
         let framing = match body.size_hint().exact() {
             _ if http_body::Body::is_end_stream(&body) => RequestFraming::Empty,
             Some(0) => RequestFraming::Empty,
             Some(n) => RequestFraming::Length(n),
             None => RequestFraming::Chunked,
         };
+        // A bodiless request forwards no Transfer-Encoding (it is
+        // hop-by-hop and no body follows): it skips the lookup.
+        if framing != RequestFraming::Empty {
+            if let Err(e) = h1::check_request_codings(&parts.headers) {
+                // Not one byte went out: the connection is as good as it was.
+                self.release(Instant::now());
+                return Err(SendFailure::Failed(e.into()));
+            }
+        }
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         h1::encode_request_head(&mut self.wire.wbuf, &parts.method, target, framing, |out| write_headers(&parts, out));
         let head = self.wire.wbuf.split().freeze();
