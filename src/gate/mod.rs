@@ -22,6 +22,7 @@ use crate::burst::{
 };
 use crate::config::{SpillConfig, SpillMode};
 use crate::sync::lock;
+use crate::telemetry::catalog;
 
 /// What the pool as a whole is doing, for status, logs and notifications.
 /// One encoding: the discriminant is what the atomic and the
@@ -373,8 +374,7 @@ impl Drop for InFlight {
         match handle {
             None => self.gate.leave(),
             Some(rt) => {
-                metrics::counter!(crate::telemetry::catalog::CANCELLED_AT_UPSTREAM, "pool" => self.gate.name.clone())
-                    .increment(1);
+                metrics::counter!(catalog::CANCELLED_AT_UPSTREAM, "pool" => self.gate.name.clone()).increment(1);
                 let gate = self.gate.clone();
                 rt.spawn(async move {
                     tokio::time::sleep(linger).await;
