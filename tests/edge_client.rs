@@ -448,3 +448,49 @@ async fn an_http2_connection_that_never_asks_still_idles_out() {
     assert!(closed.is_ok(), "a request-less HTTP/2 connection kept open by PINGs");
     eventually(Duration::from_secs(3), "no connection left", || async { sw.status().await["connections"] == 0 }).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_reset_at_the_upstream_keeps_its_slot_while_the_origin_works() {
+    let a = Origin::start("a").await;
+    let spill =
+        "\n[spill]\nmode = \"static\"\nmax_in_flight = 2\nmin_limit = 1\nqueue_timeout = \"0s\"\ntick = \"50ms\"\n";
+    let sw = Spillway::start(&(support::simple_config(&[&a], "", "") + spill)).await;
+    // Warm: the pool learns that requests take about 800 ms.
+    let url = sw.url("web", "/slow?delay_ms=800");
+    let warm = futures_util::future::join_all((0..2).map(|_| request(Method::GET, &url, vec![], b""))).await;
+    assert!(warm.iter().all(|r| r.as_ref().is_ok_and(|r| r.status == 200)));
+    tokio::time::sleep(Duration::from_millis(200)).await; // a gate tick takes the window in
+                                                          // Now reset requests right after they reached the origin, faster than it answers.
+    let tcp = TcpStream::connect(sw.addr("web")).await.unwrap();
+    let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watch = {
+        let (peak, state) = (peak.clone(), a.state.clone());
+        tokio::spawn(async move {
+            loop {
+                let now = state.in_flight.load(std::sync::atomic::Ordering::SeqCst);
+                peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let mut refused = 0;
+    for _ in 0..8 {
+        send = send.ready().await.unwrap();
+        let (resp, _) = send.send_request(Request::get("http://a/slow?delay_ms=800").body(()).unwrap(), true).unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // A 503 (over the ceiling) comes back at once; anything else is reset.
+        match tokio::time::timeout(Duration::from_millis(1), resp).await {
+            Ok(Ok(r)) if r.status() == StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+            _ => {}
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    watch.abort();
+    let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(peak <= 2, "cancelled requests pushed the origin to {peak} at once past max_in_flight = 2");
+    assert!(refused >= 4, "only {refused} of 8 were refused at the ceiling");
+    let m = reqwest_free_metrics(&sw).await;
+    assert!(m.contains("spillway_cancelled_at_upstream_total{pool=\"app\"}"), "not counted");
+}
