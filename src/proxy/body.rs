@@ -59,13 +59,12 @@ impl Body {
     /// body's last frame (or with an error), and while the client has not
     /// taken a frame (HTTP/2) the request says so. A body dropped before
     /// its end cancels the request.
-    pub(crate) fn with_request(mut self, mut request: ActiveRequest) -> Self {
+    pub(crate) fn attach_request(&mut self, mut request: ActiveRequest) {
         if self.is_end_stream_inner() {
             request.finish();
         } else {
             self.request = Some(request);
         }
-        self
     }
 
     fn is_end_stream_inner(&self) -> bool {

@@ -39,7 +39,7 @@ pub(crate) async fn serve(
     let method = req.method().clone();
     let rt = plane.runtime.load_full();
     let result = handle(&rt, &plane, &conn, req, started).await;
-    let resp = result.unwrap_or_else(|err| {
+    let mut resp = result.unwrap_or_else(|err| {
         static FAILED: LogBudget = LogBudget::new(20);
         if let Some(suppressed) = FAILED.admit(telemetry::secs(started)) {
             tracing::warn!(client = %conn.remote, %method, error = %err, status = err.status().as_u16(), suppressed, "request failed");
@@ -53,7 +53,9 @@ pub(crate) async fn serve(
     if method == Method::HEAD || status.is_informational() || status == 204 || status == 304 {
         active.finish();
     }
-    Ok(resp.map(|body| body.with_request(active)))
+    // In place: moving the whole response costs more than the attach.
+    resp.body_mut().attach_request(active);
+    Ok(resp)
 }
 
 async fn handle(
