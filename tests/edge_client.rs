@@ -223,6 +223,19 @@ async fn small_window_client(addr: std::net::SocketAddr) -> TcpStream {
     socket.connect(addr).await.unwrap()
 }
 
+/// The stalled response is seen in flight, then aborted: slot and connection released.
+async fn in_flight_then_released(sw: &Spillway) {
+    eventually(Duration::from_secs(3), "the response to be in flight", || async {
+        sw.status().await["gates"]["app"]["in_flight"] == 1
+    })
+    .await;
+    eventually(Duration::from_secs(6), "the stalled response to be aborted", || async {
+        let s = sw.status().await;
+        s["gates"]["app"]["in_flight"] == 0 && s["connections"] == 0
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_cut_off_and_its_slot_released() {
     let a = Origin::start("a").await;
@@ -232,17 +245,9 @@ async fn a_client_that_stops_reading_is_cut_off_and_its_slot_released() {
     let mut first = [0u8; 512];
     let n = tcp.read(&mut first).await.unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
-    eventually(Duration::from_secs(3), "the response to be in flight", || async {
-        sw.status().await["gates"]["app"]["in_flight"] == 1
-    })
-    .await;
     // The client reads nothing more. Within the timeout plus the
     // watchdog's tick the connection is aborted and everything released.
-    eventually(Duration::from_secs(6), "the stalled response to be aborted", || async {
-        let s = sw.status().await;
-        s["gates"]["app"]["in_flight"] == 0 && s["connections"] == 0
-    })
-    .await;
+    in_flight_then_released(&sw).await;
     let m = reqwest_free_metrics(&sw).await;
     assert!(m.contains("kind=\"client_send_timeout\""), "no client_send_timeout counted");
     // What the client still finds in its buffers ends; the socket is closed.
@@ -264,15 +269,7 @@ async fn an_http2_stream_with_a_zero_window_is_cut_off() {
     let (resp, _) = ready.send_request(Request::get("http://a/big?bytes=1000000").body(()).unwrap(), true).unwrap();
     let resp = resp.await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    eventually(Duration::from_secs(3), "the response to be in flight", || async {
-        sw.status().await["gates"]["app"]["in_flight"] == 1
-    })
-    .await;
-    eventually(Duration::from_secs(6), "the zero-window response to be aborted", || async {
-        let s = sw.status().await;
-        s["gates"]["app"]["in_flight"] == 0 && s["connections"] == 0
-    })
-    .await;
+    in_flight_then_released(&sw).await;
     let mut body = resp.into_body();
     let end = tokio::time::timeout(Duration::from_secs(3), body.data()).await.expect("the stream ended");
     assert!(!matches!(end, Some(Ok(ref d)) if d.len() > 1000), "no body was sent: {end:?}");
@@ -493,4 +490,28 @@ async fn a_request_reset_at_the_upstream_keeps_its_slot_while_the_origin_works()
     assert!(refused >= 4, "only {refused} of 8 were refused at the ceiling");
     let m = reqwest_free_metrics(&sw).await;
     assert!(m.contains("spillway_cancelled_at_upstream_total{pool=\"app\"}"), "not counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_older_than_max_connection_age_is_closed_between_requests() {
+    let a = Origin::start("a").await;
+    let sw = Spillway::start(&support::simple_config(&[&a], "max_connection_age = \"1s\"", "")).await;
+    let mut tcp = TcpStream::connect(sw.addr("web")).await.unwrap();
+    let opened = tokio::time::Instant::now();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Keep-alive, no idle timeout near: only the age closes it.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a connection past max_connection_age stayed open");
+    assert!(opened.elapsed() >= Duration::from_secs(1), "closed before its age");
 }

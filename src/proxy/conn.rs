@@ -66,6 +66,14 @@ struct Hold {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
+impl Hold {
+    /// Counts the connection open; the count is given back when it drops.
+    fn new(plane: Arc<DataPlane>, permit: Option<OwnedSemaphorePermit>) -> Self {
+        plane.connections.join();
+        Hold { plane, _permit: permit }
+    }
+}
+
 impl Drop for Hold {
     fn drop(&mut self) {
         self.plane.connections.leave();
@@ -87,7 +95,7 @@ impl ConnInfo {
         listener: &ListenerConfig,
         tunnels: Arc<tokio::sync::Semaphore>,
     ) -> Self {
-        plane.connections.join();
+        let hold = Hold::new(plane, permit);
         let forwarded_for = headers::forwarded_for_value(remote.ip());
         let ip = canonical_ip(remote.ip());
         let trusted = listener.trusted_proxies.iter().any(|net| net.contains(&ip));
@@ -107,7 +115,7 @@ impl ConnInfo {
             tunnels,
             tunnel_idle_timeout: listener.tunnel_idle_timeout,
             send_timeout: listener.client_send_timeout,
-            _hold: Hold { plane, _permit: permit },
+            _hold: hold,
         }
     }
 

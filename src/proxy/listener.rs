@@ -237,9 +237,10 @@ where
 }
 
 /// Watches one connection (see the module doc); wakes every third of the
-/// shorter of `idle_timeout` and `client_send_timeout`.
+/// shortest of `idle_timeout`, `client_send_timeout` and `max_connection_age`.
 async fn watchdog(mut drain: watch::Receiver<bool>, conn: Arc<ConnInfo>, activity: Arc<Activity>, limits: Limits) {
-    let every = (limits.idle.min(limits.send) / 3).max(Duration::from_millis(20));
+    let shortest = limits.max_age.map_or(limits.idle.min(limits.send), |age| age.min(limits.idle).min(limits.send));
+    let every = (shortest / 3).max(Duration::from_millis(20));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let opened = Instant::now();
