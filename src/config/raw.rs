@@ -36,6 +36,7 @@ pub(crate) const DEFAULT_EJECT_MAX: &str = "60s";
 pub(crate) const DEFAULT_PASSIVE_FAULT_STATUSES: &[u16] = &[502, 503, 504];
 pub(crate) const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
 pub(crate) const DEFAULT_DRAIN_TIMEOUT: &str = "30s";
+pub(crate) const DEFAULT_SITE: &str = "local";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +65,8 @@ pub(crate) struct RawRuntime {
     /// 0 or absent: one worker per core.
     pub(crate) worker_threads: Option<usize>,
     pub(crate) drain_timeout: Option<Dur>,
+    /// This datacenter's name (coordination, notifications, CloudWatch).
+    pub(crate) site: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

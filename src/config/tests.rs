@@ -165,3 +165,15 @@ fn admin_limits_have_safe_defaults_and_refuse_zero() {
         assert!(keys.contains(&format!("admin.{key}")), "admin.{key} = 0 accepted: {keys:?}");
     }
 }
+
+#[test]
+fn the_site_name_defaults_to_local_and_keeps_to_its_alphabet() {
+    assert_eq!(parse(GOOD).unwrap().config.runtime.site, "local");
+    let named = format!("[runtime]\nsite = \"dc-1_a\"\n{GOOD}");
+    assert_eq!(parse(&named).unwrap().config.runtime.site, "dc-1_a");
+    for bad in ["", "dc 1", "dc1\\\"x", "ä", &"x".repeat(33)] {
+        let text = format!("[runtime]\nsite = \"{bad}\"\n{GOOD}");
+        let keys: Vec<_> = problems(&text).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["runtime.site"], "{bad:?}");
+    }
+}

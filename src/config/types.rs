@@ -25,6 +25,8 @@ pub struct RuntimeSettings {
     /// `None`: one worker per core.
     pub worker_threads: Option<usize>,
     pub drain_timeout: Duration,
+    /// This datacenter's name: `[A-Za-z0-9_-]{1,32}`, `"local"` by default.
+    pub site: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

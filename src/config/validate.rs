@@ -93,7 +93,20 @@ fn runtime(c: &mut Checker, raw: RawRuntime) -> RuntimeSettings {
     RuntimeSettings {
         worker_threads: raw.worker_threads.filter(|n| *n > 0),
         drain_timeout: c.dur("runtime.drain_timeout", raw.drain_timeout, DEFAULT_DRAIN_TIMEOUT, true),
+        site: site_name(c, raw.site),
     }
+}
+
+/// The site's name goes into DynamoDB keys, CloudWatch dimensions and
+/// notification fields, so it is kept to a small, quoting-free alphabet.
+fn site_name(c: &mut Checker, raw: Option<String>) -> String {
+    let site = raw.unwrap_or_else(|| DEFAULT_SITE.to_string());
+    let valid =
+        (1..=32).contains(&site.len()) && site.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        c.fail("runtime.site", format!("{site:?} is not 1 to 32 letters, digits, '-' or '_'"));
+    }
+    site
 }
 
 fn admin(c: &mut Checker, raw: RawAdmin) -> AdminSettings {
