@@ -184,7 +184,9 @@ pub(crate) struct ActiveRequest {
 
 impl ActiveRequest {
     pub(crate) fn start(conn: &Arc<ConnInfo>, version: http::Version) -> Self {
-        conn.active.fetch_add(1, Relaxed);
+        if conn.active.fetch_add(1, Relaxed) == 0 {
+            conn.activity.request_opened();
+        }
         let waiting = (version == http::Version::HTTP_2).then(|| {
             conn.h2.store(true, Relaxed);
             let w = Arc::new(AtomicU64::new(0));
@@ -225,7 +227,9 @@ impl ActiveRequest {
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        self.conn.active.fetch_sub(1, Relaxed);
+        if self.conn.active.fetch_sub(1, Relaxed) == 1 {
+            self.conn.activity.requests_closed();
+        }
         if !self.finished {
             self.conn.cancelled();
         }

@@ -65,7 +65,10 @@ async fn handle(
     mut req: Request<Incoming>,
     started: Instant,
 ) -> Result<Response<Body>, ProxyError> {
-    let on_upgrade = match headers::is_websocket_upgrade(req.version(), req.method(), req.headers()) {
+    // hyper marks every request that asked to upgrade (an HTTP/1.1
+    // `Upgrade` header, or CONNECT): the header checks run for those only.
+    let asked = req.extensions().get::<hyper::upgrade::OnUpgrade>().is_some();
+    let on_upgrade = match asked && headers::is_websocket_upgrade(req.version(), req.method(), req.headers()) {
         true => Some(upgrade(rt, plane, conn, &mut req)?),
         false => None,
     };
