@@ -264,6 +264,8 @@ pub(crate) struct RawDnsTarget {
     pub(crate) value: Option<String>,
     /// Or an alias to an AWS resource such as an ELB.
     pub(crate) alias: Option<RawAlias>,
+    /// The Route 53 health check the record carries (a UUID).
+    pub(crate) health_check_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -177,3 +177,22 @@ fn the_site_name_defaults_to_local_and_keeps_to_its_alphabet() {
         assert_eq!(keys, ["runtime.site"], "{bad:?}");
     }
 }
+
+#[test]
+fn dns_health_check_ids_must_be_uuids() {
+    let dns = |onprem_check: &str| {
+        format!(
+            "{GOOD}\n[dns]\nhosted_zone_id = \"Z1\"\nrecord = \"www.example.com.\"\n\
+             onprem = {{ set_identifier = \"dc1\", value = \"dc1.example.com.\"{onprem_check} }}\n\
+             aws = {{ set_identifier = \"aws-dc1\", value = \"elb.example.com.\" }}\n"
+        )
+    };
+    let id = "6f1f5c1e-0b4d-4a52-9a5e-2f8d6c3b7a10";
+    let c = parse(&dns(&format!(", health_check_id = \"{id}\""))).unwrap().config.dns.unwrap();
+    assert_eq!(c.onprem.health_check_id.as_deref(), Some(id));
+    assert_eq!(c.aws.health_check_id, None, "not configured: kept from Route 53");
+    for bad in ["", "dc1-check", "6f1f5c1e0b4d4a529a5e2f8d6c3b7a10", "6f1f5c1e-0b4d-4a52-9a5e-2f8d6c3b7a1g"] {
+        let p = problems(&dns(&format!(", health_check_id = \"{bad}\"")));
+        assert!(p.iter().any(|p| p.key == "dns.onprem.health_check_id"), "{bad:?}: {p:?}");
+    }
+}

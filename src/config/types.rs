@@ -213,6 +213,9 @@ pub struct DnsTarget {
     /// The plain record value; for an alias, the alias's DNS name.
     pub value: String,
     pub alias: Option<AliasTarget>,
+    /// The Route 53 health check every UPSERT attaches (a UUID); `None`:
+    /// the one the record carries in Route 53 is kept.
+    pub health_check_id: Option<String>,
 }
 
 /// An alias record's target (e.g. an ELB: its DNS name and its hosted zone).
