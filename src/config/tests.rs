@@ -196,3 +196,22 @@ fn dns_health_check_ids_must_be_uuids() {
         assert!(p.iter().any(|p| p.key == "dns.onprem.health_check_id"), "{bad:?}: {p:?}");
     }
 }
+
+#[test]
+fn readiness_path_defaults_disables_and_refuses_what_never_matches() {
+    let c = parse(GOOD).unwrap().config;
+    assert_eq!(c.listeners[0].readiness_path.as_deref(), Some("/.spillway/ready"));
+    assert_eq!(c.runtime.drain_delay, std::time::Duration::ZERO);
+    let with = |path: &str| {
+        GOOD.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:0\"\nreadiness_path = {path:?}"))
+    };
+    assert_eq!(parse(&with("")).unwrap().config.listeners[0].readiness_path, None, "\"\" disables it");
+    assert_eq!(parse(&with("/_ready")).unwrap().config.listeners[0].readiness_path.as_deref(), Some("/_ready"));
+    for bad in ["ready", "/", "/ready?x=1", "/re%41dy", "/re ady", &format!("/{}", "a".repeat(256))] {
+        let p = problems(&with(bad));
+        assert!(p.iter().any(|p| p.key == "listener[0].readiness_path"), "{bad:?}: {p:?}");
+    }
+    let delay = |d: &str| format!("[runtime]\ndrain_delay = {d:?}\n{GOOD}");
+    assert_eq!(parse(&delay("40s")).unwrap().config.runtime.drain_delay, std::time::Duration::from_secs(40));
+    assert!(problems(&delay("11m")).iter().any(|p| p.key == "runtime.drain_delay"));
+}
