@@ -10,7 +10,8 @@ mod support;
 use std::time::Duration;
 
 use http::Method;
-use support::{endpoints, eventually, request, Origin, Resp, Spillway, ADMIN};
+use support::tls::TestCa;
+use support::{curl, endpoints, eventually, request, Origin, Resp, Spillway, ADMIN};
 
 const READY: &str = "/.spillway/ready";
 const PROBES: &str =
@@ -120,4 +121,26 @@ async fn an_empty_readiness_path_proxies_it_like_any_other() {
     let r = ask(&sw, Method::GET, "www.sportchat.test").await;
     assert_eq!((r.status, r.origin()), (200, Some("onprem")));
     assert_eq!(r.json()["path"], READY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_over_tls_by_alpn_as_a_route53_https_check_asks() {
+    let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
+    let ca = TestCa::new("spillway test CA");
+    let dir = tempfile::tempdir().unwrap();
+    ca.issue("dc1-edge.sportchat.test", &["dc1-edge.sportchat.test"]).write(dir.path(), "web");
+    let ca_path = ca.write(dir.path(), "ca.pem");
+    let tls = r#"tls = { cert = "web.crt", key = "web.key" }"#;
+    let sw = Spillway::start_in(dir, &config(&onprem, &cloud, "", tls)).await;
+    let port = sw.addr("web").port();
+    let resolve = format!("dc1-edge.sportchat.test:{port}:127.0.0.1");
+    let url = format!("https://dc1-edge.sportchat.test:{port}{READY}");
+    let ca_arg = ca_path.to_str().unwrap();
+    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let args = [flag, "--cacert", ca_arg, "--resolve", &resolve, &url];
+        eventually(Duration::from_secs(5), "ready over TLS", || async { curl(&args).await.status == 200 }).await;
+        let out = curl(&args).await;
+        assert_eq!((out.exit, out.http_version.as_str(), out.body.as_str()), (0, version, "ready\n"), "{out:?}");
+    }
+    assert_eq!(onprem.hits() + cloud.hits(), 0, "never proxied");
 }
