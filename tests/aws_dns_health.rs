@@ -14,7 +14,7 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, ResourceRecord, ResourceRecordSet, RrType,
 };
 use moto::{create_zone, eventually, sdk_config, Moto};
-use spillway::app::control::start_with_sdk;
+use spillway::app::control::{start_with_sdk, ControlHandle};
 use spillway::config::{DnsConfig, DnsTarget, ExternalEdit};
 use spillway::control::{ControlInputs, ControlSignals};
 use tokio::sync::watch;
@@ -95,7 +95,7 @@ async fn put(sdk: &aws_config::SdkConfig, zone: &str, id: &str, value: &str, ttl
 }
 
 /// Per set identifier: (weight, TTL, health check id), as moto holds them.
-async fn records(sdk: &aws_config::SdkConfig, zone: &str) -> BTreeMap<String, (i64, Option<i64>, Option<String>)> {
+async fn records(sdk: &aws_config::SdkConfig, zone: &str) -> Records {
     let out = aws_sdk_route53::Client::new(sdk).list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
     out.resource_record_sets()
         .iter()
@@ -105,6 +105,46 @@ async fn records(sdk: &aws_config::SdkConfig, zone: &str) -> BTreeMap<String, (i
             (id, (r.weight().unwrap_or(-1), r.ttl(), r.health_check_id().map(str::to_owned)))
         })
         .collect()
+}
+
+type Records = BTreeMap<String, (i64, Option<i64>, Option<String>)>;
+
+/// Drives ten weight changes (spill until AWS has most of the weight, then
+/// calm until it has none, over and over), checking the records after each
+/// change seen; returns how many changes it saw.
+async fn ten_changes(
+    handle: &ControlHandle,
+    signals: &watch::Sender<ControlSignals>,
+    sdk: &aws_config::SdkConfig,
+    zone: &str,
+    want: &impl Fn(&Records) -> bool,
+) -> usize {
+    let changes = || handle.status()["dns"]["changes"].as_u64().unwrap_or(0);
+    let start = changes();
+    let first = records(sdk, zone).await;
+    let mut last = (first["dc1"].0, first["aws-dc1"].0);
+    let mut seen = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while changes() < start + 10 {
+        assert!(std::time::Instant::now() < deadline, "ten weight changes took too long: {seen} seen");
+        let spilling = if last.1 == 0 {
+            500.0
+        } else if last.1 >= 192 {
+            0.0
+        } else {
+            signals.borrow().spilled_rps
+        };
+        signals.send_replace(ControlSignals { spilled_rps: spilling, ..calm() });
+        let r = records(sdk, zone).await;
+        let now = (r["dc1"].0, r["aws-dc1"].0);
+        if now != last {
+            assert!(want(&r), "after a change to {now:?}: {r:?}");
+            seen += 1;
+            last = now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    seen
 }
 
 #[tokio::test]
@@ -129,7 +169,7 @@ async fn records_keep_their_health_checks_through_reconcile_and_ten_changes() {
     // first start reconciles them (one UPSERT of both).
     put(&sdk, &zone, "dc1", ONPREM, 300, Some(&on_check)).await;
     put(&sdk, &zone, "aws-dc1", AWS, 300, Some(&aws_check)).await;
-    let want = |r: &BTreeMap<String, (i64, Option<i64>, Option<String>)>| {
+    let want = |r: &Records| {
         r["dc1"].2.as_deref() == Some(on_check.as_str()) && r["aws-dc1"].2.as_deref() == Some(aws_check.as_str())
     };
 
@@ -145,31 +185,7 @@ async fn records_keep_their_health_checks_through_reconcile_and_ten_changes() {
     let after_reconcile = records(&sdk, &zone).await;
     assert!(want(&after_reconcile), "reconcile kept the health checks: {after_reconcile:?}");
 
-    let changes = || handle.status()["dns"]["changes"].as_u64().unwrap_or(0);
-    let start = changes();
-    let mut last = (after_reconcile["dc1"].0, after_reconcile["aws-dc1"].0);
-    let mut seen = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while changes() < start + 10 {
-        assert!(std::time::Instant::now() < deadline, "ten weight changes took too long: {seen} seen");
-        // Spill until AWS has most of the weight, then calm until it has none.
-        let spilling = if last.1 == 0 {
-            500.0
-        } else if last.1 >= 192 {
-            0.0
-        } else {
-            signals.borrow().spilled_rps
-        };
-        signals.send_replace(ControlSignals { spilled_rps: spilling, ..calm() });
-        let r = records(&sdk, &zone).await;
-        let now = (r["dc1"].0, r["aws-dc1"].0);
-        if now != last {
-            assert!(want(&r), "after a change to {now:?}: {r:?}");
-            seen += 1;
-            last = now;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = ten_changes(&handle, &signals, &sdk, &zone, &want).await;
     assert!(seen >= 8, "the weights moved as the controller says: {seen} changes seen");
     let end = records(&sdk, &zone).await;
     assert!(want(&end), "{end:?}");

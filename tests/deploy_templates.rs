@@ -325,59 +325,57 @@ fn alarm(t: &Template, topic: &str, site: &str, metric: &str, (threshold, operat
     p.check(actions.iter().any(|v| Template::ref_of(v) == Some(topic)), format!("{what}: does not notify {topic}"));
 }
 
-/// The policy allows exactly the calls Spillway makes, on its own names.
-fn iam(t: &Template, coordination: &Template, sites: &[Site], p: &mut Problems) {
+/// The calls Spillway makes, and nothing else.
+const CALLS: [&str; 12] = [
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:SetDesiredCapacity",
+    "route53:ChangeResourceRecordSets",
+    "route53:ListResourceRecordSets",
+    "route53:GetChange",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+    "dynamodb:DeleteItem",
+    "sns:Publish",
+    "cloudwatch:PutMetricData",
+];
+
+/// The policy's parameters name what the configs and the coordination
+/// template name.
+fn iam_names(t: &Template, coordination: &Template, sites: &[Site], p: &mut Problems) {
     for (s, param) in sites.iter().zip(["Dc1AutoScalingGroupName", "Dc2AutoScalingGroupName"]) {
         p.same(&format!("{}: {param}", s.file), t.param(param), s.group());
-        p.same(
-            &format!("{}: RecordName", s.file),
-            t.param("RecordName"),
-            s.dns().record.trim_end_matches('.').to_ascii_lowercase(),
-        );
+        let record = s.dns().record.trim_end_matches('.').to_ascii_lowercase();
+        p.same(&format!("{}: RecordName", s.file), t.param("RecordName"), record);
         p.same(&format!("{}: RecordType", s.file), t.param("RecordType"), &s.dns().record_type);
     }
     p.same("TableName", t.param("TableName"), coordination.param("TableName").unwrap_or_default());
     p.same("TopicName", t.param("TopicName"), coordination.param("TopicName").unwrap_or_default());
     p.same("MetricNamespace", t.param("MetricNamespace"), NAMESPACE);
+}
+
+/// The policy allows exactly the calls Spillway makes, the capacity of
+/// both groups included.
+fn iam_grants(t: &Template, sites: &[Site], p: &mut Problems) {
     let policies = t.resources("AWS::IAM::ManagedPolicy");
     let statements: Vec<&Value> = policies
         .iter()
         .flat_map(|(_, r)| r["PolicyDocument"]["Statement"].as_sequence().into_iter().flatten())
         .collect();
-    let actions: BTreeSet<String> =
-        statements.iter().flat_map(|s| s["Action"].as_sequence().into_iter().flatten()).filter_map(scalar).collect();
-    let wanted: BTreeSet<String> = [
-        "autoscaling:DescribeAutoScalingGroups",
-        "autoscaling:SetDesiredCapacity",
-        "route53:ChangeResourceRecordSets",
-        "route53:ListResourceRecordSets",
-        "route53:GetChange",
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:Query",
-        "dynamodb:DeleteItem",
-        "sns:Publish",
-        "cloudwatch:PutMetricData",
-    ]
-    .map(String::from)
-    .into();
+    let actions_of = |s: &Value| s["Action"].as_sequence().into_iter().flatten().filter_map(scalar).collect::<Vec<_>>();
+    let actions: BTreeSet<String> = statements.iter().flat_map(|s| actions_of(s)).collect();
+    let wanted: BTreeSet<String> = CALLS.map(String::from).into();
     p.check(actions == wanted, format!("actions {actions:?}, Spillway calls {wanted:?}"));
     let set: Vec<String> = statements
         .iter()
-        .filter(|s| {
-            s["Action"]
-                .as_sequence()
-                .is_some_and(|a| a.iter().any(|a| a.as_str() == Some("autoscaling:SetDesiredCapacity")))
-        })
+        .filter(|s| actions_of(s).iter().any(|a| a == "autoscaling:SetDesiredCapacity"))
         .flat_map(|s| s["Resource"].as_sequence().cloned().unwrap_or_default())
         .filter_map(|r| t.resolve(&r))
         .collect();
     for s in sites {
-        p.check(
-            set.iter().any(|r| r.ends_with(&format!("/{}", s.group()))),
-            format!("SetDesiredCapacity not granted on {}", s.group()),
-        );
+        let granted = set.iter().any(|r| r.ends_with(&format!("/{}", s.group())));
+        p.check(granted, format!("SetDesiredCapacity not granted on {}", s.group()));
     }
 }
 
@@ -394,7 +392,8 @@ fn cross_check(mut t: [Template; 4], sites: &[Site]) -> Vec<String> {
     burst_groups(&t[0], sites, &mut p);
     weighted_records(&t[1], sites, &mut p);
     coordination(&t[2], sites, &mut p);
-    iam(&t[3], &t[2], sites, &mut p);
+    iam_names(&t[3], &t[2], sites, &mut p);
+    iam_grants(&t[3], sites, &mut p);
     p.0
 }
 
