@@ -99,19 +99,35 @@ async fn ready_while_the_primary_serves_503_when_it_is_down_and_never_proxied() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_from_sigterm_while_the_listener_still_serves_then_drains() {
     let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
-    let mut sw = Spillway::start(&config(&onprem, &cloud, r#"drain_delay = "3s""#, "")).await;
+    let mut sw = Spillway::start(&config(&onprem, &cloud, r#"drain_delay = "2s""#, "")).await;
     eventually(Duration::from_secs(5), "ready", || async { status_of(&sw).await.0 == 200 }).await;
+    let host = vec![("host", "www.sportchat.test".to_string())];
+    let slow = sw.url("web", "/slow?delay_ms=4000");
+    let in_flight = tokio::spawn({
+        let host = host.clone();
+        async move { request(Method::GET, &slow, host, &[]).await }
+    });
+    eventually(Duration::from_secs(5), "the slow request reached the origin", || async { onprem.in_flight() == 1 })
+        .await;
     sw.signal("TERM");
     eventually(Duration::from_secs(2), "503 once shutdown began", || async { status_of(&sw).await.0 == 503 }).await;
     assert_eq!(status_of(&sw).await.1, "not ready: shutting down\n");
     let admin = support::get(&sw.admin_url("/readyz")).await.unwrap();
     assert_eq!(admin.status, 503, "the admin /readyz agrees");
-    let page =
-        request(Method::GET, &sw.url("web", "/page"), vec![("host", "www.sportchat.test".into())], &[]).await.unwrap();
+    let page = request(Method::GET, &sw.url("web", "/page"), host, &[]).await.unwrap();
     assert_eq!((page.status, page.origin()), (200, Some("onprem")), "still serving during drain_delay");
+    // Then the drain: no new connection (a health checker sees it refused),
+    // while the request in flight finishes.
+    let web = sw.addr("web");
+    eventually(Duration::from_secs(4), "stopped accepting after the delay", || async {
+        tokio::net::TcpStream::connect(web).await.is_err()
+    })
+    .await;
+    let slow = in_flight.await.unwrap().expect("the request in flight completes");
+    assert_eq!((slow.status, slow.origin()), (200, Some("onprem")));
     let status = sw.wait_exit(Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0), "drained and exited: {status}");
-    assert_eq!(onprem.hits() + cloud.hits(), 1);
+    assert_eq!(onprem.hits() + cloud.hits(), 2, "/slow and /page only");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
