@@ -57,6 +57,8 @@ pub(crate) struct ConnInfo {
     pub(crate) tunnels: Arc<tokio::sync::Semaphore>,
     pub(crate) tunnel_idle_timeout: Duration,
     pub(crate) send_timeout: Duration,
+    /// The listener's `readiness_path` (shared, not copied).
+    pub(crate) readiness_path: Option<Arc<str>>,
     _hold: Hold,
 }
 
@@ -115,6 +117,7 @@ impl ConnInfo {
             tunnels,
             tunnel_idle_timeout: listener.tunnel_idle_timeout,
             send_timeout: listener.client_send_timeout,
+            readiness_path: listener.readiness_path.clone(),
             _hold: hold,
         }
     }
