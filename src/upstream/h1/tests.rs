@@ -206,3 +206,17 @@ fn a_length_beside_transfer_encoding_is_not_passed_on() {
     let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n");
     assert!(parse_response_head(&mut buf, &Method::GET).is_err(), "a coding Spillway does not decode");
 }
+
+#[test]
+fn a_head_at_the_size_limit_keeps_every_value_whole() {
+    // Offsets into the head are kept as u16: the last header of a head just
+    // under 64 KiB must come out intact.
+    let filler = "f".repeat(MAX_RESPONSE_HEAD - 200);
+    let raw = format!("HTTP/1.1 200 OK\r\nX-Filler: {filler}\r\nX-Last: tail-value\r\nContent-Length: 0\r\n\r\n");
+    assert!(raw.len() <= MAX_RESPONSE_HEAD && raw.len() > u16::MAX as usize - 300, "{}", raw.len());
+    let head = parse(&raw, Method::GET).unwrap().unwrap();
+    assert_eq!(head.headers["x-filler"].as_bytes(), filler.as_bytes());
+    assert_eq!(head.headers["x-last"], "tail-value");
+    let over = format!("HTTP/1.1 200 OK\r\nX-Filler: {}\r\n\r\n", "f".repeat(MAX_RESPONSE_HEAD));
+    assert_eq!(parse(&over, Method::GET).unwrap_err(), WireError::HeadTooLarge);
+}
