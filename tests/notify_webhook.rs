@@ -48,6 +48,10 @@ fn has(events: &Events, kind: &str, field: &str, value: &str) -> bool {
     events.lock().unwrap().iter().any(|e| e["kind"] == kind && e["details"][field] == value)
 }
 
+fn first(events: &Events, kind: &str) -> serde_json::Value {
+    events.lock().unwrap().iter().find(|e| e["kind"] == kind).cloned().unwrap()
+}
+
 fn config(webhook: SocketAddr, onprem: &str, cloud: &Origin) -> String {
     format!(
         "{ADMIN}\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n\
@@ -68,20 +72,21 @@ async fn disaster_recovery_and_a_failed_reload_are_notified() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let sw = Spillway::start(&config(hook, &dead.to_string(), &cloud)).await;
     eventually(Duration::from_secs(10), "a DR notification", || async {
-        has(&events, "pool_mode_changed", "to", "disaster_recovery")
+        has(&events, "dr", "to", "disaster_recovery")
     })
     .await;
-    let dr = events.lock().unwrap().iter().find(|e| e["kind"] == "pool_mode_changed").cloned().unwrap();
-    assert_eq!(dr["severity"], "critical");
+    let dr = first(&events, "dr");
+    assert_eq!((&dr["severity"], &dr["action"]), (&"critical".into(), &"trigger".into()));
     assert_eq!(dr["details"]["pool"], "onprem");
+    assert_eq!(dr["dedup_key"], "spillway/local/dr/onprem");
 
     sw.write_config("[[listener]]\nname = broken");
     eventually(Duration::from_secs(10), "a reload-failure notification", || async {
-        events.lock().unwrap().iter().any(|e| e["kind"] == "config_reload_failed")
+        events.lock().unwrap().iter().any(|e| e["kind"] == "reload_failed")
     })
     .await;
-    let failed = events.lock().unwrap().iter().find(|e| e["kind"] == "config_reload_failed").cloned().unwrap();
-    assert_eq!(failed["severity"], "error");
+    let failed = first(&events, "reload_failed");
+    assert_eq!((&failed["severity"], &failed["action"]), (&"error".into(), &"trigger".into()));
     assert!(failed["details"]["error"].as_str().unwrap().contains("line"), "{failed}");
 }
 

@@ -6,6 +6,7 @@
 pub(crate) mod activation;
 pub(crate) mod admin;
 pub mod control;
+pub(crate) mod events;
 pub(crate) mod reload;
 pub(crate) mod server;
 pub(crate) mod ticker;
@@ -55,6 +56,7 @@ async fn start_controllers(server: &Arc<Server>, config: &config::Config, apis: 
     tracing::info!(scale = config.scale.is_some(), dns = config.dns.is_some(), "AWS controllers started");
     *lock(&server.control.capacity) = Some(handle.cloud_capacity());
     *lock(&server.control.handle) = Some(handle);
+    tokio::spawn(events::watch(server.clone()));
 }
 
 /// A started Spillway: listeners bound, probes and reload triggers running.
