@@ -5,6 +5,7 @@
 
 pub(crate) mod activation;
 pub(crate) mod admin;
+pub(crate) mod cloudwatch;
 pub mod control;
 pub(crate) mod events;
 pub(crate) mod reload;
@@ -104,6 +105,7 @@ pub(crate) async fn start_with(
         admin::start(admin, admin_cfg).await.map_err(|source| StartError::Admin { addr: admin_cfg, source })?;
     println!("listening admin {admin_addr}");
     start_controllers(&server, &loaded.config, apis).await;
+    cloudwatch::start(&server, &loaded.config);
     let (tx, mut rx) = mpsc::channel::<Trigger>(8);
     let watcher = reload::watch_file(&loaded.path, Duration::from_millis(300), tx.clone())
         .map_err(|e| StartError::Watch(e.to_string()))?;

@@ -98,6 +98,11 @@ catalog! {
         "Notifications dropped because a queue was full (sink=queue: the dispatcher's).";
     NOTIFICATIONS_SUPPRESSED: Counter "spillway_notifications_suppressed_total" ["sink", "reason"]
         "Notifications a sink did not send: below_severity, rate_limited, not_triggered, not_an_episode.";
+    // CloudWatch.
+    CLOUDWATCH_DATUMS: Counter "spillway_cloudwatch_datums_total" []
+        "Metric datums CloudWatch accepted (PutMetricData).";
+    CLOUDWATCH_FAILURES: Counter "spillway_cloudwatch_failures_total" []
+        "PutMetricData batches given up after retries (their datums are dropped).";
     // AWS controllers.
     AWS_ERRORS: Counter "spillway_aws_errors_total" ["api", "kind"]
         "Failed AWS API calls, by API and kind of error (throttled, timeout, ...).";
