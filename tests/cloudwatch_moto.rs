@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use http::Method;
-use moto::{sdk_config, Moto};
+use moto::{sdk_config, Moto, ThrottleProxy};
 use support::{Origin, Spillway, ADMIN};
 
 const NAMES: [&str; 7] = [
@@ -106,6 +106,45 @@ async fn a_spill_episode_reaches_cloudwatch_with_the_site_dimension() {
     }
     assert!(!names.contains(&"ReplicaLagSeconds"), "no cloud endpoint reports lag: nothing published");
     assert!(sw.metric("spillway_cloudwatch_datums_total").await > 0.0);
+}
+
+/// CloudWatch throttles every call: the proxy keeps serving, each batch is
+/// retried a bounded number of times and then dropped and counted; when the
+/// throttling ends, datums flow again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_costs_datapoints_never_the_data_plane() {
+    let moto = Moto::start().await;
+    let throttle = ThrottleProxy::start(moto.addr).await;
+    throttle.set_throttling(true);
+    let origin = Origin::start("onprem").await;
+    let config = format!(
+        "{}\n[notify.cloudwatch]\nnamespace = \"Spillway/Test\"\ninterval = \"1s\"\n",
+        support::simple_config(&[&origin], "", "").replace("[runtime]\n", "[runtime]\nsite = \"dc1\"\n")
+    );
+    let env = [
+        ("AWS_ENDPOINT_URL_CLOUDWATCH", throttle.url()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    let sw = Spillway::start_in_env(tempfile::tempdir().unwrap(), &config, &env).await;
+    let url = sw.url("web", "/");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sw.metric("spillway_cloudwatch_failures_total").await < 1.0 {
+        let resp = support::get(&url).await.expect("the proxy answers while CloudWatch throttles");
+        assert_eq!(resp.status, 200);
+        assert!(tokio::time::Instant::now() < deadline, "no batch was given up; log:\n{}", sw.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sw.metric("spillway_aws_errors_total").await >= 4.0, "every attempt counted");
+    assert_eq!(sw.metric("spillway_cloudwatch_datums_total").await, 0.0);
+    assert!(sw.log().contains("CloudWatch batch dropped"), "{}", sw.log());
+    throttle.set_throttling(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sw.metric("spillway_cloudwatch_datums_total").await == 0.0 {
+        assert!(tokio::time::Instant::now() < deadline, "datums did not flow again; log:\n{}", sw.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

@@ -1,6 +1,9 @@
-//! Mode changes and failed reloads reach the `[notify] webhook`: a real
-//! HTTP receiver on loopback collects what the binary POSTs.
+//! Mode changes, failed reloads and a failing controller reach the
+//! `[notify] webhook`: a real HTTP receiver on loopback collects what the
+//! binary POSTs.
 
+#[path = "support/moto.rs"]
+mod moto;
 mod support;
 
 use std::convert::Infallible;
@@ -88,6 +91,51 @@ async fn disaster_recovery_and_a_failed_reload_are_notified() {
     let failed = first(&events, "reload_failed");
     assert_eq!((&failed["severity"], &failed["action"]), (&"error".into(), &"trigger".into()));
     assert!(failed["details"]["error"].as_str().unwrap().contains("line"), "{failed}");
+}
+
+/// The scale controller's AWS calls are throttled (moto behind a proxy that
+/// answers `Throttling`): after `controller_failing_after` failed ticks one
+/// `controller_failing` trigger; once the throttling ends, its resolve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_controller_is_notified_once_and_resolved() {
+    let (hook, events) = receiver().await;
+    let moto = moto::Moto::start().await;
+    moto::create_group(&moto::sdk_config(&moto.url()).await, "burst", 1, 0, 4).await;
+    let throttle = moto::ThrottleProxy::start(moto.addr).await;
+    throttle.set_throttling(true);
+    let origin = Origin::start("app").await;
+    let config = format!(
+        "{}\n[scale]\nauto_scaling_group = \"burst\"\nper_instance_rps = 50\nmin = 0\nmax = 4\ninterval = \"200ms\"\n\n\
+         [notify]\nwebhook = \"http://{hook}/hook\"\nresolve_after = \"0s\"\ncontroller_failing_after = 2\n",
+        support::simple_config(&[&origin], "", "")
+    );
+    let env = [
+        ("AWS_ENDPOINT_URL", throttle.url()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    let sw = support::Spillway::start_in_env(tempfile::tempdir().unwrap(), &config, &env).await;
+    let failing = |action: &'static str| {
+        let events = events.clone();
+        move || {
+            let n = events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e["kind"] == "controller_failing" && e["action"] == action)
+                .count();
+            async move { n > 0 }
+        }
+    };
+    eventually(Duration::from_secs(30), "a controller_failing trigger", failing("trigger")).await;
+    let trigger = first(&events, "controller_failing");
+    assert_eq!((&trigger["subject"], &trigger["severity"]), (&"scale".into(), &"error".into()));
+    assert!(trigger["details"]["last_error"].as_str().is_some_and(|e| e.contains("hrottl")), "{trigger}");
+    throttle.set_throttling(false);
+    eventually(Duration::from_secs(60), "its resolve", failing("resolve")).await;
+    let n = events.lock().unwrap().iter().filter(|e| e["kind"] == "controller_failing").count();
+    assert_eq!(n, 2, "one trigger, one resolve; log:\n{}", sw.log());
 }
 
 #[tokio::test]

@@ -172,4 +172,50 @@ mod tests {
         assert!(is_region("us-east-1") && is_region("us-gov-west-1") && is_region("ap-southeast-4"));
         assert!(!is_region("us-east") && !is_region("US-EAST-1") && !is_region("") && !is_region("us--1"));
     }
+
+    fn problems(notify: &str) -> Vec<String> {
+        let text = format!(
+            "[[listener]]\nname='l'\nlisten='127.0.0.1:0'\n[pools.p]\nendpoints=['127.0.0.1:1']\n[[route]]\nprimary='p'\n{notify}"
+        );
+        match crate::config::from_str(&text, "t.toml".as_ref(), ".".as_ref()) {
+            Ok(_) => Vec::new(),
+            Err(crate::config::ConfigError::Invalid { problems, .. }) => problems.into_iter().map(|p| p.key).collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn limits_severities_and_cloudwatch_bounds_are_checked() {
+        assert!(problems("[notify]\nresolve_after = '0s'\nburst = 1\n[notify.cloudwatch]\n").is_empty());
+        assert_eq!(problems("[notify]\nburst = 0"), ["notify.burst"]);
+        assert_eq!(problems("[notify]\nrefill_every = '0s'"), ["notify.refill_every"]);
+        assert_eq!(problems("[notify]\ncontroller_failing_after = 0"), ["notify.controller_failing_after"]);
+        let pd = "[notify.pagerduty]\nrouting_key_file = 'nowhere.key'\nmin_severity = 'loud'\nurl = 'ftp://x/'";
+        assert_eq!(
+            problems(pd),
+            ["notify.pagerduty.routing_key_file", "notify.pagerduty.url", "notify.pagerduty.min_severity"]
+        );
+        assert_eq!(problems("[notify.cloudwatch]\ninterval = '500ms'"), ["notify.cloudwatch.interval"]);
+        assert_eq!(problems("[notify.cloudwatch]\ninterval = '2h'"), ["notify.cloudwatch.interval"]);
+        assert_eq!(problems("[notify.cloudwatch]\nregion = 'moon'"), ["notify.cloudwatch.region"]);
+        assert_eq!(problems("[notify.cloudwatch]\nnamespace = ''"), ["notify.cloudwatch.namespace"]);
+    }
+
+    #[test]
+    fn a_routing_key_file_holds_one_key_and_it_is_never_shown() {
+        let dir = std::env::temp_dir().join(format!("spillway-pd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = "0123456789abcdef0123456789ABCDEF";
+        std::fs::write(dir.join("pd.key"), format!("{key}\n")).unwrap();
+        let text = "[[listener]]\nname='l'\nlisten='127.0.0.1:0'\n[pools.p]\nendpoints=['127.0.0.1:1']\n[[route]]\nprimary='p'\n[notify.pagerduty]\nrouting_key_file='pd.key'";
+        let loaded = crate::config::from_str(text, "t.toml".as_ref(), &dir).unwrap();
+        let pd = loaded.config.notify.pagerduty.unwrap();
+        assert_eq!(pd.routing_key.0, key);
+        assert_eq!(pd.min_severity, Severity::Warning);
+        assert!(!format!("{pd:?}").contains(key), "Debug redacts the key");
+        std::fs::write(dir.join("pd.key"), "not-a-key-but-32-characters-long").unwrap();
+        let err = crate::config::from_str(text, "t.toml".as_ref(), &dir).unwrap_err().to_string();
+        assert!(err.contains("32 letters and digits") && !err.contains("not-a-key"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -238,3 +238,48 @@ where
     metrics::counter!(catalog::NOTIFICATIONS_FAILED, "sink" => sink).increment(1);
     tracing::warn!(sink, kind = event.kind.as_str(), "notification given up");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn event() -> Event {
+        Event::trigger(Kind::Dr, Severity::Critical, "onprem", "dr".into(), SystemTime::UNIX_EPOCH)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retryable_failures_back_off_and_are_bounded() {
+        let calls = AtomicU32::new(0);
+        let start = Instant::now();
+        with_retries("test", &event(), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(Failure::Retry("503".into()))
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), ATTEMPTS);
+        // 0.5 + 1 + 2 + 4 s between five attempts.
+        assert_eq!(start.elapsed(), Duration::from_millis(7500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_not_retried_and_a_late_success_counts() {
+        let calls = AtomicU32::new(0);
+        with_retries("test", &event(), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(Failure::GiveUp("400 invalid event".into()))
+        })
+        .await;
+        assert_eq!(calls.swap(0, Ordering::SeqCst), 1);
+        with_retries("test", &event(), || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(Failure::Retry("429".into())),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+}
