@@ -254,14 +254,17 @@ pub struct NotifyConfig {
 }
 
 impl Default for NotifyConfig {
+    /// What an absent `[notify]` means (the defaults of `raw.rs`).
     fn default() -> Self {
+        use super::raw::{DEFAULT_CONTROLLER_FAILING_AFTER, DEFAULT_NOTIFY_BURST};
+        let dur = |text| super::duration::parse(text).expect("default duration parses");
         NotifyConfig {
             sns_topic_arn: None,
             webhook: None,
-            resolve_after: Duration::from_secs(60),
-            burst: 10,
-            refill_every: Duration::from_secs(60),
-            controller_failing_after: 3,
+            resolve_after: dur(super::raw::DEFAULT_RESOLVE_AFTER),
+            burst: DEFAULT_NOTIFY_BURST,
+            refill_every: dur(super::raw::DEFAULT_NOTIFY_REFILL_EVERY),
+            controller_failing_after: DEFAULT_CONTROLLER_FAILING_AFTER,
             pagerduty: None,
             cloudwatch: None,
         }
