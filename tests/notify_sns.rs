@@ -123,6 +123,37 @@ async fn events_reach_sqs_through_sns_with_filterable_attributes() {
     assert!(sw.metric("spillway_notifications_sent_total").await >= 2.0);
 }
 
+/// SNS unreachable: the event is retried a bounded number of times, then
+/// given up and counted; the proxy answers all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_sns_is_given_up_and_counted() {
+    let onprem = Origin::start("onprem").await;
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = format!(
+        "{}\n[notify]\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:events\"\n",
+        support::simple_config(&[&onprem], "", "")
+    );
+    let env = [
+        ("AWS_ENDPOINT_URL_SNS", format!("http://{nobody}")),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    let sw = Spillway::start_in_env(tempfile::tempdir().unwrap(), &config, &env).await;
+    // A failed reload is the event.
+    sw.write_config("[[listener]]\nname = broken");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sw.metric("spillway_notifications_failed_total").await < 1.0 {
+        let resp = support::get(&sw.url("web", "/")).await.expect("the proxy answers while SNS is down");
+        assert_eq!(resp.status, 200);
+        assert!(tokio::time::Instant::now() < deadline, "the event was not given up; log:\n{}", sw.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sw.metric("spillway_aws_errors_total").await >= 4.0, "each attempt counted");
+    assert_eq!(sw.metric("spillway_notifications_sent_total").await, 0.0);
+    assert!(sw.log().contains("SNS notification given up"), "{}", sw.log());
+}
+
 #[tokio::test]
 async fn check_refuses_a_topic_arn_aws_would_refuse() {
     let dir = tempfile::tempdir().unwrap();
