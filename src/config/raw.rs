@@ -44,6 +44,9 @@ pub(crate) const DEFAULT_CONTROLLER_FAILING_AFTER: u32 = 3;
 pub(crate) const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 pub(crate) const DEFAULT_CLOUDWATCH_NAMESPACE: &str = "Spillway";
 pub(crate) const DEFAULT_CLOUDWATCH_INTERVAL: &str = "60s";
+pub(crate) const DEFAULT_DRAIN_DELAY: &str = "0s";
+/// Where each listener answers readiness itself (Route 53 health checks).
+pub(crate) const DEFAULT_READINESS_PATH: &str = "/.spillway/ready";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +75,8 @@ pub(crate) struct RawRuntime {
     /// 0 or absent: one worker per core.
     pub(crate) worker_threads: Option<usize>,
     pub(crate) drain_timeout: Option<Dur>,
+    /// How long readiness answers 503 before the drain starts.
+    pub(crate) drain_delay: Option<Dur>,
     /// This datacenter's name (coordination, notifications, CloudWatch).
     pub(crate) site: Option<String>,
 }
@@ -109,6 +114,8 @@ pub(crate) struct RawListener {
     pub(crate) max_cancelled_streams: Option<u32>,
     pub(crate) max_tunnels: Option<usize>,
     pub(crate) tunnel_idle_timeout: Option<Dur>,
+    /// Path Spillway answers itself with its readiness; "" disables it.
+    pub(crate) readiness_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +278,8 @@ pub(crate) struct RawDnsTarget {
     pub(crate) value: Option<String>,
     /// Or an alias to an AWS resource such as an ELB.
     pub(crate) alias: Option<RawAlias>,
+    /// The Route 53 health check the record carries (a UUID).
+    pub(crate) health_check_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
