@@ -10,13 +10,14 @@
 //! a key that is not open goes nowhere.
 //!
 //! [`SinkGate`] (one per sink) applies the sink's severity floor and its
-//! token bucket (`burst` at once, one more every `refill_every`) to triggers
-//! and informational events. A resolve spends no token and goes out exactly
+//! token buckets (`burst` at once, one more every `refill_every`; one bucket
+//! for triggers, one for informational events) to triggers and
+//! informational events. A resolve spends no token and goes out exactly
 //! when this sink sent the trigger it ends: so ten flaps cost at most `burst`
 //! triggers, and every trigger sent is followed by its resolve (no orphan).
 //!
 //! Invariants: `open` and `sent` hold only keys whose trigger went out;
-//! `0 ≤ tokens ≤ burst`.
+//! `0 ≤ tokens ≤ burst` in each bucket.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -142,55 +143,18 @@ impl Suppressed {
     }
 }
 
-/// What one sink may send: severity floor, token bucket, and the triggers it sent.
+/// A token bucket: `burst` at once, one more every `refill_every`.
 #[derive(Debug)]
-pub(crate) struct SinkGate {
-    min_severity: Severity,
-    episodes_only: bool,
-    burst: f64,
-    refill_every: Duration,
+struct Bucket {
     tokens: f64,
     last: Option<Instant>,
-    sent: HashSet<Key>,
 }
 
-impl SinkGate {
-    pub(crate) fn new(min_severity: Severity, episodes_only: bool, burst: u32, refill_every: Duration) -> Self {
-        debug_assert!(burst >= 1 && !refill_every.is_zero());
-        let burst = f64::from(burst.max(1));
-        Self { min_severity, episodes_only, burst, refill_every, tokens: burst, last: None, sent: HashSet::new() }
-    }
-
-    /// A reload's new limits; the triggers sent are kept (their resolves are owed).
-    pub(crate) fn reconfigure(&mut self, min_severity: Severity, burst: u32, refill_every: Duration) {
-        self.min_severity = min_severity;
-        self.burst = f64::from(burst.max(1));
-        self.refill_every = refill_every.max(Duration::from_millis(1));
-        self.tokens = self.tokens.min(self.burst);
-    }
-
-    /// Whether this sink sends `event` at `now`; a send is recorded.
-    pub(crate) fn admit(&mut self, event: &Event, now: Instant) -> Result<(), Suppressed> {
-        match event.action {
-            Action::Resolve => self.sent.remove(&key(event)).then_some(()).ok_or(Suppressed::NotTriggered),
-            Action::Info if self.episodes_only => Err(Suppressed::NotAnEpisode),
-            Action::Info | Action::Trigger => {
-                if event.severity < self.min_severity {
-                    return Err(Suppressed::BelowSeverity);
-                }
-                self.take(now)?;
-                if event.action == Action::Trigger {
-                    self.sent.insert(key(event));
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> Result<(), Suppressed> {
+impl Bucket {
+    fn take(&mut self, burst: f64, refill_every: Duration, now: Instant) -> Result<(), Suppressed> {
         if let Some(last) = self.last {
-            let earned = now.saturating_duration_since(last).as_secs_f64() / self.refill_every.as_secs_f64();
-            self.tokens = (self.tokens + earned).min(self.burst);
+            let earned = now.saturating_duration_since(last).as_secs_f64() / refill_every.as_secs_f64();
+            self.tokens = (self.tokens + earned).min(burst);
         }
         self.last = Some(now);
         if self.tokens < 1.0 {
@@ -198,6 +162,55 @@ impl SinkGate {
         }
         self.tokens -= 1.0;
         Ok(())
+    }
+}
+
+/// What one sink may send: severity floor, token buckets (one for triggers,
+/// one for informational events, so a run of scale actions never uses up a
+/// DR page), and the triggers it sent.
+#[derive(Debug)]
+pub(crate) struct SinkGate {
+    min_severity: Severity,
+    episodes_only: bool,
+    burst: f64,
+    refill_every: Duration,
+    triggers: Bucket,
+    infos: Bucket,
+    sent: HashSet<Key>,
+}
+
+impl SinkGate {
+    pub(crate) fn new(min_severity: Severity, episodes_only: bool, burst: u32, refill_every: Duration) -> Self {
+        debug_assert!(burst >= 1 && !refill_every.is_zero());
+        let burst = f64::from(burst.max(1));
+        let full = || Bucket { tokens: burst, last: None };
+        Self { min_severity, episodes_only, burst, refill_every, triggers: full(), infos: full(), sent: HashSet::new() }
+    }
+
+    /// A reload's new limits; the triggers sent are kept (their resolves are owed).
+    pub(crate) fn reconfigure(&mut self, min_severity: Severity, burst: u32, refill_every: Duration) {
+        self.min_severity = min_severity;
+        self.burst = f64::from(burst.max(1));
+        self.refill_every = refill_every.max(Duration::from_millis(1));
+        for b in [&mut self.triggers, &mut self.infos] {
+            b.tokens = b.tokens.min(self.burst);
+        }
+    }
+
+    /// Whether this sink sends `event` at `now`; a send is recorded.
+    pub(crate) fn admit(&mut self, event: &Event, now: Instant) -> Result<(), Suppressed> {
+        let (burst, every) = (self.burst, self.refill_every);
+        match event.action {
+            Action::Resolve => self.sent.remove(&key(event)).then_some(()).ok_or(Suppressed::NotTriggered),
+            Action::Info if self.episodes_only => Err(Suppressed::NotAnEpisode),
+            _ if event.severity < self.min_severity => Err(Suppressed::BelowSeverity),
+            Action::Info => self.infos.take(burst, every, now),
+            Action::Trigger => {
+                self.triggers.take(burst, every, now)?;
+                self.sent.insert(key(event));
+                Ok(())
+            }
+        }
     }
 }
 

@@ -105,6 +105,19 @@ fn tokens_refill_and_the_floor_filters() {
 }
 
 #[test]
+fn informational_events_never_use_up_a_page() {
+    let t0 = Instant::now();
+    let mut gate = SinkGate::new(Severity::Info, false, 2, Duration::from_secs(60));
+    let info = Event::info(Kind::ScaleAction, "scale", "desired 4".into(), SystemTime::UNIX_EPOCH);
+    assert_eq!(gate.admit(&info, t0), Ok(()));
+    assert_eq!(gate.admit(&info, t0), Ok(()));
+    assert_eq!(gate.admit(&info, t0), Err(Suppressed::RateLimited));
+    assert_eq!(gate.admit(&on("a"), t0), Ok(()), "the trigger bucket is full");
+    assert_eq!(gate.admit(&on("b"), t0), Ok(()));
+    assert_eq!(gate.admit(&on("c"), t0), Err(Suppressed::RateLimited));
+}
+
+#[test]
 fn a_reload_keeps_the_resolves_owed() {
     let t0 = Instant::now();
     let mut gate = SinkGate::new(Severity::Warning, true, 5, Duration::from_secs(10));
