@@ -25,5 +25,11 @@ COPY --from=build /spillway /usr/local/bin/spillway
 USER nonroot:nonroot
 EXPOSE 8080 8443
 STOPSIGNAL SIGTERM
+# The image has no shell, curl or wget: the binary asks its own admin
+# /healthz (std TCP, 3 s timeout; exit 0 on 200). With [admin] token_file set,
+# add "--token-file", "/etc/spillway/admin.token"; with another admin
+# address, "--admin", "ADDR".
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["/usr/local/bin/spillway", "healthcheck", "--admin", "127.0.0.1:9901"]
 ENTRYPOINT ["/usr/local/bin/spillway"]
 CMD ["run", "--config", "/etc/spillway/spillway.toml"]

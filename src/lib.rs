@@ -11,6 +11,7 @@ pub mod app;
 pub mod aws;
 pub mod burst;
 pub(crate) mod clock;
+pub(crate) mod cloudwatch;
 pub mod config;
 pub mod control;
 pub mod demo;

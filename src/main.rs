@@ -1,4 +1,4 @@
-//! The `spillway` command: `run`, `check`, `--version`.
+//! The `spillway` command: `run`, `check`, `demo`, `healthcheck`, `--version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,12 +41,31 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Ask a running Spillway's admin `/healthz` (a container HEALTHCHECK): 0 on 200, 1 otherwise.
+    Healthcheck {
+        /// The admin listener (`[admin] listen`).
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: std::net::SocketAddr,
+        /// The admin token file, when `[admin] token_file` is set.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Healthcheck { admin, token_file, timeout } => match healthcheck(admin, token_file, timeout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spillway healthcheck: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo { duration, peak_rps, listen } => match demo(duration, peak_rps, listen) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -78,6 +97,28 @@ fn demo(duration: Duration, peak_rps: Option<f64>, listen: Option<std::net::Sock
         spillway::demo::run(opts, metrics).await?;
         anyhow::Ok(())
     })
+}
+
+/// `GET /healthz` over plain TCP with std only (the image has no shell or
+/// curl): succeeds on a `200` status line within `timeout`.
+fn healthcheck(admin: std::net::SocketAddr, token_file: Option<PathBuf>, timeout: Duration) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let token = match token_file {
+        Some(p) => Some(std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    let auth = token.map(|t| format!("Authorization: Bearer {}\r\n", t.trim())).unwrap_or_default();
+    let mut tcp =
+        std::net::TcpStream::connect_timeout(&admin, timeout).with_context(|| format!("connecting to {admin}"))?;
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))?;
+    write!(tcp, "GET /healthz HTTP/1.0\r\nHost: {admin}\r\n{auth}\r\n")?;
+    let mut head = Vec::new();
+    tcp.take(64).read_to_end(&mut head).context("reading the answer")?;
+    let line = String::from_utf8_lossy(&head);
+    let status = line.split_whitespace().nth(1).unwrap_or("none");
+    anyhow::ensure!(status == "200", "{admin} /healthz answered {status}");
+    Ok(())
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

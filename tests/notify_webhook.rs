@@ -1,6 +1,9 @@
-//! Mode changes and failed reloads reach the `[notify] webhook`: a real
-//! HTTP receiver on loopback collects what the binary POSTs.
+//! Mode changes, failed reloads and a failing controller reach the
+//! `[notify] webhook`: a real HTTP receiver on loopback collects what the
+//! binary POSTs.
 
+#[path = "support/moto.rs"]
+mod moto;
 mod support;
 
 use std::convert::Infallible;
@@ -48,6 +51,10 @@ fn has(events: &Events, kind: &str, field: &str, value: &str) -> bool {
     events.lock().unwrap().iter().any(|e| e["kind"] == kind && e["details"][field] == value)
 }
 
+fn first(events: &Events, kind: &str) -> serde_json::Value {
+    events.lock().unwrap().iter().find(|e| e["kind"] == kind).cloned().unwrap()
+}
+
 fn config(webhook: SocketAddr, onprem: &str, cloud: &Origin) -> String {
     format!(
         "{ADMIN}\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n\
@@ -68,21 +75,67 @@ async fn disaster_recovery_and_a_failed_reload_are_notified() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let sw = Spillway::start(&config(hook, &dead.to_string(), &cloud)).await;
     eventually(Duration::from_secs(10), "a DR notification", || async {
-        has(&events, "pool_mode_changed", "to", "disaster_recovery")
+        has(&events, "dr", "to", "disaster_recovery")
     })
     .await;
-    let dr = events.lock().unwrap().iter().find(|e| e["kind"] == "pool_mode_changed").cloned().unwrap();
-    assert_eq!(dr["severity"], "critical");
+    let dr = first(&events, "dr");
+    assert_eq!((&dr["severity"], &dr["action"]), (&"critical".into(), &"trigger".into()));
     assert_eq!(dr["details"]["pool"], "onprem");
+    assert_eq!(dr["dedup_key"], "spillway/local/dr/onprem");
 
     sw.write_config("[[listener]]\nname = broken");
     eventually(Duration::from_secs(10), "a reload-failure notification", || async {
-        events.lock().unwrap().iter().any(|e| e["kind"] == "config_reload_failed")
+        events.lock().unwrap().iter().any(|e| e["kind"] == "reload_failed")
     })
     .await;
-    let failed = events.lock().unwrap().iter().find(|e| e["kind"] == "config_reload_failed").cloned().unwrap();
-    assert_eq!(failed["severity"], "error");
+    let failed = first(&events, "reload_failed");
+    assert_eq!((&failed["severity"], &failed["action"]), (&"error".into(), &"trigger".into()));
     assert!(failed["details"]["error"].as_str().unwrap().contains("line"), "{failed}");
+}
+
+/// The scale controller's AWS calls are throttled (moto behind a proxy that
+/// answers `Throttling`): after `controller_failing_after` failed ticks one
+/// `controller_failing` trigger; once the throttling ends, its resolve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_controller_is_notified_once_and_resolved() {
+    let (hook, events) = receiver().await;
+    let moto = moto::Moto::start().await;
+    moto::create_group(&moto::sdk_config(&moto.url()).await, "burst", 1, 0, 4).await;
+    let throttle = moto::ThrottleProxy::start(moto.addr).await;
+    throttle.set_throttling(true);
+    let origin = Origin::start("app").await;
+    let config = format!(
+        "{}\n[scale]\nauto_scaling_group = \"burst\"\nper_instance_rps = 50\nmin = 0\nmax = 4\ninterval = \"200ms\"\n\n\
+         [notify]\nwebhook = \"http://{hook}/hook\"\nresolve_after = \"0s\"\ncontroller_failing_after = 2\n",
+        support::simple_config(&[&origin], "", "")
+    );
+    let env = [
+        ("AWS_ENDPOINT_URL", throttle.url()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    let sw = support::Spillway::start_in_env(tempfile::tempdir().unwrap(), &config, &env).await;
+    let failing = |action: &'static str| {
+        let events = events.clone();
+        move || {
+            let n = events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e["kind"] == "controller_failing" && e["action"] == action)
+                .count();
+            async move { n > 0 }
+        }
+    };
+    eventually(Duration::from_secs(30), "a controller_failing trigger", failing("trigger")).await;
+    let trigger = first(&events, "controller_failing");
+    assert_eq!((&trigger["subject"], &trigger["severity"]), (&"scale".into(), &"error".into()));
+    assert!(trigger["details"]["last_error"].as_str().is_some_and(|e| e.contains("hrottl")), "{trigger}");
+    throttle.set_throttling(false);
+    eventually(Duration::from_secs(60), "its resolve", failing("resolve")).await;
+    let n = events.lock().unwrap().iter().filter(|e| e["kind"] == "controller_failing").count();
+    assert_eq!(n, 2, "one trigger, one resolve; log:\n{}", sw.log());
 }
 
 #[tokio::test]

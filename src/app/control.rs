@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::aws::{self, ClientOptions};
-use crate::control::runner::Runner;
+use crate::control::runner::{LoopStatus, Report, Runner};
 use crate::control::ControlInputs;
 use crate::dns::{DnsApi, DnsController, DnsStatus, Route53Api};
 use crate::scale::{AutoScalingApi, CloudCapacity, ScaleController, ScaleStatus, ScalingApi};
@@ -29,6 +29,11 @@ impl ControlHandle {
         let scale = lock(&self.scale).to_json(now);
         let dns = lock(&self.dns).to_json(now);
         json!({ "scale": scale, "dns": dns })
+    }
+
+    /// What the notification watcher compares between two looks.
+    pub(crate) fn observe(&self) -> [LoopView; 2] {
+        [view("scale", &lock(&self.scale), "last_action"), view("dns", &lock(&self.dns), "last_change")]
     }
 
     /// Warm cloud capacity as last read from the group (for the gate).
@@ -72,4 +77,23 @@ pub(crate) fn start_with_apis(
     let scale = Runner::new(scale, inputs.scale, inputs.shutdown);
     let (scale_status, dns_status) = (scale.status(), dns.status());
     ControlHandle { scale: scale_status, dns: dns_status, capacity, tasks: vec![scale.spawn(), dns.spawn()] }
+}
+
+/// One controller loop as the notification watcher sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct LoopView {
+    pub(crate) name: &'static str,
+    pub(crate) failures: u32,
+    pub(crate) last_error: Option<String>,
+    /// The last action taken, as `/status` shows it (`last_action`, `last_change`).
+    pub(crate) action: Value,
+}
+
+fn view<R: Report>(name: &'static str, status: &LoopStatus<R>, action: &str) -> LoopView {
+    LoopView {
+        name,
+        failures: status.consecutive_failures,
+        last_error: status.last_error.as_ref().map(|e| e.message.clone()),
+        action: status.detail.to_json()[action].clone(),
+    }
 }

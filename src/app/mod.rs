@@ -5,7 +5,9 @@
 
 pub(crate) mod activation;
 pub(crate) mod admin;
+pub(crate) mod cloudwatch;
 pub mod control;
+pub(crate) mod events;
 pub(crate) mod reload;
 pub(crate) mod server;
 pub(crate) mod ticker;
@@ -55,6 +57,7 @@ async fn start_controllers(server: &Arc<Server>, config: &config::Config, apis: 
     tracing::info!(scale = config.scale.is_some(), dns = config.dns.is_some(), "AWS controllers started");
     *lock(&server.control.capacity) = Some(handle.cloud_capacity());
     *lock(&server.control.handle) = Some(handle);
+    tokio::spawn(events::watch(server.clone()));
 }
 
 /// A started Spillway: listeners bound, probes and reload triggers running.
@@ -108,6 +111,7 @@ pub(crate) async fn start_with(
         admin::start(admin, admin_cfg).await.map_err(|source| StartError::Admin { addr: admin_cfg, source })?;
     println!("listening admin {admin_addr}");
     start_controllers(&server, &loaded.config, apis).await;
+    cloudwatch::start(&server, &loaded.config);
     let (tx, mut rx) = mpsc::channel::<Trigger>(8);
     let watcher = reload::watch_file(&loaded.path, Duration::from_millis(300), tx.clone())
         .map_err(|e| StartError::Watch(e.to_string()))?;

@@ -10,8 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::config::Severity;
 use crate::config::{self, ConfigError, LoadedConfig};
 use crate::gate::Gates;
+use crate::notifications::{Event, Kind, Settings};
 use crate::proxy::listener::{self, ListenerTask};
 use crate::proxy::DataPlane;
 
@@ -139,7 +141,7 @@ impl Server {
     }
 
     /// Queues a notification (no-op before `start`).
-    pub(crate) fn notify(&self, event: crate::notifications::Event) {
+    pub(crate) fn notify(&self, event: Event) {
         if let Some(n) = self.notifier.get() {
             n.send(event);
         }
@@ -149,7 +151,9 @@ impl Server {
     pub(crate) async fn start(self: &Arc<Self>) -> Result<(), ReloadError> {
         let weak = Arc::downgrade(self);
         let notifier = crate::notifications::Notifier::spawn(move || {
-            weak.upgrade().and_then(|s| s.data.runtime.load().config.notify.webhook.clone())
+            let server = weak.upgrade()?;
+            let rt = server.data.runtime.load();
+            Some(Settings { site: rt.config.runtime.site.clone(), notify: rt.config.notify.clone() })
         });
         let _ = self.notifier.set(notifier);
         let rt = self.data.runtime.load_full();
@@ -197,6 +201,13 @@ impl Server {
                 st.reloads += 1;
                 st.last_error = None;
                 metrics::counter!(catalog::CONFIG_RELOADS).increment(1);
+                // Ends a reload_failed episode, if one is open (else goes nowhere).
+                self.notify(Event::resolve(
+                    Kind::ReloadFailed,
+                    "config",
+                    format!("Spillway reloaded its configuration ({version})"),
+                    SystemTime::now(),
+                ));
                 tracing::info!(%trigger, %version, changed, "configuration reloaded");
             }
             Err(e) => {
@@ -204,12 +215,11 @@ impl Server {
                 st.last_error = Some(e.to_string());
                 st.last_error_at = Some(timestamp());
                 metrics::counter!(catalog::CONFIG_RELOAD_FAILURES).increment(1);
-                self.notify(crate::notifications::Event::new(
-                    "config_reload_failed",
-                    "error",
-                    format!("Spillway reload ({trigger}) failed; the previous configuration keeps serving"),
-                    serde_json::json!({ "error": e.to_string(), "active_version": st.version }),
-                ));
+                let summary = format!("Spillway reload ({trigger}) failed; the previous configuration keeps serving");
+                self.notify(
+                    Event::trigger(Kind::ReloadFailed, Severity::Error, "config", summary, SystemTime::now())
+                        .with_details(serde_json::json!({ "error": e.to_string(), "active_version": st.version })),
+                );
                 tracing::error!(%trigger, error = %e, "configuration reload failed; the previous configuration keeps serving");
             }
         }

@@ -4,13 +4,15 @@
 //! mode changes (log line, metric, notification) and publishes the signals
 //! the AWS controllers read.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::config::Severity;
 use crate::config::{PoolRole, SpillConfig};
 use crate::control::ControlSignals;
 use crate::gate::PoolMode;
-use crate::notifications::Event;
+use crate::notifications::{Event, Kind};
 use crate::runtime::Runtime;
 use crate::telemetry::catalog;
 use crate::upstream::Pool;
@@ -21,6 +23,8 @@ use super::server::Server;
 pub(crate) struct TickReport {
     pub(crate) changes: Vec<(String, PoolMode, PoolMode)>,
     pub(crate) control: ControlSignals,
+    /// Each cloud pool: (has an available endpoint, replicas within the lag bound).
+    pub(crate) cloud: BTreeMap<String, (bool, bool)>,
 }
 
 /// One tick over every pool of the snapshot.
@@ -28,6 +32,7 @@ pub(crate) fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickRep
     let spill = &rt.config.spill;
     let cloud_ok = rt.pools.values().any(|p| p.role() == PoolRole::Cloud && p.has_available(now));
     let mut changes = Vec::new();
+    let mut cloud = BTreeMap::new();
     let mut control = ControlSignals { cloud_healthy: cloud_ok, ..ControlSignals::default() };
     let mut capacity = 0.0;
     for (name, pool) in &rt.pools {
@@ -47,13 +52,15 @@ pub(crate) fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickRep
                 }
             }
             PoolRole::Cloud => {
-                gate.tick_cloud(now, spill, warm_rps, replica_lag_ok(pool, spill, now));
+                let lag_ok = replica_lag_ok(pool, spill, now);
+                gate.tick_cloud(now, spill, warm_rps, lag_ok);
+                cloud.insert(name.clone(), (pool.has_available(now), lag_ok));
                 control.spilled_rps += gate.view().window.arrival_rps;
             }
         }
     }
     control.onprem_capacity_rps = (capacity > 0.0).then_some(capacity);
-    TickReport { changes, control }
+    TickReport { changes, control, cloud }
 }
 
 /// The ticker task: every `spill.tick`, update every pool's gate, report
@@ -61,6 +68,7 @@ pub(crate) fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickRep
 pub(crate) async fn run(server: Arc<Server>) {
     let mut interval = tokio::time::interval(server.data.runtime.load().config.spill.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cloud: BTreeMap<String, (bool, bool)> = BTreeMap::new();
     loop {
         interval.tick().await;
         let rt = server.data.runtime.load_full();
@@ -77,21 +85,20 @@ pub(crate) async fn run(server: Arc<Server>) {
                 "pool mode changed"
             );
             metrics::counter!(catalog::MODE_CHANGES, "pool" => pool.clone(), "to" => to.as_str()).increment(1);
-            let severity = match to {
-                PoolMode::DisasterRecovery => "critical",
-                PoolMode::Spilling => "warning",
-                PoolMode::Normal => "info",
-            };
-            server.notify(Event::new(
-                "pool_mode_changed",
-                severity,
-                format!("pool {pool}: {} -> {}", from.as_str(), to.as_str()),
-                serde_json::json!({
-                    "pool": pool, "from": from.as_str(), "to": to.as_str(),
-                    "in_flight": view.in_flight, "limit": view.limit, "pressure": view.pressure,
-                    "p99_ms": view.window.p99_sliding.as_secs_f64() * 1e3,
-                }),
-            ));
+            let details = serde_json::json!({
+                "pool": pool, "from": from.as_str(), "to": to.as_str(),
+                "in_flight": view.in_flight, "limit": view.limit, "pressure": view.pressure,
+                "p99_ms": view.window.p99_sliding.as_secs_f64() * 1e3,
+            });
+            for event in mode_events(&pool, from, to, SystemTime::now()) {
+                server.notify(event.with_details(details.clone()));
+            }
+        }
+        for (pool, now) in &report.cloud {
+            let before = cloud.insert(pool.clone(), *now).unwrap_or((true, true));
+            for event in cloud_events(pool, before, *now, SystemTime::now()) {
+                server.notify(event);
+            }
         }
         server.control.signals.send_replace(report.control);
         for (name, gate) in &rt.gates {
@@ -103,6 +110,49 @@ pub(crate) async fn run(server: Arc<Server>) {
         metrics::gauge!(catalog::PINS).set(server.data.gates.pins.len() as f64);
         metrics::gauge!(catalog::PIN_EVICTIONS).set(server.data.gates.pins.evictions() as f64);
     }
+}
+
+/// A mode change as episodes: `spilling` is a spill episode, `disaster_recovery` a DR one.
+fn mode_events(pool: &str, from: PoolMode, to: PoolMode, at: SystemTime) -> Vec<Event> {
+    let mut out = Vec::new();
+    let episodes = [
+        (PoolMode::Spilling, Kind::Spill, Severity::Warning),
+        (PoolMode::DisasterRecovery, Kind::Dr, Severity::Critical),
+    ];
+    for (mode, kind, _) in episodes {
+        if from == mode && to != mode {
+            out.push(Event::resolve(kind, pool, format!("pool {pool}: {} ended ({})", mode.as_str(), to.as_str()), at));
+        }
+    }
+    for (mode, kind, severity) in episodes {
+        if to == mode && from != mode {
+            out.push(Event::trigger(
+                kind,
+                severity,
+                pool,
+                format!("pool {pool}: {} -> {}", from.as_str(), to.as_str()),
+                at,
+            ));
+        }
+    }
+    out
+}
+
+/// A cloud pool's health and replica lag, before and now, as episodes.
+fn cloud_events(pool: &str, before: (bool, bool), now: (bool, bool), at: SystemTime) -> Vec<Event> {
+    let mut out = Vec::new();
+    let what = [
+        (before.0, now.0, Kind::CloudUnhealthy, Severity::Error, "has no available endpoint"),
+        (before.1, now.1, Kind::ReplicaLag, Severity::Warning, "replicas lag beyond spill.max_replica_lag"),
+    ];
+    for (was_ok, is_ok, kind, severity, bad) in what {
+        match (was_ok, is_ok) {
+            (true, false) => out.push(Event::trigger(kind, severity, pool, format!("cloud pool {pool} {bad}"), at)),
+            (false, true) => out.push(Event::resolve(kind, pool, format!("cloud pool {pool} is healthy again"), at)),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Whether a cloud pool's replicas are within `max_replica_lag`: true when
@@ -140,5 +190,37 @@ mod tests {
         assert!(!rt.gates["aws"].has_spill_room());
         tick(&rt, now + Duration::from_millis(200), None);
         assert!(rt.gates["aws"].has_spill_room(), "no capacity report: no cap");
+    }
+
+    #[test]
+    fn mode_changes_become_spill_and_dr_episodes() {
+        use crate::notifications::event::Action;
+        let at = SystemTime::UNIX_EPOCH;
+        let names = |events: Vec<Event>| -> Vec<(Kind, Action)> { events.iter().map(|e| (e.kind, e.action)).collect() };
+        assert_eq!(names(mode_events("p", PoolMode::Normal, PoolMode::Spilling, at)), [(Kind::Spill, Action::Trigger)]);
+        assert_eq!(names(mode_events("p", PoolMode::Spilling, PoolMode::Normal, at)), [(Kind::Spill, Action::Resolve)]);
+        assert_eq!(
+            names(mode_events("p", PoolMode::Spilling, PoolMode::DisasterRecovery, at)),
+            [(Kind::Spill, Action::Resolve), (Kind::Dr, Action::Trigger)],
+            "the spill ends before DR begins"
+        );
+        assert_eq!(
+            names(mode_events("p", PoolMode::DisasterRecovery, PoolMode::Normal, at)),
+            [(Kind::Dr, Action::Resolve)]
+        );
+        let dr = mode_events("p", PoolMode::Normal, PoolMode::DisasterRecovery, at);
+        assert_eq!(dr[0].severity, Severity::Critical);
+    }
+
+    #[test]
+    fn cloud_health_and_lag_changes_become_episodes() {
+        use crate::notifications::event::Action;
+        let at = SystemTime::UNIX_EPOCH;
+        assert!(cloud_events("aws", (true, true), (true, true), at).is_empty());
+        let down = cloud_events("aws", (true, true), (false, true), at);
+        assert_eq!((down[0].kind, down[0].action, down.len()), (Kind::CloudUnhealthy, Action::Trigger, 1));
+        let lag = cloud_events("aws", (false, true), (true, false), at);
+        let got: Vec<_> = lag.iter().map(|e| (e.kind, e.action)).collect();
+        assert_eq!(got, [(Kind::CloudUnhealthy, Action::Resolve), (Kind::ReplicaLag, Action::Trigger)]);
     }
 }

@@ -37,6 +37,13 @@ pub(crate) const DEFAULT_PASSIVE_FAULT_STATUSES: &[u16] = &[502, 503, 504];
 pub(crate) const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
 pub(crate) const DEFAULT_DRAIN_TIMEOUT: &str = "30s";
 pub(crate) const DEFAULT_SITE: &str = "local";
+pub(crate) const DEFAULT_RESOLVE_AFTER: &str = "60s";
+pub(crate) const DEFAULT_NOTIFY_BURST: u32 = 10;
+pub(crate) const DEFAULT_NOTIFY_REFILL_EVERY: &str = "60s";
+pub(crate) const DEFAULT_CONTROLLER_FAILING_AFTER: u32 = 3;
+pub(crate) const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+pub(crate) const DEFAULT_CLOUDWATCH_NAMESPACE: &str = "Spillway";
+pub(crate) const DEFAULT_CLOUDWATCH_INTERVAL: &str = "60s";
 pub(crate) const DEFAULT_DRAIN_DELAY: &str = "0s";
 /// Where each listener answers readiness itself (Route 53 health checks).
 pub(crate) const DEFAULT_READINESS_PATH: &str = "/.spillway/ready";
@@ -295,4 +302,32 @@ pub(crate) struct RawTargetWeights {
 pub(crate) struct RawNotify {
     pub(crate) sns_topic_arn: Option<String>,
     pub(crate) webhook: Option<String>,
+    /// How long a bad state must stay over before its resolve is sent (flap damping).
+    pub(crate) resolve_after: Option<Dur>,
+    /// Notifications each sink may send at once; one more is earned every `refill_every`.
+    pub(crate) burst: Option<u32>,
+    pub(crate) refill_every: Option<Dur>,
+    /// Consecutive failed controller ticks that make a `controller_failing` event.
+    pub(crate) controller_failing_after: Option<u32>,
+    pub(crate) pagerduty: Option<RawPagerDuty>,
+    pub(crate) cloudwatch: Option<RawCloudWatch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPagerDuty {
+    /// A file holding the Events API v2 integration (routing) key.
+    pub(crate) routing_key_file: String,
+    pub(crate) url: Option<String>,
+    /// Least severity that pages: "info", "warning", "error" or "critical".
+    pub(crate) min_severity: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCloudWatch {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) namespace: Option<String>,
+    pub(crate) interval: Option<Dur>,
+    pub(crate) region: Option<String>,
 }

@@ -248,10 +248,95 @@ pub struct TargetWeights {
     pub aws: u8,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NotifyConfig {
-    pub sns_topic_arn: Option<String>,
+    pub sns_topic_arn: Option<SnsTopic>,
     pub webhook: Option<String>,
+    /// A bad state must stay over this long before its resolve is sent.
+    pub resolve_after: Duration,
+    /// Per sink: notifications at once, and one more earned every `refill_every`.
+    pub burst: u32,
+    pub refill_every: Duration,
+    pub controller_failing_after: u32,
+    pub pagerduty: Option<PagerDutyConfig>,
+    pub cloudwatch: Option<CloudWatchConfig>,
+}
+
+impl Default for NotifyConfig {
+    /// What an absent `[notify]` means (the defaults of `raw.rs`).
+    fn default() -> Self {
+        use super::raw::{DEFAULT_CONTROLLER_FAILING_AFTER, DEFAULT_NOTIFY_BURST};
+        let dur = |text| super::duration::parse(text).expect("default duration parses");
+        NotifyConfig {
+            sns_topic_arn: None,
+            webhook: None,
+            resolve_after: dur(super::raw::DEFAULT_RESOLVE_AFTER),
+            burst: DEFAULT_NOTIFY_BURST,
+            refill_every: dur(super::raw::DEFAULT_NOTIFY_REFILL_EVERY),
+            controller_failing_after: DEFAULT_CONTROLLER_FAILING_AFTER,
+            pagerduty: None,
+            cloudwatch: None,
+        }
+    }
+}
+
+/// An SNS topic ARN, checked: `arn:PARTITION:sns:REGION:ACCOUNT:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsTopic {
+    pub arn: String,
+    /// The region the ARN names (the client is built for it).
+    pub region: String,
+}
+
+/// PagerDuty's severities, least first (the order `min_severity` compares).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Severity> {
+        [Severity::Info, Severity::Warning, Severity::Error, Severity::Critical]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// A secret read from a file: shown as `[redacted]` by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PagerDutyConfig {
+    pub routing_key: Secret,
+    pub url: String,
+    pub min_severity: Severity,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudWatchConfig {
+    pub enabled: bool,
+    pub namespace: String,
+    pub interval: Duration,
+    pub region: String,
 }
 
 impl Config {

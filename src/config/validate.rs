@@ -13,6 +13,7 @@ use super::duration::{self, Dur};
 use super::raw::*;
 use super::types::*;
 use super::validate_control as control;
+use super::validate_notify as notify;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,11 @@ pub(super) struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// How many problems have been found so far.
+    pub(super) fn count(&self) -> usize {
+        self.problems.len()
+    }
+
     pub(super) fn fail(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem { key: key.into(), message: message.into() });
     }
@@ -40,7 +46,7 @@ impl Checker<'_> {
         d
     }
 
-    fn read_file(&mut self, key: &str, path: &str) -> (std::path::PathBuf, Vec<u8>) {
+    pub(super) fn read_file(&mut self, key: &str, path: &str) -> (std::path::PathBuf, Vec<u8>) {
         let full = self.base_dir.join(path);
         match std::fs::read(&full) {
             Ok(bytes) => (full, bytes),
@@ -73,15 +79,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     let spill = spill(&mut c, raw.spill);
     let scale = raw.scale.map(|s| control::scale(&mut c, s));
     let dns = raw.dns.map(|d| control::dns(&mut c, d));
-    if let Some(url) = &raw.notify.webhook {
-        if let Err(e) = check_webhook_url(url) {
-            c.fail("notify.webhook", e);
-        }
-    }
-    if raw.notify.sns_topic_arn.is_some() {
-        c.fail("notify.sns_topic_arn", "SNS delivery is not built yet; use notify.webhook");
-    }
-    let notify = NotifyConfig { sns_topic_arn: raw.notify.sns_topic_arn, webhook: raw.notify.webhook };
+    let notify = notify::notify(&mut c, raw.notify);
     if c.problems.is_empty() {
         Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify })
     } else {

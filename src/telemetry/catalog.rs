@@ -90,12 +90,19 @@ catalog! {
     ADMIN_REFUSED: Counter "spillway_admin_refused_total" ["reason"]
         "Admin connections and calls refused: over_capacity (503), unauthorized (401), foreign_host (403), simple_request (415), rate_limited (429).";
     // Notifications.
-    NOTIFICATIONS_SENT: Counter "spillway_notifications_sent_total" []
-        "Notifications delivered to the webhook.";
-    NOTIFICATIONS_FAILED: Counter "spillway_notifications_failed_total" []
-        "Notifications the webhook refused or could not be reached for.";
-    NOTIFICATIONS_DROPPED: Counter "spillway_notifications_dropped_total" []
-        "Notifications dropped because the queue to the webhook was full.";
+    NOTIFICATIONS_SENT: Counter "spillway_notifications_sent_total" ["sink"]
+        "Notifications delivered, per sink (webhook, pagerduty, sns).";
+    NOTIFICATIONS_FAILED: Counter "spillway_notifications_failed_total" ["sink"]
+        "Notifications a sink refused or could not be reached for, after retries.";
+    NOTIFICATIONS_DROPPED: Counter "spillway_notifications_dropped_total" ["sink"]
+        "Notifications dropped because a queue was full (sink=queue: the dispatcher's).";
+    NOTIFICATIONS_SUPPRESSED: Counter "spillway_notifications_suppressed_total" ["sink", "reason"]
+        "Notifications a sink did not send: below_severity, rate_limited, not_triggered, not_an_episode.";
+    // CloudWatch.
+    CLOUDWATCH_DATUMS: Counter "spillway_cloudwatch_datums_total" []
+        "Metric datums CloudWatch accepted (PutMetricData).";
+    CLOUDWATCH_FAILURES: Counter "spillway_cloudwatch_failures_total" []
+        "PutMetricData batches given up after retries (their datums are dropped).";
     // AWS controllers.
     AWS_ERRORS: Counter "spillway_aws_errors_total" ["api", "kind"]
         "Failed AWS API calls, by API and kind of error (throttled, timeout, ...).";

@@ -38,6 +38,12 @@ impl Spillway {
 
     /// Starts in `dir` (which may already hold certificates the config names).
     pub async fn start_in(dir: tempfile::TempDir, config: &str) -> Spillway {
+        Spillway::start_in_env(dir, config, &[]).await
+    }
+
+    /// Starts in `dir` with extra environment variables (e.g. an AWS
+    /// endpoint override pointing at moto, and dummy credentials).
+    pub async fn start_in_env(dir: tempfile::TempDir, config: &str, env: &[(&str, String)]) -> Spillway {
         let config_path = dir.path().join("spillway.toml");
         std::fs::write(&config_path, config).unwrap();
         let stderr_path = dir.path().join("spillway.log");
@@ -47,6 +53,7 @@ impl Spillway {
             .arg(&config_path)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
