@@ -13,6 +13,7 @@ pub mod burst;
 pub(crate) mod clock;
 pub mod config;
 pub mod control;
+pub(crate) mod coord;
 pub mod demo;
 pub(crate) mod dns;
 #[doc(hidden)]
@@ -28,4 +29,4 @@ pub mod telemetry;
 pub mod tls;
 pub(crate) mod upstream;
 
-pub use app::{start, Running, StartError};
+pub use app::{sentinel, start, Running, Sentinel, StartError};

@@ -21,7 +21,7 @@ use super::{GroupState, ScalingApi};
 use crate::aws::AwsError;
 use crate::config::ScaleConfig;
 use crate::control::runner::{Context, ControlLoop, LoopStatus, Report, Settings};
-use crate::control::{rfc3339, ControlSignals};
+use crate::control::{rfc3339, ControlSignals, Fence};
 use crate::telemetry::catalog;
 
 /// Signals are sampled at least this often (the forecast's resolution).
@@ -45,6 +45,8 @@ pub(crate) struct ScaleReport {
     pub(crate) group: Option<GroupState>,
     pub(crate) last_decision: Option<(SystemTime, ScaleDecision, Demand)>,
     pub(crate) last_action: Option<(SystemTime, u32)>,
+    /// Another instance holds the site's lease: this one makes no call.
+    pub(crate) follower: bool,
 }
 
 impl Report for ScaleReport {
@@ -64,6 +66,7 @@ impl Report for ScaleReport {
             "group_max": self.group.as_ref().map(|g| g.max),
             "last_decision": decision,
             "last_action": self.last_action.map(|(at, d)| json!({"at": rfc3339(at), "desired": d})),
+            "follower": self.follower,
         })
     }
 }
@@ -76,6 +79,7 @@ pub(crate) struct ScaleController {
     signals: watch::Receiver<ControlSignals>,
     capacity: watch::Sender<Option<CloudCapacity>>,
     dns_share: Option<watch::Receiver<f64>>,
+    fence: Fence,
     state: LoopState,
 }
 
@@ -91,6 +95,11 @@ impl ControlLoop for ScaleController {
     }
 
     async fn tick(&mut self, cfg: &ScaleConfig, cx: &mut Cx, now: Instant) -> Result<(), AwsError> {
+        let follower = self.fence.holder(now).is_none();
+        cx.report(|s| s.follower = follower);
+        if follower {
+            return Ok(());
+        }
         let (api, name) = (&*self.api, cfg.auto_scaling_group.as_str());
         let group = cx.call(|| api.describe_group(name)).await?;
         self.publish_group(cfg, cx, &group);
@@ -116,7 +125,14 @@ impl ControlLoop for ScaleController {
 
 impl ScaleController {
     pub(crate) fn new(api: Arc<dyn ScalingApi>, signals: watch::Receiver<ControlSignals>) -> Self {
-        Self { api, signals, capacity: watch::channel(None).0, dns_share: None, state: LoopState::new() }
+        let capacity = watch::channel(None).0;
+        Self { api, signals, capacity, dns_share: None, fence: Fence::default(), state: LoopState::new() }
+    }
+
+    /// Acts only while this instance holds the site's lease.
+    pub(crate) fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// The DNS controller's cloud share, so DNS-direct traffic counts as demand.
@@ -167,6 +183,9 @@ impl ScaleController {
         let (api, name) = (&*self.api, cfg.auto_scaling_group.as_str());
         if cfg.dry_run {
             tracing::info!(group = name, desired = decision.desired, "dry run: would call SetDesiredCapacity");
+            return Ok(());
+        }
+        if !self.fence.allows("SetDesiredCapacity", Instant::now()) {
             return Ok(());
         }
         cx.call(|| api.set_desired_capacity(name, decision.desired)).await?;

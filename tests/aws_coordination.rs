@@ -1,0 +1,295 @@
+//! End-to-end: several real `spillway` binaries coordinating on moto's
+//! DynamoDB (with moto's Auto Scaling and Route 53), each with its own
+//! access key id through a counting loopback proxy, so the calls of every
+//! instance are told apart. Intervals are shortened: heartbeat 500 ms,
+//! lease 2 s, takeover after 6 s, hand-back after 3 s.
+
+#[path = "support/moto.rs"]
+mod moto;
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use moto::{create_group, create_table, create_zone, desired, eventually, sdk_config, Moto, ThrottleProxy};
+use support::{Origin, Spillway, ADMIN};
+
+const TABLE: &str = "spillway-coordination";
+const LEASE: Duration = Duration::from_secs(2);
+const HEARTBEAT: Duration = Duration::from_millis(500);
+const TAKEOVER_AFTER: Duration = Duration::from_secs(6);
+const DR_CAPACITY: i32 = 8;
+
+struct World {
+    _moto: Moto,
+    sdk: aws_config::SdkConfig,
+    proxy: ThrottleProxy,
+    zone: String,
+    onprem: Origin,
+    cloud: Origin,
+}
+
+async fn world() -> World {
+    let moto = Moto::start().await;
+    let sdk = sdk_config(&moto.url()).await;
+    create_table(&sdk, TABLE).await;
+    for site in ["dc1", "dc2"] {
+        create_group(&sdk, &format!("sportchat-burst-{site}"), 1, 0, 20).await;
+    }
+    let zone = create_zone(&sdk, "sportchat.example.").await;
+    let proxy = ThrottleProxy::start(moto.addr).await;
+    World { _moto: moto, sdk, proxy, zone, onprem: Origin::start("onprem").await, cloud: Origin::start("cloud").await }
+}
+
+fn records(site: &str, zone: &str) -> String {
+    format!(
+        "hosted_zone_id = \"{zone}\"\nrecord = \"www.sportchat.example.\"\n\
+         onprem = {{ set_identifier = \"{site}\", value = \"{site}-edge.sportchat.example.\" }}\n\
+         aws = {{ set_identifier = \"aws-{site}\", value = \"elb.sportchat.example.\" }}\n"
+    )
+}
+
+/// A site's instance; `cover`: the other site it may take over.
+fn config(w: &World, site: &str, instance: &str, cover: Option<&str>, webhook: Option<SocketAddr>) -> String {
+    let cover = cover.map_or(String::new(), |c| {
+        format!(
+            "[[coordination.cover]]\nsite = \"{c}\"\nauto_scaling_group = \"sportchat-burst-{c}\"\n\
+             dr_capacity = {DR_CAPACITY}\n{}",
+            records(c, &w.zone)
+        )
+    });
+    let notify = webhook.map_or(String::new(), |h| format!("[notify]\nwebhook = \"http://{h}/hook\"\n"));
+    format!(
+        "{ADMIN}\n[runtime]\nsite = \"{site}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n\
+         [pools.onprem]\nendpoints = [\"{}\"]\n\n[pools.aws]\nrole = \"cloud\"\nendpoints = [\"{}\"]\n\n\
+         [[route]]\nprimary = \"onprem\"\noverflow = \"aws\"\n\n\
+         [scale]\nauto_scaling_group = \"sportchat-burst-{site}\"\nper_instance_rps = 100\nmin = 1\nmax = 20\n\
+         dr_capacity = {DR_CAPACITY}\ninterval = \"500ms\"\nwarmup = \"2s\"\nscale_in_cooldown = \"60s\"\n\n\
+         [dns]\n{}interval = \"500ms\"\nmin_change_interval = \"1s\"\nverify_interval = \"2s\"\n\n\
+         [coordination]\ntable = \"{TABLE}\"\ninstance_id = \"{instance}\"\nheartbeat_interval = \"500ms\"\n\
+         lease_duration = \"2s\"\ntakeover_after = \"6s\"\nhandback_after = \"3s\"\n\n{cover}\n{notify}",
+        w.onprem.endpoint(),
+        w.cloud.endpoint(),
+        records(site, &w.zone),
+    )
+}
+
+/// Each instance signs with its own access key id, so the proxy tells them apart.
+fn env(w: &World, key: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", w.proxy.url()),
+        ("AWS_ACCESS_KEY_ID", key.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", moto::REGION.into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+async fn start(w: &World, site: &str, instance: &str, cover: Option<&str>, hook: Option<SocketAddr>) -> Spillway {
+    Spillway::start_with_env(&config(w, site, instance, cover, hook), &["run", "--threads", "2"], &env(w, instance))
+        .await
+}
+
+async fn role(sw: &Spillway) -> String {
+    sw.status().await["coordination"]["role"].as_str().unwrap_or_default().to_string()
+}
+
+fn writes_by(w: &World, key: &str) -> usize {
+    w.proxy.calls_by(key).iter().filter(|c| c.is_write()).count()
+}
+
+/// The weights of `site`'s pair as moto has them: (onprem, aws).
+async fn weights(w: &World, site: &str) -> Option<(i64, i64)> {
+    let out = aws_sdk_route53::Client::new(&w.sdk).list_resource_record_sets().hosted_zone_id(&w.zone).send().await;
+    let sets = out.ok()?.resource_record_sets().to_vec();
+    let weight = |id: &str| sets.iter().find(|r| r.set_identifier() == Some(id)).and_then(|r| r.weight());
+    Some((weight(site)?, weight(&format!("aws-{site}"))?))
+}
+
+async fn lease_version(w: &World, site: &str) -> u64 {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = aws_sdk_dynamodb::Client::new(&w.sdk)
+        .get_item()
+        .table_name(TABLE)
+        .key("pk", AttributeValue::S(format!("site#{site}")))
+        .key("sk", AttributeValue::S("lease".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.item().and_then(|i| i.get("version")).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+type Events = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// A loopback webhook receiver keeping every JSON body POSTed to it.
+async fn receiver() -> (SocketAddr, Events) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let events: Events = Arc::default();
+    let store = events.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let store = store.clone();
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let store = store.clone();
+                async move {
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        store.lock().unwrap().push(v);
+                    }
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc));
+        }
+    });
+    (addr, events)
+}
+
+fn site_lost(events: &Events) -> usize {
+    events.lock().unwrap().iter().filter(|e| e["kind"] == "site_lost").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_elect_one_holder_only_it_writes_and_kill_9_hands_over_once() {
+    let w = world().await;
+    let begun = Instant::now();
+    let a = start(&w, "dc1", "dc1-a", None, None).await;
+    let b = start(&w, "dc1", "dc1-b", None, None).await;
+    eventually(Duration::from_secs(5), "exactly one holder", || async {
+        let roles = [role(&a).await, role(&b).await];
+        roles.iter().filter(|r| *r == "holder").count() == 1 && roles.iter().any(|r| r == "follower")
+    })
+    .await;
+    let roles = [role(&a).await, role(&b).await];
+    eprintln!("one holder {:?} after {:?}", roles, begun.elapsed());
+    let (holder, follower, holder_key, follower_key) =
+        if roles[0] == "holder" { (a, b, "dc1-a", "dc1-b") } else { (b, a, "dc1-b", "dc1-a") };
+    // The holder creates the missing records; the follower writes nothing.
+    eventually(Duration::from_secs(10), "records created by the holder", || async {
+        weights(&w, "dc1").await == Some((255, 0))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(writes_by(&w, holder_key) >= 1, "{:?}", w.proxy.calls_by(holder_key));
+    assert_eq!(writes_by(&w, follower_key), 0, "{:?}", w.proxy.calls_by(follower_key));
+    let st = follower.status().await;
+    assert_eq!(st["coordination"]["holder"], holder_key, "{st}");
+    assert_eq!(st["controllers"]["scale"]["follower"], true, "{st}");
+    assert_eq!(st["coordination"]["peers"][0]["instance"], holder_key, "{st}");
+    let version = lease_version(&w, "dc1").await;
+
+    let per_minute = |key: &str, secs: f64| w.proxy.calls_by(key).len() as f64 * 60.0 / secs;
+    let window = begun.elapsed().as_secs_f64();
+    eprintln!(
+        "calls/min over {window:.0} s: holder {:.0}, follower {:.0}",
+        per_minute(holder_key, window),
+        per_minute(follower_key, window)
+    );
+
+    holder.signal("KILL");
+    let killed = Instant::now();
+    eventually(LEASE + HEARTBEAT + Duration::from_secs(2), "the follower takes the lease", || async {
+        role(&follower).await == "holder"
+    })
+    .await;
+    let took = killed.elapsed();
+    eprintln!("kill -9 → new holder in {took:?}");
+    assert!(took <= LEASE + HEARTBEAT + Duration::from_millis(700), "took {took:?}");
+    // No flapping: the survivor keeps the lease, at one version more.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let st = follower.status().await;
+    assert_eq!(st["coordination"]["role"], "holder", "{st}");
+    assert_eq!(st["coordination"]["holder_changes"], 1, "{st}");
+    assert_eq!(lease_version(&w, "dc1").await, version + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_site_is_taken_over_once_and_handed_back_when_it_returns() {
+    let w = world().await;
+    let (hook, events) = receiver().await;
+    let dc1 = start(&w, "dc1", "dc1-a", None, None).await;
+    let dc2 = start(&w, "dc2", "dc2-a", Some("dc1"), Some(hook)).await;
+    eventually(Duration::from_secs(10), "both hold their sites, dc1's records exist", || async {
+        role(&dc1).await == "holder" && role(&dc2).await == "holder" && weights(&w, "dc1").await == Some((255, 0))
+    })
+    .await;
+    dc1.signal("KILL");
+    let killed = Instant::now();
+    eventually(TAKEOVER_AFTER + Duration::from_secs(10), "dc1 taken over", || async {
+        weights(&w, "dc1").await == Some((0, 255)) && desired(&w.sdk, "sportchat-burst-dc1").await == DR_CAPACITY
+    })
+    .await;
+    eprintln!("kill -9 of dc1 → records at AWS and group at DR capacity in {:?}", killed.elapsed());
+    eventually(Duration::from_secs(5), "a site_lost notification", || async { site_lost(&events) == 1 }).await;
+    let lost = events.lock().unwrap().iter().find(|e| e["kind"] == "site_lost").cloned().unwrap();
+    assert_eq!((lost["severity"].as_str(), lost["details"]["site"].as_str()), (Some("critical"), Some("dc1")));
+    let step = dc2.status().await["coordination"]["covers"]["dc1"]["step"].clone();
+    assert!(step == "taken_over" || step == "holding_lost", "{step}");
+    assert_eq!(weights(&w, "dc2").await, Some((255, 0)), "dc2's own pair untouched");
+
+    // dc1 comes back: handed back after handback_after; no second site_lost.
+    let back = start(&w, "dc1", "dc1-a", None, None).await;
+    eventually(Duration::from_secs(15), "dc1 holds its own lease again", || async { role(&back).await == "holder" })
+        .await;
+    eventually(Duration::from_secs(3), "dc2 sees dc1's lease live", || async {
+        dc2.status().await["coordination"]["covers"]["dc1"]["step"] == "lease_live"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(site_lost(&events), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_that_heartbeats_is_never_taken_over() {
+    let w = world().await;
+    let (hook, events) = receiver().await;
+    // dc1 reaches DynamoDB, but its Route 53 and Auto Scaling calls go nowhere.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut dc1_env = env(&w, "dc1-a");
+    dc1_env.push(("AWS_ENDPOINT_URL_ROUTE_53", format!("http://{dead}")));
+    dc1_env.push(("AWS_ENDPOINT_URL_AUTO_SCALING", format!("http://{dead}")));
+    let dc1 =
+        Spillway::start_with_env(&config(&w, "dc1", "dc1-a", None, None), &["run", "--threads", "2"], &dc1_env).await;
+    let dc2 = start(&w, "dc2", "dc2-a", Some("dc1"), Some(hook)).await;
+    eventually(Duration::from_secs(10), "both hold", || async {
+        role(&dc1).await == "holder" && role(&dc2).await == "holder"
+    })
+    .await;
+    tokio::time::sleep(TAKEOVER_AFTER + Duration::from_secs(4)).await;
+    let st = dc2.status().await;
+    assert_eq!(st["coordination"]["covers"]["dc1"]["step"], "lease_live", "{st}");
+    assert_eq!(site_lost(&events), 0);
+    assert_eq!(desired(&w.sdk, "sportchat-burst-dc1").await, 1);
+    assert!(writes_by(&w, "dc2-a") > 0, "dc2 manages its own pair");
+    assert!(w.proxy.calls_by("dc2-a").iter().all(|c| c.api != "SetDesiredCapacity"), "nothing for dc1's group");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_throttling_keeps_serving_and_the_holder_steps_down_before_expiry() {
+    let w = world().await;
+    let sw = start(&w, "dc1", "dc1-a", None, None).await;
+    eventually(Duration::from_secs(5), "holder", || async { role(&sw).await == "holder" }).await;
+    w.proxy.set_throttling_dynamodb(true);
+    let throttled = Instant::now();
+    eventually(LEASE, "stepped down", || async { role(&sw).await == "follower" }).await;
+    let stepped = throttled.elapsed();
+    eprintln!("DynamoDB throttled → stepped down after {stepped:?} (lease {LEASE:?})");
+    assert!(stepped < LEASE, "before the lease expired");
+    let st = sw.status().await;
+    assert_eq!(st["coordination"]["dynamodb_error"]["kind"], "throttled", "{st}");
+    let resp = support::get(&sw.url("web", "/")).await.expect("the proxy serves");
+    assert_eq!(resp.status, 200);
+    let writes = writes_by(&w, "dc1-a");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(writes_by(&w, "dc1-a"), writes, "a follower makes no AWS write");
+    w.proxy.set_throttling_dynamodb(false);
+    eventually(LEASE + Duration::from_secs(3), "holder again", || async { role(&sw).await == "holder" }).await;
+}
