@@ -55,15 +55,18 @@ fn records(site: &str, zone: &str) -> String {
     )
 }
 
+/// `[[coordination.cover]]` for site `c`.
+fn cover_section(w: &World, c: &str) -> String {
+    format!(
+        "[[coordination.cover]]\nsite = \"{c}\"\nauto_scaling_group = \"sportchat-burst-{c}\"\n\
+         dr_capacity = {DR_CAPACITY}\n{}\n",
+        records(c, &w.zone)
+    )
+}
+
 /// A site's instance; `cover`: the other site it may take over.
 fn config(w: &World, site: &str, instance: &str, cover: Option<&str>, webhook: Option<SocketAddr>) -> String {
-    let cover = cover.map_or(String::new(), |c| {
-        format!(
-            "[[coordination.cover]]\nsite = \"{c}\"\nauto_scaling_group = \"sportchat-burst-{c}\"\n\
-             dr_capacity = {DR_CAPACITY}\n{}",
-            records(c, &w.zone)
-        )
-    });
+    let cover = cover.map_or(String::new(), |c| cover_section(w, c));
     let notify = webhook.map_or(String::new(), |h| format!("[notify]\nwebhook = \"http://{h}/hook\"\n"));
     format!(
         "{ADMIN}\n[runtime]\nsite = \"{site}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n\
@@ -292,4 +295,54 @@ async fn dynamodb_throttling_keeps_serving_and_the_holder_steps_down_before_expi
     assert_eq!(writes_by(&w, "dc1-a"), writes, "a follower makes no AWS write");
     w.proxy.set_throttling_dynamodb(false);
     eventually(LEASE + Duration::from_secs(3), "holder again", || async { role(&sw).await == "holder" }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_takes_over_both_datacenters_when_both_are_lost() {
+    let w = world().await;
+    let (hook, events) = receiver().await;
+    let dc1 = start(&w, "dc1", "dc1-a", None, None).await;
+    let dc2 = start(&w, "dc2", "dc2-a", None, None).await;
+    // The sentinel's file is a full config; it starts none of its listeners.
+    let sentinel_config = format!(
+        "{ADMIN}\n[runtime]\nsite = \"aws\"\n\n[[listener]]\nname = \"unused\"\nlisten = \"127.0.0.1:0\"\n\n\
+         [pools.p]\nendpoints = [\"{}\"]\n\n[[route]]\nprimary = \"p\"\n\n\
+         [coordination]\ntable = \"{TABLE}\"\ninstance_id = \"sentinel\"\nheartbeat_interval = \"500ms\"\n\
+         lease_duration = \"2s\"\ntakeover_after = \"6s\"\nhandback_after = \"3s\"\n\n{}{}\
+         [notify]\nwebhook = \"http://{hook}/hook\"\n",
+        w.onprem.endpoint(),
+        cover_section(&w, "dc1"),
+        cover_section(&w, "dc2"),
+    );
+    let sentinel = Spillway::start_with_env(&sentinel_config, &["sentinel"], &env(&w, "sentinel")).await;
+    assert!(sentinel.stdout_lines().iter().all(|l| !l.starts_with("listening")), "{:?}", sentinel.stdout_lines());
+    eventually(Duration::from_secs(10), "both sites hold, records exist", || async {
+        role(&dc1).await == "holder"
+            && role(&dc2).await == "holder"
+            && weights(&w, "dc1").await == Some((255, 0))
+            && weights(&w, "dc2").await == Some((255, 0))
+    })
+    .await;
+    tokio::time::sleep(TAKEOVER_AFTER).await;
+    assert_eq!(site_lost(&events), 0, "both alive: nothing taken");
+    dc1.signal("KILL");
+    dc2.signal("KILL");
+    let killed = Instant::now();
+    eventually(TAKEOVER_AFTER + Duration::from_secs(10), "both sites taken over", || async {
+        let mut done = true;
+        for site in ["dc1", "dc2"] {
+            done &= weights(&w, site).await == Some((0, 255))
+                && desired(&w.sdk, &format!("sportchat-burst-{site}")).await == DR_CAPACITY;
+        }
+        done
+    })
+    .await;
+    eprintln!("both datacenters killed → taken over by the sentinel in {:?}", killed.elapsed());
+    eventually(Duration::from_secs(5), "one site_lost per site", || async { site_lost(&events) == 2 }).await;
+    let sites: Vec<String> = events.lock().unwrap().iter().map(|e| e["details"]["site"].to_string()).collect();
+    assert!(sites.contains(&"\"dc1\"".to_string()) && sites.contains(&"\"dc2\"".to_string()), "{sites:?}");
+    // The IAM policy grants the table GetItem, PutItem, UpdateItem, Query and DeleteItem only.
+    let calls = w.proxy.calls.lock().unwrap().clone();
+    let dynamodb: Vec<_> = calls.iter().filter(|c| c.service == "dynamodb").collect();
+    assert!(dynamodb.iter().all(|c| c.api == "Query" || c.api == "PutItem"), "{dynamodb:?}");
 }
