@@ -95,7 +95,9 @@ pub(crate) fn start_coordinated(
         tasks.extend(co.tasks);
     }
     let dns = DnsController::new(dns, inputs.signals.clone()).with_fence(fence.clone());
-    let scale = ScaleController::new(scaling, inputs.signals).with_dns_share(dns.cloud_share()).with_fence(fence);
+    let scale = ScaleController::new(scaling, inputs.signals)
+        .with_dns_share(dns.cloud_share(), inputs.dns.clone())
+        .with_fence(fence);
     let capacity = scale.capacity();
     let dns = Runner::new(dns, inputs.dns, inputs.shutdown.clone());
     let scale = Runner::new(scale, inputs.scale, inputs.shutdown);
