@@ -346,3 +346,54 @@ async fn a_sentinel_takes_over_both_datacenters_when_both_are_lost() {
     let dynamodb: Vec<_> = calls.iter().filter(|c| c.service == "dynamodb").collect();
     assert!(dynamodb.iter().all(|c| c.api == "Query" || c.api == "PutItem"), "{dynamodb:?}");
 }
+
+/// Production intervals (heartbeat 2 s, lease 10 s; scale every 10 s, DNS
+/// every 5 s with a read-back every 60 s) instead of the shortened ones.
+fn production(config: &str) -> String {
+    config
+        .replace("heartbeat_interval = \"500ms\"", "heartbeat_interval = \"2s\"")
+        .replace("lease_duration = \"2s\"", "lease_duration = \"10s\"")
+        .replace("takeover_after = \"6s\"", "takeover_after = \"30s\"")
+        .replace("handback_after = \"3s\"", "handback_after = \"60s\"")
+        .replacen("interval = \"500ms\"", "interval = \"10s\"", 1)
+        .replacen("interval = \"500ms\"", "interval = \"5s\"", 1)
+        .replace("verify_interval = \"2s\"", "verify_interval = \"60s\"")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_state_aws_calls_per_minute_are_bounded() {
+    let w = world().await;
+    let mut instances = Vec::new();
+    for id in ["dc1-a", "dc1-b"] {
+        let text = production(&config(&w, "dc1", id, None, None));
+        instances.push(Spillway::start_with_env(&text, &["run", "--threads", "2"], &env(&w, id)).await);
+    }
+    eventually(Duration::from_secs(10), "one holder, records created", || async {
+        let mut holders = 0;
+        for sw in &instances {
+            holders += usize::from(role(sw).await == "holder");
+        }
+        holders == 1 && weights(&w, "dc1").await == Some((255, 0))
+    })
+    .await;
+    let holder = if role(&instances[0]).await == "holder" { "dc1-a" } else { "dc1-b" };
+    let follower = if holder == "dc1-a" { "dc1-b" } else { "dc1-a" };
+    let count = |key: &str, service: &str| w.proxy.calls_by(key).iter().filter(|c| c.service == service).count();
+    let services = ["dynamodb", "autoscaling", "route53"];
+    let before: Vec<Vec<usize>> =
+        [holder, follower].iter().map(|k| services.iter().map(|s| count(k, s)).collect()).collect();
+    let window = Duration::from_secs(30);
+    tokio::time::sleep(window).await;
+    let per_min = |i: usize, key: &str, j: usize| (count(key, services[j]) - before[i][j]) as f64 * 60.0 / 30.0;
+    for (i, key) in [holder, follower].iter().enumerate() {
+        let rates: Vec<String> = (0..3).map(|j| format!("{} {:.0}/min", services[j], per_min(i, key, j))).collect();
+        eprintln!("{key} ({}): {}", if i == 0 { "holder" } else { "follower" }, rates.join(", "));
+    }
+    // A heartbeat is one Query and two PutItems: 90 a minute at 2 s.
+    for (i, key) in [holder, follower].iter().enumerate() {
+        assert!(per_min(i, key, 0) <= 100.0, "{key}: DynamoDB {}/min", per_min(i, key, 0));
+    }
+    assert!(per_min(0, holder, 1) <= 8.0, "one DescribeAutoScalingGroups per 10 s");
+    assert!(per_min(0, holder, 2) <= 4.0, "a read-back a minute");
+    assert_eq!((per_min(1, follower, 1), per_min(1, follower, 2)), (0.0, 0.0), "a follower calls neither");
+}
