@@ -337,3 +337,7 @@ fn hostname() -> String {
 pub(super) fn at_json(t: SystemTime) -> String {
     rfc3339(t)
 }
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod tests;
