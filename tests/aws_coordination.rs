@@ -397,3 +397,41 @@ async fn steady_state_aws_calls_per_minute_are_bounded() {
     assert!(per_min(0, holder, 2) <= 4.0, "a read-back a minute");
     assert_eq!((per_min(1, follower, 1), per_min(1, follower, 2)), (0.0, 0.0), "a follower calls neither");
 }
+
+/// Sends `rps` GETs a second to `url` until `stop` is set.
+fn paced_load(url: String, rps: f64, stop: Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rps));
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tick.tick().await;
+            let url = url.clone();
+            tokio::spawn(async move { support::get(&url).await });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_holder_decides_on_the_sum_of_both_instances_arrivals() {
+    let w = world().await;
+    let (a, b) = (start(&w, "dc1", "dc1-a", None, None).await, start(&w, "dc1", "dc1-b", None, None).await);
+    eventually(Duration::from_secs(5), "one holder", || async {
+        (role(&a).await == "holder") != (role(&b).await == "holder")
+    })
+    .await;
+    let holder = if role(&a).await == "holder" { &a } else { &b };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loads = [paced_load(a.url("web", "/"), 40.0, stop.clone()), paced_load(b.url("web", "/"), 40.0, stop.clone())];
+    // Both instances see 40 rps; the holder's scale controller must see ~80.
+    let mut seen = 0.0;
+    let within = |x: f64| (72.0..=88.0).contains(&x);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && !within(seen) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        seen = holder.status().await["controllers"]["scale"]["last_decision"]["arrival_rps"].as_f64().unwrap_or(0.0);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in loads {
+        let _ = l.await;
+    }
+    assert!(within(seen), "the holder's decision saw {seen} rps, not the site's 80 (±10 %)");
+}
