@@ -166,3 +166,73 @@ async fn a_holder_that_cannot_renew_stops_acting_before_its_lease_expires() {
     assert!(holds(&a), "renewed (same holder, same version) once DynamoDB answers");
     assert_eq!(db.0.lock().unwrap().sites["dc1"].lease.as_ref().unwrap().version, 1);
 }
+
+const WALL_MS: u64 = 1_000_000_000;
+
+fn wall_now(start: Instant) -> u64 {
+    WALL_MS + u64::try_from(start.elapsed().as_millis()).unwrap()
+}
+
+fn heartbeat(instance: &str, at_ms: u64, streak_since_ms: u64) -> Heartbeat {
+    Heartbeat { instance: instance.into(), at_ms, streak_since_ms, signals: ControlSignals::default() }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_site_is_taken_over_written_once_and_handed_back() {
+    let start = Instant::now();
+    let db = Arc::new(FakeDb::default());
+    // dc2's holder renewed 100 s ago and heartbeated then: lost for longer than takeover_after.
+    let old = WALL_MS - 100_000;
+    let lease = Lease {
+        holder: "z".into(),
+        holder_site: "dc2".into(),
+        version: 3,
+        renewed_ms: old,
+        expires_ms: old + 10_000,
+        mode: LeaseMode::Normal,
+    };
+    let view = SiteView { lease: Some(lease), heartbeats: vec![heartbeat("z", old, old - 1000)] };
+    db.0.lock().unwrap().sites.insert("dc2".into(), view);
+    let mut c = cfg("a");
+    let dns = crate::dns::records::tests::cfg();
+    c.cover =
+        vec![crate::config::CoverConfig { site: "dc2".into(), auto_scaling_group: "g".into(), dr_capacity: 8, dns }];
+    let sim = Arc::new(SimAws::new(1, 10));
+    let (_signals, local) = watch::channel(ControlSignals::default());
+    let (authority_tx, _authority) = watch::channel(Authority::Follower);
+    let peers = watch::channel((ControlSignals::default(), 0)).0;
+    let takeover = Takeover::new(sim.clone(), sim.clone(), None);
+    let controller = CoordController::new(db.clone(), takeover, local, authority_tx, peers);
+    let (_config, config_rx) = watch::channel(Some(c));
+    let shutdown = CancellationToken::new();
+    let runner = Runner::new(controller, config_rx, shutdown.clone())
+        .with_wall_clock(UNIX_EPOCH + Duration::from_millis(WALL_MS));
+    let status = runner.status();
+    runner.spawn();
+    secs(0.5).await;
+    let lease = |db: &FakeDb| db.0.lock().unwrap().sites["dc2"].lease.clone().unwrap();
+    assert_eq!((lease(&db).holder.as_str(), lease(&db).version, lease(&db).mode), ("a", 4, LeaseMode::Lost));
+    assert_eq!(sim.desired(), 8, "the group at dr_capacity");
+    let mut w = sim.weights();
+    w.sort();
+    assert_eq!(w, vec![("aws".to_string(), 255), ("dc1".to_string(), 0)], "both records to AWS in one batch");
+    // dc2 heartbeats again, for less than handback_after: kept.
+    let now = wall_now(start);
+    db.0.lock().unwrap().sites.get_mut("dc2").unwrap().heartbeats = vec![heartbeat("z", now, now - 50_000)];
+    secs(2.0).await;
+    assert!(lease(&db).expires_ms > 0, "kept");
+    let st = lock_status(&status);
+    assert_eq!(st["role"], "holder");
+    assert_eq!(st["covers"]["dc2"]["records_to_aws"], true, "{st}");
+    // Past handback_after: released for dc2 to take.
+    let now = wall_now(start);
+    db.0.lock().unwrap().sites.get_mut("dc2").unwrap().heartbeats = vec![heartbeat("z", now, now - 61_000)];
+    secs(2.0).await;
+    assert_eq!((lease(&db).expires_ms, lease(&db).version), (0, 4), "handed back");
+    assert_eq!(lock_status(&status)["covers"]["dc2"]["step"], "handed_back");
+    shutdown.cancel();
+}
+
+fn lock_status(status: &Arc<Mutex<CoordStatus>>) -> serde_json::Value {
+    status.lock().unwrap().to_json(Instant::now())
+}

@@ -11,7 +11,8 @@
 //! Invariants: a covered site is written only while this instance holds its
 //! lease (`act_until`, checked right before each write); the writes are
 //! retried at every heartbeat until both succeeded; `site_lost` is sent
-//! once per takeover.
+//! once per loss (not again when another taker's lost-mode lease is taken
+//! over after that taker died).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -172,8 +173,16 @@ impl Takeover {
             ..CoverState::default()
         };
         metrics::counter!(catalog::COORD_TAKEOVERS, "site" => cover.site.clone()).increment(1);
-        tracing::error!(site = cover.site.as_str(), version = seen + 1, ?last, "coordination: site lost; taken over");
-        if let Some(n) = &self.notifier {
+        // An expired lost-mode lease (not handed back): another taker died; the loss is not new.
+        let continued = view.lease.as_ref().is_some_and(|l| l.mode == LeaseMode::Lost && l.expires_ms > 0);
+        tracing::error!(
+            site = cover.site.as_str(),
+            version = seen + 1,
+            ?last,
+            continued,
+            "coordination: site lost; taken over"
+        );
+        if let Some(n) = self.notifier.as_ref().filter(|_| !continued) {
             let summary = format!(
                 "site {} lost: taken over by {me} ({}); DNS to AWS, group to DR capacity",
                 cover.site, cfg.site
