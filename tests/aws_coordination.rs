@@ -287,7 +287,7 @@ async fn dynamodb_throttling_keeps_serving_and_the_holder_steps_down_before_expi
     eprintln!("DynamoDB throttled → stepped down after {stepped:?} (lease {LEASE:?})");
     assert!(stepped < LEASE, "before the lease expired");
     let st = sw.status().await;
-    assert_eq!(st["coordination"]["dynamodb_error"]["kind"], "throttled", "{st}");
+    assert_eq!(st["coordination"]["aws_error"]["kind"], "throttled", "{st}");
     let resp = support::get(&sw.url("web", "/")).await.expect("the proxy serves");
     assert_eq!(resp.status, 200);
     let writes = writes_by(&w, "dc1-a");

@@ -55,8 +55,10 @@ pub(crate) struct CoordReport {
     pub(crate) peers: Vec<Peer>,
     pub(crate) covers: BTreeMap<String, CoverState>,
     pub(crate) holder_changes: u64,
-    pub(crate) dynamodb_error: Option<ErrorRecord>,
-    pub(crate) dynamodb_failures: u32,
+    /// The last failed call (DynamoDB, or a takeover's Route 53 / Auto Scaling call).
+    pub(crate) aws_error: Option<ErrorRecord>,
+    /// Ticks in a row with a failed call.
+    pub(crate) failed_ticks: u32,
 }
 
 impl CoordReport {
@@ -85,8 +87,8 @@ impl Report for CoordReport {
         json!({
             "role": self.role(Instant::now()), "site": self.site, "instance_id": self.instance, "holder": self.holder,
             "version": self.version, "holder_changes": self.holder_changes, "peers": peers, "covers": covers,
-            "dynamodb_error": self.dynamodb_error.as_ref().map(ErrorRecord::to_json),
-            "dynamodb_failures": self.dynamodb_failures,
+            "aws_error": self.aws_error.as_ref().map(ErrorRecord::to_json),
+            "failed_ticks": self.failed_ticks,
         })
     }
 }
@@ -135,17 +137,21 @@ impl ControlLoop for CoordController {
         let result = self.own_site(cfg, &me, cx, now).await;
         self.step_down_if_expired(cfg, cx, Instant::now());
         let holding = self.authority.borrow().may_write(Instant::now());
-        let cover = self.takeover.tick(cfg, &me, holding, &*self.api, cx).await;
+        // Covered sites get a third of a lease per tick at most (a stalled
+        // Route 53 must not hold back the next renewal); unfinished writes
+        // are retried at the next heartbeat.
+        let budget = timing(cfg).margin();
+        let cover =
+            tokio::time::timeout(budget, self.takeover.tick(cfg, &me, holding, &*self.api, cx)).await.unwrap_or_else(
+                |_| Err(AwsError::Unavailable { api: "takeover", message: format!("not done within {budget:?}") }),
+            );
         let result = result.and(cover);
-        let failures = match &result {
-            Ok(()) => 0,
-            Err(_) => 1,
-        };
         let at = cx.wall_time(now);
-        cx.report(|s| {
-            s.dynamodb_failures = if failures == 0 { 0 } else { s.dynamodb_failures + 1 };
-            if let Err(e) = &result {
-                s.dynamodb_error = Some(ErrorRecord::new(at, e));
+        cx.report(|s| match &result {
+            Ok(()) => s.failed_ticks = 0,
+            Err(e) => {
+                s.failed_ticks += 1;
+                s.aws_error = Some(ErrorRecord::new(at, e));
             }
         });
         if let Err(e) = &result {
