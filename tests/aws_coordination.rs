@@ -435,3 +435,25 @@ async fn the_holder_decides_on_the_sum_of_both_instances_arrivals() {
     }
     assert!(within(seen), "the holder's decision saw {seen} rps, not the site's 80 (±10 %)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_dynamodb_an_instance_serves_and_never_writes() {
+    let w = world().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut outage = env(&w, "dc1-a");
+    outage.push(("AWS_ENDPOINT_URL_DYNAMODB", format!("http://{dead}")));
+    let sw =
+        Spillway::start_with_env(&config(&w, "dc1", "dc1-a", None, None), &["run", "--threads", "2"], &outage).await;
+    eventually(Duration::from_secs(10), "the outage reported", || async {
+        let st = sw.status().await;
+        st["coordination"]["aws_error"]["kind"] == "unavailable"
+            && st["coordination"]["failed_ticks"].as_u64() >= Some(2)
+    })
+    .await;
+    let resp = support::get(&sw.url("web", "/")).await.expect("the proxy serves");
+    assert_eq!(resp.status, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(role(&sw).await, "follower");
+    assert_eq!(writes_by(&w, "dc1-a"), 0, "no lease, no write: {:?}", w.proxy.calls_by("dc1-a"));
+    assert_eq!(weights(&w, "dc1").await, None, "the records were not created");
+}
