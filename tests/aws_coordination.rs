@@ -189,14 +189,6 @@ async fn two_instances_elect_one_holder_only_it_writes_and_kill_9_hands_over_onc
     assert_eq!(st["coordination"]["peers"][0]["instance"], holder_key, "{st}");
     let version = lease_version(&w, "dc1").await;
 
-    let per_minute = |key: &str, secs: f64| w.proxy.calls_by(key).len() as f64 * 60.0 / secs;
-    let window = begun.elapsed().as_secs_f64();
-    eprintln!(
-        "calls/min over {window:.0} s: holder {:.0}, follower {:.0}",
-        per_minute(holder_key, window),
-        per_minute(follower_key, window)
-    );
-
     holder.signal("KILL");
     let killed = Instant::now();
     eventually(LEASE + HEARTBEAT + Duration::from_secs(2), "the follower takes the lease", || async {
@@ -206,8 +198,8 @@ async fn two_instances_elect_one_holder_only_it_writes_and_kill_9_hands_over_onc
     let took = killed.elapsed();
     eprintln!("kill -9 → new holder in {took:?}");
     assert!(took <= LEASE + HEARTBEAT + Duration::from_millis(700), "took {took:?}");
-    // No flapping: the survivor keeps the lease, at one version more.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    // No flapping over the next 60 s: the survivor keeps the lease, at one version more.
+    tokio::time::sleep(Duration::from_secs(60)).await;
     let st = follower.status().await;
     assert_eq!(st["coordination"]["role"], "holder", "{st}");
     assert_eq!(st["coordination"]["holder_changes"], 1, "{st}");
