@@ -185,8 +185,15 @@ async fn two_instances_elect_one_holder_only_it_writes_and_kill_9_hands_over_onc
     assert_eq!(writes_by(&w, follower_key), 0, "{:?}", w.proxy.calls_by(follower_key));
     let st = follower.status().await;
     assert_eq!(st["coordination"]["holder"], holder_key, "{st}");
+    assert_eq!(
+        (st["coordination"]["site"].as_str(), st["coordination"]["instance_id"].as_str()),
+        (Some("dc1"), Some(follower_key))
+    );
     assert_eq!(st["controllers"]["scale"]["follower"], true, "{st}");
     assert_eq!(st["coordination"]["peers"][0]["instance"], holder_key, "{st}");
+    let url = follower.admin_url("/");
+    let dom = tokio::task::spawn_blocking(move || support::browser::dump_dom(&url)).await.unwrap();
+    assert!(dom.contains(&format!("follower · site dc1 · holder {holder_key}")), "dashboard:\n{dom}");
     let version = lease_version(&w, "dc1").await;
 
     holder.signal("KILL");

@@ -134,6 +134,7 @@ impl ControlLoop for CoordController {
 
     async fn tick(&mut self, cfg: &CoordinationConfig, cx: &mut Cx, now: Instant) -> Result<(), AwsError> {
         let me = self.instance(cfg).to_owned();
+        cx.report(|s| (s.site, s.instance) = (cfg.site.clone(), me.clone()));
         let result = self.own_site(cfg, &me, cx, now).await;
         self.step_down_if_expired(cfg, cx, Instant::now());
         let holding = self.authority.borrow().may_write(Instant::now());
