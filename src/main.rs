@@ -128,10 +128,20 @@ fn run(path: &std::path::Path, threads: Option<usize>) -> anyhow::Result<()> {
     .context("building the tokio runtime")?;
     rt.block_on(async move {
         let metrics = spillway::telemetry::init_metrics();
-        let drain_timeout = loaded.config.runtime.drain_timeout;
+        let (drain_timeout, drain_delay) = (loaded.config.runtime.drain_timeout, loaded.config.runtime.drain_delay);
         let running = spillway::start(loaded, metrics).await?;
         println!("ready");
         wait_for_shutdown().await?;
+        running.begin_shutdown();
+        if !drain_delay.is_zero() {
+            // Health checkers take the edge out of rotation meanwhile; a
+            // second signal cuts the wait short.
+            tracing::info!(?drain_delay, "shutting down: reporting not ready before draining");
+            tokio::select! {
+                () = tokio::time::sleep(drain_delay) => {}
+                r = wait_for_shutdown() => r?,
+            }
+        }
         tracing::info!(?drain_timeout, "shutting down: draining connections");
         let left = running.shutdown(drain_timeout).await;
         if left > 0 {

@@ -25,11 +25,17 @@ fn cfg(zone: &str) -> DnsConfig {
         record: RECORD.into(),
         record_type: "CNAME".into(),
         ttl: 60,
-        onprem: DnsTarget { set_identifier: "dc1".into(), value: "dc1-edge.sportchat.test.".into(), alias: None },
+        onprem: DnsTarget {
+            set_identifier: "dc1".into(),
+            value: "dc1-edge.sportchat.test.".into(),
+            alias: None,
+            health_check_id: None,
+        },
         aws: DnsTarget {
             set_identifier: "aws".into(),
             value: "burst-123.us-east-1.elb.amazonaws.com.".into(),
             alias: None,
+            health_check_id: None,
         },
         shift_after: Duration::from_millis(600),
         min_change_interval: Duration::from_millis(400),

@@ -340,6 +340,72 @@ async fn slow_client_headers_are_cut_after_header_read_timeout() {
     assert_eq!(a.hits(), 0);
 }
 
+/// Reads one response with a `Content-Length` body from a kept-alive connection.
+async fn read_response(tcp: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n =
+            tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk)).await.expect("answer in time").unwrap();
+        if n == 0 {
+            return String::from_utf8_lossy(&buf).into_owned();
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_waits_idle_timeout_not_header_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+
+    let a = Origin::start("a").await;
+    let sw = Spillway::start(&simple_config(&[&a], "header_read_timeout = \"300ms\"\nidle_timeout = \"5s\"", "")).await;
+    let mut tcp = tokio::net::TcpStream::connect(sw.addr("web")).await.unwrap();
+    tcp.write_all(b"GET /first HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    assert!(read_response(&mut tcp).await.starts_with("HTTP/1.1 200"));
+    // Four header read timeouts of keep-alive silence: idle_timeout governs it.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tcp.write_all(b"GET /second HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let second = read_response(&mut tcp).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "the kept-alive connection was closed: {second:?}");
+    assert_eq!(a.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_started_on_a_kept_alive_connection_is_cut_at_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let a = Origin::start("a").await;
+    let sw =
+        Spillway::start(&simple_config(&[&a], "header_read_timeout = \"400ms\"\nidle_timeout = \"30s\"", "")).await;
+    let mut tcp = tokio::net::TcpStream::connect(sw.addr("web")).await.unwrap();
+    tcp.write_all(b"GET /first HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    assert!(read_response(&mut tcp).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    // Half a head, then nothing: timed from its first byte, not from the last response.
+    let started = Instant::now();
+    tcp.write_all(b"GET /second HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+    let took = started.elapsed();
+    assert!(read.is_ok(), "connection still open after 10 s");
+    assert!(took >= Duration::from_millis(350) && took < Duration::from_secs(3), "closed after {took:?}");
+    assert!(rest.is_empty(), "answer: {:?}", String::from_utf8_lossy(&rest));
+    assert_eq!(a.hits(), 1, "the half head never reached the origin");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_max_connections_get_503() {
     let a = Origin::start("a").await;

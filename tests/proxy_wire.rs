@@ -352,3 +352,27 @@ async fn a_trickled_upload_gets_408_past_request_body_timeout() {
     assert_eq!((after.status, after.text()), (200, "stored".to_string()), "the endpoint was not ejected");
     assert_eq!(sw.metric("spillway_proxy_errors_total{kind=\"client_body_timeout\"}").await, 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_timeout_of_a_reused_connection_counts_from_its_own_request() {
+    // The first request is answered; the second, on the same kept-alive
+    // connection, never is.
+    let origin = WireOrigin::start(|n, _| match n {
+        0 => Reply::keep(ok("first")),
+        _ => Reply::keep(Vec::new()),
+    })
+    .await;
+    let sw = Spillway::start(&config(&origin, "response_timeout = \"1s\"")).await;
+    let first = get(&sw.url("web", "/first")).await.unwrap();
+    assert_eq!(first.status, 200);
+    // Past most of the first request's deadline: the connection's timer
+    // fires before the second request's deadline, which alone counts.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let started = std::time::Instant::now();
+    let second = get(&sw.url("web", "/second")).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(second.status, 504, "{}", second.text());
+    assert!(took >= Duration::from_millis(950) && took < Duration::from_secs(3), "504 after {took:?}");
+    let seen = origin.seen();
+    assert_eq!((seen.len(), seen[1].connection), (2, 0), "the second went out on the reused connection");
+}

@@ -237,7 +237,15 @@ perf_syscalls() {
     [[ $n =~ ^[0-9]+$ ]] && echo "$n" || echo NA
 }
 
-# callgrind_total FILE — total Ir from a callgrind output file.
+# callgrind_total FILE — total Ir from a callgrind output file, less the
+# inclusive Ir of quanta's TSC calibration (the metrics exporter's clock,
+# once at start): it loops until its samples settle, so under callgrind its
+# count depends on wall time and moved instructions/req by up to ±0.2 k
+# between runs of the same binary.
 callgrind_total() {
-    awk '/^(summary|totals):/ {print $2; exit}' "$1"
+    local total calib
+    total=$(awk '/^(summary|totals):/ {print $2; exit}' "$1")
+    calib=$(callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null |
+        awk '/quanta::Calibration::calibrate \[/ {gsub(",", "", $1); print $1; exit}')
+    echo $((total - ${calib:-0}))
 }

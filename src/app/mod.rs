@@ -85,6 +85,12 @@ pub struct Running {
 }
 
 impl Running {
+    /// Starts reporting not ready (readiness endpoint and `/readyz` 503)
+    /// while the listeners keep serving; [`Running::shutdown`] drains.
+    pub fn begin_shutdown(&self) {
+        self.server.data.begin_shutdown();
+    }
+
     /// Stops accepting, lets requests in flight finish for up to `timeout`,
     /// then closes what is left; returns how many connections were left.
     pub async fn shutdown(&self, timeout: Duration) -> usize {

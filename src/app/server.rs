@@ -262,6 +262,7 @@ impl Server {
     /// Stops accepting, asks every connection to finish, and waits up to
     /// `timeout` for them. Returns the number still open at the deadline.
     pub(crate) async fn shutdown(&self, timeout: Duration) -> usize {
+        self.data.begin_shutdown();
         for (_, task) in std::mem::take(&mut *self.listeners.lock().await) {
             task.stop();
         }

@@ -11,6 +11,7 @@ mod types;
 mod validate;
 mod validate_control;
 mod validate_coord;
+mod validate_listener;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -37,6 +37,9 @@ pub(crate) const DEFAULT_PASSIVE_FAULT_STATUSES: &[u16] = &[502, 503, 504];
 pub(crate) const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
 pub(crate) const DEFAULT_DRAIN_TIMEOUT: &str = "30s";
 pub(crate) const DEFAULT_SITE: &str = "local";
+pub(crate) const DEFAULT_DRAIN_DELAY: &str = "0s";
+/// Where each listener answers readiness itself (Route 53 health checks).
+pub(crate) const DEFAULT_READINESS_PATH: &str = "/.spillway/ready";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +69,8 @@ pub(crate) struct RawRuntime {
     /// 0 or absent: one worker per core.
     pub(crate) worker_threads: Option<usize>,
     pub(crate) drain_timeout: Option<Dur>,
+    /// How long readiness answers 503 before the drain starts.
+    pub(crate) drain_delay: Option<Dur>,
     /// This datacenter's name (coordination, notifications, CloudWatch).
     pub(crate) site: Option<String>,
 }
@@ -103,6 +108,8 @@ pub(crate) struct RawListener {
     pub(crate) max_cancelled_streams: Option<u32>,
     pub(crate) max_tunnels: Option<usize>,
     pub(crate) tunnel_idle_timeout: Option<Dur>,
+    /// Path Spillway answers itself with its readiness; "" disables it.
+    pub(crate) readiness_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,6 +272,8 @@ pub(crate) struct RawDnsTarget {
     pub(crate) value: Option<String>,
     /// Or an alias to an AWS resource such as an ELB.
     pub(crate) alias: Option<RawAlias>,
+    /// The Route 53 health check the record carries (a UUID).
+    pub(crate) health_check_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -177,3 +177,41 @@ fn the_site_name_defaults_to_local_and_keeps_to_its_alphabet() {
         assert_eq!(keys, ["runtime.site"], "{bad:?}");
     }
 }
+
+#[test]
+fn dns_health_check_ids_must_be_uuids() {
+    let dns = |onprem_check: &str| {
+        format!(
+            "{GOOD}\n[dns]\nhosted_zone_id = \"Z1\"\nrecord = \"www.example.com.\"\n\
+             onprem = {{ set_identifier = \"dc1\", value = \"dc1.example.com.\"{onprem_check} }}\n\
+             aws = {{ set_identifier = \"aws-dc1\", value = \"elb.example.com.\" }}\n"
+        )
+    };
+    let id = "6f1f5c1e-0b4d-4a52-9a5e-2f8d6c3b7a10";
+    let c = parse(&dns(&format!(", health_check_id = \"{id}\""))).unwrap().config.dns.unwrap();
+    assert_eq!(c.onprem.health_check_id.as_deref(), Some(id));
+    assert_eq!(c.aws.health_check_id, None, "not configured: kept from Route 53");
+    for bad in ["", "dc1-check", "6f1f5c1e0b4d4a529a5e2f8d6c3b7a10", "6f1f5c1e-0b4d-4a52-9a5e-2f8d6c3b7a1g"] {
+        let p = problems(&dns(&format!(", health_check_id = \"{bad}\"")));
+        assert!(p.iter().any(|p| p.key == "dns.onprem.health_check_id"), "{bad:?}: {p:?}");
+    }
+}
+
+#[test]
+fn readiness_path_defaults_disables_and_refuses_what_never_matches() {
+    let c = parse(GOOD).unwrap().config;
+    assert_eq!(c.listeners[0].readiness_path.as_deref(), Some("/.spillway/ready"));
+    assert_eq!(c.runtime.drain_delay, std::time::Duration::ZERO);
+    let with = |path: &str| {
+        GOOD.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:0\"\nreadiness_path = {path:?}"))
+    };
+    assert_eq!(parse(&with("")).unwrap().config.listeners[0].readiness_path, None, "\"\" disables it");
+    assert_eq!(parse(&with("/_ready")).unwrap().config.listeners[0].readiness_path.as_deref(), Some("/_ready"));
+    for bad in ["ready", "/", "/ready?x=1", "/re%41dy", "/re ady", &format!("/{}", "a".repeat(256))] {
+        let p = problems(&with(bad));
+        assert!(p.iter().any(|p| p.key == "listener[0].readiness_path"), "{bad:?}: {p:?}");
+    }
+    let delay = |d: &str| format!("[runtime]\ndrain_delay = {d:?}\n{GOOD}");
+    assert_eq!(parse(&delay("40s")).unwrap().config.runtime.drain_delay, std::time::Duration::from_secs(40));
+    assert!(problems(&delay("11m")).iter().any(|p| p.key == "runtime.drain_delay"));
+}

@@ -26,6 +26,9 @@ pub struct RuntimeSettings {
     /// `None`: one worker per core.
     pub worker_threads: Option<usize>,
     pub drain_timeout: Duration,
+    /// From SIGTERM until the drain starts: readiness answers 503 while
+    /// the listeners still accept and serve.
+    pub drain_delay: Duration,
     /// This datacenter's name: `[A-Za-z0-9_-]{1,32}`, `"local"` by default.
     pub site: String,
 }
@@ -71,6 +74,9 @@ pub struct ListenerConfig {
     /// Upgraded (WebSocket) tunnels open at once on this listener.
     pub max_tunnels: usize,
     pub tunnel_idle_timeout: Duration,
+    /// The path answered with this edge's readiness, before routing and for
+    /// any Host (`None`: disabled). Shared, so a connection takes no copy.
+    pub readiness_path: Option<std::sync::Arc<str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +220,9 @@ pub struct DnsTarget {
     /// The plain record value; for an alias, the alias's DNS name.
     pub value: String,
     pub alias: Option<AliasTarget>,
+    /// The Route 53 health check every UPSERT attaches (a UUID); `None`:
+    /// the one the record carries in Route 53 is kept.
+    pub health_check_id: Option<String>,
 }
 
 /// An alias record's target (e.g. an ELB: its DNS name and its hosted zone).

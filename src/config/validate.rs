@@ -108,6 +108,7 @@ fn runtime(c: &mut Checker, raw: RawRuntime) -> RuntimeSettings {
     RuntimeSettings {
         worker_threads: raw.worker_threads.filter(|n| *n > 0),
         drain_timeout: c.dur("runtime.drain_timeout", raw.drain_timeout, DEFAULT_DRAIN_TIMEOUT, true),
+        drain_delay: super::validate_listener::drain_delay(c, raw.drain_delay),
         site: site_name(c, raw.site),
     }
 }
@@ -225,6 +226,7 @@ fn listener(c: &mut Checker, key: &str, listen: SocketAddr, l: RawListener) -> L
     let max_connection_age =
         l.max_connection_age.map(|v| c.dur(&format!("{key}.max_connection_age"), Some(v), "0s", false));
     ListenerConfig {
+        readiness_path: super::validate_listener::readiness_path(c, key, l.readiness_path),
         trusted_proxies,
         client_send_timeout: dur(c, "client_send_timeout", l.client_send_timeout, DEFAULT_CLIENT_SEND_TIMEOUT),
         max_connection_age,

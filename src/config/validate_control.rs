@@ -195,5 +195,23 @@ fn dns_target(c: &mut Checker, key: &str, t: RawDnsTarget) -> DnsTarget {
         (Some(v), None) => v,
         (None, Some(a)) => a.dns_name.clone(),
     };
-    DnsTarget { set_identifier: t.set_identifier, value, alias }
+    if let Some(id) = &t.health_check_id {
+        if !is_uuid(id) {
+            c.fail(
+                format!("{key}.health_check_id"),
+                format!(
+                    "{id:?} is not a Route 53 health check id (a UUID such as 0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d)"
+                ),
+            );
+        }
+    }
+    DnsTarget { set_identifier: t.set_identifier, value, alias, health_check_id: t.health_check_id }
+}
+
+/// The canonical UUID text form, 8-4-4-4-12 hexadecimal digits: what
+/// `CreateHealthCheck` returns as the id.
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }

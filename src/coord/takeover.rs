@@ -3,8 +3,9 @@
 //! [`policy::cover_step`] whether that site is lost. Taking it over is a
 //! conditional lease write in lost mode (version + 1); then, while the lease
 //! is ours and within its margin, both of the site's records go to AWS in one
-//! change batch (onprem 0 / aws 255), its group to `dr_capacity` (within the
-//! group's bounds), and one critical `site_lost` notification is queued.
+//! change batch (onprem 0 / aws 255, keeping the health checks they carry),
+//! its group to `dr_capacity` (within the group's bounds), and one critical
+//! `site_lost` notification is queued.
 //! The site is handed back (lease released) once it has heartbeated again
 //! for `handback_after`; its own holder's controllers take over from there.
 //!
@@ -27,7 +28,7 @@ use super::policy::{self, CoverStep, Lease, LeaseMode, SiteView, WatchReason};
 use crate::aws::AwsError;
 use crate::config::{CoordinationConfig, CoverConfig};
 use crate::control::runner::Context;
-use crate::dns::records;
+use crate::dns::records::{self, HealthChecks};
 use crate::dns::weights::Weights;
 use crate::dns::DnsApi;
 use crate::notifications::{Event, Notifier};
@@ -198,9 +199,17 @@ impl Takeover {
     async fn apply(&mut self, cover: &CoverConfig, cx: &mut Cx) -> Result<(), AwsError> {
         let state = self.states.entry(cover.site.clone()).or_default();
         if !state.records_written && state.may_write(Instant::now()) {
-            let batch = records::batch(&cover.dns, Weights::CLOUD_ONLY);
+            // UPSERT replaces the whole set: keep the health checks the records carry.
+            let d = &cover.dns;
+            let (zone, name, rtype) = (d.hosted_zone_id.as_str(), d.record.as_str(), d.record_type.as_str());
+            let observed = cx.call(|| self.dns.list_records(zone, name, rtype)).await?;
+            let batch = records::batch(d, Weights::CLOUD_ONLY, &HealthChecks::observed(d, &observed));
             let comment = format!("spillway: site {} lost (onprem 0, aws 255)", cover.site);
-            cx.call(|| self.dns.upsert(&cover.dns.hosted_zone_id, &batch, &comment)).await?;
+            let still = self.states.get(&cover.site).is_some_and(|s| s.may_write(Instant::now()));
+            if !still {
+                return Ok(());
+            }
+            cx.call(|| self.dns.upsert(zone, &batch, &comment)).await?;
             tracing::warn!(
                 site = cover.site.as_str(),
                 record = cover.dns.record.as_str(),

@@ -77,12 +77,7 @@ impl DnsApi for SimAws {
             summary.join(" ")
         );
         for r in records {
-            let observed = ObservedRecord {
-                set_identifier: r.set_identifier.clone(),
-                weight: Some(i64::from(r.weight)),
-                ttl: r.ttl.map(i64::from),
-                target: Some(r.target.clone()),
-            };
+            let observed = ObservedRecord::from(r);
             match stored.iter_mut().find(|o| o.set_identifier == r.set_identifier) {
                 Some(o) => *o = observed,
                 None => stored.push(observed),

@@ -4,7 +4,8 @@
 //! batch → poll `GetChange` to INSYNC → read back → record.
 //!
 //! Invariants: every Route 53 call spends a token of the 5 req/s bucket and
-//! is retried only for retryable errors; an outage delays the next attempt
+//! is retried only for retryable errors; every UPSERT carries each record's
+//! health check (configured, else as last read back); an outage delays the next attempt
 //! (jittered backoff, visible in status); `dry_run` logs instead of writing.
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::records::{self, ReadBack};
+use super::records::{self, HealthChecks, ReadBack};
 use super::weights::{WeightPlan, WeightPlanner, WeightReason, Weights};
 use super::{ChangeInfo, ChangeStatus, DnsApi};
 use crate::aws::{AwsError, RateLimiter};
@@ -85,6 +86,9 @@ pub(crate) struct DnsController {
     /// Weights this controller last wrote (to tell an edit from our own change).
     written: Option<Weights>,
     respected: Option<Weights>,
+    /// The records' health checks as last read back (`None` before the
+    /// first read): what a record without a configured one keeps.
+    checks: Option<HealthChecks>,
     next_read: Option<Instant>,
     fence: Fence,
     /// The lease version the state above was built under.
@@ -137,6 +141,7 @@ impl ControlLoop for DnsController {
     fn reconfigured(&mut self) {
         self.next_read = None;
         self.respected = None;
+        self.checks = None;
     }
 }
 
@@ -166,6 +171,7 @@ impl DnsController {
             current: None,
             written: None,
             respected: None,
+            checks: None,
             next_read: None,
             fence: Fence::default(),
             term: Some(0),
@@ -212,7 +218,12 @@ impl DnsController {
             })
             .await?;
         self.next_read = Some(now + cfg.verify_interval);
-        let outcome = self.compare(cfg, cx, records::read_back(cfg, &observed), now);
+        let seen = records::read_back(cfg, &observed, self.checks.as_ref());
+        let outcome = self.compare(cfg, cx, seen, now);
+        // A write that corrects an edit restores the health checks we knew.
+        if self.checks.is_none() || matches!(outcome, ReadOutcome::Fine) {
+            self.checks = Some(HealthChecks::observed(cfg, &observed));
+        }
         let current = self.current;
         cx.report(|s| s.weights = current);
         self.share.send_replace(current.map_or(0.0, Weights::cloud_share));
@@ -312,7 +323,7 @@ impl DnsController {
         w: Weights,
         reason: WeightReason,
     ) -> Result<ChangeInfo, AwsError> {
-        let batch = records::batch(cfg, w);
+        let batch = records::batch(cfg, w, self.checks.as_ref().unwrap_or(&HealthChecks::default()));
         let comment = format!("spillway: {} (onprem {}, aws {})", reason.as_str(), w.onprem, w.aws);
         let (api, limiter, zone) = (&*self.api, &self.limiter, cfg.hosted_zone_id.as_str());
         let (batch, comment) = (&batch[..], comment.as_str());

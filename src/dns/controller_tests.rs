@@ -70,13 +70,7 @@ impl DnsApi for Fake {
             self.call()?;
             let mut s = self.lock();
             for r in records {
-                let seen = ObservedRecord {
-                    set_identifier: r.set_identifier.clone(),
-                    weight: Some(i64::from(r.weight)),
-                    ttl: r.ttl.map(i64::from),
-                    target: Some(r.target.clone()),
-                };
-                s.records.insert(r.set_identifier.clone(), seen);
+                s.records.insert(r.set_identifier.clone(), ObservedRecord::from(r));
             }
             s.batches.push(records.to_vec());
             s.polls_left = s.pending_polls;
@@ -292,4 +286,75 @@ async fn dry_run_writes_nothing() {
     assert!(r.fake.weights().is_empty());
     assert_eq!(r.status.lock().unwrap().detail.weights, Some(Weights::CLOUD_ONLY));
     r.shutdown.cancel();
+}
+
+const CHECK_ONPREM: &str = "6f1f5c1e-0b4d-4a52-9a5e-2f8d6c3b7a10";
+const CHECK_AWS: &str = "0c9a7f3e-1d2b-4e6f-8a0b-3c5d7e9f1a2b";
+
+/// Records as CloudFormation made them: with health checks and a TTL the
+/// config does not have (so the first read reconciles them).
+fn seed_with_health_checks(fake: &Fake, c: &DnsConfig) {
+    let known = HealthChecks { onprem: Some(CHECK_ONPREM.into()), aws: Some(CHECK_AWS.into()) };
+    let mut s = fake.lock();
+    for r in records::batch(c, Weights::ONPREM_ONLY, &known) {
+        let mut seen = ObservedRecord::from(&r);
+        seen.ttl = Some(300);
+        s.records.insert(r.set_identifier.clone(), seen);
+    }
+}
+
+fn batch_checks(fake: &Fake) -> Vec<(Option<String>, Option<String>)> {
+    let s = fake.lock();
+    s.batches.iter().map(|b| (b[0].health_check_id.clone(), b[1].health_check_id.clone())).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_checks_read_back_are_kept_through_reconcile_and_every_change() {
+    let fake = Arc::new(Fake::default());
+    seed_with_health_checks(&fake, &cfg());
+    let r = rig(fake, cfg());
+    secs(10).await;
+    r.signals.send_replace(spilling());
+    secs(250).await;
+    r.signals.send_replace(calm());
+    secs(600).await;
+    let checks = batch_checks(&r.fake);
+    assert!(checks.len() >= 6, "the first-start reconcile and the shifts: {checks:?}");
+    let both = (Some(CHECK_ONPREM.to_string()), Some(CHECK_AWS.to_string()));
+    assert!(checks.iter().all(|c| *c == both), "{checks:?}");
+    assert!(r.status.lock().unwrap().detail.external_edit.is_none(), "our own writes are no edit");
+    r.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_configured_health_check_replaces_the_one_read_back() {
+    let fake = Arc::new(Fake::default());
+    seed_with_health_checks(&fake, &cfg());
+    let mut c = cfg();
+    c.aws.health_check_id = Some(CHECK_ONPREM.into());
+    let r = rig(fake, c);
+    secs(5).await;
+    assert_eq!(batch_checks(&r.fake), vec![(Some(CHECK_ONPREM.into()), Some(CHECK_ONPREM.into()))]);
+    r.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_health_check_is_an_external_edit_and_corrected_back() {
+    for (policy, rewrites) in [(ExternalEdit::Respect, 0), (ExternalEdit::Correct, 1)] {
+        let fake = Arc::new(Fake::default());
+        let c = DnsConfig { on_external_edit: policy, ..cfg() };
+        seed_with_health_checks(&fake, &c);
+        let r = rig(fake, c);
+        secs(5).await;
+        assert_eq!(batch_checks(&r.fake).len(), 1, "the first-start reconcile");
+        r.fake.lock().records.get_mut("aws").unwrap().health_check_id = None;
+        secs(70).await;
+        let st = r.status.lock().unwrap().to_json(Instant::now());
+        let detail = st["external_edit"]["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains("health check"), "{policy:?}: {st}");
+        let checks = batch_checks(&r.fake);
+        assert_eq!(checks.len(), 1 + rewrites, "{policy:?}: {checks:?}");
+        assert_eq!(checks.last().unwrap().1.as_deref(), Some(CHECK_AWS), "{policy:?}: restored, never dropped");
+        r.shutdown.cancel();
+    }
 }

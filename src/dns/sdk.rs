@@ -41,6 +41,10 @@ fn to_sdk(r: &WeightedRecord) -> Result<ResourceRecordSet, AwsError> {
     if let Some(ttl) = r.ttl {
         b = b.ttl(i64::from(ttl));
     }
+    // An UPSERT without it would drop the record's health check.
+    if let Some(id) = &r.health_check_id {
+        b = b.health_check_id(id);
+    }
     b = match &r.target {
         RecordTarget::Value(v) => {
             b.resource_records(ResourceRecord::builder().value(v).build().map_err(|e| invalid(CHANGE, e))?)
@@ -72,6 +76,7 @@ fn from_sdk(r: &ResourceRecordSet) -> ObservedRecord {
         weight: r.weight(),
         ttl: r.ttl(),
         target,
+        health_check_id: r.health_check_id().map(str::to_owned),
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Body {
     request: Option<ActiveRequest>,
 }
 
+// Lives in the response; boxing the upstream body would allocate per request.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     Upstream(UpstreamBody),
     Full(Option<Bytes>),

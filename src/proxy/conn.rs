@@ -57,6 +57,8 @@ pub(crate) struct ConnInfo {
     pub(crate) tunnels: Arc<tokio::sync::Semaphore>,
     pub(crate) tunnel_idle_timeout: Duration,
     pub(crate) send_timeout: Duration,
+    /// The listener's `readiness_path` (shared, not copied).
+    pub(crate) readiness_path: Option<Arc<str>>,
     _hold: Hold,
 }
 
@@ -115,6 +117,7 @@ impl ConnInfo {
             tunnels,
             tunnel_idle_timeout: listener.tunnel_idle_timeout,
             send_timeout: listener.client_send_timeout,
+            readiness_path: listener.readiness_path.clone(),
             _hold: hold,
         }
     }
@@ -184,7 +187,9 @@ pub(crate) struct ActiveRequest {
 
 impl ActiveRequest {
     pub(crate) fn start(conn: &Arc<ConnInfo>, version: http::Version) -> Self {
-        conn.active.fetch_add(1, Relaxed);
+        if conn.active.fetch_add(1, Relaxed) == 0 {
+            conn.activity.request_opened();
+        }
         let waiting = (version == http::Version::HTTP_2).then(|| {
             conn.h2.store(true, Relaxed);
             let w = Arc::new(AtomicU64::new(0));
@@ -225,7 +230,9 @@ impl ActiveRequest {
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        self.conn.active.fetch_sub(1, Relaxed);
+        if self.conn.active.fetch_sub(1, Relaxed) == 1 {
+            self.conn.activity.requests_closed();
+        }
         if !self.finished {
             self.conn.cancelled();
         }

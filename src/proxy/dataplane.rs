@@ -1,9 +1,9 @@
 //! What the data plane is handed: the runtime snapshot it loads once per
 //! request, the live gates and read-after-write pins, the open-connection
-//! count and the drain signal. The listeners and the service see nothing
+//! count, the shutdown flag and the drain signal. The listeners and the service see nothing
 //! else of the server that owns it.
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{watch, Notify};
@@ -20,6 +20,9 @@ pub(crate) struct DataPlane {
     pub(crate) connections: Connections,
     /// `true` once the server drains: connections finish and close.
     pub(crate) drain: watch::Sender<bool>,
+    /// `true` from the moment shutdown begins, `runtime.drain_delay`
+    /// before the drain: readiness answers 503 while requests are served.
+    shutting_down: AtomicBool,
 }
 
 impl DataPlane {
@@ -29,11 +32,18 @@ impl DataPlane {
             gates,
             connections: Connections::default(),
             drain: watch::channel(false).0,
+            shutting_down: AtomicBool::new(false),
         }
     }
 
+    /// Shutdown has begun (the drain may not have yet): not ready.
     pub(crate) fn draining(&self) -> bool {
-        *self.drain.borrow()
+        self.shutting_down.load(SeqCst) || *self.drain.borrow()
+    }
+
+    /// Marks shutdown begun; the drain follows ([`DataPlane::drain`]).
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutting_down.store(true, SeqCst);
     }
 }
 

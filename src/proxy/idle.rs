@@ -1,9 +1,11 @@
-//! An I/O wrapper that counts reads and writes, and notes since when a
-//! write has been refused (the peer's receive window is full), so a
-//! watchdog can close a connection after `idle_timeout` of silence or
-//! after `client_send_timeout` of a peer that takes nothing. Counting
-//! instead of stamping keeps the clock off the per-read path; the clock is
-//! read only when a write is refused.
+//! An I/O wrapper that counts reads and writes, notes since when a write
+//! has been refused (the peer's receive window is full) and since when a
+//! request head has been arriving, so a watchdog can close a connection
+//! after `idle_timeout` of silence, after `client_send_timeout` of a peer
+//! that takes nothing, or after `header_read_timeout` of a head that does
+//! not end. Counting instead of stamping keeps the clock off the per-read
+//! path; the clock is read only when a write is refused and at the first
+//! byte of each request head.
 
 use std::io;
 use std::pin::Pin;
@@ -35,6 +37,11 @@ pub(crate) struct Activity {
     read_waker: AtomicWaker,
     /// The client sent the HTTP/2 preface.
     h2: std::sync::atomic::AtomicBool,
+    /// No request is open: the next byte read begins a request head.
+    between_requests: std::sync::atomic::AtomicBool,
+    /// Milliseconds after `epoch` at which the head now arriving began
+    /// (the connection's start for its first); 0: no head is arriving.
+    head_since: AtomicU64,
 }
 
 impl Activity {
@@ -46,7 +53,38 @@ impl Activity {
             calm: std::sync::atomic::AtomicBool::new(false),
             read_waker: AtomicWaker::new(),
             h2: std::sync::atomic::AtomicBool::new(false),
+            between_requests: std::sync::atomic::AtomicBool::new(true),
+            // The first head is timed from the connection's start.
+            head_since: AtomicU64::new(1),
         })
+    }
+
+    /// A request head was read whole and a request opened.
+    pub(crate) fn request_opened(&self) {
+        self.between_requests.store(false, Relaxed);
+        self.head_since.store(0, Relaxed);
+    }
+
+    /// The connection's last open request ended.
+    pub(crate) fn requests_closed(&self) {
+        self.between_requests.store(true, Relaxed);
+    }
+
+    /// How long the request head now arriving has taken, at `now` (`None`
+    /// while no head is arriving: a request is open, or a kept-alive
+    /// connection waits for its next request, which `idle_timeout` bounds).
+    pub(crate) fn head_for(&self, now: Instant) -> Option<Duration> {
+        match self.head_since.load(Relaxed) {
+            0 => None,
+            since => Some(Duration::from_millis(self.millis(now).saturating_sub(since))),
+        }
+    }
+
+    fn read_some(&self) {
+        self.moved();
+        if self.between_requests.load(Relaxed) && self.head_since.load(Relaxed) == 0 {
+            self.head_since.store(self.millis(Instant::now()), Relaxed);
+        }
     }
 
     /// Asks the read side to make h2 send `GOAWAY ENHANCE_YOUR_CALM`
@@ -150,7 +188,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         match &r {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                this.activity.moved();
+                this.activity.read_some();
                 if let Some(frames) = this.frames.as_mut().filter(|f| f.is_on()) {
                     frames.feed(&buf.filled()[before..]);
                     if frames.past_preface() && !this.activity.is_h2() {

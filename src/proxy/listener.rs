@@ -1,12 +1,19 @@
 //! Accept loops: one per configured listener. Each connection is served by
 //! hyper's auto builder (HTTP/1.1 with upgrades, HTTP/2 by ALPN or prior
-//! knowledge), with header-size/count limits, a header read timeout
-//! (slowloris), a per-listener connection cap, and a watchdog task that
-//! closes it: gracefully when idle (no request open; for HTTP/1.1 also no
-//! byte moving — HTTP/2 PINGs do not count), past `max_connection_age` or
-//! on drain; abortively when the client has taken no byte for
-//! `client_send_timeout` while Spillway had something to send, or when a
-//! graceful close has not finished within the drain grace.
+//! knowledge), with header-size/count limits, a per-listener connection
+//! cap, and a watchdog task that closes it: gracefully when idle (no
+//! request open; for HTTP/1.1 also no byte moving — HTTP/2 PINGs do not
+//! count), past `max_connection_age` or on drain; abortively when an
+//! HTTP/1.1 request head has not ended `header_read_timeout` after its
+//! first byte (or after the connection opened, for the first request:
+//! slowloris), when the client has taken no byte for `client_send_timeout`
+//! while Spillway had something to send, or when a graceful close has not
+//! finished within the drain grace.
+//!
+//! The header read timeout is the watchdog's, not hyper's: hyper arms its
+//! timer as soon as a kept-alive connection waits for the next request, so
+//! it closed every idle keep-alive connection at `header_read_timeout`
+//! whatever `idle_timeout` said, and it cost a boxed timer per request.
 //!
 //! The TLS acceptor is looked up in the current runtime snapshot at every
 //! accept, so a reload rotates certificates without a restart.
@@ -157,7 +164,8 @@ fn builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
+        // The watchdog times request heads (see the module doc).
+        .header_read_timeout(None)
         .max_buf_size(config.max_header_bytes)
         .max_headers(config.max_headers)
         // A client that closes (or half-closes) its side while its request is
@@ -188,6 +196,8 @@ const IDLE_GRACE: Duration = Duration::from_secs(1);
 #[derive(Clone, Copy)]
 struct Limits {
     idle: Duration,
+    /// An HTTP/1.1 request head, from its first byte to its end.
+    head: Duration,
     send: Duration,
     max_age: Option<Duration>,
     /// How long a graceful close may take before it becomes an abort.
@@ -202,6 +212,7 @@ where
     let io = TokioIo::new(IdleIo::client(io, activity.clone()));
     let limits = Limits {
         idle: config.idle_timeout,
+        head: config.header_read_timeout,
         send: config.client_send_timeout,
         max_age: config.max_connection_age,
         grace,
@@ -237,9 +248,11 @@ where
 }
 
 /// Watches one connection (see the module doc); wakes every third of the
-/// shortest of `idle_timeout`, `client_send_timeout` and `max_connection_age`.
+/// shortest of `idle_timeout`, `header_read_timeout`, `client_send_timeout`
+/// and `max_connection_age`.
 async fn watchdog(mut drain: watch::Receiver<bool>, conn: Arc<ConnInfo>, activity: Arc<Activity>, limits: Limits) {
-    let shortest = limits.max_age.map_or(limits.idle.min(limits.send), |age| age.min(limits.idle).min(limits.send));
+    let own = limits.idle.min(limits.send).min(limits.head);
+    let shortest = limits.max_age.map_or(own, |age| age.min(own));
     let every = (shortest / 3).max(Duration::from_millis(20));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -267,10 +280,17 @@ async fn watchdog(mut drain: watch::Receiver<bool>, conn: Arc<ConnInfo>, activit
             conn.close.request(Close::Abort);
             return;
         }
-        let moves = activity.moves();
         // HTTP/2 (known from the preface, before any request): frames such
-        // as PING keep bytes moving, so only open requests count.
+        // as PING keep bytes moving, so only open requests count; h2 bounds
+        // its own header blocks.
         let h2 = conn.is_h2() || activity.is_h2();
+        if !h2 && activity.head_for(now).is_some_and(|took| took >= limits.head) {
+            tracing::debug!(client = %conn.remote, timeout = ?limits.head, "request head not received in time: closing");
+            metrics::counter!(catalog::PROXY_ERRORS, "kind" => "header_read_timeout").increment(1);
+            conn.close.request(Close::Abort);
+            return;
+        }
+        let moves = activity.moves();
         let quiet = conn.active() == 0 && (h2 || moves == seen);
         seen = moves;
         idle_since = if quiet { idle_since.or(Some(now)) } else { None };

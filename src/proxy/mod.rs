@@ -1,5 +1,6 @@
 //! The data plane: listeners (TCP, TLS, HTTP/1.1 and HTTP/2), the
-//! per-request service, header rewriting and error responses.
+//! per-request service, header rewriting, error responses and the
+//! readiness endpoint.
 
 pub mod body;
 mod calm;
@@ -9,6 +10,7 @@ pub(crate) mod error;
 pub(crate) mod headers;
 pub(crate) mod idle;
 pub(crate) mod listener;
+mod ready;
 pub(crate) mod service;
 mod tunnel;
 

@@ -1,7 +1,9 @@
 //! The per-request path: route → pool → endpoint → forward → respond.
 //!
 //! A request loads the runtime snapshot once and finishes on it. Errors are
-//! turned into responses in one place (`ProxyError::to_response`).
+//! turned into responses in one place (`ProxyError::to_response`). The
+//! listener's readiness path is answered here, before routing: one
+//! comparison of the raw path, nothing allocated for any other request.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -38,7 +40,12 @@ pub(crate) async fn serve(
     let mut active = ActiveRequest::start(&conn, req.version());
     let method = req.method().clone();
     let rt = plane.runtime.load_full();
-    let result = handle(&rt, &plane, &conn, req, started).await;
+    let result = match conn.readiness_path.as_deref() {
+        Some(ready) if req.uri().path() == ready => {
+            Ok(super::ready::respond(&method, super::ready::of(&rt, plane.draining())))
+        }
+        _ => handle(&rt, &plane, &conn, req, started).await,
+    };
     let mut resp = result.unwrap_or_else(|err| {
         static FAILED: LogBudget = LogBudget::new(20);
         if let Some(suppressed) = FAILED.admit(telemetry::secs(started)) {
@@ -65,7 +72,10 @@ async fn handle(
     mut req: Request<Incoming>,
     started: Instant,
 ) -> Result<Response<Body>, ProxyError> {
-    let on_upgrade = match headers::is_websocket_upgrade(req.version(), req.method(), req.headers()) {
+    // hyper marks every request that asked to upgrade (an HTTP/1.1
+    // `Upgrade` header, or CONNECT): the header checks run for those only.
+    let asked = req.extensions().get::<hyper::upgrade::OnUpgrade>().is_some();
+    let on_upgrade = match asked && headers::is_websocket_upgrade(req.version(), req.method(), req.headers()) {
         true => Some(upgrade(rt, plane, conn, &mut req)?),
         false => None,
     };

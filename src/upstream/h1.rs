@@ -211,8 +211,11 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result
     // One pass: what framing needs, and where the forwarded headers are (the
     // head is frozen below and values become slices of it).
     let base = buf.as_ptr() as usize;
+    const _: () = assert!(MAX_RESPONSE_HEAD <= 1 << 16);
     let mut facts = Facts::default();
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_RESPONSE_HEADERS];
+    // u16: the head is at most MAX_RESPONSE_HEAD (64 KiB) long; the array is
+    // zeroed per response, so it is kept small.
+    let mut spans = [(0u16, 0u16, 0u16, 0u16); MAX_RESPONSE_HEADERS];
     let mut kept = 0;
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
@@ -221,7 +224,7 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result
         }
         let n = name.as_ptr() as usize - base;
         let v = h.value.as_ptr() as usize - base;
-        spans[kept] = (n as u32, (n + name.len()) as u32, v as u32, (v + h.value.len()) as u32);
+        spans[kept] = (n as u16, (n + name.len()) as u16, v as u16, (v + h.value.len()) as u16);
         kept += 1;
     }
     let head = buf.split_to(len).freeze();

@@ -3,31 +3,32 @@
 //! are skipped. The result is the response, or a failure that says whether
 //! the request may be sent again (`SendFailure`).
 //!
-//! Invariants: one timer at a time (`Deadline`): the upload's deadline
-//! while the request body goes out, then the response timeout, which starts
-//! once the request is out, so a slow uploader is not taken for a slow
-//! upstream. A request is handed back only when it had no body, went out
+//! Invariants: one deadline at a time (`Deadline`, on the connection's
+//! one timer, `ConnTimer`): the upload's deadline while the request body
+//! goes out, then the response timeout, which starts once the request is
+//! out, so a slow uploader is not taken for a slow upstream. A request is handed back only when it had no body, went out
 //! on a reused connection and not one byte of response came.
 
-use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::future::poll_fn;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Method, Response};
-use tokio::time::Sleep;
 
 use crate::upstream::h1::{self, ResponseFraming, ResponseHead};
 
 use super::body::UpstreamBody;
 use super::state::{Reading, State, Writing};
+use super::timer::ConnTimer;
 use super::upload::{Upload, UploadError};
 use super::{Conn, Resend, SendFailure, Timeouts, UpstreamError};
 
-/// The one timer an exchange waits under, and which limit it enforces.
-struct Deadline<'t> {
-    timer: Pin<&'t mut Option<Sleep>>,
-    /// The armed timer is the upload's (else the response's, or none).
+/// The one deadline an exchange waits under, and which limit it enforces.
+#[derive(Default)]
+struct Deadline {
+    /// A deadline is set on the connection's timer.
+    armed: bool,
+    /// The armed deadline is the upload's (else the response's).
     timing_upload: bool,
 }
 
@@ -42,8 +43,9 @@ impl Conn {
         // reused connection (the keep-alive race).
         let again = (self.reused && upload.body.is_none()).then(|| upload.out.first.clone()).flatten();
         let mut state = State::new(upload);
-        let mut deadline = Deadline { timer: pin!(None::<Sleep>), timing_upload: false };
+        let mut deadline = Deadline::default();
         let result = poll_fn(|cx| self.poll_head(cx, &mut state, &mut deadline, &method, timeouts)).await;
+        self.wire.timer.disarm();
         match result {
             Ok(head) => {
                 let state = state.answered(head.keep_alive, head.framing);
@@ -64,7 +66,7 @@ impl Conn {
         &mut self,
         cx: &mut Context<'_>,
         state: &mut State<Upload>,
-        deadline: &mut Deadline<'_>,
+        deadline: &mut Deadline,
         method: &Method,
         timeouts: Timeouts,
     ) -> Poll<Result<ResponseHead, UpstreamError>> {
@@ -82,7 +84,9 @@ impl Conn {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(UpstreamError::ClosedBeforeHead)),
                 Poll::Ready(Ok(_)) => state.reading = Reading::Head,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(UpstreamError::Read(e))),
-                Poll::Pending => return deadline.poll_expired(cx, &state.writing, timeouts).map(Err),
+                Poll::Pending => {
+                    return deadline.poll_expired(cx, &mut self.wire.timer, &state.writing, timeouts).map(Err)
+                }
             }
         }
     }
@@ -92,7 +96,7 @@ impl Conn {
         &mut self,
         cx: &mut Context<'_>,
         state: &mut State<Upload>,
-        deadline: &mut Deadline<'_>,
+        deadline: &mut Deadline,
     ) -> Result<(), UpstreamError> {
         let Writing::Body(up) = &mut state.writing else { return Ok(()) };
         match up.poll(cx, &mut self.wire.io) {
@@ -115,13 +119,13 @@ impl Conn {
     }
 }
 
-impl Deadline<'_> {
+impl Deadline {
     /// The request is out (or the upstream stopped taking it): the
-    /// upload's timer, if armed, gives way to the response's.
+    /// upload's deadline, if armed, gives way to the response's.
     fn upload_over(&mut self) {
         if self.timing_upload {
             self.timing_upload = false;
-            self.timer.set(None);
+            self.armed = false;
         }
     }
 
@@ -130,16 +134,17 @@ impl Deadline<'_> {
     fn poll_expired(
         &mut self,
         cx: &mut Context<'_>,
+        timer: &mut ConnTimer,
         writing: &Writing<Upload>,
         timeouts: Timeouts,
     ) -> Poll<UpstreamError> {
-        if self.timer.is_none() {
+        if !self.armed {
+            self.armed = true;
             self.timing_upload = matches!(writing, Writing::Body(_));
             let limit = if self.timing_upload { timeouts.upload } else { timeouts.response };
-            self.timer.set(Some(tokio::time::sleep(limit)));
+            timer.arm(tokio::time::Instant::now() + limit);
         }
-        let Some(timer) = self.timer.as_mut().as_pin_mut() else { return Poll::Pending };
-        if timer.poll(cx).is_pending() {
+        if timer.poll_expired(cx).is_pending() {
             return Poll::Pending;
         }
         Poll::Ready(match writing {

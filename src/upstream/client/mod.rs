@@ -34,6 +34,7 @@ mod exchange;
 mod idle;
 mod request;
 mod state;
+mod timer;
 mod upload;
 mod wire;
 

@@ -19,6 +19,9 @@ pub(super) struct Wire {
     pub(super) io: UpstreamIo,
     pub(super) rbuf: BytesMut,
     pub(super) wbuf: BytesMut,
+    /// The exchanges' deadlines, on one timer for the connection's life
+    /// (it goes back to the idle list with the connection).
+    pub(super) timer: super::timer::ConnTimer,
 }
 
 /// Smallest free space a read is given; below it the buffer grows.
@@ -27,7 +30,12 @@ const READ_CHUNK: usize = 16 * 1024;
 
 impl Wire {
     pub(super) fn new(io: UpstreamIo) -> Wire {
-        Wire { io, rbuf: BytesMut::with_capacity(READ_CHUNK), wbuf: BytesMut::with_capacity(1024) }
+        Wire {
+            io,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: BytesMut::with_capacity(1024),
+            timer: Default::default(),
+        }
     }
 
     /// Whether an idle connection is still usable: a read must find nothing.
