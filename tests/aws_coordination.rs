@@ -115,6 +115,35 @@ async fn weights(w: &World, site: &str) -> Option<(i64, i64)> {
     Some((weight(site)?, weight(&format!("aws-{site}"))?))
 }
 
+async fn health_check(w: &World, fqdn: &str) -> String {
+    use aws_sdk_route53::types::{HealthCheckConfig, HealthCheckType};
+    let config = HealthCheckConfig::builder()
+        .r#type(HealthCheckType::Http)
+        .fully_qualified_domain_name(fqdn)
+        .port(8080)
+        .resource_path("/.spillway/ready")
+        .build()
+        .unwrap();
+    let out = aws_sdk_route53::Client::new(&w.sdk)
+        .create_health_check()
+        .caller_reference(format!("spillway-coordination-{fqdn}"))
+        .health_check_config(config)
+        .send()
+        .await
+        .expect("create health check");
+    out.health_check().unwrap().id().to_string()
+}
+
+/// The health check ids of `site`'s pair: [onprem, aws].
+async fn record_checks(w: &World, site: &str) -> [Option<String>; 2] {
+    let out = aws_sdk_route53::Client::new(&w.sdk).list_resource_record_sets().hosted_zone_id(&w.zone).send().await;
+    let sets = out.unwrap().resource_record_sets().to_vec();
+    let check = |id: &str| {
+        sets.iter().find(|r| r.set_identifier() == Some(id)).and_then(|r| r.health_check_id().map(str::to_owned))
+    };
+    [check(site), check(&format!("aws-{site}"))]
+}
+
 async fn lease_version(w: &World, site: &str) -> u64 {
     use aws_sdk_dynamodb::types::AttributeValue;
     let out = aws_sdk_dynamodb::Client::new(&w.sdk)
@@ -217,7 +246,19 @@ async fn two_instances_elect_one_holder_only_it_writes_and_kill_9_hands_over_onc
 async fn a_lost_site_is_taken_over_once_and_handed_back_when_it_returns() {
     let w = world().await;
     let (hook, events) = receiver().await;
-    let dc1 = start(&w, "dc1", "dc1-a", None, None).await;
+    // dc1's records carry health checks (its own config names them; dc2's cover does not).
+    let checks =
+        [health_check(&w, "dc1-edge.sportchat.example").await, health_check(&w, "elb.sportchat.example").await];
+    let dc1_config = config(&w, "dc1", "dc1-a", None, None)
+        .replace(
+            "value = \"dc1-edge.sportchat.example.\" }",
+            &format!("value = \"dc1-edge.sportchat.example.\", health_check_id = \"{}\" }}", checks[0]),
+        )
+        .replace(
+            "value = \"elb.sportchat.example.\" }",
+            &format!("value = \"elb.sportchat.example.\", health_check_id = \"{}\" }}", checks[1]),
+        );
+    let dc1 = Spillway::start_with_env(&dc1_config, &["run", "--threads", "2"], &env(&w, "dc1-a")).await;
     let dc2 = start(&w, "dc2", "dc2-a", Some("dc1"), Some(hook)).await;
     eventually(Duration::from_secs(10), "both hold their sites, dc1's records exist", || async {
         role(&dc1).await == "holder" && role(&dc2).await == "holder" && weights(&w, "dc1").await == Some((255, 0))
@@ -236,6 +277,11 @@ async fn a_lost_site_is_taken_over_once_and_handed_back_when_it_returns() {
     let step = dc2.status().await["coordination"]["covers"]["dc1"]["step"].clone();
     assert!(step == "taken_over" || step == "holding_lost", "{step}");
     assert_eq!(weights(&w, "dc2").await, Some((255, 0)), "dc2's own pair untouched");
+    assert_eq!(
+        record_checks(&w, "dc1").await,
+        [Some(checks[0].clone()), Some(checks[1].clone())],
+        "health checks kept"
+    );
 
     // dc1 comes back: handed back after handback_after; no second site_lost.
     let back = start(&w, "dc1", "dc1-a", None, None).await;
