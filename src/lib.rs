@@ -14,6 +14,7 @@ pub(crate) mod clock;
 pub(crate) mod cloudwatch;
 pub mod config;
 pub mod control;
+pub(crate) mod coord;
 pub mod demo;
 pub(crate) mod dns;
 #[doc(hidden)]
@@ -29,4 +30,4 @@ pub mod telemetry;
 pub mod tls;
 pub(crate) mod upstream;
 
-pub use app::{start, Running, StartError};
+pub use app::{sentinel, start, Running, Sentinel, StartError};

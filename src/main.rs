@@ -1,4 +1,4 @@
-//! The `spillway` command: `run`, `check`, `demo`, `healthcheck`, `--version`.
+//! The `spillway` command: `run`, `sentinel`, `check`, `demo`, `healthcheck`, `--version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +36,11 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Run only the coordination role (heartbeat, lease, takeover of lost sites), with no listeners.
+    Sentinel {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate a config file and exit: 0 when valid, 1 with every problem listed otherwise.
     Check {
         #[arg(long, short)]
@@ -67,6 +72,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { duration, peak_rps, listen } => match demo(duration, peak_rps, listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spillway: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Sentinel { config } => match sentinel(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("spillway: {e:#}");
@@ -180,6 +192,23 @@ fn run(path: &std::path::Path, threads: Option<usize>) -> anyhow::Result<()> {
         }
         // Give the log a moment to flush.
         tokio::time::sleep(Duration::from_millis(10)).await;
+        anyhow::Ok(())
+    })
+}
+
+fn sentinel(path: &std::path::Path) -> anyhow::Result<()> {
+    spillway::telemetry::init_logging("info");
+    spillway::tls::install_default_provider();
+    let loaded = spillway::config::load(path)?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("building the tokio runtime")?;
+    rt.block_on(async move {
+        let _metrics = spillway::telemetry::init_metrics();
+        let sentinel = spillway::sentinel(loaded).await?;
+        println!("ready");
+        wait_for_shutdown().await?;
+        tracing::info!("sentinel shutting down");
+        sentinel.shutdown().await;
         anyhow::Ok(())
     })
 }

@@ -515,3 +515,22 @@ async fn a_connection_older_than_max_connection_age_is_closed_between_requests()
     assert!(closed.is_ok(), "a connection past max_connection_age stayed open");
     assert!(opened.elapsed() >= Duration::from_secs(1), "closed before its age");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_serving_a_few_requests_a_second_is_not_idle() {
+    let a = Origin::start("a").await;
+    let sw = Spillway::start(&support::simple_config(&[&a], "idle_timeout = \"1s\"", "")).await;
+    let mut send = h2_client(sw.addr("web"), h2::client::Builder::new()).await;
+    // A request every 150 ms for 4 s (four idle timeouts): each takes a few
+    // milliseconds, so at almost every instant no stream is open.
+    let until = std::time::Instant::now() + Duration::from_secs(4);
+    let mut served = 0;
+    while std::time::Instant::now() < until {
+        let (status, _) = h2_get(&mut send, Request::get("http://a/headers").body(()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "request {served} on the same connection");
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(served >= 20, "{served}");
+    assert_eq!(sw.status().await["connections"], 1, "one connection carried them all");
+}

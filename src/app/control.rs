@@ -1,5 +1,7 @@
 //! Starts the AWS controllers (scale, DNS) over real SDK clients or given
-//! APIs, and the handle `/status` reads them through.
+//! APIs, with coordination when `[coordination]` is set (the controllers
+//! then act only while this instance holds its site's lease, fed with the
+//! site's summed signals), and the handle `/status` reads them through.
 
 use std::sync::{Arc, Mutex};
 
@@ -7,10 +9,12 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::aws::{self, ClientOptions};
+use crate::config::CoordinationConfig;
 use crate::control::runner::{LoopStatus, Report, Runner};
-use crate::control::ControlInputs;
+use crate::control::{ControlInputs, Fence};
+use crate::coord::{self, CoordApi, CoordStatus, Takeover};
 use crate::dns::{DnsApi, DnsController, DnsStatus, Route53Api};
+use crate::notifications::Notifier;
 use crate::scale::{AutoScalingApi, CloudCapacity, ScaleController, ScaleStatus, ScalingApi};
 use crate::sync::lock;
 
@@ -19,7 +23,15 @@ pub struct ControlHandle {
     scale: Arc<Mutex<ScaleStatus>>,
     dns: Arc<Mutex<DnsStatus>>,
     capacity: watch::Receiver<Option<CloudCapacity>>,
+    coordination: Option<Arc<Mutex<CoordStatus>>>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// What coordination runs on: DynamoDB, its config section, the notifier.
+pub(crate) struct CoordInputs {
+    pub(crate) api: Arc<dyn CoordApi>,
+    pub(crate) config: watch::Receiver<Option<CoordinationConfig>>,
+    pub(crate) notifier: Option<Notifier>,
 }
 
 impl ControlHandle {
@@ -36,6 +48,12 @@ impl ControlHandle {
         [view("scale", &lock(&self.scale), "last_action"), view("dns", &lock(&self.dns), "last_change")]
     }
 
+    /// The `/status` coordination document (`null` without `[coordination]`).
+    pub fn coordination_status(&self) -> Value {
+        let now = tokio::time::Instant::now();
+        self.coordination.as_ref().map_or(Value::Null, |c| lock(c).to_json(now))
+    }
+
     /// Warm cloud capacity as last read from the group (for the gate).
     pub fn cloud_capacity(&self) -> watch::Receiver<Option<CloudCapacity>> {
         self.capacity.clone()
@@ -49,16 +67,7 @@ impl ControlHandle {
     }
 }
 
-/// Builds the SDK clients from the standard AWS chain (`AWS_REGION`,
-/// `AWS_ENDPOINT_URL`, profiles, instance roles; `options` may override the
-/// region and endpoint) and spawns both controllers.
-pub(crate) async fn start(inputs: ControlInputs, options: ClientOptions) -> ControlHandle {
-    let region = options.region.clone().or_else(|| inputs.scale.borrow().as_ref().map(|c| c.region.clone()));
-    let sdk = aws::load_sdk_config(&ClientOptions { region, ..options }).await;
-    start_with_sdk(inputs, &sdk)
-}
-
-/// Like [`start`], with an `SdkConfig` the caller built (tests add dummy
+/// Starts both controllers over SDK clients built from an `SdkConfig` the caller built (tests add dummy
 /// credentials and an emulator endpoint this way).
 pub fn start_with_sdk(inputs: ControlInputs, sdk: &aws_config::SdkConfig) -> ControlHandle {
     start_with_apis(inputs, Arc::new(AutoScalingApi::new(sdk)), Arc::new(Route53Api::new(sdk)))
@@ -70,13 +79,36 @@ pub(crate) fn start_with_apis(
     scaling: Arc<dyn ScalingApi>,
     dns: Arc<dyn DnsApi>,
 ) -> ControlHandle {
-    let dns = DnsController::new(dns, inputs.signals.clone());
-    let scale = ScaleController::new(scaling, inputs.signals).with_dns_share(dns.cloud_share());
+    start_coordinated(inputs, scaling, dns, None)
+}
+
+/// Spawns coordination (if given) and both controllers; with coordination
+/// the controllers read the site's summed signals and are fenced by the lease.
+pub(crate) fn start_coordinated(
+    mut inputs: ControlInputs,
+    scaling: Arc<dyn ScalingApi>,
+    dns: Arc<dyn DnsApi>,
+    coordination: Option<CoordInputs>,
+) -> ControlHandle {
+    let (mut tasks, mut fence, mut coord_status) = (Vec::new(), Fence::default(), None);
+    if let Some(c) = coordination {
+        let takeover = Takeover::new(scaling.clone(), dns.clone(), c.notifier);
+        let co = coord::start(c.api, takeover, inputs.signals.clone(), c.config, inputs.shutdown.clone());
+        inputs.signals = co.signals;
+        fence = Fence::new(co.authority);
+        coord_status = Some(co.status);
+        tasks.extend(co.tasks);
+    }
+    let dns = DnsController::new(dns, inputs.signals.clone()).with_fence(fence.clone());
+    let scale = ScaleController::new(scaling, inputs.signals)
+        .with_dns_share(dns.cloud_share(), inputs.dns.clone())
+        .with_fence(fence);
     let capacity = scale.capacity();
     let dns = Runner::new(dns, inputs.dns, inputs.shutdown.clone());
     let scale = Runner::new(scale, inputs.scale, inputs.shutdown);
     let (scale_status, dns_status) = (scale.status(), dns.status());
-    ControlHandle { scale: scale_status, dns: dns_status, capacity, tasks: vec![scale.spawn(), dns.spawn()] }
+    tasks.extend([scale.spawn(), dns.spawn()]);
+    ControlHandle { scale: scale_status, dns: dns_status, capacity, coordination: coord_status, tasks }
 }
 
 /// One controller loop as the notification watcher sees it.

@@ -9,6 +9,7 @@ pub(crate) mod cloudwatch;
 pub mod control;
 pub(crate) mod events;
 pub(crate) mod reload;
+pub(crate) mod sentinel;
 pub(crate) mod server;
 pub(crate) mod ticker;
 
@@ -20,9 +21,10 @@ use tokio::sync::mpsc;
 
 use crate::config::{self, LoadedConfig};
 use crate::sync::lock;
-use crate::{aws, dns, runtime, scale};
+use crate::{aws, coord, dns, runtime, scale};
 
 use reload::Trigger;
+pub use sentinel::{sentinel, Sentinel, SentinelError};
 use server::Server;
 
 /// Errors that stop the process from starting.
@@ -43,18 +45,36 @@ pub enum StartError {
 /// standard AWS chain; the region is set from `[scale]` so nothing queries
 /// instance metadata for it.
 async fn start_controllers(server: &Arc<Server>, config: &config::Config, apis: ControllerApis) {
-    if config.scale.is_none() && config.dns.is_none() {
+    let coordination = config.coordination.as_ref().filter(|c| c.enabled);
+    if config.scale.is_none() && config.dns.is_none() && coordination.is_none() {
         return;
     }
-    let handle = match apis {
-        ControllerApis::Custom(scaling, dns) => control::start_with_apis(server.control.inputs(), scaling, dns),
-        ControllerApis::Sdk => {
-            let region = Some(config.scale.as_ref().map_or_else(|| "us-east-1".to_string(), |s| s.region.clone()));
-            let options = aws::ClientOptions { region, endpoint_url: None };
-            control::start(server.control.inputs(), options).await
+    let handle = match (apis, coordination) {
+        (ControllerApis::Custom(scaling, dns), None) => control::start_with_apis(server.control.inputs(), scaling, dns),
+        (apis, _) => {
+            let region = config.scale.as_ref().map(|s| s.region.clone()).or(coordination.map(|c| c.region.clone()));
+            let options = aws::ClientOptions { region: region.or(Some("us-east-1".into())), endpoint_url: None };
+            let sdk = aws::load_sdk_config(&options).await;
+            let (scaling, dns): (Arc<dyn scale::ScalingApi>, Arc<dyn dns::DnsApi>) = match apis {
+                ControllerApis::Custom(scaling, dns) => (scaling, dns),
+                ControllerApis::Sdk => {
+                    (Arc::new(scale::AutoScalingApi::new(&sdk)), Arc::new(dns::Route53Api::new(&sdk)))
+                }
+            };
+            let coord = coordination.map(|_| control::CoordInputs {
+                api: Arc::new(coord::DynamoApi::new(&sdk)),
+                config: server.control.coordination.subscribe(),
+                notifier: server.notifier.get().cloned(),
+            });
+            control::start_coordinated(server.control.inputs(), scaling, dns, coord)
         }
     };
-    tracing::info!(scale = config.scale.is_some(), dns = config.dns.is_some(), "AWS controllers started");
+    tracing::info!(
+        scale = config.scale.is_some(),
+        dns = config.dns.is_some(),
+        coordination = coordination.is_some(),
+        "AWS controllers started"
+    );
     *lock(&server.control.capacity) = Some(handle.cloud_capacity());
     *lock(&server.control.handle) = Some(handle);
     tokio::spawn(events::watch(server.clone()));

@@ -51,6 +51,7 @@ pub(crate) struct ControlPlane {
     pub(crate) signals: watch::Sender<crate::control::ControlSignals>,
     pub(crate) scale: watch::Sender<Option<crate::config::ScaleConfig>>,
     pub(crate) dns: watch::Sender<Option<crate::config::DnsConfig>>,
+    pub(crate) coordination: watch::Sender<Option<crate::config::CoordinationConfig>>,
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
     pub(crate) handle: Mutex<Option<super::control::ControlHandle>>,
     /// The scale controller's report of in-service cloud capacity.
@@ -63,6 +64,7 @@ impl ControlPlane {
             signals: watch::channel(crate::control::ControlSignals::default()).0,
             scale: watch::channel(config.scale.clone()).0,
             dns: watch::channel(config.dns.clone()).0,
+            coordination: watch::channel(config.coordination.clone()).0,
             shutdown: tokio_util::sync::CancellationToken::new(),
             handle: Mutex::new(None),
             capacity: Mutex::new(None),
@@ -83,12 +85,18 @@ impl ControlPlane {
     fn reconfigure(&self, config: &crate::config::Config) {
         self.scale.send_if_modified(|s| replace_if_changed(s, &config.scale));
         self.dns.send_if_modified(|d| replace_if_changed(d, &config.dns));
+        self.coordination.send_if_modified(|c| replace_if_changed(c, &config.coordination));
     }
 
     /// Warm cloud capacity in requests/s, once the scale controller has read the group.
     pub(crate) fn warm_rps(&self) -> Option<f64> {
         let cap = lock(&self.capacity);
         cap.as_ref().and_then(|rx| rx.borrow().as_ref().map(|c| c.warm_rps))
+    }
+
+    /// The coordination document for `/status` (`null` without `[coordination]`).
+    pub(crate) fn coordination_status(&self) -> serde_json::Value {
+        lock(&self.handle).as_ref().map_or(serde_json::Value::Null, |h| h.coordination_status())
     }
 
     pub(crate) fn status(&self) -> serde_json::Value {

@@ -59,10 +59,17 @@ impl AwsError {
     }
 }
 
-const THROTTLE_CODES: &[&str] =
-    &["Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"];
+const THROTTLE_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "ProvisionedThroughputExceededException",
+];
 const BUSY_CODES: &[&str] = &["PriorRequestNotComplete", "ScalingActivityInProgress"];
-const NOT_FOUND_CODES: &[&str] = &["NoSuchHostedZone", "NoSuchChange", "ResourceNotFound", "NoSuchAutoScalingGroup"];
+const NOT_FOUND_CODES: &[&str] =
+    &["NoSuchHostedZone", "NoSuchChange", "ResourceNotFound", "ResourceNotFoundException", "NoSuchAutoScalingGroup"];
 const UNAVAILABLE_CODES: &[&str] = &["ServiceUnavailable", "InternalFailure", "InternalError", "ServiceFailure"];
 
 /// Maps an SDK error of any operation (both SDKs share the error type) to [`AwsError`].

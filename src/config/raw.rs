@@ -67,6 +67,7 @@ pub(crate) struct RawConfig {
     pub(crate) dns: Option<RawDns>,
     #[serde(default)]
     pub(crate) notify: RawNotify,
+    pub(crate) coordination: Option<RawCoordination>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -330,4 +331,40 @@ pub(crate) struct RawCloudWatch {
     pub(crate) namespace: Option<String>,
     pub(crate) interval: Option<Dur>,
     pub(crate) region: Option<String>,
+}
+
+/// `[coordination]`: several Spillways per site and across sites, on DynamoDB.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCoordination {
+    pub(crate) enabled: Option<bool>,
+    /// The DynamoDB table (`pk`/`sk` strings, TTL on `expires_at`).
+    pub(crate) table: String,
+    /// Region of the table; absent: `[scale] region`, else us-east-1.
+    pub(crate) region: Option<String>,
+    /// This instance's name in the table; absent: the host name.
+    pub(crate) instance_id: Option<String>,
+    pub(crate) heartbeat_interval: Option<Dur>,
+    pub(crate) lease_duration: Option<Dur>,
+    pub(crate) takeover_after: Option<Dur>,
+    pub(crate) handback_after: Option<Dur>,
+    /// The sites this instance may take over, with what it writes for each.
+    #[serde(default)]
+    pub(crate) cover: Vec<RawCover>,
+}
+
+/// `[[coordination.cover]]`: another site's Auto Scaling group and Route 53 pair.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCover {
+    pub(crate) site: String,
+    pub(crate) auto_scaling_group: String,
+    pub(crate) dr_capacity: u32,
+    pub(crate) hosted_zone_id: String,
+    pub(crate) record: String,
+    #[serde(rename = "type")]
+    pub(crate) record_type: Option<String>,
+    pub(crate) ttl: Option<u32>,
+    pub(crate) onprem: RawDnsTarget,
+    pub(crate) aws: RawDnsTarget,
 }

@@ -18,6 +18,7 @@ pub struct Config {
     pub scale: Option<ScaleConfig>,
     pub dns: Option<DnsConfig>,
     pub notify: NotifyConfig,
+    pub coordination: Option<CoordinationConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -337,6 +338,33 @@ pub struct CloudWatchConfig {
     pub namespace: String,
     pub interval: Duration,
     pub region: String,
+}
+
+/// `[coordination]`: one lease per site on DynamoDB, heartbeats, takeover.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoordinationConfig {
+    pub enabled: bool,
+    pub table: String,
+    pub region: String,
+    /// `None`: the host name, resolved when the loop starts.
+    pub instance_id: Option<String>,
+    /// This instance's site (`runtime.site`).
+    pub site: String,
+    pub heartbeat_interval: Duration,
+    pub lease_duration: Duration,
+    pub takeover_after: Duration,
+    pub handback_after: Duration,
+    pub cover: Vec<CoverConfig>,
+}
+
+/// A site this instance may take over when it is lost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoverConfig {
+    pub site: String,
+    pub auto_scaling_group: String,
+    pub dr_capacity: u32,
+    /// The site's weighted pair (only the record keys are set; the rest are defaults).
+    pub dns: DnsConfig,
 }
 
 impl Config {

@@ -13,6 +13,7 @@ use super::duration::{self, Dur};
 use super::raw::*;
 use super::types::*;
 use super::validate_control as control;
+use super::validate_coord as coord;
 use super::validate_notify as notify;
 
 /// One thing wrong with a config file.
@@ -44,6 +45,19 @@ impl Checker<'_> {
             self.fail(key, "must be greater than zero");
         }
         d
+    }
+
+    /// Runs `check`; the problems it reports under `from.` are renamed to `to.`
+    /// (a section validated with another section's rules).
+    pub(super) fn rekeyed<T>(&mut self, from: &str, to: &str, check: impl FnOnce(&mut Self) -> T) -> T {
+        let start = self.problems.len();
+        let out = check(self);
+        for p in &mut self.problems[start..] {
+            if let Some(rest) = p.key.strip_prefix(from) {
+                p.key = format!("{to}{rest}");
+            }
+        }
+        out
     }
 
     pub(super) fn read_file(&mut self, key: &str, path: &str) -> (std::path::PathBuf, Vec<u8>) {
@@ -80,8 +94,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     let scale = raw.scale.map(|s| control::scale(&mut c, s));
     let dns = raw.dns.map(|d| control::dns(&mut c, d));
     let notify = notify::notify(&mut c, raw.notify);
+    let coordination = raw.coordination.map(|k| coord::coordination(&mut c, k, &runtime.site, scale.as_ref()));
     if c.problems.is_empty() {
-        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify })
+        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify, coordination })
     } else {
         Err(c.problems)
     }
@@ -98,7 +113,7 @@ fn runtime(c: &mut Checker, raw: RawRuntime) -> RuntimeSettings {
 
 /// The site's name goes into DynamoDB keys, CloudWatch dimensions and
 /// notification fields, so it is kept to a small, quoting-free alphabet.
-fn site_name(c: &mut Checker, raw: Option<String>) -> String {
+pub(super) fn site_name(c: &mut Checker, raw: Option<String>) -> String {
     let site = raw.unwrap_or_else(|| DEFAULT_SITE.to_string());
     let valid =
         (1..=32).contains(&site.len()) && site.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');

@@ -15,8 +15,11 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use tokio::time::Instant;
+
 use crate::aws::error::AwsError;
 use crate::config::{DnsConfig, ScaleConfig};
+use crate::telemetry::catalog;
 
 /// What the gate publishes once per tick (≈100 ms) for the controllers.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -39,6 +42,64 @@ pub struct ControlInputs {
     pub scale: watch::Receiver<Option<ScaleConfig>>,
     pub dns: watch::Receiver<Option<DnsConfig>>,
     pub shutdown: CancellationToken,
+}
+
+/// Whether this instance may make its site's AWS writes, as the
+/// coordination loop last established it (`tokio::sync::watch`). Without
+/// `[coordination]` the controllers get none and write as the only instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Authority {
+    /// Holds the site's lease, `version` being the fencing token, and may act
+    /// until `act_until` (the lease's expiry, as seen locally, less a margin).
+    Holder { version: u64, act_until: Instant },
+    /// Another instance holds the lease, or none is known yet.
+    Follower,
+}
+
+impl Authority {
+    /// The question every controller asks right before an AWS write.
+    pub(crate) fn may_write(&self, now: Instant) -> bool {
+        matches!(self, Self::Holder { act_until, .. } if now < *act_until)
+    }
+
+    /// The fencing token, when holding.
+    pub(crate) fn version(&self) -> Option<u64> {
+        match self {
+            Self::Holder { version, .. } => Some(*version),
+            Self::Follower => None,
+        }
+    }
+}
+
+/// A controller's view of [`Authority`]; `None`: no coordination, always allowed.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Fence(Option<watch::Receiver<Authority>>);
+
+impl Fence {
+    pub(crate) fn new(rx: watch::Receiver<Authority>) -> Self {
+        Self(Some(rx))
+    }
+
+    /// `Some(version)` while holding (or `Some(0)` without coordination); `None`: a follower.
+    pub(crate) fn holder(&self, now: Instant) -> Option<u64> {
+        match &self.0 {
+            None => Some(0),
+            Some(rx) => {
+                let a = *rx.borrow();
+                a.may_write(now).then(|| a.version().unwrap_or(0))
+            }
+        }
+    }
+
+    /// Whether a write may go out now; counts and logs a fenced one.
+    pub(crate) fn allows(&self, api: &'static str, now: Instant) -> bool {
+        let ok = self.holder(now).is_some();
+        if !ok {
+            metrics::counter!(catalog::COORD_FENCED_WRITES, "api" => api).increment(1);
+            tracing::warn!(api, "not the lease holder (or past its lease): write skipped");
+        }
+        ok
+    }
 }
 
 /// The last failure, as status shows it.

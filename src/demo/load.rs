@@ -68,8 +68,21 @@ impl Results {
     }
 }
 
+/// Clients that follow DNS: `share()` of the requests (the cloud's DNS share
+/// in effect) go straight to `cloud`, bypassing the proxy.
+#[derive(Clone)]
+pub struct DnsDirect {
+    pub cloud: SocketAddr,
+    pub share: Arc<dyn Fn() -> f64 + Send + Sync>,
+}
+
 /// Runs the plan against `target`; returns when every request has finished.
 pub async fn run(plan: LoadPlan, target: SocketAddr, results: Arc<Results>) {
+    run_with_dns(plan, target, results, None).await;
+}
+
+/// [`run`], with the share DNS sends to the cloud going there directly.
+pub async fn run_with_dns(plan: LoadPlan, target: SocketAddr, results: Arc<Results>, dns: Option<DnsDirect>) {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: Client<HttpConnector, Body> =
@@ -86,6 +99,10 @@ pub async fn run(plan: LoadPlan, target: SocketAddr, results: Arc<Results>) {
             owed -= 1.0;
             let write = rng.f64() < plan.write_share;
             let session = rng.u32(0..plan.sessions.max(1));
+            let target = match &dns {
+                Some(d) if rng.f64() < (d.share)() => d.cloud,
+                _ => target,
+            };
             let client = client.clone();
             let results = results.clone();
             results.outstanding.fetch_add(1, Relaxed);

@@ -9,6 +9,7 @@
 
 pub(crate) mod aws_sim;
 pub mod load;
+mod resolvers;
 pub mod tier;
 
 use std::net::SocketAddr;
@@ -21,6 +22,9 @@ use crate::sync::lock;
 
 use load::{LoadPlan, Results, Second};
 use tier::{Tier, TierSpec};
+
+/// `dns.ttl` below: how long simulated resolvers keep the old weights.
+const DEMO_TTL: Duration = Duration::from_secs(10);
 
 const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 
@@ -42,7 +46,7 @@ interval = "1s"
 hosted_zone_id = "ZDEMO"
 record = "www.sportchat.example."
 type = "CNAME"
-ttl = 60
+ttl = 10
 onprem = { set_identifier = "dc1", value = "dc1-edge.sportchat.example." }
 aws = { set_identifier = "aws", value = "sportchat-burst.elb.example." }
 shift_after = "5s"
@@ -144,7 +148,9 @@ pub async fn run(
     println!("(curl the proxy, edit the config, or watch /status while it runs)\n");
     println!("{}", header());
     let results = Arc::new(Results::default());
-    let load = tokio::spawn(load::run(plan, target, results.clone()));
+    let in_effect = resolvers::InEffect::new(sim.clone(), DEMO_TTL);
+    let dns = load::DnsDirect { cloud: cloud.addr, share: Arc::new(move || in_effect.share()) };
+    let load = tokio::spawn(load::run_with_dns(plan, target, results.clone(), Some(dns)));
     report_live(&server, &onprem, &cloud, &results, &load, &sim).await;
     let _ = load.await;
     let seconds = lock(&results.seconds).clone();
@@ -182,6 +188,7 @@ async fn report_live(
         tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
     let (mut last_on, mut last_cloud) = (0, 0);
     let mut second = 0usize;
+    let (mut peak_desired, mut peak_cloud) = (0, 0);
     while !load.is_finished() {
         tick.tick().await;
         let on = onprem.served.load(Relaxed);
@@ -210,9 +217,14 @@ async fn report_live(
             mode,
             aws
         );
+        peak_desired = peak_desired.max(sim.desired());
+        peak_cloud = peak_cloud.max(cl - last_cloud);
         (last_on, last_cloud) = (on, cl);
         second += 1;
     }
+    // 100 req/s per instance, 20 % headroom: `[scale]` above.
+    let needed = (peak_cloud as f64 * 1.2 / 100.0).ceil();
+    println!("\npeak desired capacity {peak_desired}; peak cloud load {peak_cloud} req/s needs {needed} instances (100 req/s each, 20 % headroom)");
 }
 
 fn ms(d: Duration) -> String {

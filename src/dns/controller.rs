@@ -21,7 +21,7 @@ use super::{ChangeInfo, ChangeStatus, DnsApi};
 use crate::aws::{AwsError, RateLimiter};
 use crate::config::{DnsConfig, ExternalEdit};
 use crate::control::runner::{Context, ControlLoop, LoopStatus, Report, Settings};
-use crate::control::{rfc3339, ControlSignals};
+use crate::control::{rfc3339, ControlSignals, Fence};
 use crate::telemetry::catalog;
 
 /// How often `GetChange` is polled while a change is PENDING.
@@ -41,6 +41,8 @@ pub(crate) struct DnsReport {
     pub(crate) last_change: Option<(SystemTime, Weights, WeightReason, String, ChangeStatus)>,
     pub(crate) changes: u64,
     pub(crate) external_edit: Option<(SystemTime, String)>,
+    /// Another instance holds the site's lease: this one makes no call.
+    pub(crate) follower: bool,
 }
 
 fn weights_json(w: Weights) -> Value {
@@ -66,6 +68,7 @@ impl Report for DnsReport {
             "last_change": change,
             "changes": self.changes,
             "external_edit": self.external_edit.as_ref().map(|(at, d)| json!({"at": rfc3339(*at), "detail": d})),
+            "follower": self.follower,
         })
     }
 }
@@ -87,6 +90,9 @@ pub(crate) struct DnsController {
     /// first read): what a record without a configured one keeps.
     checks: Option<HealthChecks>,
     next_read: Option<Instant>,
+    fence: Fence,
+    /// The lease version the state above was built under.
+    term: Option<u64>,
 }
 
 /// What a read-back asks for.
@@ -107,6 +113,16 @@ impl ControlLoop for DnsController {
 
     async fn tick(&mut self, cfg: &DnsConfig, cx: &mut Cx, now: Instant) -> Result<(), AwsError> {
         self.planner.observe(&self.signals.borrow(), now.into_std());
+        let term = self.fence.holder(now);
+        cx.report(|s| s.follower = term.is_none());
+        if term != self.term {
+            // A new lease term: what we knew of the records may be another holder's.
+            self.term = term;
+            self.forget();
+        }
+        if term.is_none() {
+            return Ok(());
+        }
         let result = self.reconcile(cfg, cx, now).await;
         let respected = self.respected;
         cx.report(|s| s.respected = respected);
@@ -130,6 +146,21 @@ impl ControlLoop for DnsController {
 }
 
 impl DnsController {
+    /// Acts only while this instance holds the site's lease.
+    pub(crate) fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    fn forget(&mut self) {
+        self.current = None;
+        self.written = None;
+        self.respected = None;
+        self.next_read = None;
+    }
+}
+
+impl DnsController {
     pub(crate) fn new(api: Arc<dyn DnsApi>, signals: watch::Receiver<ControlSignals>) -> Self {
         Self {
             api,
@@ -142,6 +173,8 @@ impl DnsController {
             respected: None,
             checks: None,
             next_read: None,
+            fence: Fence::default(),
+            term: Some(0),
         }
     }
 
@@ -255,6 +288,9 @@ impl DnsController {
         let now = Instant::now();
         if cfg.dry_run {
             self.pretend_write(cfg, cx, w, reason, now);
+            return Ok(());
+        }
+        if !self.fence.allows("ChangeResourceRecordSets", now) {
             return Ok(());
         }
         let info = self.upsert(cfg, cx, w, reason).await?;

@@ -44,6 +44,10 @@ pub(crate) struct ConnInfo {
     pub(crate) trusted: bool,
     /// Requests (and their response bodies) not finished yet.
     active: AtomicU32,
+    /// Requests started on the connection so far (the watchdog compares
+    /// two looks: an HTTP/2 connection serving requests between its looks
+    /// is not idle, though none may be open at the instant it looks).
+    started: AtomicU64,
     h2: AtomicBool,
     cancels: Mutex<CancelBudget>,
     /// HTTP/2 response bodies: milliseconds since `epoch` at which each
@@ -108,6 +112,7 @@ impl ConnInfo {
             body_timeout: listener.request_body_timeout,
             trusted,
             active: AtomicU32::new(0),
+            started: AtomicU64::new(0),
             h2: AtomicBool::new(false),
             cancels: Mutex::new(CancelBudget::new(listener.max_cancelled_streams)),
             waiting: Mutex::new(Vec::new()),
@@ -125,6 +130,11 @@ impl ConnInfo {
     /// Requests on this connection whose response has not ended.
     pub(crate) fn active(&self) -> u32 {
         self.active.load(Relaxed)
+    }
+
+    /// Requests started on this connection so far.
+    pub(crate) fn started(&self) -> u64 {
+        self.started.load(Relaxed)
     }
 
     pub(crate) fn is_h2(&self) -> bool {
@@ -187,6 +197,7 @@ pub(crate) struct ActiveRequest {
 
 impl ActiveRequest {
     pub(crate) fn start(conn: &Arc<ConnInfo>, version: http::Version) -> Self {
+        conn.started.fetch_add(1, Relaxed);
         if conn.active.fetch_add(1, Relaxed) == 0 {
             conn.activity.request_opened();
         }

@@ -258,7 +258,7 @@ async fn watchdog(mut drain: watch::Receiver<bool>, conn: Arc<ConnInfo>, activit
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let opened = Instant::now();
     let mut draining = *drain.borrow_and_update();
-    let mut seen = activity.moves();
+    let mut seen = (activity.moves(), conn.started());
     let mut idle_since: Option<Instant> = None;
     let mut abort_at: Option<Instant> = None;
     loop {
@@ -290,9 +290,13 @@ async fn watchdog(mut drain: watch::Receiver<bool>, conn: Arc<ConnInfo>, activit
             conn.close.request(Close::Abort);
             return;
         }
-        let moves = activity.moves();
-        let quiet = conn.active() == 0 && (h2 || moves == seen);
-        seen = moves;
+        // HTTP/2 connections: no stream open and none started since the
+        // last look (at a few requests a second, most instants find none
+        // open, and PINGs keep bytes moving). HTTP/1.1: no byte moved.
+        let now_seen = (activity.moves(), conn.started());
+        let still = if h2 { now_seen.1 == seen.1 } else { now_seen.0 == seen.0 };
+        let quiet = conn.active() == 0 && still;
+        seen = now_seen;
         idle_since = if quiet { idle_since.or(Some(now)) } else { None };
         // Nothing is in flight on an idle connection: its graceful close
         // gets a short grace (a client that never acknowledges hyper's

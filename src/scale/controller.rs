@@ -16,12 +16,15 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::forecast::{self, Demand, DemandInputs, History, Holt, HISTORY_SAMPLES};
+
+/// The DNS controller's cloud share as written, and its config (for the TTL).
+type DnsShare = (watch::Receiver<f64>, watch::Receiver<Option<DnsConfig>>);
 use super::policy::{ScaleDecision, ScaleInputs, ScalePolicy};
 use super::{GroupState, ScalingApi};
 use crate::aws::AwsError;
-use crate::config::ScaleConfig;
+use crate::config::{DnsConfig, ScaleConfig};
 use crate::control::runner::{Context, ControlLoop, LoopStatus, Report, Settings};
-use crate::control::{rfc3339, ControlSignals};
+use crate::control::{rfc3339, ControlSignals, Fence};
 use crate::telemetry::catalog;
 
 /// Signals are sampled at least this often (the forecast's resolution).
@@ -45,6 +48,8 @@ pub(crate) struct ScaleReport {
     pub(crate) group: Option<GroupState>,
     pub(crate) last_decision: Option<(SystemTime, ScaleDecision, Demand)>,
     pub(crate) last_action: Option<(SystemTime, u32)>,
+    /// Another instance holds the site's lease: this one makes no call.
+    pub(crate) follower: bool,
 }
 
 impl Report for ScaleReport {
@@ -64,6 +69,7 @@ impl Report for ScaleReport {
             "group_max": self.group.as_ref().map(|g| g.max),
             "last_decision": decision,
             "last_action": self.last_action.map(|(at, d)| json!({"at": rfc3339(at), "desired": d})),
+            "follower": self.follower,
         })
     }
 }
@@ -75,7 +81,8 @@ pub(crate) struct ScaleController {
     api: Arc<dyn ScalingApi>,
     signals: watch::Receiver<ControlSignals>,
     capacity: watch::Sender<Option<CloudCapacity>>,
-    dns_share: Option<watch::Receiver<f64>>,
+    dns_share: Option<DnsShare>,
+    fence: Fence,
     state: LoopState,
 }
 
@@ -91,6 +98,11 @@ impl ControlLoop for ScaleController {
     }
 
     async fn tick(&mut self, cfg: &ScaleConfig, cx: &mut Cx, now: Instant) -> Result<(), AwsError> {
+        let follower = self.fence.holder(now).is_none();
+        cx.report(|s| s.follower = follower);
+        if follower {
+            return Ok(());
+        }
         let (api, name) = (&*self.api, cfg.auto_scaling_group.as_str());
         let group = cx.call(|| api.describe_group(name)).await?;
         self.publish_group(cfg, cx, &group);
@@ -102,7 +114,8 @@ impl ControlLoop for ScaleController {
     }
 
     fn sample(&mut self, _cfg: &ScaleConfig, cx: &Cx, now: Instant) {
-        self.state.sample(&self.signals.borrow(), cx.since_start(now));
+        let share = self.dns_share.as_ref().map_or(0.0, |(r, _)| *r.borrow());
+        self.state.sample(&self.signals.borrow(), share, cx.since_start(now));
     }
 
     fn failed(&mut self, err: &AwsError, delay: Duration) {
@@ -116,12 +129,24 @@ impl ControlLoop for ScaleController {
 
 impl ScaleController {
     pub(crate) fn new(api: Arc<dyn ScalingApi>, signals: watch::Receiver<ControlSignals>) -> Self {
-        Self { api, signals, capacity: watch::channel(None).0, dns_share: None, state: LoopState::new() }
+        let capacity = watch::channel(None).0;
+        Self { api, signals, capacity, dns_share: None, fence: Fence::default(), state: LoopState::new() }
     }
 
-    /// The DNS controller's cloud share, so DNS-direct traffic counts as demand.
-    pub(crate) fn with_dns_share(mut self, share: watch::Receiver<f64>) -> Self {
-        self.dns_share = Some(share);
+    /// Acts only while this instance holds the site's lease.
+    pub(crate) fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// The DNS controller's cloud share (and the `[dns]` TTL), so DNS-direct
+    /// traffic counts as demand once it is in effect.
+    pub(crate) fn with_dns_share(
+        mut self,
+        share: watch::Receiver<f64>,
+        dns: watch::Receiver<Option<DnsConfig>>,
+    ) -> Self {
+        self.dns_share = Some((share, dns));
         self
     }
 
@@ -132,7 +157,9 @@ impl ScaleController {
     /// Forecasts and decides (pure), then records the decision.
     fn decide(&mut self, cfg: &ScaleConfig, cx: &Cx, group: &GroupState, now: Instant) -> ScaleDecision {
         let signals = self.signals.borrow().clone();
-        let dns_share = self.dns_share.as_ref().map_or(0.0, |r| *r.borrow());
+        let ttl = self.dns_share.as_ref().and_then(|(_, d)| d.borrow().as_ref().map(|d| d.ttl)).unwrap_or(0);
+        let since = cx.since_start(now).as_secs_f64();
+        let dns_share = forecast::effective_share(&self.state.shares, since, Duration::from_secs(u64::from(ttl)));
         let at = cx.wall_time(now);
         let demand = self.state.demand(cfg, &signals, dns_share, at);
         let inputs = ScaleInputs {
@@ -167,6 +194,9 @@ impl ScaleController {
         let (api, name) = (&*self.api, cfg.auto_scaling_group.as_str());
         if cfg.dry_run {
             tracing::info!(group = name, desired = decision.desired, "dry run: would call SetDesiredCapacity");
+            return Ok(());
+        }
+        if !self.fence.allows("SetDesiredCapacity", Instant::now()) {
             return Ok(());
         }
         cx.call(|| api.set_desired_capacity(name, decision.desired)).await?;
@@ -225,6 +255,8 @@ fn record_decision(cfg: &ScaleConfig, group: &GroupState, d: &ScaleDecision, dem
 struct LoopState {
     arrivals: History,
     spilled: History,
+    /// The DNS cloud share as written, sampled with the signals.
+    shares: History,
     learned_capacity: Option<f64>,
     policy: ScalePolicy,
 }
@@ -234,16 +266,18 @@ impl LoopState {
         Self {
             arrivals: History::new(HISTORY_SAMPLES),
             spilled: History::new(HISTORY_SAMPLES),
+            shares: History::new(HISTORY_SAMPLES),
             learned_capacity: None,
             policy: ScalePolicy::default(),
         }
     }
 
     /// Records the signals `since_start` the loop began.
-    fn sample(&mut self, s: &ControlSignals, since_start: Duration) {
+    fn sample(&mut self, s: &ControlSignals, dns_share: f64, since_start: Duration) {
         let at = since_start.as_secs_f64();
         self.arrivals.push(at, s.arrival_rps);
         self.spilled.push(at, s.spilled_rps);
+        self.shares.push(at, dns_share);
         if let Some(c) = s.onprem_capacity_rps.filter(|c| c.is_finite() && *c > 0.0) {
             self.learned_capacity = Some(c);
         }

@@ -294,3 +294,37 @@ async fn absent_config_makes_no_calls_until_a_reload_enables_it() {
     r.shutdown.cancel();
     r.task.await.unwrap();
 }
+
+/// A DNS shift to 60 % cloud while the site spills 2000 of 3000 rps: the
+/// cloud's load stays 2000 rps throughout (spill falls as DNS-direct rises,
+/// at the pace resolvers follow, one TTL), so the group stays sized for it.
+/// Counting the written share at once asked for 3000 / 0.4 − 1000 = 6500 rps:
+/// 78 instances where 24 serve.
+#[tokio::test(start_paused = true)]
+async fn a_dns_shift_is_counted_once_as_resolvers_follow_it() {
+    let fake = Fake::new(24, 0, 500, Duration::ZERO);
+    let (signals, signals_rx) = watch::channel(spill_signals(3000.0, 1000.0));
+    let (share, share_rx) = watch::channel(0.0);
+    let mut dns = crate::dns::records::tests::cfg();
+    dns.ttl = 60;
+    let (_dns_cfg, dns_rx) = watch::channel(Some(dns));
+    let (_config, config_rx) = watch::channel(Some(cfg()));
+    let shutdown = CancellationToken::new();
+    let controller = ScaleController::new(fake.clone(), signals_rx).with_dns_share(share_rx, dns_rx);
+    let task = Runner::new(controller, config_rx, shutdown.clone()).with_rng(fastrand::Rng::with_seed(1)).spawn();
+    secs(60).await;
+    share.send_replace(0.6);
+    let mut peak = 0;
+    for t in 1..=180 {
+        // The share in effect ramps over one TTL; the gate sees the rest.
+        let in_effect = 0.6 * (f64::from(t) / 60.0).min(1.0);
+        let gate = 3000.0 * (1.0 - in_effect);
+        signals.send_replace(spill_signals(gate, 1000.0));
+        secs(1).await;
+        peak = peak.max(fake.desired());
+    }
+    // ceil(2000 × 1.2 / 100) = 24 serve the cloud's share; within 1.2×.
+    assert!((24..=28).contains(&peak), "peak desired {peak}, sets {:?}", fake.sets());
+    shutdown.cancel();
+    task.await.unwrap();
+}

@@ -5,7 +5,11 @@
 //! level and a slope, which is projected `warmup` ahead. Scheduled events
 //! (`[[scale.event]]`) count once `now + lead` reaches their start, so the
 //! instances are in service at kickoff. [`demand`] combines both into the
-//! overflow the cloud must absorb.
+//! overflow the cloud must absorb: what the gate spills plus what DNS sends
+//! the cloud directly, each counted once. The DNS share that counts is the
+//! one in effect ([`effective_share`]): resolvers keep the old weights for
+//! up to a TTL, so right after a shift the shifted requests still arrive at
+//! the gate (and spill) — counting the new weights at once counted them twice.
 //!
 //! Invariants: no clock is read here; every rate returned is finite and ≥ 0.
 
@@ -130,8 +134,8 @@ pub(crate) struct DemandInputs<'a> {
     pub(crate) now: SystemTime,
     /// On-prem capacity learned by the gate, else configured, else unknown.
     pub(crate) onprem_capacity_rps: Option<f64>,
-    /// Share of all traffic DNS already sends straight to the cloud (0–1):
-    /// the gate sees only the rest.
+    /// Share of all traffic DNS already sends straight to the cloud (0–1),
+    /// as in effect (see [`effective_share`]): the gate sees only the rest.
     pub(crate) dns_cloud_share: f64,
 }
 
@@ -152,21 +156,26 @@ pub(crate) struct Demand {
 /// view says too little about total demand).
 const MAX_DNS_SHARE: f64 = 0.95;
 
-/// Overflow = max(now, forecast) − on-prem capacity; without a known
-/// capacity, the spilled rate's own trend. A scheduled event raises it to
+/// Overflow = spill + DNS-direct: the gate's arrivals (max of now and
+/// forecast) beyond the on-prem capacity — without a known capacity, the
+/// spilled rate's own trend — plus the arrivals' DNS-direct counterpart
+/// `arrivals × share / (1 − share)`, which on-prem never sees (so on-prem
+/// room does not reduce it). A scheduled event raises the overflow to
 /// `expected_rps − capacity` (capacity unknown: what on-prem serves now).
 pub(crate) fn demand(inp: &DemandInputs) -> Demand {
     let share = inp.dns_cloud_share.clamp(0.0, MAX_DNS_SHARE);
-    let scale_up = 1.0 / (1.0 - share);
+    let direct_per_gate = share / (1.0 - share);
     let (arrival_now, arrival_ahead) = project(inp.holt, inp.arrivals, inp.warmup);
     let (spill_now, spill_ahead) = project(inp.holt, inp.spilled, inp.warmup);
-    let total_now = arrival_now * scale_up;
-    let forecast = arrival_ahead.max(arrival_now) * scale_up;
+    let gate_ahead = arrival_ahead.max(arrival_now);
+    let direct = gate_ahead * direct_per_gate;
+    let forecast = gate_ahead + direct;
     let served_now = (arrival_now - spill_now).max(0.0);
-    let mut overflow = match inp.onprem_capacity_rps {
-        Some(cap) => forecast - cap,
-        None => spill_ahead.max(spill_now) + (total_now - arrival_now),
+    let spill = match inp.onprem_capacity_rps {
+        Some(cap) => gate_ahead - cap,
+        None => spill_ahead.max(spill_now),
     };
+    let mut overflow = if direct > 0.0 { spill.max(0.0) + direct } else { spill };
     let mut event = None;
     if let Some(e) = scheduled_demand(inp.events, inp.now, inp.lead) {
         let cap = inp.onprem_capacity_rps.unwrap_or(served_now);
@@ -178,6 +187,32 @@ pub(crate) fn demand(inp: &DemandInputs) -> Demand {
     }
     debug_assert!(overflow.is_finite());
     Demand { arrival_rps: arrival_now, forecast_rps: forecast, overflow_rps: overflow, event }
+}
+
+/// The DNS share in effect at `now_secs`: the time-weighted mean of the
+/// written share over the last `ttl` (a resolver that asked at any moment
+/// of the last TTL may still use the weights of then). Samples are steps
+/// (each holds until the next); the time before the first sample counts at
+/// the first sample's value (the records were as first read). 0 without samples.
+pub(crate) fn effective_share(shares: &History, now_secs: f64, ttl: Duration) -> f64 {
+    let Some(first) = shares.iter().next() else {
+        return 0.0;
+    };
+    let ttl = ttl.as_secs_f64();
+    let from = now_secs - ttl;
+    let (mut area, mut value, mut t) = (0.0, first.rps, from);
+    for s in shares.iter().filter(|s| s.at_secs <= now_secs) {
+        if s.at_secs > t {
+            area += value * (s.at_secs - t);
+            t = s.at_secs;
+        }
+        value = s.rps;
+    }
+    if ttl <= 0.0 {
+        return value.clamp(0.0, 1.0);
+    }
+    area += value * (now_secs - t).max(0.0);
+    (area / ttl).clamp(0.0, 1.0)
 }
 
 /// (level now, projection ahead) of a ring; zeros without history.

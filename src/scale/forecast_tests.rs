@@ -151,3 +151,49 @@ fn an_event_raises_overflow_above_the_trend() {
     let d = demand(&inputs(&arrivals, &spilled, &events, None));
     assert!((d.overflow_rps - 8_000.0).abs() < 1e-6);
 }
+
+#[test]
+fn the_share_in_effect_follows_the_written_one_over_a_ttl() {
+    let ttl = Duration::from_secs(60);
+    assert_eq!(effective_share(&History::new(8), 10.0, ttl), 0.0, "no samples: nothing shifted");
+    let mut h = History::new(HISTORY_SAMPLES);
+    for t in 0..=200 {
+        h.push(f64::from(t), if t < 100 { 0.0 } else { 1.0 });
+    }
+    let at = |now: f64| effective_share(&h, now, ttl);
+    assert!(at(100.0).abs() < 1e-9, "just written: no resolver has it yet");
+    assert!((at(130.0) - 0.5).abs() < 1e-9);
+    assert!((at(160.0) - 1.0).abs() < 1e-9, "a TTL later: fully in effect");
+    assert_eq!(effective_share(&h, 150.0, Duration::ZERO), 1.0, "TTL 0: as written");
+    let mut late = History::new(8);
+    late.push(50.0, 0.4);
+    assert!((effective_share(&late, 60.0, ttl) - 0.4).abs() < 1e-9, "before the first sample: as first read");
+}
+
+/// What the cloud serves in a site with `total` rps, on-prem capacity `cap`
+/// and `in_effect` of all traffic sent to the cloud by DNS.
+fn cloud_load(total: f64, cap: f64, in_effect: f64) -> f64 {
+    let gate = total * (1.0 - in_effect);
+    (gate - cap).max(0.0) + total * in_effect
+}
+
+#[test]
+fn spill_and_dns_direct_are_each_counted_once() {
+    let case = |gate: f64, spilled: f64, cap: f64, share: f64| {
+        let (arrivals, spilled) = (ring(std::iter::repeat_n(gate, 60)), ring(std::iter::repeat_n(spilled, 60)));
+        let mut inp = inputs(&arrivals, &spilled, &[], Some(cap));
+        inp.dns_cloud_share = share;
+        demand(&inp).overflow_rps
+    };
+    // 3000 rps, on-prem 1000. Just after DNS was set to 60 % cloud, resolvers
+    // still use the old weights (share in effect 0): the gate spills 2000.
+    // Counting the written share at once gave 3000 / 0.4 − 1000 = 6500.
+    assert!((case(3000.0, 2000.0, 1000.0, 0.0) - cloud_load(3000.0, 1000.0, 0.0)).abs() < 1e-6);
+    // A TTL later: 60 % in effect, the gate sees 1200 and spills 200; DNS sends 1800 direct.
+    assert!((case(1200.0, 200.0, 1000.0, 0.6) - cloud_load(3000.0, 1000.0, 0.6)).abs() < 1e-6);
+    // On-prem has room: 1000 rps, capacity 800, half by DNS: the cloud serves 500
+    // (total − capacity said 200, too few: on-prem's room takes no DNS-direct request).
+    assert!((case(500.0, 0.0, 800.0, 0.5) - cloud_load(1000.0, 800.0, 0.5)).abs() < 1e-6);
+    // No shift, room on-prem: negative overflow (room), as before.
+    assert!((case(500.0, 0.0, 800.0, 0.0) + 300.0).abs() < 1e-6);
+}

@@ -118,6 +118,14 @@ catalog! {
         "Route 53 weight changes submitted, by reason.";
     DNS_EXTERNAL_EDITS: Counter "spillway_dns_external_edits_total" []
         "Route 53 records found changed by someone else.";
+    COORD_FENCED_WRITES: Counter "spillway_coordination_fenced_writes_total" ["api"]
+        "AWS writes a controller skipped because this instance did not hold the site's lease (or was past it).";
+    COORD_HOLDER_CHANGES: Counter "spillway_coordination_holder_changes_total" ["site"]
+        "Times this instance acquired or lost a site's lease.";
+    COORD_IS_HOLDER: Gauge "spillway_coordination_holder" []
+        "1 while this instance holds its own site's lease, else 0.";
+    COORD_TAKEOVERS: Counter "spillway_coordination_takeovers_total" ["site"]
+        "Sites this instance took over in lost mode.";
     DNS_WEIGHT: Gauge "spillway_dns_weight" ["record"]
         "The weight of this datacenter's (onprem) and AWS's (aws) record, as last read or written.";
 }

@@ -4,6 +4,7 @@
 //! deadlines with polling, never fixed sleeps.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod client;
 pub mod origin;
 pub mod spillway;

@@ -1,8 +1,9 @@
 //! The moto fixture for `tests/aws_*.rs`: starts a `moto_server` of its own
 //! on a free loopback port (from `.venv`, made by `scripts/moto-env`, or
 //! `SPILLWAY_MOTO_SERVER`), builds SDK configs pointed at it with dummy
-//! credentials, creates the Auto Scaling group and the hosted zone, and
-//! offers a tiny loopback proxy that can answer `Throttling` in moto's place.
+//! credentials, creates the Auto Scaling group, the hosted zone and the
+//! coordination table, and offers a tiny loopback proxy that can answer
+//! `Throttling` in moto's place and counts the calls per access key id.
 //!
 //! Nothing here talks to anything but 127.0.0.1; the server is killed on drop.
 
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_autoscaling::config::Credentials;
@@ -172,12 +173,50 @@ where
     }
 }
 
+/// Creates the coordination table: `pk`/`sk` strings, on demand.
+pub async fn create_table(sdk: &aws_config::SdkConfig, name: &str) {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let attr = |n: &str| {
+        AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap()
+    };
+    let key = |n: &str, t| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
+    aws_sdk_dynamodb::Client::new(sdk)
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table");
+}
+
+/// One AWS call seen by the proxy: the caller's access key id, the service
+/// (from the signature's scope) and the operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub key: String,
+    pub service: String,
+    pub api: String,
+}
+
+impl Call {
+    /// Auto Scaling and Route 53 calls that change something.
+    pub fn is_write(&self) -> bool {
+        matches!(self.api.as_str(), "SetDesiredCapacity" | "ChangeResourceRecordSets" | "UpdateAutoScalingGroup")
+    }
+}
+
 /// A loopback proxy in front of moto that answers `Throttling` while told to.
 #[derive(Clone)]
 pub struct ThrottleProxy {
     pub addr: SocketAddr,
     throttle: Arc<AtomicBool>,
+    throttle_dynamodb: Arc<AtomicBool>,
     pub throttled: Arc<AtomicU32>,
+    pub calls: Arc<Mutex<Vec<Call>>>,
 }
 
 const THROTTLING_XML: &str = "<?xml version=\"1.0\"?><ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
@@ -186,7 +225,13 @@ const THROTTLING_XML: &str = "<?xml version=\"1.0\"?><ErrorResponse><Error><Type
 impl ThrottleProxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = Self { addr: listener.local_addr().unwrap(), throttle: Arc::default(), throttled: Arc::default() };
+        let proxy = Self {
+            addr: listener.local_addr().unwrap(),
+            throttle: Arc::default(),
+            throttle_dynamodb: Arc::default(),
+            throttled: Arc::default(),
+            calls: Arc::default(),
+        };
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let p = proxy.clone();
         tokio::spawn(async move {
@@ -207,6 +252,16 @@ impl ThrottleProxy {
         self.throttle.store(on, Ordering::SeqCst);
     }
 
+    /// Throttles DynamoDB only (its JSON error), leaving the other services alone.
+    pub fn set_throttling_dynamodb(&self, on: bool) {
+        self.throttle_dynamodb.store(on, Ordering::SeqCst);
+    }
+
+    /// The calls made with access key `key`.
+    pub fn calls_by(&self, key: &str) -> Vec<Call> {
+        self.calls.lock().unwrap().iter().filter(|c| c.key == key).cloned().collect()
+    }
+
     async fn handle(
         self,
         req: Request<Incoming>,
@@ -220,6 +275,14 @@ impl ThrottleProxy {
         }
         let (mut parts, body) = req.into_parts();
         let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let call = classify_call(&parts, &body);
+        let dynamodb = call.service == "dynamodb";
+        self.calls.lock().unwrap().push(call);
+        if dynamodb && self.throttle_dynamodb.load(Ordering::SeqCst) {
+            self.throttled.fetch_add(1, Ordering::SeqCst);
+            let resp = Response::builder().status(400).header("content-type", "application/x-amz-json-1.0");
+            return Ok(resp.body(Full::new(Bytes::from_static(DYNAMODB_THROTTLING.as_bytes()))).unwrap());
+        }
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         parts.uri = format!("http://{upstream}{path}").parse().unwrap();
         let answer = match client.request(Request::from_parts(parts, Full::new(body))).await {
@@ -232,4 +295,31 @@ impl ThrottleProxy {
         };
         Ok(answer)
     }
+}
+
+const DYNAMODB_THROTTLING: &str = "{\"__type\":\"com.amazonaws.dynamodb.v20120810#ThrottlingException\",\
+\"message\":\"Rate of requests exceeds the allowed throughput.\"}";
+
+/// Who called what: the key and service from the SigV4 scope
+/// (`Credential=KEY/date/region/service/aws4_request`), the operation from
+/// `X-Amz-Target` (JSON protocols), `Action=` (query protocol) or the path (Route 53).
+fn classify_call(parts: &http::request::Parts, body: &[u8]) -> Call {
+    let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let scope = auth.split("Credential=").nth(1).unwrap_or_default().split(',').next().unwrap_or_default();
+    let mut scope = scope.split('/');
+    let key = scope.next().unwrap_or_default().to_string();
+    let service = scope.nth(2).unwrap_or_default().to_string();
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let body = String::from_utf8_lossy(body);
+    let action = body.split('&').find_map(|kv| kv.strip_prefix("Action="));
+    let path = parts.uri.path();
+    let api = match (target, action) {
+        (Some(t), _) => t.rsplit('.').next().unwrap_or(t).to_string(),
+        (None, Some(a)) => a.to_string(),
+        _ if path.contains("/rrset") && parts.method == http::Method::POST => "ChangeResourceRecordSets".into(),
+        _ if path.contains("/rrset") => "ListResourceRecordSets".into(),
+        _ if path.contains("/change/") => "GetChange".into(),
+        _ => format!("{} {path}", parts.method),
+    };
+    Call { key, service, api }
 }

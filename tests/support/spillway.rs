@@ -44,12 +44,23 @@ impl Spillway {
     /// Starts in `dir` with extra environment variables (e.g. an AWS
     /// endpoint override pointing at moto, and dummy credentials).
     pub async fn start_in_env(dir: tempfile::TempDir, config: &str, env: &[(&str, String)]) -> Spillway {
+        Spillway::launch(dir, config, &["run", "--threads", "2"], env).await
+    }
+
+    /// Starts `spillway <args> --config F` with extra environment variables
+    /// (e.g. `AWS_ENDPOINT_URL` and a distinct `AWS_ACCESS_KEY_ID` per instance).
+    pub async fn start_with_env(config: &str, args: &[&str], env: &[(&str, String)]) -> Spillway {
+        Spillway::launch(tempfile::tempdir().unwrap(), config, args, env).await
+    }
+
+    async fn launch(dir: tempfile::TempDir, config: &str, args: &[&str], env: &[(&str, String)]) -> Spillway {
         let config_path = dir.path().join("spillway.toml");
         std::fs::write(&config_path, config).unwrap();
         let stderr_path = dir.path().join("spillway.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut child = Command::new(BIN)
-            .args(["run", "--threads", "2", "--config"])
+            .args(args)
+            .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

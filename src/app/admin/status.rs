@@ -40,6 +40,7 @@ pub(super) async fn snapshot(server: &Server) -> Value {
         },
         "gates": gates,
         "controllers": server.control.status(),
+        "coordination": server.control.coordination_status(),
         "config": reload,
         "draining": server.data.draining(),
         "connections": server.data.connections.open(),
