@@ -2,8 +2,8 @@
 //! hyper's auto builder (HTTP/1.1 with upgrades, HTTP/2 by ALPN or prior
 //! knowledge), with header-size/count limits, a per-listener connection
 //! cap, and a watchdog task that closes it: gracefully when idle (no
-//! request open; for HTTP/1.1 also no byte moving — HTTP/2 PINGs do not
-//! count), past `max_connection_age` or on drain; abortively when an
+//! request open, and none started since its last look for HTTP/2 — PINGs do
+//! not count; for HTTP/1.1 no byte moving), past `max_connection_age` or on drain; abortively when an
 //! HTTP/1.1 request head has not ended `header_read_timeout` after its
 //! first byte (or after the connection opened, for the first request:
 //! slowloris), when the client has taken no byte for `client_send_timeout`
