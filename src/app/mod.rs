@@ -6,6 +6,7 @@
 pub(crate) mod activation;
 pub(crate) mod admin;
 pub mod control;
+pub(crate) mod dr;
 pub(crate) mod reload;
 pub(crate) mod server;
 pub(crate) mod ticker;

@@ -1,15 +1,17 @@
 //! The gate ticker: every `spill.tick`, one pass over the snapshot's pools
 //! turns each pool's load window into a limit, a spill phase and a mode
 //! (`gate::PoolGate::tick_*`, over the pure policy in `burst/`), reports
-//! mode changes (log line, metric, notification) and publishes the signals
-//! the AWS controllers read.
+//! mode changes (log line, metric, notification), steps the site's
+//! disaster-recovery state (`app/dr.rs`) and publishes the signals the AWS
+//! controllers read.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::burst::{DrState, DrTransition};
 use crate::config::{PoolRole, SpillConfig};
 use crate::control::ControlSignals;
-use crate::gate::PoolMode;
+use crate::gate::{DrCell, PoolMode};
 use crate::notifications::Event;
 use crate::runtime::Runtime;
 use crate::telemetry::catalog;
@@ -21,10 +23,11 @@ use super::server::Server;
 pub(crate) struct TickReport {
     pub(crate) changes: Vec<(String, PoolMode, PoolMode)>,
     pub(crate) control: ControlSignals,
+    pub(crate) dr: Option<DrTransition>,
 }
 
 /// One tick over every pool of the snapshot.
-pub(crate) fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickReport {
+pub(crate) fn tick(rt: &Runtime, dr: &DrCell, now: Instant, warm_rps: Option<f64>) -> TickReport {
     let spill = &rt.config.spill;
     let cloud_ok = rt.pools.values().any(|p| p.role() == PoolRole::Cloud && p.has_available(now));
     let mut changes = Vec::new();
@@ -39,7 +42,6 @@ pub(crate) fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickRep
                 }
                 let view = gate.view();
                 control.arrival_rps += view.window.arrival_rps;
-                control.dr |= view.mode == PoolMode::DisasterRecovery;
                 // Little's law: a pool holding `limit` requests for `ewma` each serves limit/ewma per second.
                 let ewma = view.window.ewma.as_secs_f64();
                 if ewma > 0.0 {
@@ -53,7 +55,11 @@ pub(crate) fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickRep
         }
     }
     control.onprem_capacity_rps = (capacity > 0.0).then_some(capacity);
-    TickReport { changes, control }
+    let transition = dr.observe(super::dr::observation(rt, now), rt.config.dr.policy, now);
+    let state = dr.state();
+    control.dr = state.writes_in_cloud();
+    control.dr_pending = state == DrState::DrPending;
+    TickReport { changes, control, dr: transition }
 }
 
 /// The ticker task: every `spill.tick`, update every pool's gate, report
@@ -68,7 +74,11 @@ pub(crate) async fn run(server: Arc<Server>) {
             interval = tokio::time::interval(rt.config.spill.tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
-        let report = tick(&rt, Instant::now(), server.control.warm_rps());
+        let report = tick(&rt, &server.data.gates.dr, Instant::now(), server.control.warm_rps());
+        if let Some(t) = report.dr {
+            super::dr::report(&server, t, "tick");
+        }
+        metrics::gauge!(catalog::DR_STATE).set(f64::from(server.data.gates.dr.state() as u8));
         for (pool, from, to) in report.changes {
             let view = rt.gates[&pool].view();
             tracing::warn!(
@@ -128,17 +138,17 @@ mod tests {
         let gates = Gates::new(&loaded.config.spill);
         let rt = Runtime::build(&loaded, None, &gates).unwrap();
         let now = Instant::now();
-        tick(&rt, now, Some(10.0));
+        tick(&rt, &gates.dr, now, Some(10.0));
         assert_eq!(rt.gates["aws"].spill_cap(), u32::MAX, "off by default");
         loaded.config.spill.cap_by_warm_capacity = true;
         let rt = Runtime::build(&loaded, Some(&rt), &gates).unwrap();
-        tick(&rt, now + Duration::from_millis(100), Some(10.0));
+        tick(&rt, &gates.dr, now + Duration::from_millis(100), Some(10.0));
         assert_eq!(rt.gates["aws"].spill_cap(), 1, "10 req/s × 100 ms");
         for _ in 0..2 {
             rt.gates["aws"].signals.begin();
         }
         assert!(!rt.gates["aws"].has_spill_room());
-        tick(&rt, now + Duration::from_millis(200), None);
+        tick(&rt, &gates.dr, now + Duration::from_millis(200), None);
         assert!(rt.gates["aws"].has_spill_room(), "no capacity report: no cap");
     }
 }

@@ -10,6 +10,7 @@ pub(crate) mod raw;
 mod types;
 mod validate;
 mod validate_control;
+mod validate_dr;
 mod validate_listener;
 
 use std::fmt;

@@ -60,6 +60,8 @@ pub(crate) struct RawConfig {
     pub(crate) dns: Option<RawDns>,
     #[serde(default)]
     pub(crate) notify: RawNotify,
+    #[serde(default)]
+    pub(crate) dr: RawDr,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +161,10 @@ pub(crate) struct RawHealth {
     pub(crate) healthy_after: Option<u32>,
     /// Response header of the probe carrying the replica lag in seconds.
     pub(crate) lag_header: Option<String>,
+    /// Response header of the probe naming the database's role (`[dr]`).
+    pub(crate) role_header: Option<String>,
+    /// The `role_header` value that means "this database is the primary".
+    pub(crate) primary_role: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,4 +301,22 @@ pub(crate) struct RawTargetWeights {
 pub(crate) struct RawNotify {
     pub(crate) sns_topic_arn: Option<String>,
     pub(crate) webhook: Option<String>,
+}
+
+pub(crate) const DEFAULT_DR_ENGAGE: &str = "auto";
+pub(crate) const DEFAULT_DR_FAILBACK_AFTER: &str = "5m";
+pub(crate) const DEFAULT_DR_RETRY_AFTER: &str = "30s";
+pub(crate) const DEFAULT_DR_READ_ONLY_BODY: &str =
+    "This site is read-only while disaster recovery is confirmed. Please retry in a few minutes.\n";
+pub(crate) const DEFAULT_PRIMARY_ROLE: &str = "primary";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDr {
+    /// `auto` or `confirm`.
+    pub(crate) engage: Option<String>,
+    pub(crate) failback_after: Option<Dur>,
+    /// `Retry-After` of a write refused in `dr_pending`.
+    pub(crate) retry_after: Option<Dur>,
+    pub(crate) read_only_body: Option<String>,
 }

@@ -82,8 +82,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
         c.fail("notify.sns_topic_arn", "SNS delivery is not built yet; use notify.webhook");
     }
     let notify = NotifyConfig { sns_topic_arn: raw.notify.sns_topic_arn, webhook: raw.notify.webhook };
+    let dr = super::validate_dr::dr(&mut c, raw.dr);
     if c.problems.is_empty() {
-        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify })
+        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify, dr })
     } else {
         Err(c.problems)
     }
@@ -397,7 +398,17 @@ fn health(c: &mut Checker, key: &str, h: RawHealth) -> HealthConfig {
             c.fail(format!("{key}.lag_header"), format!("{name:?} is not a valid header name"));
         }
     }
-    HealthConfig { path: h.path, interval, timeout, unhealthy_after, healthy_after, lag_header: h.lag_header }
+    let (role_header, primary_role) = super::validate_dr::role(c, key, h.role_header, h.primary_role);
+    HealthConfig {
+        path: h.path,
+        interval,
+        timeout,
+        unhealthy_after,
+        healthy_after,
+        lag_header: h.lag_header,
+        role_header,
+        primary_role,
+    }
 }
 
 fn routes(c: &mut Checker, raw: Vec<RawRoute>, pools: &BTreeMap<String, PoolConfig>) -> Vec<RouteConfig> {

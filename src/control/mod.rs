@@ -27,8 +27,12 @@ pub struct ControlSignals {
     pub spilled_rps: f64,
     /// Learned from the gate's limit and latency (limit / mean latency); `None` if unknown.
     pub onprem_capacity_rps: Option<f64>,
-    /// Every on-prem endpoint unhealthy: DR mode.
+    /// Writes are in the cloud (`dr_active`, `failback_pending`): DNS to the
+    /// cloud, the group at `dr_capacity`.
     pub dr: bool,
+    /// DR waits for an engage (`dr_pending`): the group goes to
+    /// `dr_capacity` at once, DNS stays (the cloud must not take writes yet).
+    pub dr_pending: bool,
     pub cloud_healthy: bool,
 }
 

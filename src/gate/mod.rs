@@ -1,7 +1,8 @@
 //! Live gate state: per pool, the atomics the request path reads (limit,
 //! phase, mode, spill cap), the controller state one tick updates, the
 //! bounded wait for a slot, and the in-flight guard; plus the
-//! read-after-write pins. The policy itself is pure, in `burst/`; the task
+//! read-after-write pins and the site's disaster-recovery state
+//! ([`DrCell`]). The policy itself is pure, in `burst/`; the task
 //! that ticks every `spill.tick` is wiring, in `app/ticker.rs`.
 //!
 //! Gate state is keyed by pool name and survives reloads; a reload that
@@ -15,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+mod dr;
+pub(crate) use dr::{DrCell, DrView};
 
 use crate::burst::{
     pressure, ConcurrencyLimit, LimitParams, LoadSignals, OutageTimer, Outcome, Pressure, SloLimit, SpillController,
@@ -392,13 +396,15 @@ const LINGER_MIN: Duration = Duration::from_millis(100);
 pub(crate) struct Gates {
     by_pool: Mutex<HashMap<String, Arc<PoolGate>>>,
     pub(crate) pins: WritePins,
+    /// The site's DR state; here so it outlives every snapshot.
+    pub(crate) dr: DrCell,
 }
 
 impl Gates {
     pub(crate) fn new(spill: &SpillConfig) -> Self {
         let pins = WritePins::new(spill.pin_capacity, spill.pin_after_write);
         pins.set_per_address(spill.pins_per_address);
-        Gates { by_pool: Mutex::new(HashMap::new()), pins }
+        Gates { by_pool: Mutex::new(HashMap::new()), pins, dr: DrCell::new(Instant::now()) }
     }
 
     /// The gate of a pool, created on first use.

@@ -36,8 +36,17 @@ impl Spillway {
         Spillway::start_in(tempfile::tempdir().unwrap(), config).await
     }
 
+    /// Starts with extra environment variables (e.g. an AWS emulator's endpoint).
+    pub async fn start_env(config: &str, env: &[(&str, String)]) -> Spillway {
+        Spillway::spawn(tempfile::tempdir().unwrap(), config, env).await
+    }
+
     /// Starts in `dir` (which may already hold certificates the config names).
     pub async fn start_in(dir: tempfile::TempDir, config: &str) -> Spillway {
+        Spillway::spawn(dir, config, &[]).await
+    }
+
+    async fn spawn(dir: tempfile::TempDir, config: &str, env: &[(&str, String)]) -> Spillway {
         let config_path = dir.path().join("spillway.toml");
         std::fs::write(&config_path, config).unwrap();
         let stderr_path = dir.path().join("spillway.log");
@@ -47,6 +56,7 @@ impl Spillway {
             .arg(&config_path)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -1,5 +1,6 @@
 //! The `/status` document: active config version and reload state,
-//! listeners, routes, pools and endpoints with their live state.
+//! listeners, routes, pools and endpoints with their live state, and the
+//! site's disaster-recovery state (`dr`).
 
 use std::time::Instant;
 
@@ -38,6 +39,7 @@ pub(super) async fn snapshot(server: &Server) -> Value {
             "pins": server.data.gates.pins.len(),
             "pin_evictions": server.data.gates.pins.evictions(),
         },
+        "dr": crate::app::dr::to_json(&server.data.gates.dr.view(now)),
         "gates": gates,
         "controllers": server.control.status(),
         "config": reload,

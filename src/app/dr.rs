@@ -1,0 +1,92 @@
+//! Disaster-recovery wiring: what each tick tells the site's `DrCell`
+//! (from the snapshot's pools), how a transition is made visible (a log
+//! line, a metric, a notification) and the admin calls `POST /dr/engage`
+//! and `POST /dr/failback`. The state machine is pure (`burst::dr`); the
+//! state lives in `gate::DrCell`.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::burst::{DrCommand, DrObservation, DrRefusal, DrState, DrTransition};
+use crate::config::PoolRole;
+use crate::gate::{DrView, PoolMode};
+use crate::notifications::Event;
+use crate::runtime::Runtime;
+use crate::telemetry::catalog;
+
+use super::server::Server;
+
+/// What this tick saw of both sites (after the pools' gates ticked).
+pub(crate) fn observation(rt: &Runtime, now: Instant) -> DrObservation {
+    let role = |r| rt.pools.iter().filter(move |(_, p)| p.role() == r);
+    let primaries: Vec<_> = role(PoolRole::Primary).collect();
+    let watched: Vec<_> =
+        primaries.iter().filter(|(_, p)| p.config.health.as_ref().is_some_and(|h| h.role_header.is_some())).collect();
+    DrObservation {
+        onprem_lost: primaries.iter().any(|(name, _)| rt.gates[*name].mode() == PoolMode::DisasterRecovery),
+        onprem_reachable: !primaries.is_empty() && primaries.iter().all(|(_, p)| p.any_probe_healthy()),
+        onprem_primary: !watched.is_empty() && watched.iter().all(|(_, p)| p.reports_primary()),
+        cloud_ok: role(PoolRole::Cloud).any(|(_, p)| p.has_available(now)),
+        cloud_promoted: role(PoolRole::Cloud).any(|(_, p)| p.reports_primary()),
+    }
+}
+
+/// The notification kind of entering `to` from `from`.
+fn kind(t: &DrTransition) -> (&'static str, &'static str) {
+    match (t.from, t.to) {
+        (_, DrState::DrPending) => ("dr_pending", "critical"),
+        (DrState::DrPending, DrState::Normal) => ("dr_pending", "info"),
+        (_, DrState::DrActive) => ("dr_engaged", "critical"),
+        (_, DrState::FailbackPending) => ("dr_failback", "warning"),
+        (_, DrState::Normal) => ("dr_failback", "info"),
+    }
+}
+
+/// A transition, made visible: log line, metric, notification.
+pub(crate) fn report(server: &Server, t: DrTransition, by: &str) {
+    let (kind, severity) = kind(&t);
+    let (from, to, reason) = (t.from.as_str(), t.to.as_str(), t.reason.as_str());
+    tracing::warn!(from, to, reason, by, "disaster-recovery state changed");
+    metrics::counter!(catalog::DR_TRANSITIONS, "to" => to, "reason" => reason).increment(1);
+    metrics::gauge!(catalog::DR_STATE).set(f64::from(t.to as u8));
+    let summary = format!("site {}: DR {from} -> {to} ({reason})", server.data.runtime.load().config.runtime.site);
+    server.notify(Event::new(kind, severity, summary, json!({ "from": from, "to": to, "reason": reason, "by": by })));
+}
+
+/// `POST /dr/engage` or `/dr/failback`: 200 with the new state (also when
+/// nothing changed), or 409 with the refusal.
+pub(crate) fn command(server: &Server, cmd: DrCommand, now: Instant) -> Result<Value, DrRefusal> {
+    let cell = &server.data.gates.dr;
+    match cell.command(cmd, now) {
+        Ok(t) => {
+            if let Some(t) = t {
+                report(server, t, "admin");
+            }
+            Ok(json!({ "ok": true, "changed": t.is_some(), "dr": to_json(&cell.view(now)) }))
+        }
+        Err(refusal) => {
+            tracing::warn!(?cmd, reason = refusal.as_str(), "disaster-recovery call refused");
+            Err(refusal)
+        }
+    }
+}
+
+/// The `dr` object of `/status`.
+pub(crate) fn to_json(v: &DrView) -> Value {
+    json!({
+        "state": v.state.as_str(),
+        "reason": v.reason.as_str(),
+        "for_secs": v.for_.as_secs(),
+        "engage": match v.engage { crate::burst::EngageMode::Auto => "auto", crate::burst::EngageMode::Confirm => "confirm" },
+        "writes": if v.state.writes_in_cloud() { "cloud" } else if v.state == DrState::DrPending { "refused" } else { "onprem" },
+        "failback_in_secs": v.failback_in.map(|d| d.as_secs()),
+        "observed": {
+            "onprem_lost": v.observed.onprem_lost,
+            "onprem_reachable": v.observed.onprem_reachable,
+            "onprem_primary": v.observed.onprem_primary,
+            "cloud_ok": v.observed.cloud_ok,
+            "cloud_promoted": v.observed.cloud_promoted,
+        },
+    })
+}

@@ -1,0 +1,275 @@
+//! Disaster recovery end to end (issue 12): the real binary between a
+//! loopback on-prem origin and a loopback cloud origin, a loopback webhook,
+//! and moto for the Auto Scaling group. On-prem is "lost" when its health
+//! probes fail; a database reports its role in `x-db-role` on `/health`.
+
+mod support;
+
+#[path = "support/moto.rs"]
+mod moto;
+
+use std::time::{Duration, Instant};
+
+use http::Method;
+use support::webhook::{self, Events};
+use support::{eventually, request, Origin, Resp, Spillway, ADMIN};
+
+const GROUP: &str = "dr-burst";
+const READ_ONLY: &str = "read only: DR pending\n";
+
+struct Knobs<'a> {
+    engage: &'a str,
+    failback_after: &'a str,
+    cloud_probe: &'a str,
+    extra: String,
+}
+
+impl Default for Knobs<'_> {
+    fn default() -> Self {
+        Knobs { engage: "confirm", failback_after: "1h", cloud_probe: "100ms", extra: String::new() }
+    }
+}
+
+fn config(onprem: &Origin, cloud: &Origin, hook: std::net::SocketAddr, k: &Knobs) -> String {
+    let probe = |interval: &str| {
+        format!("{{ path = \"/health\", interval = \"{interval}\", timeout = \"90ms\", unhealthy_after = 1, healthy_after = 1, role_header = \"x-db-role\" }}")
+    };
+    format!(
+        "{ADMIN}\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n\
+         [pools.onprem]\nendpoints = [\"{}\"]\nconnect_timeout = \"200ms\"\nhealth = {}\n\n\
+         [pools.aws]\nrole = \"cloud\"\nendpoints = [\"{}\"]\nhealth = {}\n\n\
+         [[route]]\nprimary = \"onprem\"\noverflow = \"aws\"\n\n\
+         [spill]\ntick = \"50ms\"\ndisaster_after = \"300ms\"\nsession_cookie = \"sid\"\n\n\
+         [dr]\nengage = \"{}\"\nfailback_after = \"{}\"\nretry_after = \"7s\"\nread_only_body = {READ_ONLY:?}\n\n\
+         [notify]\nwebhook = \"http://{hook}/hook\"\n{}",
+        onprem.endpoint(),
+        probe("100ms"),
+        cloud.endpoint(),
+        probe(k.cloud_probe),
+        k.engage,
+        k.failback_after,
+        k.extra
+    )
+}
+
+async fn start(k: Knobs<'_>) -> (Origin, Origin, Events, Spillway) {
+    let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
+    let (hook, events) = webhook::receiver().await;
+    let sw = Spillway::start(&config(&onprem, &cloud, hook, &k)).await;
+    wait_dr(&sw, "normal").await;
+    (onprem, cloud, events, sw)
+}
+
+async fn dr(sw: &Spillway) -> serde_json::Value {
+    sw.status().await["dr"].clone()
+}
+
+async fn wait_dr(sw: &Spillway, state: &str) {
+    eventually(Duration::from_secs(10), &format!("dr.state == {state}"), || async { dr(sw).await["state"] == state })
+        .await;
+}
+
+/// A proxied request; `sid` is the session cookie (pins follow it).
+async fn send(sw: &Spillway, method: Method, sid: &str) -> Resp {
+    let cookie = vec![("cookie", format!("sid={sid}"))];
+    request(method, &sw.url("web", "/page"), cookie, b"x").await.expect("proxied request")
+}
+
+/// `POST /dr/<what>` on the admin API, as JSON (no token configured).
+async fn admin(sw: &Spillway, what: &str) -> Resp {
+    let json = vec![("content-type", "application/json".to_string())];
+    request(Method::POST, &sw.admin_url(&format!("/dr/{what}")), json, b"{}").await.expect("admin call")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_mode_losing_onprem_reads_from_the_cloud_refuses_writes_and_raises_the_group() {
+    let moto = moto::Moto::start().await;
+    let sdk = moto::sdk_config(&moto.url()).await;
+    moto::create_group(&sdk, GROUP, 1, 1, 10).await;
+    let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
+    let (hook, events) = webhook::receiver().await;
+    let scale = format!(
+        "\n[scale]\nregion = \"us-east-1\"\nauto_scaling_group = \"{GROUP}\"\nper_instance_rps = 100\n\
+         min = 1\nmax = 10\ndr_capacity = 6\ninterval = \"500ms\"\nwarmup = \"1s\"\n"
+    );
+    let knobs = Knobs { extra: scale, ..Knobs::default() };
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.url()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_CONFIG_FILE", "/nonexistent".to_string()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    let sw = Spillway::start_env(&config(&onprem, &cloud, hook, &knobs), &env).await;
+    wait_dr(&sw, "normal").await;
+    assert_eq!(send(&sw, Method::POST, "w").await.origin(), Some("onprem"));
+    let writes_before = onprem.writes();
+
+    onprem.set_healthy(false);
+    wait_dr(&sw, "dr_pending").await;
+    let pending_at = Instant::now();
+    // Two scale ticks (500 ms each) and a little for moto.
+    eventually(Duration::from_millis(2_500), "desired capacity = dr_capacity", || async {
+        moto::desired(&sdk, GROUP).await == 6
+    })
+    .await;
+    assert!(pending_at.elapsed() < Duration::from_millis(2_500));
+
+    let read = send(&sw, Method::GET, "w").await;
+    assert_eq!((read.status, read.origin()), (200, Some("cloud")), "reads go to the cloud, pinned ones too");
+    let write = send(&sw, Method::POST, "w").await;
+    assert_eq!(write.status, 503);
+    assert_eq!(write.header("retry-after"), Some("7"));
+    assert_eq!(write.header("x-spillway-error"), Some("read_only"));
+    assert_eq!(write.text(), READ_ONLY);
+    assert_eq!((onprem.writes(), cloud.writes()), (writes_before, 0), "no write reached either database");
+
+    let status = dr(&sw).await;
+    assert_eq!((status["reason"].as_str(), status["writes"].as_str()), (Some("onprem_lost"), Some("refused")));
+    assert_eq!(sw.metric("spillway_dr_state").await, 1.0);
+    eventually(Duration::from_secs(5), "a dr_pending notification", || async {
+        webhook::count(&events, "dr_pending", Some("critical")) >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(webhook::count(&events, "dr_pending", None), 1, "one notification for one transition");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_reporting_its_database_promoted_takes_the_writes_within_one_probe_interval() {
+    let (onprem, cloud, events, sw) = start(Knobs { cloud_probe: "1s", ..Knobs::default() }).await;
+    onprem.set_healthy(false);
+    wait_dr(&sw, "dr_pending").await;
+    assert_eq!(send(&sw, Method::POST, "w").await.status, 503);
+    cloud.set_role(Some("primary"));
+    let promoted = Instant::now();
+    eventually(Duration::from_secs(5), "a POST served by the cloud", || async {
+        send(&sw, Method::POST, "w").await.origin() == Some("cloud")
+    })
+    .await;
+    // One probe interval (1 s), plus a tick and scheduling on a busy machine.
+    let took = promoted.elapsed();
+    assert!(took < Duration::from_millis(1_500), "writes moved after {took:?}");
+    assert_eq!(dr(&sw).await["reason"], "cloud_promoted");
+    assert_eq!(onprem.writes(), 0);
+    eventually(Duration::from_secs(5), "a dr_engaged notification", || async {
+        webhook::count(&events, "dr_engaged", Some("critical")) == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_stay_in_the_cloud_when_onprem_returns_until_failback_and_survive_a_reload() {
+    let (onprem, cloud, _events, sw) = start(Knobs::default()).await;
+    onprem.set_healthy(false);
+    wait_dr(&sw, "dr_pending").await;
+    let refused = admin(&sw, "failback").await;
+    assert_eq!((refused.status, refused.json()["reason"].as_str()), (409, Some("not_engaged")));
+    let engaged = admin(&sw, "engage").await;
+    assert_eq!(engaged.status, 200, "{}", engaged.text());
+    assert_eq!(engaged.json()["dr"]["state"], "dr_active");
+    assert_eq!(send(&sw, Method::POST, "w").await.origin(), Some("cloud"));
+    let early = admin(&sw, "failback").await;
+    assert_eq!((early.status, early.json()["reason"].as_str()), (409, Some("onprem_unreachable")));
+
+    // A reload keeps the state.
+    let text = std::fs::read_to_string(&sw.config_path).unwrap().replace(READ_ONLY.trim_end(), "changed");
+    sw.write_config(&text);
+    let version = sw.version_of(&text);
+    sw.wait_version(&version).await;
+    assert_eq!(dr(&sw).await["state"], "dr_active");
+
+    onprem.set_healthy(true);
+    eventually(Duration::from_secs(5), "on-prem probed healthy", || async {
+        dr(&sw).await["observed"]["onprem_reachable"] == true
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..10 {
+        assert_eq!(send(&sw, Method::POST, "w").await.origin(), Some("cloud"), "probes alone never move writes back");
+    }
+    assert_eq!(onprem.writes(), 0);
+    assert_eq!(dr(&sw).await["state"], "dr_active");
+
+    // Without a token, a state-changing admin call must be JSON.
+    let plain = request(Method::POST, &sw.admin_url("/dr/failback"), vec![], b"").await.unwrap();
+    assert_eq!(plain.status, 415);
+    let back = admin(&sw, "failback").await;
+    assert_eq!((back.status, back.json()["dr"]["state"].as_str()), (200, Some("normal")));
+    assert_eq!(send(&sw, Method::POST, "w").await.origin(), Some("onprem"));
+    assert!(cloud.writes() >= 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onprem_flapping_for_a_minute_during_dr_gets_no_write() {
+    let (onprem, cloud, _events, sw) = start(Knobs::default()).await;
+    assert_eq!(admin(&sw, "engage").await.status, 200, "manual engage with on-prem healthy");
+    let start = Instant::now();
+    let (mut sent, mut flips, mut was_up) = (0, 0, true);
+    while start.elapsed() < Duration::from_secs(60) {
+        let up = (start.elapsed().as_secs() / 3) % 2 == 1;
+        if up != was_up {
+            flips += 1;
+            was_up = up;
+        }
+        onprem.set_healthy(up);
+        onprem.set_role(Some(if up { "replica" } else { "unknown" }));
+        let r = send(&sw, Method::POST, &format!("s{sent}")).await;
+        assert_eq!((r.status, r.origin()), (200, Some("cloud")));
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(flips >= 10, "on-prem flapped {flips} times");
+    assert_eq!(onprem.writes(), 0, "zero writes reached on-prem");
+    assert_eq!(cloud.writes(), sent);
+    assert_eq!(dr(&sw).await["state"], "dr_active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_mode_engages_at_once_and_fails_back_only_after_failback_after() {
+    let knobs = Knobs { engage: "auto", failback_after: "3s", ..Knobs::default() };
+    let (onprem, _cloud, _events, sw) = start(knobs).await;
+    onprem.set_healthy(false);
+    wait_dr(&sw, "dr_active").await;
+    assert_eq!(dr(&sw).await["reason"], "onprem_lost");
+    assert_eq!(send(&sw, Method::POST, "writer").await.origin(), Some("cloud"), "auto: no dr_pending");
+    let metrics = support::get(&sw.admin_url("/metrics")).await.unwrap().text();
+    assert!(!metrics.contains("to=\"dr_pending\""), "auto mode never enters dr_pending");
+
+    onprem.set_healthy(true);
+    wait_dr(&sw, "failback_pending").await;
+    let healthy = Instant::now();
+    // Reads return early; the pinned writer's reads stay with its writes.
+    assert_eq!(send(&sw, Method::GET, "reader").await.origin(), Some("onprem"));
+    assert_eq!(send(&sw, Method::GET, "writer").await.origin(), Some("cloud"));
+    assert_eq!(send(&sw, Method::POST, "writer").await.origin(), Some("cloud"));
+    eventually(Duration::from_secs(10), "writes back on-prem", || async {
+        send(&sw, Method::POST, "writer").await.origin() == Some("onprem")
+    })
+    .await;
+    assert!(healthy.elapsed() >= Duration::from_millis(2_800), "failed back after {:?}", healthy.elapsed());
+    assert_eq!(dr(&sw).await["reason"], "failback_held");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dr_calls_need_the_admin_token() {
+    let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
+    let (hook, events) = webhook::receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    let text =
+        config(&onprem, &cloud, hook, &Knobs::default()).replacen("[admin]\n", "[admin]\ntoken_file = \"token\"\n", 1);
+    let sw = Spillway::start_in(dir, &text).await;
+    let url = sw.admin_url("/dr/engage");
+    assert_eq!(request(Method::POST, &url, vec![], b"").await.unwrap().status, 401);
+    let bearer = || vec![("authorization", "Bearer s3cret".to_string())];
+    let ok = request(Method::POST, &url, bearer(), b"").await.unwrap();
+    assert_eq!((ok.status, ok.json()["dr"]["reason"].as_str()), (200, Some("operator_engage")));
+    assert_eq!(send(&sw, Method::GET, "r").await.origin(), Some("cloud"), "engaged: reads move too");
+    eventually(Duration::from_secs(5), "a dr_engaged notification", || async {
+        webhook::count(&events, "dr_engaged", Some("critical")) == 1
+    })
+    .await;
+}
