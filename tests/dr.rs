@@ -21,31 +21,34 @@ struct Knobs<'a> {
     engage: &'a str,
     failback_after: &'a str,
     cloud_probe: &'a str,
+    /// Watch the cloud's replica lag with an RPO budget of 30 s.
+    rpo: bool,
     extra: String,
 }
 
 impl Default for Knobs<'_> {
     fn default() -> Self {
-        Knobs { engage: "confirm", failback_after: "1h", cloud_probe: "100ms", extra: String::new() }
+        Knobs { engage: "confirm", failback_after: "1h", cloud_probe: "100ms", rpo: false, extra: String::new() }
     }
 }
 
 fn config(onprem: &Origin, cloud: &Origin, hook: std::net::SocketAddr, k: &Knobs) -> String {
-    let probe = |interval: &str| {
-        format!("{{ path = \"/health\", interval = \"{interval}\", timeout = \"90ms\", unhealthy_after = 1, healthy_after = 1, role_header = \"x-db-role\" }}")
+    let probe = |interval: &str, extra: &str| {
+        format!("{{ path = \"/health\", interval = \"{interval}\", timeout = \"90ms\", unhealthy_after = 1, healthy_after = 1, role_header = \"x-db-role\"{extra} }}")
     };
+    let (lag, budget) = if k.rpo { (", lag_header = \"x-replica-lag\"", "rpo_budget = \"30s\"\n") } else { ("", "") };
     format!(
         "{ADMIN}\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n\
          [pools.onprem]\nendpoints = [\"{}\"]\nconnect_timeout = \"200ms\"\nhealth = {}\n\n\
          [pools.aws]\nrole = \"cloud\"\nendpoints = [\"{}\"]\nhealth = {}\n\n\
          [[route]]\nprimary = \"onprem\"\noverflow = \"aws\"\n\n\
          [spill]\ntick = \"50ms\"\ndisaster_after = \"300ms\"\nsession_cookie = \"sid\"\n\n\
-         [dr]\nengage = \"{}\"\nfailback_after = \"{}\"\nretry_after = \"7s\"\nread_only_body = {READ_ONLY:?}\n\n\
+         [dr]\nengage = \"{}\"\nfailback_after = \"{}\"\nretry_after = \"7s\"\nread_only_body = {READ_ONLY:?}\n{budget}\n\
          [notify]\nwebhook = \"http://{hook}/hook\"\n{}",
         onprem.endpoint(),
-        probe("100ms"),
+        probe("100ms", ""),
         cloud.endpoint(),
-        probe(k.cloud_probe),
+        probe(k.cloud_probe, lag),
         k.engage,
         k.failback_after,
         k.extra
@@ -272,4 +275,32 @@ async fn the_dr_calls_need_the_admin_token() {
         webhook::count(&events, "dr_engaged", Some("critical")) == 1
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rpo_guard_fires_once_and_resolves_once() {
+    let (_onprem, cloud, events, sw) = start(Knobs { rpo: true, ..Knobs::default() }).await;
+    let at_risk = || webhook::count(&events, "replica_lag_rpo_at_risk", Some("critical"));
+    let resolved = || webhook::count(&events, "replica_lag_rpo_at_risk", Some("info"));
+    let lag_gauge = || async {
+        let m = support::get(&sw.admin_url("/metrics")).await.unwrap().text();
+        m.lines().find(|l| l.starts_with("spillway_replica_lag_seconds{pool=\"aws\"}")).map(str::to_string)
+    };
+    cloud.set_lag(Some(10.0));
+    eventually(Duration::from_secs(5), "the lag gauge at 10 s", || async {
+        lag_gauge().await.is_some_and(|l| l.ends_with(" 10"))
+    })
+    .await;
+    cloud.set_lag(Some(100.0));
+    eventually(Duration::from_secs(5), "an RPO-at-risk event", || async { at_risk() == 1 }).await;
+    assert!(lag_gauge().await.unwrap().ends_with(" 100"));
+    assert_eq!(sw.status().await["gates"]["aws"]["rpo_at_risk"], true);
+    cloud.set_lag(Some(200.0));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cloud.set_lag(Some(5.0));
+    eventually(Duration::from_secs(5), "the resolve", || async { resolved() == 1 }).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!((at_risk(), resolved()), (1, 1), "one event, one resolve");
+    let event = events.lock().unwrap().iter().find(|e| e["kind"] == "replica_lag_rpo_at_risk").cloned().unwrap();
+    assert_eq!((event["details"]["pool"].as_str(), event["details"]["budget_s"].as_f64()), (Some("aws"), Some(30.0)));
 }

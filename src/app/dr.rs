@@ -54,6 +54,33 @@ pub(crate) fn report(server: &Server, t: DrTransition, by: &str) {
     server.notify(Event::new(kind, severity, summary, json!({ "from": from, "to": to, "reason": reason, "by": by })));
 }
 
+/// The RPO guard of a cloud pool changed: a critical
+/// `replica_lag_rpo_at_risk` event when its lag went over the budget, an
+/// info one (the resolve) when it came back under.
+pub(crate) fn report_rpo(
+    server: &Server,
+    pool: &str,
+    at_risk: bool,
+    lag: std::time::Duration,
+    budget: std::time::Duration,
+) {
+    let (lag_s, budget_s) = (lag.as_secs_f64(), budget.as_secs_f64());
+    if at_risk {
+        tracing::error!(
+            pool,
+            lag_s,
+            budget_s,
+            "replica lag over the RPO budget: a DR now would lose more than it allows"
+        );
+    } else {
+        tracing::info!(pool, lag_s, budget_s, "replica lag back within the RPO budget");
+    }
+    let (severity, word) = if at_risk { ("critical", "over") } else { ("info", "back within") };
+    let summary = format!("pool {pool}: replica lag {lag_s:.0} s {word} the RPO budget of {budget_s:.0} s");
+    let details = json!({ "pool": pool, "lag_s": lag_s, "budget_s": budget_s, "at_risk": at_risk });
+    server.notify(Event::new("replica_lag_rpo_at_risk", severity, summary, details));
+}
+
 /// `POST /dr/engage` or `/dr/failback`: 200 with the new state (also when
 /// nothing changed), or 409 with the refusal.
 pub(crate) fn command(server: &Server, cmd: DrCommand, now: Instant) -> Result<Value, DrRefusal> {

@@ -24,6 +24,8 @@ pub(crate) struct TickReport {
     pub(crate) changes: Vec<(String, PoolMode, PoolMode)>,
     pub(crate) control: ControlSignals,
     pub(crate) dr: Option<DrTransition>,
+    /// Cloud pools whose RPO guard changed: (pool, at risk, worst lag).
+    pub(crate) rpo: Vec<(String, bool, Duration)>,
 }
 
 /// One tick over every pool of the snapshot.
@@ -33,6 +35,7 @@ pub(crate) fn tick(rt: &Runtime, dr: &DrCell, now: Instant, warm_rps: Option<f64
     let mut changes = Vec::new();
     let mut control = ControlSignals { cloud_healthy: cloud_ok, ..ControlSignals::default() };
     let mut capacity = 0.0;
+    let mut rpo = Vec::new();
     for (name, pool) in &rt.pools {
         let gate = &rt.gates[name];
         match pool.role() {
@@ -51,6 +54,11 @@ pub(crate) fn tick(rt: &Runtime, dr: &DrCell, now: Instant, warm_rps: Option<f64
             PoolRole::Cloud => {
                 gate.tick_cloud(now, spill, warm_rps, replica_lag_ok(pool, spill, now));
                 control.spilled_rps += gate.view().window.arrival_rps;
+                let worst = worst_lag(pool, now);
+                let change = rt.config.dr.rpo_budget.and_then(|budget| gate.observe_rpo(worst, budget));
+                if let (Some(at_risk), Some(lag)) = (change, worst) {
+                    rpo.push((name.clone(), at_risk, lag));
+                }
             }
         }
     }
@@ -59,7 +67,7 @@ pub(crate) fn tick(rt: &Runtime, dr: &DrCell, now: Instant, warm_rps: Option<f64
     let state = dr.state();
     control.dr = state.writes_in_cloud();
     control.dr_pending = state == DrState::DrPending;
-    TickReport { changes, control, dr: transition }
+    TickReport { changes, control, dr: transition, rpo }
 }
 
 /// The ticker task: every `spill.tick`, update every pool's gate, report
@@ -79,6 +87,14 @@ pub(crate) async fn run(server: Arc<Server>) {
             super::dr::report(&server, t, "tick");
         }
         metrics::gauge!(catalog::DR_STATE).set(f64::from(server.data.gates.dr.state() as u8));
+        for (pool, at_risk, lag) in report.rpo {
+            super::dr::report_rpo(&server, &pool, at_risk, lag, rt.config.dr.rpo_budget.unwrap_or_default());
+        }
+        for (name, pool) in rt.pools.iter().filter(|(_, p)| p.role() == PoolRole::Cloud) {
+            if let Some(lag) = worst_lag(pool, Instant::now()) {
+                metrics::gauge!(catalog::REPLICA_LAG, "pool" => name.clone()).set(lag.as_secs_f64());
+            }
+        }
         for (pool, from, to) in report.changes {
             let view = rt.gates[&pool].view();
             tracing::warn!(
@@ -124,6 +140,13 @@ fn replica_lag_ok(pool: &Pool, spill: &SpillConfig, now: Instant) -> bool {
         let worst = lags.try_fold(Duration::ZERO, |acc, l| l.map(|b| acc.max(b)));
         worst.is_some_and(|w| w <= spill.max_replica_lag)
     }
+}
+
+/// The worst replica lag the available endpoints of a pool report (known
+/// lags only; `None` when none is known or the pool has no `lag_header`).
+fn worst_lag(pool: &Pool, now: Instant) -> Option<Duration> {
+    pool.config.health.as_ref().and_then(|h| h.lag_header.as_ref())?;
+    pool.endpoints.iter().filter(|e| e.available(now)).filter_map(|e| e.lag()).max()
 }
 
 #[cfg(test)]

@@ -256,3 +256,27 @@ impl DrMachine {
 #[cfg(test)]
 #[path = "dr_tests.rs"]
 mod tests;
+
+/// The RPO guard of one cloud pool: whether its replicas' lag puts the
+/// recovery point at risk (`dr.rpo_budget`). An edge detector, so a lag
+/// over the budget is one event and its return under it one resolve; an
+/// unknown lag (no answer, no header) changes nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RpoGuard {
+    at_risk: bool,
+}
+
+impl RpoGuard {
+    /// One observation of the worst lag; `Some(at_risk)` when that changed.
+    pub fn observe(&mut self, lag: Option<Duration>, budget: Duration) -> Option<bool> {
+        let at_risk = lag.map(|l| l > budget)?;
+        (at_risk != self.at_risk).then(|| {
+            self.at_risk = at_risk;
+            at_risk
+        })
+    }
+
+    pub fn at_risk(&self) -> bool {
+        self.at_risk
+    }
+}

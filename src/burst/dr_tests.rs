@@ -239,3 +239,20 @@ fn every_transition_changes_the_state_and_names_a_reason() {
         }
     }
 }
+
+#[test]
+fn the_rpo_guard_fires_once_and_resolves_once() {
+    let budget = Duration::from_secs(25 * 60);
+    let mut g = RpoGuard::default();
+    let min = |m: u64| Some(Duration::from_secs(m * 60));
+    assert_eq!(g.observe(min(10), budget), None);
+    assert_eq!(g.observe(min(25), budget), None, "at the budget is within it");
+    assert_eq!(g.observe(min(26), budget), Some(true));
+    for lag in [min(30), None, min(40)] {
+        assert_eq!(g.observe(lag, budget), None, "still at risk: no second event");
+    }
+    assert!(g.at_risk());
+    assert_eq!(g.observe(None, budget), None, "an unknown lag resolves nothing");
+    assert_eq!(g.observe(min(5), budget), Some(false));
+    assert_eq!(g.observe(min(1), budget), None);
+}

@@ -35,7 +35,9 @@ pub mod signals;
 #[cfg(test)]
 mod sim;
 
-pub use dr::{DrCommand, DrMachine, DrObservation, DrPolicy, DrReason, DrRefusal, DrState, DrTransition, EngageMode};
+pub use dr::{
+    DrCommand, DrMachine, DrObservation, DrPolicy, DrReason, DrRefusal, DrState, DrTransition, EngageMode, RpoGuard,
+};
 pub use gate::{
     decide, pressure, GateInputs, OutageTimer, Pressure, QueueReason, SpillController, SpillDecision, SpillPhase,
     SpillReason, StayReason,

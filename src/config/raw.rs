@@ -319,4 +319,6 @@ pub(crate) struct RawDr {
     /// `Retry-After` of a write refused in `dr_pending`.
     pub(crate) retry_after: Option<Dur>,
     pub(crate) read_only_body: Option<String>,
+    /// Replica lag of the cloud pools above which the recovery point is at risk.
+    pub(crate) rpo_budget: Option<Dur>,
 }

@@ -258,6 +258,8 @@ pub struct DrConfig {
     pub policy: crate::burst::DrPolicy,
     pub retry_after: Duration,
     pub read_only_body: std::sync::Arc<str>,
+    /// `None`: the RPO guard is off.
+    pub rpo_budget: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

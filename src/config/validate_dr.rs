@@ -30,7 +30,8 @@ pub(super) fn dr(c: &mut Checker, raw: RawDr) -> DrConfig {
     if body.len() > MAX_READ_ONLY_BODY {
         c.fail("dr.read_only_body", format!("{} bytes; at most {MAX_READ_ONLY_BODY}", body.len()));
     }
-    DrConfig { policy: DrPolicy { engage, failback_after }, retry_after, read_only_body: body.into() }
+    let rpo_budget = raw.rpo_budget.map(|d| c.dur("dr.rpo_budget", Some(d), "0s", false));
+    DrConfig { policy: DrPolicy { engage, failback_after }, retry_after, read_only_body: body.into(), rpo_budget }
 }
 
 /// A pool's `health.role_header` (a header name) and `health.primary_role`
@@ -80,6 +81,8 @@ mod tests {
             ("[dr]\nfailback_after='0s'\n", "dr.failback_after"),
             ("[dr]\nretry_after='2d'\n", "dr.retry_after"),
             ("[dr]\nread_only_body='x'\n", ""),
+            ("[dr]\nrpo_budget='25m'\n", ""),
+            ("[dr]\nrpo_budget='0s'\n", "dr.rpo_budget"),
             ("[dr]\nbogus=1\n", "bogus"),
         ];
         for (extra, key) in cases {

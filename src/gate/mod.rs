@@ -21,8 +21,8 @@ mod dr;
 pub(crate) use dr::{DrCell, DrView};
 
 use crate::burst::{
-    pressure, ConcurrencyLimit, LimitParams, LoadSignals, OutageTimer, Outcome, Pressure, SloLimit, SpillController,
-    SpillPhase, WindowStats, WritePins,
+    pressure, ConcurrencyLimit, LimitParams, LoadSignals, OutageTimer, Outcome, Pressure, RpoGuard, SloLimit,
+    SpillController, SpillPhase, WindowStats, WritePins,
 };
 use crate::config::{SpillConfig, SpillMode};
 use crate::sync::lock;
@@ -88,6 +88,7 @@ struct TickState {
     last: WindowStats,
     pressure: Pressure,
     outage: OutageTimer,
+    rpo: RpoGuard,
 }
 
 impl PoolGate {
@@ -110,6 +111,7 @@ impl PoolGate {
                 last: WindowStats::default(),
                 pressure: Pressure::Calm,
                 outage: OutageTimer::default(),
+                rpo: RpoGuard::default(),
             }),
         }
     }
@@ -256,6 +258,12 @@ impl PoolGate {
         st.last = window;
     }
 
+    /// A cloud pool's worst replica lag against `dr.rpo_budget`:
+    /// `Some(at_risk)` when that changed (see `burst::RpoGuard`).
+    pub(crate) fn observe_rpo(&self, lag: Option<Duration>, budget: Duration) -> Option<bool> {
+        lock(&self.tick).rpo.observe(lag, budget)
+    }
+
     fn swap_mode(&self, mode: PoolMode) -> Option<(PoolMode, PoolMode)> {
         let before = PoolMode::from_code(self.mode.swap(mode as u8, Relaxed));
         (before != mode).then_some((before, mode))
@@ -271,6 +279,7 @@ impl PoolGate {
             queued: self.queued(),
             pressure: st.pressure.as_str(),
             replica_lag_ok: self.replica_lag_ok(),
+            rpo_at_risk: st.rpo.at_risk(),
             rtt_baseline_ms: st.limit.rtt_baseline().map(|d| d.as_secs_f64() * 1e3),
             window: st.last,
         }
@@ -303,6 +312,8 @@ pub(crate) struct GateView {
     pub(crate) queued: u32,
     pub(crate) pressure: &'static str,
     pub(crate) replica_lag_ok: bool,
+    /// The replicas' lag is over `dr.rpo_budget` (cloud pools).
+    pub(crate) rpo_at_risk: bool,
     pub(crate) rtt_baseline_ms: Option<f64>,
     pub(crate) window: WindowStats,
 }

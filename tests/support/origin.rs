@@ -6,7 +6,7 @@
 //! adds hop-by-hop response headers. The echo
 //! document (JSON) says what arrived: method, path, version, headers, body
 //! length, TLS server name. `/health` answers 200 or 503 as set by the test,
-//! with `x-db-role` when a role is set, and an `Upgrade: websocket` request
+//! with `x-db-role` and `x-replica-lag` when set, and an `Upgrade: websocket` request
 //! becomes a WebSocket echo. Writes (methods other than GET/HEAD) are counted.
 //! An origin can be killed mid-test: it stops accepting and drops every
 //! open connection.
@@ -53,6 +53,8 @@ pub struct OriginState {
     pub role: std::sync::Mutex<Option<&'static str>>,
     /// Non-probe requests by method (`POST`: the writes that reached it).
     pub writes: AtomicUsize,
+    /// Sent as `x-replica-lag` (seconds) on `/health` answers when set.
+    pub lag: std::sync::Mutex<Option<String>>,
 }
 
 pub struct Origin {
@@ -106,6 +108,11 @@ impl Origin {
     /// The database role `/health` reports in `x-db-role` (`None`: no header).
     pub fn set_role(&self, role: Option<&'static str>) {
         *self.state.role.lock().unwrap() = role;
+    }
+
+    /// The replica lag `/health` reports in `x-replica-lag` (`None`: no header).
+    pub fn set_lag(&self, secs: Option<f64>) {
+        *self.state.lag.lock().unwrap() = secs.map(|s| s.to_string());
     }
 
     /// Requests other than GET/HEAD that reached this origin.
@@ -196,6 +203,9 @@ async fn handle(
         let mut resp = respond(status, &state, Full::new(Bytes::from_static(b"health\n")).boxed());
         if let Some(role) = *state.role.lock().unwrap() {
             resp.headers_mut().insert("x-db-role", http::HeaderValue::from_static(role));
+        }
+        if let Some(lag) = state.lag.lock().unwrap().as_deref() {
+            resp.headers_mut().insert("x-replica-lag", lag.parse().unwrap());
         }
         return Ok(resp);
     }

@@ -80,6 +80,7 @@ fn gate_json(gate: &PoolGate) -> Value {
         "queued": v.queued,
         "pressure": v.pressure,
         "replica_lag_ok": v.replica_lag_ok,
+        "rpo_at_risk": v.rpo_at_risk,
         "rtt_baseline_ms": v.rtt_baseline_ms,
         "arrival_rps": w.arrival_rps,
         "completion_rps": w.completion_rps,
