@@ -71,7 +71,7 @@ fn calm() -> ControlSignals {
         spilled_rps: 0.0,
         onprem_capacity_rps: None,
         dr: false,
-        dr_pending: false,
+        dr_capacity: false,
         cloud_healthy: true,
     }
 }

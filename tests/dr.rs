@@ -84,19 +84,17 @@ async fn admin(sw: &Spillway, what: &str) -> Resp {
     request(Method::POST, &sw.admin_url(&format!("/dr/{what}")), json, b"{}").await.expect("admin call")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn confirm_mode_losing_onprem_reads_from_the_cloud_refuses_writes_and_raises_the_group() {
-    let moto = moto::Moto::start().await;
-    let sdk = moto::sdk_config(&moto.url()).await;
-    moto::create_group(&sdk, GROUP, 1, 1, 10).await;
-    let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
-    let (hook, events) = webhook::receiver().await;
-    let scale = format!(
+/// `[scale]` over moto's group: dr_capacity 6, a tick every 500 ms.
+fn scale_section() -> String {
+    format!(
         "\n[scale]\nregion = \"us-east-1\"\nauto_scaling_group = \"{GROUP}\"\nper_instance_rps = 100\n\
          min = 1\nmax = 10\ndr_capacity = 6\ninterval = \"500ms\"\nwarmup = \"1s\"\n"
-    );
-    let knobs = Knobs { extra: scale, ..Knobs::default() };
-    let env = [
+    )
+}
+
+/// The SDK's standard chain pointed at moto, with dummy credentials only.
+fn aws_env(moto: &moto::Moto) -> Vec<(&'static str, String)> {
+    vec![
         ("AWS_ENDPOINT_URL", moto.url()),
         ("AWS_ACCESS_KEY_ID", "testing".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
@@ -104,8 +102,18 @@ async fn confirm_mode_losing_onprem_reads_from_the_cloud_refuses_writes_and_rais
         ("AWS_CONFIG_FILE", "/nonexistent".to_string()),
         ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".to_string()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-    ];
-    let sw = Spillway::start_env(&config(&onprem, &cloud, hook, &knobs), &env).await;
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_mode_losing_onprem_reads_from_the_cloud_refuses_writes_and_raises_the_group() {
+    let moto = moto::Moto::start().await;
+    let sdk = moto::sdk_config(&moto.url()).await;
+    moto::create_group(&sdk, GROUP, 1, 1, 10).await;
+    let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
+    let (hook, events) = webhook::receiver().await;
+    let knobs = Knobs { extra: scale_section(), ..Knobs::default() };
+    let sw = Spillway::start_env(&config(&onprem, &cloud, hook, &knobs), &aws_env(&moto)).await;
     wait_dr(&sw, "normal").await;
     assert_eq!(send(&sw, Method::POST, "w").await.origin(), Some("onprem"));
     let writes_before = onprem.writes();
@@ -303,4 +311,84 @@ async fn the_rpo_guard_fires_once_and_resolves_once() {
     assert_eq!((at_risk(), resolved()), (1, 1), "one event, one resolve");
     let event = events.lock().unwrap().iter().find(|e| e["kind"] == "replica_lag_rpo_at_risk").cloned().unwrap();
     assert_eq!((event["details"]["pool"].as_str(), event["details"]["budget_s"].as_f64()), (Some("aws"), Some(30.0)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_raises_the_group_times_it_and_restores_it_without_moving_users() {
+    let moto = moto::Moto::start().await;
+    let sdk = moto::sdk_config(&moto.url()).await;
+    moto::create_group(&sdk, GROUP, 2, 1, 10).await;
+    let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
+    let (hook, events) = webhook::receiver().await;
+    let knobs = Knobs { extra: scale_section(), ..Knobs::default() };
+    let sw = Spillway::start_env(&config(&onprem, &cloud, hook, &knobs), &aws_env(&moto)).await;
+    eventually(Duration::from_secs(10), "the controller settled at 2", || async {
+        moto::desired(&sdk, GROUP).await == 2
+    })
+    .await;
+    let started = admin(&sw, "drill").await;
+    assert_eq!(started.status, 202, "{}", started.text());
+    let mut peak = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dr(&sw).await["last_drill"].is_null() {
+        assert!(Instant::now() < deadline, "no drill report: {}", dr(&sw).await);
+        peak = peak.max(moto::desired(&sdk, GROUP).await);
+        let r = send(&sw, Method::POST, "u").await;
+        assert_eq!(r.origin(), Some("onprem"), "a drill moves no user");
+    }
+    let report = dr(&sw).await["last_drill"].clone();
+    assert_eq!(report["outcome"], "passed", "{report}");
+    assert_eq!((report["previous_desired"].as_u64(), report["target"].as_u64()), (Some(2), Some(6)));
+    assert!(report["to_in_service_secs"].as_f64().is_some_and(|s| s < 10.0), "{report}");
+    assert_eq!(report["restored"], true);
+    assert_eq!(peak.max(6), 6);
+    assert_eq!(dr(&sw).await["state"], "normal");
+    // The controller does not raise the group again once the drill is over.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(moto::desired(&sdk, GROUP).await, 2, "the previous desired capacity is back");
+    eventually(Duration::from_secs(5), "a dr_drill notification", || async {
+        webhook::count(&events, "dr_drill", Some("info")) == 1
+    })
+    .await;
+    assert_eq!(cloud.writes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spillway_drill_runs_against_a_config_and_prints_the_report() {
+    let moto = moto::Moto::start().await;
+    let sdk = moto::sdk_config(&moto.url()).await;
+    moto::create_group(&sdk, GROUP, 3, 1, 10).await;
+    let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
+    let (hook, _events) = webhook::receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spillway.toml");
+    let knobs = Knobs { extra: scale_section(), ..Knobs::default() };
+    std::fs::write(&path, config(&onprem, &cloud, hook, &knobs)).unwrap();
+    let out = tokio::process::Command::new(support::spillway::BIN)
+        .args(["drill", "--config"])
+        .arg(&path)
+        .envs(aws_env(&moto))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (doc["report"]["outcome"].as_str(), doc["report"]["previous_desired"].as_u64()),
+        (Some("passed"), Some(3))
+    );
+    assert!(doc["report"]["to_in_service_secs"].is_number());
+    assert_eq!(moto::desired(&sdk, GROUP).await, 3, "restored");
+
+    // Without a [scale] group there is nothing to drill: a clear error, exit 1.
+    std::fs::write(&path, config(&onprem, &cloud, hook, &Knobs::default())).unwrap();
+    let out = tokio::process::Command::new(support::spillway::BIN)
+        .args(["drill", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[scale]"));
 }

@@ -108,6 +108,8 @@ pub(crate) fn to_json(v: &DrView) -> Value {
         "engage": match v.engage { crate::burst::EngageMode::Auto => "auto", crate::burst::EngageMode::Confirm => "confirm" },
         "writes": if v.state.writes_in_cloud() { "cloud" } else if v.state == DrState::DrPending { "refused" } else { "onprem" },
         "failback_in_secs": v.failback_in.map(|d| d.as_secs()),
+        "drilling": v.drilling,
+        "last_drill": v.last_drill,
         "observed": {
             "onprem_lost": v.observed.onprem_lost,
             "onprem_reachable": v.observed.onprem_reachable,

@@ -7,6 +7,7 @@ pub(crate) mod activation;
 pub(crate) mod admin;
 pub mod control;
 pub(crate) mod dr;
+pub mod drill;
 pub(crate) mod reload;
 pub(crate) mod server;
 pub(crate) mod ticker;

@@ -66,7 +66,7 @@ pub(crate) fn tick(rt: &Runtime, dr: &DrCell, now: Instant, warm_rps: Option<f64
     let transition = dr.observe(super::dr::observation(rt, now), rt.config.dr.policy, now);
     let state = dr.state();
     control.dr = state.writes_in_cloud();
-    control.dr_pending = state == DrState::DrPending;
+    control.dr_capacity = state == DrState::DrPending || dr.drilling();
     TickReport { changes, control, dr: transition, rpo }
 }
 

@@ -309,6 +309,7 @@ pub(crate) const DEFAULT_DR_RETRY_AFTER: &str = "30s";
 pub(crate) const DEFAULT_DR_READ_ONLY_BODY: &str =
     "This site is read-only while disaster recovery is confirmed. Please retry in a few minutes.\n";
 pub(crate) const DEFAULT_PRIMARY_ROLE: &str = "primary";
+pub(crate) const DEFAULT_DRILL_TIMEOUT: &str = "1h";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -321,4 +322,6 @@ pub(crate) struct RawDr {
     pub(crate) read_only_body: Option<String>,
     /// Replica lag of the cloud pools above which the recovery point is at risk.
     pub(crate) rpo_budget: Option<Dur>,
+    /// Longest a drill waits for `scale.dr_capacity` to be in service.
+    pub(crate) drill_timeout: Option<Dur>,
 }

@@ -260,6 +260,7 @@ pub struct DrConfig {
     pub read_only_body: std::sync::Arc<str>,
     /// `None`: the RPO guard is off.
     pub rpo_budget: Option<Duration>,
+    pub drill_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

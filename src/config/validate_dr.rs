@@ -31,7 +31,9 @@ pub(super) fn dr(c: &mut Checker, raw: RawDr) -> DrConfig {
         c.fail("dr.read_only_body", format!("{} bytes; at most {MAX_READ_ONLY_BODY}", body.len()));
     }
     let rpo_budget = raw.rpo_budget.map(|d| c.dur("dr.rpo_budget", Some(d), "0s", false));
-    DrConfig { policy: DrPolicy { engage, failback_after }, retry_after, read_only_body: body.into(), rpo_budget }
+    let drill_timeout = c.dur("dr.drill_timeout", raw.drill_timeout, DEFAULT_DRILL_TIMEOUT, false);
+    let policy = DrPolicy { engage, failback_after };
+    DrConfig { policy, retry_after, read_only_body: body.into(), rpo_budget, drill_timeout }
 }
 
 /// A pool's `health.role_header` (a header name) and `health.primary_role`
@@ -83,6 +85,7 @@ mod tests {
             ("[dr]\nread_only_body='x'\n", ""),
             ("[dr]\nrpo_budget='25m'\n", ""),
             ("[dr]\nrpo_budget='0s'\n", "dr.rpo_budget"),
+            ("[dr]\ndrill_timeout='0s'\n", "dr.drill_timeout"),
             ("[dr]\nbogus=1\n", "bogus"),
         ];
         for (extra, key) in cases {

@@ -30,9 +30,10 @@ pub struct ControlSignals {
     /// Writes are in the cloud (`dr_active`, `failback_pending`): DNS to the
     /// cloud, the group at `dr_capacity`.
     pub dr: bool,
-    /// DR waits for an engage (`dr_pending`): the group goes to
-    /// `dr_capacity` at once, DNS stays (the cloud must not take writes yet).
-    pub dr_pending: bool,
+    /// The group goes to `dr_capacity` at once but DNS stays: DR waits for
+    /// an engage (`dr_pending`: the cloud must not take writes yet), or a
+    /// drill runs (no user moves).
+    pub dr_capacity: bool,
     pub cloud_healthy: bool,
 }
 

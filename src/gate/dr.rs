@@ -9,7 +9,7 @@
 //! `observe`/`command` and the other instances would mirror its state)
 //! without touching the request path.
 
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,10 @@ use crate::sync::lock;
 pub(crate) struct DrCell {
     state: AtomicU8,
     inner: Mutex<Inner>,
+    /// A drill is running (the scale controller holds `dr_capacity`).
+    drilling: AtomicBool,
+    /// The last drill's report, as `/status` shows it.
+    last_drill: Mutex<Option<serde_json::Value>>,
 }
 
 struct Inner {
@@ -31,7 +35,7 @@ struct Inner {
 }
 
 /// The state as `/status` and the dashboard show it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DrView {
     pub(crate) state: DrState,
     pub(crate) reason: DrReason,
@@ -39,13 +43,51 @@ pub(crate) struct DrView {
     pub(crate) failback_in: Option<Duration>,
     pub(crate) engage: EngageMode,
     pub(crate) observed: DrObservation,
+    pub(crate) drilling: bool,
+    pub(crate) last_drill: Option<serde_json::Value>,
+}
+
+/// The drill slot of a [`DrCell`]; dropping it ends the drill (the scale
+/// controller stops holding `dr_capacity`).
+pub(crate) struct DrillSlot<'a>(&'a DrCell);
+
+impl DrillSlot<'_> {
+    /// Ends the drill now (before the group is restored).
+    pub(crate) fn release(&self) {
+        self.0.drilling.store(false, Relaxed);
+    }
+}
+
+impl Drop for DrillSlot<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl DrCell {
     pub(crate) fn new(now: Instant) -> Self {
         let policy = DrPolicy { engage: EngageMode::Auto, failback_after: Duration::from_secs(300) };
         let inner = Inner { machine: DrMachine::new(now), last: DrObservation::default(), policy };
-        DrCell { state: AtomicU8::new(DrState::Normal as u8), inner: Mutex::new(inner) }
+        DrCell {
+            state: AtomicU8::new(DrState::Normal as u8),
+            inner: Mutex::new(inner),
+            drilling: AtomicBool::new(false),
+            last_drill: Mutex::new(None),
+        }
+    }
+
+    /// Takes the one drill slot: `None` while a drill runs.
+    pub(crate) fn begin_drill(&self) -> Option<DrillSlot<'_>> {
+        let free = self.drilling.compare_exchange(false, true, Relaxed, Relaxed).is_ok();
+        free.then_some(DrillSlot(self))
+    }
+
+    pub(crate) fn drilling(&self) -> bool {
+        self.drilling.load(Relaxed)
+    }
+
+    pub(crate) fn record_drill(&self, report: serde_json::Value) {
+        *lock(&self.last_drill) = Some(report);
     }
 
     /// The state, for the request path.
@@ -83,6 +125,8 @@ impl DrCell {
             failback_in: m.failback_in(&inner.policy, now),
             engage: inner.policy.engage,
             observed: inner.last,
+            drilling: self.drilling(),
+            last_drill: lock(&self.last_drill).clone(),
         }
     }
 

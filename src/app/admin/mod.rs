@@ -1,7 +1,8 @@
 //! The admin listener: `/healthz` (process alive), `/readyz` (listeners
 //! bound, not draining), `/status` (JSON), `/metrics` (Prometheus),
-//! `POST /reload`, `POST /dr/engage` and `POST /dr/failback` (the
-//! disaster-recovery calls, `app/dr.rs`), and a live dashboard at `/` (a static page polling
+//! `POST /reload`, `POST /dr/engage`, `POST /dr/failback` and
+//! `POST /dr/drill` (the disaster-recovery calls, `app/dr.rs`,
+//! `app/drill.rs`), and a live dashboard at `/` (a static page polling
 //! `/status`). Loopback by default; a bearer token is required when a token
 //! file is configured (and validation requires one off loopback). Without a
 //! token, a reload must come from a loopback host as JSON (`guard.rs`), and
@@ -82,9 +83,11 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Bo
         (&Method::POST, "/reload") => reload(&admin, &settings).await,
         (&Method::POST, "/dr/engage") => dr(&admin, crate::burst::DrCommand::Engage),
         (&Method::POST, "/dr/failback") => dr(&admin, crate::burst::DrCommand::Failback),
-        (_, "/healthz" | "/readyz" | "/status" | "/metrics" | "/reload" | "/dr/engage" | "/dr/failback") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-        }
+        (&Method::POST, "/dr/drill") => drill(&admin).await,
+        (
+            _,
+            "/healthz" | "/readyz" | "/status" | "/metrics" | "/reload" | "/dr/engage" | "/dr/failback" | "/dr/drill",
+        ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(resp)
@@ -109,6 +112,18 @@ fn dr(admin: &Admin, cmd: crate::burst::DrCommand) -> Response<Body> {
         Err(refusal) => json(
             StatusCode::CONFLICT,
             &serde_json::json!({ "ok": false, "reason": refusal.as_str(), "error": refusal.to_string() }),
+        ),
+    }
+}
+
+/// `POST /dr/drill`: 202 once the drill runs (its report lands in
+/// `/status` `dr.last_drill`), 409 without a group or while one runs.
+async fn drill(admin: &Admin) -> Response<Body> {
+    match crate::app::drill::start(&admin.server).await {
+        Ok(()) => json(StatusCode::ACCEPTED, &serde_json::json!({ "ok": true, "started": true })),
+        Err(e) => json(
+            StatusCode::CONFLICT,
+            &serde_json::json!({ "ok": false, "reason": e.reason(), "error": e.to_string() }),
         ),
     }
 }
