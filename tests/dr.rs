@@ -23,12 +23,21 @@ struct Knobs<'a> {
     cloud_probe: &'a str,
     /// Watch the cloud's replica lag with an RPO budget of 30 s.
     rpo: bool,
+    /// More `[dr]` keys.
+    dr_extra: String,
     extra: String,
 }
 
 impl Default for Knobs<'_> {
     fn default() -> Self {
-        Knobs { engage: "confirm", failback_after: "1h", cloud_probe: "100ms", rpo: false, extra: String::new() }
+        Knobs {
+            engage: "confirm",
+            failback_after: "1h",
+            cloud_probe: "100ms",
+            rpo: false,
+            dr_extra: String::new(),
+            extra: String::new(),
+        }
     }
 }
 
@@ -43,7 +52,7 @@ fn config(onprem: &Origin, cloud: &Origin, hook: std::net::SocketAddr, k: &Knobs
          [pools.aws]\nrole = \"cloud\"\nendpoints = [\"{}\"]\nhealth = {}\n\n\
          [[route]]\nprimary = \"onprem\"\noverflow = \"aws\"\n\n\
          [spill]\ntick = \"50ms\"\ndisaster_after = \"300ms\"\nsession_cookie = \"sid\"\n\n\
-         [dr]\nengage = \"{}\"\nfailback_after = \"{}\"\nretry_after = \"7s\"\nread_only_body = {READ_ONLY:?}\n{budget}\n\
+         [dr]\nengage = \"{}\"\nfailback_after = \"{}\"\nretry_after = \"7s\"\nread_only_body = {READ_ONLY:?}\n{budget}{}\n\
          [notify]\nwebhook = \"http://{hook}/hook\"\n{}",
         onprem.endpoint(),
         probe("100ms", ""),
@@ -51,6 +60,7 @@ fn config(onprem: &Origin, cloud: &Origin, hook: std::net::SocketAddr, k: &Knobs
         probe(k.cloud_probe, lag),
         k.engage,
         k.failback_after,
+        k.dr_extra,
         k.extra
     )
 }
@@ -358,11 +368,21 @@ async fn spillway_drill_runs_against_a_config_and_prints_the_report() {
     let moto = moto::Moto::start().await;
     let sdk = moto::sdk_config(&moto.url()).await;
     moto::create_group(&sdk, GROUP, 3, 1, 10).await;
+    let zone = moto::create_zone(&sdk, "drill.example.").await;
     let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
     let (hook, _events) = webhook::receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spillway.toml");
-    let knobs = Knobs { extra: scale_section(), ..Knobs::default() };
+    let dns = format!(
+        "\n[dns]\nhosted_zone_id = \"{zone}\"\nrecord = \"www.drill.example.\"\ntype = \"CNAME\"\nttl = 60\n\
+         onprem = {{ set_identifier = \"dc1\", value = \"dc1.drill.example.\" }}\n\
+         aws = {{ set_identifier = \"aws-dc1\", value = \"elb.drill.example.\" }}\n"
+    );
+    let knobs = Knobs {
+        dr_extra: "drill_record = \"check.drill.example.\"\n".into(),
+        extra: scale_section() + &dns,
+        ..Knobs::default()
+    };
     std::fs::write(&path, config(&onprem, &cloud, hook, &knobs)).unwrap();
     let out = tokio::process::Command::new(support::spillway::BIN)
         .args(["drill", "--config"])
@@ -379,7 +399,13 @@ async fn spillway_drill_runs_against_a_config_and_prints_the_report() {
         (Some("passed"), Some(3))
     );
     assert!(doc["report"]["to_in_service_secs"].is_number());
+    assert!(doc["report"]["to_dns_insync_secs"].is_number(), "{doc}");
     assert_eq!(moto::desired(&sdk, GROUP).await, 3, "restored");
+    let sets =
+        aws_sdk_route53::Client::new(&sdk).list_resource_record_sets().hosted_zone_id(&zone).send().await.unwrap();
+    let drill =
+        sets.resource_record_sets().iter().find(|r| r.name() == "check.drill.example.").expect("the drill record");
+    assert_eq!((drill.weight(), drill.set_identifier()), (Some(0), Some("spillway-drill")), "it sends nobody anywhere");
 
     // Without a [scale] group there is nothing to drill: a clear error, exit 1.
     std::fs::write(&path, config(&onprem, &cloud, hook, &Knobs::default())).unwrap();

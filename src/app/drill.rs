@@ -1,7 +1,9 @@
 //! DR drills, wired: `POST /dr/drill` runs one in the background against
 //! the running config's `[scale]` group (the scale controller holds
 //! `dr_capacity` while it runs, no user moves), records the report in
-//! `/status` `dr.last_drill` and sends it as a `dr_drill` notification;
+//! `/status` `dr.last_drill` and sends it as a `dr_drill` notification
+//! (with `dr.drill_record`, the record's change is timed until INSYNC at the
+//! same time);
 //! [`drill_config`] runs the same from the command line (`spillway drill`).
 
 use std::path::Path;
@@ -49,9 +51,41 @@ fn plan(cfg: &Config) -> Result<DrillPlan, DrillError> {
     })
 }
 
-async fn api(cfg: &Config) -> AutoScalingApi {
+/// Both legs at once: the capacity (always) and the drill record's change
+/// (with `dr.drill_record`). True when every leg passed; the report as JSON.
+async fn execute(
+    cfg: &Config,
+    plan: &DrillPlan,
+    release: &(dyn Fn() + Send + Sync),
+    settle: Duration,
+) -> (bool, Value, DrillReport) {
     let region = cfg.scale.as_ref().map(|s| s.region.clone());
-    AutoScalingApi::new(&aws::load_sdk_config(&ClientOptions { region, endpoint_url: None }).await)
+    let sdk = aws::load_sdk_config(&ClientOptions { region, endpoint_url: None }).await;
+    let scaling = AutoScalingApi::new(&sdk);
+    let dns_leg = async {
+        let (name, dns) = (cfg.dr.drill_record.as_ref()?, cfg.dns.as_ref()?);
+        let stamp = crate::control::rfc3339(std::time::SystemTime::now());
+        let record = crate::dns::drill::drill_record(name, &stamp);
+        let api = crate::dns::Route53Api::new(&sdk);
+        Some(crate::dns::drill::time_change(&api, &dns.hosted_zone_id, &record, plan.poll, plan.timeout).await)
+    };
+    let (report, dns) = tokio::join!(drill::run(&scaling, plan, release, settle), dns_leg);
+    let mut doc = report.to_json();
+    let dns_ok = match &dns {
+        None => true,
+        Some(Ok(took)) => {
+            doc["to_dns_insync_secs"] = json!(took.map(|d| d.as_secs_f64()));
+            took.is_some()
+        }
+        Some(Err(e)) => {
+            doc["dns_error"] = json!(e.to_string());
+            false
+        }
+    };
+    if !dns_ok && report.outcome == DrillOutcome::Passed {
+        doc["outcome"] = json!("dns_not_insync");
+    }
+    (report.outcome == DrillOutcome::Passed && dns_ok, doc, report)
 }
 
 /// Starts a drill in the background; refused without a group or while one runs.
@@ -67,11 +101,10 @@ pub(crate) async fn start(server: &Arc<Server>) -> Result<(), DrillError> {
         };
         let _ = started.send(true);
         tracing::warn!(group = %plan.group, dr_capacity = plan.dr_capacity, "drill started");
-        let api = api(&cfg).await;
         // Two gate ticks: the controller hears the hold is over before the restore.
         let settle = cfg.spill.tick * 2;
-        let report = drill::run(&api, &plan, &|| slot.release(), settle).await;
-        finish(&server, &plan, &report);
+        let (passed, doc, report) = execute(&cfg, &plan, &|| slot.release(), settle).await;
+        finish(&server, &plan, passed, doc, &report);
     });
     match answer.await {
         Ok(true) => Ok(()),
@@ -79,11 +112,10 @@ pub(crate) async fn start(server: &Arc<Server>) -> Result<(), DrillError> {
     }
 }
 
-fn finish(server: &Server, plan: &DrillPlan, report: &DrillReport) {
-    let doc = report.to_json();
+fn finish(server: &Server, plan: &DrillPlan, passed: bool, doc: Value, report: &DrillReport) {
     tracing::warn!(group = %plan.group, outcome = report.outcome.as_str(), to_in_service = ?report.to_in_service, restored = report.restored, "drill finished");
     server.data.gates.dr.record_drill(doc.clone());
-    let severity = if report.outcome == DrillOutcome::Passed { "info" } else { "warning" };
+    let severity = if passed { "info" } else { "warning" };
     let took = report.to_in_service.map_or("never".to_string(), |d| format!("{:.0} s", d.as_secs_f64()));
     let summary =
         format!("DR drill of {}: {} (dr_capacity in service after {took})", plan.group, report.outcome.as_str());
@@ -95,8 +127,7 @@ fn finish(server: &Server, plan: &DrillPlan, report: &DrillReport) {
 pub async fn drill_config(path: &Path) -> Result<(bool, Value), DrillError> {
     let loaded = config::load(path)?;
     let plan = plan(&loaded.config)?;
-    let api = api(&loaded.config).await;
-    let report = drill::run(&api, &plan, &|| {}, Duration::ZERO).await;
-    let doc = json!({ "group": plan.group, "dr_capacity": plan.dr_capacity, "report": report.to_json() });
-    Ok((report.outcome == DrillOutcome::Passed, doc))
+    let (passed, report, _) = execute(&loaded.config, &plan, &|| {}, Duration::ZERO).await;
+    let doc = json!({ "group": plan.group, "dr_capacity": plan.dr_capacity, "report": report });
+    Ok((passed, doc))
 }

@@ -324,4 +324,6 @@ pub(crate) struct RawDr {
     pub(crate) rpo_budget: Option<Dur>,
     /// Longest a drill waits for `scale.dr_capacity` to be in service.
     pub(crate) drill_timeout: Option<Dur>,
+    /// A record name in `[dns]`'s zone a drill writes and times until INSYNC.
+    pub(crate) drill_record: Option<String>,
 }

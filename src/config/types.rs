@@ -261,6 +261,7 @@ pub struct DrConfig {
     /// `None`: the RPO guard is off.
     pub rpo_budget: Option<Duration>,
     pub drill_timeout: Duration,
+    pub drill_record: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

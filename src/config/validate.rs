@@ -83,6 +83,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     }
     let notify = NotifyConfig { sns_topic_arn: raw.notify.sns_topic_arn, webhook: raw.notify.webhook };
     let dr = super::validate_dr::dr(&mut c, raw.dr);
+    if dr.drill_record.is_some() && dns.is_none() {
+        c.fail("dr.drill_record", "needs a [dns] section (the drill record goes into its hosted zone)");
+    }
     if c.problems.is_empty() {
         Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify, dr })
     } else {

@@ -33,7 +33,15 @@ pub(super) fn dr(c: &mut Checker, raw: RawDr) -> DrConfig {
     let rpo_budget = raw.rpo_budget.map(|d| c.dur("dr.rpo_budget", Some(d), "0s", false));
     let drill_timeout = c.dur("dr.drill_timeout", raw.drill_timeout, DEFAULT_DRILL_TIMEOUT, false);
     let policy = DrPolicy { engage, failback_after };
-    DrConfig { policy, retry_after, read_only_body: body.into(), rpo_budget, drill_timeout }
+    if let Some(name) = &raw.drill_record {
+        let ok = (1..=253).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if !ok {
+            c.fail("dr.drill_record", format!("{name:?} is not a DNS name"));
+        }
+    }
+    let drill_record = raw.drill_record;
+    DrConfig { policy, retry_after, read_only_body: body.into(), rpo_budget, drill_timeout, drill_record }
 }
 
 /// A pool's `health.role_header` (a header name) and `health.primary_role`
@@ -86,6 +94,8 @@ mod tests {
             ("[dr]\nrpo_budget='25m'\n", ""),
             ("[dr]\nrpo_budget='0s'\n", "dr.rpo_budget"),
             ("[dr]\ndrill_timeout='0s'\n", "dr.drill_timeout"),
+            ("[dr]\ndrill_record='bad name'\n", "dr.drill_record"),
+            ("[dr]\ndrill_record='drill.example.'\n", "needs a [dns] section"),
             ("[dr]\nbogus=1\n", "bogus"),
         ];
         for (extra, key) in cases {
