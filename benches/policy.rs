@@ -36,7 +36,8 @@ fn inputs(in_flight: u32) -> GateInputs {
         cloud_healthy: true,
         replica_lag_ok: true,
         primary_healthy: true,
-        dr: false,
+        dr: DrState::Normal,
+        write: false,
         method_known: true,
         shed_when_cloud_unavailable: true,
     }

@@ -1,4 +1,4 @@
-//! The `spillway` command: `run`, `sentinel`, `check`, `demo`, `healthcheck`, `--version`.
+//! The `spillway` command: `run`, `sentinel`, `check`, `demo`, `drill`, `healthcheck`, `--version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +58,12 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = parse_duration)]
         timeout: Duration,
     },
+    /// Run a DR drill against the config's [scale] group: raise it to dr_capacity, time it, restore it,
+    /// print the report (JSON). No proxy runs and no user moves. Exit 0 when the drill passed.
+    Drill {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +91,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Drill { config } => match drill(&config) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("spillway: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config, threads } => match run(&config, threads) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -93,6 +107,15 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn drill(config: &std::path::Path) -> anyhow::Result<bool> {
+    spillway::telemetry::init_logging("warn");
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("building the tokio runtime")?;
+    let (passed, report) = rt.block_on(spillway::app::drill::drill_config(config))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(passed)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -66,7 +66,14 @@ fn start(sdk: &aws_config::SdkConfig, cfg: DnsConfig) -> Run {
 }
 
 fn calm() -> ControlSignals {
-    ControlSignals { arrival_rps: 1000.0, spilled_rps: 0.0, onprem_capacity_rps: None, dr: false, cloud_healthy: true }
+    ControlSignals {
+        arrival_rps: 1000.0,
+        spilled_rps: 0.0,
+        onprem_capacity_rps: None,
+        dr: false,
+        dr_capacity: false,
+        cloud_healthy: true,
+    }
 }
 
 async fn moto_with_zone() -> (Moto, aws_config::SdkConfig, String) {

@@ -51,7 +51,14 @@ fn cfg(zone: &str) -> DnsConfig {
 }
 
 fn calm() -> ControlSignals {
-    ControlSignals { arrival_rps: 1000.0, spilled_rps: 0.0, onprem_capacity_rps: None, dr: false, cloud_healthy: true }
+    ControlSignals {
+        arrival_rps: 1000.0,
+        spilled_rps: 0.0,
+        onprem_capacity_rps: None,
+        dr: false,
+        dr_capacity: false,
+        cloud_healthy: true,
+    }
 }
 
 async fn create_health_check(sdk: &aws_config::SdkConfig, fqdn: &str) -> String {

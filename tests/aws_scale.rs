@@ -83,6 +83,7 @@ async fn a_ramp_raises_desired_capacity_before_spill_begins() {
             spilled_rps: spilled,
             onprem_capacity_rps: Some(1000.0),
             dr: false,
+            dr_capacity: false,
             cloud_healthy: true,
         });
         tokio::time::sleep(Duration::from_millis(100)).await;

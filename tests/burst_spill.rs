@@ -221,6 +221,11 @@ async fn disaster_recovery_sends_everything_to_the_cloud_and_traffic_returns() {
 
     let onprem = Tier::start_at(onprem_spec(), onprem.addr).await.unwrap();
     admin.wait_gate("onprem", "mode", "normal".into()).await;
+    // Writes return only after `dr.failback_after` (1 s) of on-prem health.
+    support::eventually(Duration::from_secs(10), "dr.state normal", || async {
+        proxy.status().await["dr"]["state"] == "normal"
+    })
+    .await;
     assert_eq!(served_by(&reads_and_writes(&client, "after").await), all("onprem", 10));
     assert_eq!(onprem.served.load(std::sync::atomic::Ordering::Relaxed), 10);
 }

@@ -150,6 +150,7 @@ fn config(pd: SocketAddr, onprem: &Origin, cloud: &Origin, notify: &str, spill: 
          [pools.aws]\nrole = \"cloud\"\nendpoints = [\"{}\"]\n\n\
          [[route]]\nprimary = \"onprem\"\noverflow = \"aws\"\n\n\
          [spill]\ntick = \"50ms\"\n{spill}\n\n\
+         [dr]\nfailback_after = \"300ms\"\n\n\
          [notify]\n{notify}\n\n[notify.pagerduty]\nrouting_key_file = \"pd.key\"\nurl = \"http://{pd}/v2/enqueue\"\n",
         onprem.endpoint(),
         cloud.endpoint()
@@ -212,7 +213,9 @@ async fn a_spill_episode_is_one_trigger_and_one_resolve_with_its_key() {
 async fn ten_dr_flaps_page_a_bounded_number_of_times_and_orphan_no_trigger() {
     let (pd, seen) = fake_pagerduty().await;
     let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
-    // No hold: every flap is an episode; the bucket (3, no refill in the test) bounds them.
+    // No hold: every flap is an episode; the bucket (3, no refill in the test)
+    // bounds them. Each flap is also a site DR episode (`dr_engaged`): its
+    // failback latch is short here, so writes come back and it resolves.
     let notify = "resolve_after = \"0s\"\nburst = 3\nrefill_every = \"1h\"";
     let sw = start(&config(pd, &onprem, &cloud, notify, "disaster_after = \"200ms\"")).await;
     let dr_url = sw.admin_url("/status");

@@ -7,6 +7,8 @@ pub(crate) mod activation;
 pub(crate) mod admin;
 pub(crate) mod cloudwatch;
 pub mod control;
+pub(crate) mod dr;
+pub mod drill;
 pub(crate) mod events;
 pub(crate) mod reload;
 pub(crate) mod sentinel;

@@ -1,17 +1,19 @@
 //! The gate ticker: every `spill.tick`, one pass over the snapshot's pools
 //! turns each pool's load window into a limit, a spill phase and a mode
 //! (`gate::PoolGate::tick_*`, over the pure policy in `burst/`), reports
-//! mode changes (log line, metric, notification) and publishes the signals
-//! the AWS controllers read.
+//! mode changes (log line, metric, notification), steps the site's
+//! disaster-recovery state (`app/dr.rs`) and publishes the signals the AWS
+//! controllers read.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::burst::{DrState, DrTransition};
 use crate::config::Severity;
 use crate::config::{PoolRole, SpillConfig};
 use crate::control::ControlSignals;
-use crate::gate::PoolMode;
+use crate::gate::{DrCell, PoolMode};
 use crate::notifications::{Event, Kind};
 use crate::runtime::Runtime;
 use crate::telemetry::catalog;
@@ -25,16 +27,20 @@ pub(crate) struct TickReport {
     pub(crate) control: ControlSignals,
     /// Each cloud pool: (has an available endpoint, replicas within the lag bound).
     pub(crate) cloud: BTreeMap<String, (bool, bool)>,
+    pub(crate) dr: Option<DrTransition>,
+    /// Cloud pools whose RPO guard changed: (pool, at risk, worst lag).
+    pub(crate) rpo: Vec<(String, bool, Duration)>,
 }
 
 /// One tick over every pool of the snapshot.
-pub(crate) fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickReport {
+pub(crate) fn tick(rt: &Runtime, dr: &DrCell, now: Instant, warm_rps: Option<f64>) -> TickReport {
     let spill = &rt.config.spill;
     let cloud_ok = rt.pools.values().any(|p| p.role() == PoolRole::Cloud && p.has_available(now));
     let mut changes = Vec::new();
     let mut cloud = BTreeMap::new();
     let mut control = ControlSignals { cloud_healthy: cloud_ok, ..ControlSignals::default() };
     let mut capacity = 0.0;
+    let mut rpo = Vec::new();
     for (name, pool) in &rt.pools {
         let gate = &rt.gates[name];
         match pool.role() {
@@ -44,7 +50,6 @@ pub(crate) fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickRep
                 }
                 let view = gate.view();
                 control.arrival_rps += view.window.arrival_rps;
-                control.dr |= view.mode == PoolMode::DisasterRecovery;
                 // Little's law: a pool holding `limit` requests for `ewma` each serves limit/ewma per second.
                 let ewma = view.window.ewma.as_secs_f64();
                 if ewma > 0.0 {
@@ -56,11 +61,20 @@ pub(crate) fn tick(rt: &Runtime, now: Instant, warm_rps: Option<f64>) -> TickRep
                 gate.tick_cloud(now, spill, warm_rps, lag_ok);
                 cloud.insert(name.clone(), (pool.has_available(now), lag_ok));
                 control.spilled_rps += gate.view().window.arrival_rps;
+                let worst = worst_lag(pool, now);
+                let change = rt.config.dr.rpo_budget.and_then(|budget| gate.observe_rpo(worst, budget));
+                if let (Some(at_risk), Some(lag)) = (change, worst) {
+                    rpo.push((name.clone(), at_risk, lag));
+                }
             }
         }
     }
     control.onprem_capacity_rps = (capacity > 0.0).then_some(capacity);
-    TickReport { changes, control, cloud }
+    let transition = dr.observe(super::dr::observation(rt, now), rt.config.dr.policy, now);
+    let state = dr.state();
+    control.dr = state.writes_in_cloud();
+    control.dr_capacity = state == DrState::DrPending || dr.drilling();
+    TickReport { changes, control, cloud, dr: transition, rpo }
 }
 
 /// The ticker task: every `spill.tick`, update every pool's gate, report
@@ -76,7 +90,19 @@ pub(crate) async fn run(server: Arc<Server>) {
             interval = tokio::time::interval(rt.config.spill.tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
-        let report = tick(&rt, Instant::now(), server.control.warm_rps());
+        let report = tick(&rt, &server.data.gates.dr, Instant::now(), server.control.warm_rps());
+        if let Some(t) = report.dr {
+            super::dr::report(&server, t, "tick");
+        }
+        metrics::gauge!(catalog::DR_STATE).set(f64::from(server.data.gates.dr.state() as u8));
+        for (pool, at_risk, lag) in report.rpo {
+            super::dr::report_rpo(&server, &pool, at_risk, lag, rt.config.dr.rpo_budget.unwrap_or_default());
+        }
+        for (name, pool) in rt.pools.iter().filter(|(_, p)| p.role() == PoolRole::Cloud) {
+            if let Some(lag) = worst_lag(pool, Instant::now()) {
+                metrics::gauge!(catalog::REPLICA_LAG, "pool" => name.clone()).set(lag.as_secs_f64());
+            }
+        }
         for (pool, from, to) in report.changes {
             let view = rt.gates[&pool].view();
             tracing::warn!(
@@ -166,6 +192,13 @@ fn replica_lag_ok(pool: &Pool, spill: &SpillConfig, now: Instant) -> bool {
     }
 }
 
+/// The worst replica lag the available endpoints of a pool report (known
+/// lags only; `None` when none is known or the pool has no `lag_header`).
+fn worst_lag(pool: &Pool, now: Instant) -> Option<Duration> {
+    pool.config.health.as_ref().and_then(|h| h.lag_header.as_ref())?;
+    pool.endpoints.iter().filter(|e| e.available(now)).filter_map(|e| e.lag()).max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,17 +211,17 @@ mod tests {
         let gates = Gates::new(&loaded.config.spill);
         let rt = Runtime::build(&loaded, None, &gates).unwrap();
         let now = Instant::now();
-        tick(&rt, now, Some(10.0));
+        tick(&rt, &gates.dr, now, Some(10.0));
         assert_eq!(rt.gates["aws"].spill_cap(), u32::MAX, "off by default");
         loaded.config.spill.cap_by_warm_capacity = true;
         let rt = Runtime::build(&loaded, Some(&rt), &gates).unwrap();
-        tick(&rt, now + Duration::from_millis(100), Some(10.0));
+        tick(&rt, &gates.dr, now + Duration::from_millis(100), Some(10.0));
         assert_eq!(rt.gates["aws"].spill_cap(), 1, "10 req/s × 100 ms");
         for _ in 0..2 {
             rt.gates["aws"].signals.begin();
         }
         assert!(!rt.gates["aws"].has_spill_room());
-        tick(&rt, now + Duration::from_millis(200), None);
+        tick(&rt, &gates.dr, now + Duration::from_millis(200), None);
         assert!(rt.gates["aws"].has_spill_room(), "no capacity report: no cap");
     }
 

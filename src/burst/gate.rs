@@ -16,12 +16,15 @@
 //! turn one window into a long pressure).
 //!
 //! # The decision, in order
-//! 1. **Disaster recovery** (`dr`: declared for the pool once its active
-//!    probes agreed, for `spill.disaster_after`, that no primary endpoint is
-//!    reachable) with a healthy overflow pool → `Cloud(DisasterRecovery)`,
-//!    for every request, writes and pinned clients included (the primary
-//!    database is gone, so pins and replica lag no longer protect anything).
-//!    Without a healthy cloud the ordinary rules below apply.
+//! 1. **Disaster recovery** (`dr`, the site's [`DrState`], see `burst::dr`).
+//!    `DrPending`: a write gets `ReadOnly` (503, nothing moves before an
+//!    engage); a read goes to a healthy cloud (`Cloud(DrPending)`).
+//!    `DrActive`: every request goes to the cloud (`Cloud(DisasterRecovery)`),
+//!    writes even when the cloud has no healthy endpoint (a 503 there, never
+//!    the old primary). `FailbackPending`: writes as in `DrActive`; a read
+//!    returns on-prem by the ordinary rules when on-prem serves and the
+//!    client is not pinned (its writes went to the cloud). Without a healthy
+//!    cloud, reads follow the ordinary rules below; writes never do.
 //! 2. **Primary down, DR not declared** (no endpoint serving, e.g. during
 //!    the `disaster_after` hold): a request that may spill, to an available
 //!    cloud, goes there (`Cloud(PrimaryDown)`); any other stays
@@ -61,6 +64,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::dr::DrState;
 use super::signals::WindowStats;
 
 /// Longest time one observation counts for in the hysteresis score.
@@ -216,9 +220,10 @@ pub struct GateInputs {
     pub replica_lag_ok: bool,
     /// The primary pool has an endpoint serving now.
     pub primary_healthy: bool,
-    /// Disaster recovery is declared for the primary pool (its probes have
-    /// agreed it is unreachable for `disaster_after`).
-    pub dr: bool,
+    /// The site's disaster-recovery state (`burst::dr`).
+    pub dr: DrState,
+    /// The request may change state (any method but GET, HEAD, OPTIONS, TRACE).
+    pub write: bool,
     /// The method is one of RFC 9110's (GET, HEAD, POST, PUT, DELETE,
     /// CONNECT, OPTIONS, TRACE) or PATCH.
     pub method_known: bool,
@@ -231,11 +236,14 @@ pub enum SpillDecision {
     Cloud(SpillReason),
     /// Wait briefly for a primary slot, then 503 + Retry-After.
     Queue(QueueReason),
+    /// A write while DR waits for an engage (`dr_pending`): 503 with the
+    /// read-only body and `Retry-After`.
+    ReadOnly,
 }
 
 impl SpillDecision {
     /// Every decision [`decide`] can return (counters are registered for each).
-    pub const ALL: [SpillDecision; 18] = [
+    pub const ALL: [SpillDecision; 20] = [
         SpillDecision::Primary(StayReason::UnderLimit),
         SpillDecision::Cloud(SpillReason::OverLimit),
         SpillDecision::Primary(StayReason::NotSpilling),
@@ -254,6 +262,8 @@ impl SpillDecision {
         SpillDecision::Queue(QueueReason::ReplicaLag),
         SpillDecision::Queue(QueueReason::OverHardLimit),
         SpillDecision::Queue(QueueReason::UnknownMethod),
+        SpillDecision::Cloud(SpillReason::DrPending),
+        SpillDecision::ReadOnly,
     ];
 
     /// The target, as a metrics label: `primary`, `cloud` or `queue`.
@@ -262,6 +272,7 @@ impl SpillDecision {
             Self::Primary(_) => "primary",
             Self::Cloud(_) => "cloud",
             Self::Queue(_) => "queue",
+            Self::ReadOnly => "read_only",
         }
     }
 
@@ -271,6 +282,7 @@ impl SpillDecision {
             Self::Primary(r) => r.as_str(),
             Self::Cloud(r) => r.as_str(),
             Self::Queue(r) => r.as_str(),
+            Self::ReadOnly => "dr_pending",
         }
     }
 }
@@ -314,6 +326,8 @@ pub enum SpillReason {
     DisasterRecovery,
     /// No primary endpoint serves (DR not declared yet): a read leaves.
     PrimaryDown,
+    /// DR waits for an engage: reads go to the cloud.
+    DrPending,
 }
 
 impl SpillReason {
@@ -323,6 +337,7 @@ impl SpillReason {
             Self::OverHardLimit => "over_hard_limit",
             Self::DisasterRecovery => "disaster_recovery",
             Self::PrimaryDown => "primary_down",
+            Self::DrPending => "dr_pending",
         }
     }
 }
@@ -352,8 +367,10 @@ impl QueueReason {
 
 /// The per-request decision; pure and allocation-free. See the module doc.
 pub fn decide(i: &GateInputs) -> SpillDecision {
-    if i.dr && i.has_overflow && i.cloud_healthy {
-        return SpillDecision::Cloud(SpillReason::DisasterRecovery);
+    if i.dr != DrState::Normal {
+        if let Some(d) = disaster(i) {
+            return d;
+        }
     }
     if !i.primary_healthy {
         return match (ineligible(i), unavailable(i)) {
@@ -382,6 +399,22 @@ pub fn decide(i: &GateInputs) -> SpillDecision {
         Some((stay, _)) => SpillDecision::Primary(stay),
         None if over_hard => SpillDecision::Cloud(SpillReason::OverHardLimit),
         None => SpillDecision::Cloud(SpillReason::OverLimit),
+    }
+}
+
+/// The decision the DR state forces, if it forces one (rule 1).
+fn disaster(i: &GateInputs) -> Option<SpillDecision> {
+    let cloud = i.has_overflow && i.cloud_healthy;
+    match i.dr {
+        DrState::Normal => None,
+        DrState::DrPending if i.write => Some(SpillDecision::ReadOnly),
+        DrState::DrPending => cloud.then_some(SpillDecision::Cloud(SpillReason::DrPending)),
+        // Writes follow the promoted database even to an empty cloud pool (a 503).
+        DrState::DrActive if i.write || cloud => Some(SpillDecision::Cloud(SpillReason::DisasterRecovery)),
+        DrState::FailbackPending if i.write || (cloud && (i.pinned || !i.primary_healthy)) => {
+            Some(SpillDecision::Cloud(SpillReason::DisasterRecovery))
+        }
+        DrState::DrActive | DrState::FailbackPending => None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Unit and property tests of the gate and the hysteresis.
 
 use super::*;
+use crate::burst::dr::DrState;
 
 const TICK: Duration = Duration::from_millis(100);
 
@@ -17,7 +18,8 @@ fn base() -> GateInputs {
         cloud_healthy: true,
         replica_lag_ok: true,
         primary_healthy: true,
-        dr: false,
+        dr: DrState::Normal,
+        write: false,
         method_known: true,
         shed_when_cloud_unavailable: false,
     }
@@ -36,7 +38,13 @@ fn random_inputs(rng: &mut fastrand::Rng) -> GateInputs {
         cloud_healthy: rng.u8(0..5) != 0,
         replica_lag_ok: rng.u8(0..5) != 0,
         primary_healthy: rng.u8(0..6) != 0,
-        dr: rng.u8(0..6) == 0,
+        dr: match rng.u8(0..9) {
+            0 => DrState::DrPending,
+            1 => DrState::DrActive,
+            2 => DrState::FailbackPending,
+            _ => DrState::Normal,
+        },
+        write: rng.u8(0..4) == 0,
         method_known: rng.u8(0..5) != 0,
         shed_when_cloud_unavailable: rng.bool(),
     }
@@ -89,7 +97,7 @@ fn table_of_reasons() {
         (
             GateInputs {
                 primary_healthy: false,
-                dr: true,
+                dr: DrState::DrActive,
                 method_may_spill: false,
                 pinned: true,
                 phase: SpillPhase::Calm,
@@ -103,7 +111,7 @@ fn table_of_reasons() {
         (GateInputs { primary_healthy: false, method_may_spill: false, ..base() }, Primary(StayReason::PrimaryDown)),
         (GateInputs { primary_healthy: false, replica_lag_ok: false, ..base() }, Primary(StayReason::PrimaryDown)),
         (
-            GateInputs { primary_healthy: false, dr: true, cloud_healthy: false, ..base() },
+            GateInputs { primary_healthy: false, dr: DrState::DrActive, cloud_healthy: false, ..base() },
             Primary(StayReason::PrimaryDown),
         ),
     ];
@@ -146,7 +154,7 @@ fn property_nothing_leaves_primary_at_or_under_the_limit_outside_dr() {
     for _ in 0..CASES {
         let mut i = random_inputs(&mut rng);
         i.primary_healthy = true;
-        i.dr = false;
+        i.dr = DrState::Normal;
         i.in_flight = i.in_flight.min(i.limit).min(i.max_in_flight);
         assert_eq!(decide(&i), SpillDecision::Primary(StayReason::UnderLimit), "seed {SEED}: {i:?}");
     }
@@ -169,7 +177,10 @@ fn property_pinned_and_writes_stay_on_primary_outside_dr() {
     let mut rng = fastrand::Rng::with_seed(SEED + 2);
     for _ in 0..CASES {
         let mut i = random_inputs(&mut rng);
-        let dr = i.dr && i.has_overflow && i.cloud_healthy;
+        if !matches!(i.dr, DrState::Normal | DrState::DrActive) {
+            continue; // the DR properties below cover these
+        }
+        let dr = i.dr == DrState::DrActive && (i.write || i.has_overflow && i.cloud_healthy);
         match rng.u8(0..3) {
             0 => i.pinned = true,
             1 => i.method_may_spill = false,
@@ -193,8 +204,12 @@ fn property_cloud_only_when_eligible_and_available() {
     for _ in 0..CASES {
         let i = random_inputs(&mut rng);
         if let SpillDecision::Cloud(reason) = decide(&i) {
+            if i.write && i.dr != DrState::Normal {
+                assert!(i.dr.writes_in_cloud() && reason == SpillReason::DisasterRecovery, "seed {SEED}: {i:?}");
+                continue;
+            }
             assert!(i.has_overflow && i.cloud_healthy, "seed {SEED}: {i:?}");
-            if reason != SpillReason::DisasterRecovery {
+            if !matches!(reason, SpillReason::DisasterRecovery | SpillReason::DrPending) {
                 assert!(i.replica_lag_ok && i.method_may_spill && !i.pinned && !i.path_never_spills);
                 let pressed = i.phase == SpillPhase::Spilling || i.in_flight > i.max_in_flight;
                 assert!(pressed || !i.primary_healthy, "{i:?}");
@@ -218,6 +233,45 @@ fn property_nothing_is_admitted_to_a_serving_primary_over_the_hard_cap() {
             assert!(!matches!(decide(&i), SpillDecision::Primary(_)), "seed {SEED}: {i:?}");
         }
     }
+}
+
+#[test]
+fn property_writes_follow_the_dr_state() {
+    let mut rng = fastrand::Rng::with_seed(SEED + 6);
+    for _ in 0..CASES {
+        let i = GateInputs { write: true, ..random_inputs(&mut rng) };
+        let got = decide(&i);
+        match i.dr {
+            DrState::DrPending => assert_eq!(got, SpillDecision::ReadOnly, "seed {SEED}: {i:?}"),
+            DrState::DrActive | DrState::FailbackPending => {
+                assert_eq!(got, SpillDecision::Cloud(SpillReason::DisasterRecovery), "seed {SEED}: {i:?}")
+            }
+            DrState::Normal => assert_ne!(got, SpillDecision::ReadOnly, "{i:?}"),
+        }
+    }
+}
+
+#[test]
+fn dr_reads() {
+    use SpillDecision::*;
+    let read = |dr, pinned, primary_healthy, cloud_healthy| {
+        decide(&GateInputs { dr, pinned, primary_healthy, cloud_healthy, ..base() })
+    };
+    assert_eq!(
+        read(DrState::DrPending, true, false, true),
+        Cloud(SpillReason::DrPending),
+        "pins cannot hold a lost site"
+    );
+    assert_eq!(read(DrState::DrPending, false, false, false), Primary(StayReason::PrimaryDown));
+    assert_eq!(read(DrState::DrActive, false, true, true), Cloud(SpillReason::DisasterRecovery), "manual engage");
+    assert_eq!(read(DrState::DrActive, false, true, false), Primary(StayReason::UnderLimit));
+    assert_eq!(
+        read(DrState::FailbackPending, false, true, true),
+        Primary(StayReason::UnderLimit),
+        "reads return early"
+    );
+    assert_eq!(read(DrState::FailbackPending, true, true, true), Cloud(SpillReason::DisasterRecovery), "pinned stay");
+    assert_eq!(read(DrState::FailbackPending, false, false, true), Cloud(SpillReason::DisasterRecovery));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Burst policy, pure: load signals, the adaptive concurrency limit, the
-//! spill gate with its hysteresis, and read-after-write pinning.
+//! spill gate with its hysteresis, read-after-write pinning, and the
+//! disaster-recovery state machine (`dr`).
 //!
 //! Nothing here does I/O, spawns, reads a clock or draws a random number:
 //! time comes in as `now: Instant` or durations. The request path
@@ -24,6 +25,7 @@
 //! [`WritePins::is_pinned`] only when it is over the limit (the only case
 //! where `pinned` can change the decision).
 
+pub mod dr;
 pub mod gate;
 mod histogram;
 pub mod limit;
@@ -33,6 +35,9 @@ pub mod signals;
 #[cfg(test)]
 mod sim;
 
+pub use dr::{
+    DrCommand, DrMachine, DrObservation, DrPolicy, DrReason, DrRefusal, DrState, DrTransition, EngageMode, RpoGuard,
+};
 pub use gate::{
     decide, pressure, GateInputs, OutageTimer, Pressure, QueueReason, SpillController, SpillDecision, SpillPhase,
     SpillReason, StayReason,

@@ -127,7 +127,8 @@ fn run(seed: u64) -> Vec<TickLog> {
                 cloud_healthy: true,
                 replica_lag_ok: true,
                 primary_healthy: true,
-                dr: false,
+                dr: super::DrState::Normal,
+                write,
                 method_known: true,
                 shed_when_cloud_unavailable: true,
             };
@@ -145,6 +146,7 @@ fn run(seed: u64) -> Vec<TickLog> {
                 SpillDecision::Queue(reason) => {
                     panic!("seed {seed}: queued ({reason:?}) with a healthy cloud")
                 }
+                SpillDecision::ReadOnly => panic!("seed {seed}: read-only outside DR"),
             }
         }
         if t % TICK_MS == 0 {

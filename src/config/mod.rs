@@ -11,6 +11,7 @@ mod types;
 mod validate;
 mod validate_control;
 mod validate_coord;
+mod validate_dr;
 mod validate_listener;
 mod validate_notify;
 

@@ -68,6 +68,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) notify: RawNotify,
     pub(crate) coordination: Option<RawCoordination>,
+    #[serde(default)]
+    pub(crate) dr: RawDr,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +169,10 @@ pub(crate) struct RawHealth {
     pub(crate) healthy_after: Option<u32>,
     /// Response header of the probe carrying the replica lag in seconds.
     pub(crate) lag_header: Option<String>,
+    /// Response header of the probe naming the database's role (`[dr]`).
+    pub(crate) role_header: Option<String>,
+    /// The `role_header` value that means "this database is the primary".
+    pub(crate) primary_role: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -367,4 +373,29 @@ pub(crate) struct RawCover {
     pub(crate) ttl: Option<u32>,
     pub(crate) onprem: RawDnsTarget,
     pub(crate) aws: RawDnsTarget,
+}
+
+pub(crate) const DEFAULT_DR_ENGAGE: &str = "auto";
+pub(crate) const DEFAULT_DR_FAILBACK_AFTER: &str = "5m";
+pub(crate) const DEFAULT_DR_RETRY_AFTER: &str = "30s";
+pub(crate) const DEFAULT_DR_READ_ONLY_BODY: &str =
+    "This site is read-only while disaster recovery is confirmed. Please retry in a few minutes.\n";
+pub(crate) const DEFAULT_PRIMARY_ROLE: &str = "primary";
+pub(crate) const DEFAULT_DRILL_TIMEOUT: &str = "1h";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDr {
+    /// `auto` or `confirm`.
+    pub(crate) engage: Option<String>,
+    pub(crate) failback_after: Option<Dur>,
+    /// `Retry-After` of a write refused in `dr_pending`.
+    pub(crate) retry_after: Option<Dur>,
+    pub(crate) read_only_body: Option<String>,
+    /// Replica lag of the cloud pools above which the recovery point is at risk.
+    pub(crate) rpo_budget: Option<Dur>,
+    /// Longest a drill waits for `scale.dr_capacity` to be in service.
+    pub(crate) drill_timeout: Option<Dur>,
+    /// A record name in `[dns]`'s zone a drill writes and times until INSYNC.
+    pub(crate) drill_record: Option<String>,
 }

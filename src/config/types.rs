@@ -19,6 +19,7 @@ pub struct Config {
     pub dns: Option<DnsConfig>,
     pub notify: NotifyConfig,
     pub coordination: Option<CoordinationConfig>,
+    pub dr: DrConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +115,9 @@ pub struct HealthConfig {
     pub unhealthy_after: u32,
     pub healthy_after: u32,
     pub lag_header: Option<String>,
+    /// Header naming the database's role, and the value meaning primary.
+    pub role_header: Option<String>,
+    pub primary_role: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -247,6 +251,18 @@ pub enum ExternalEdit {
 pub struct TargetWeights {
     pub onprem: u8,
     pub aws: u8,
+}
+
+/// `[dr]`: how writes move between the sites (`burst::dr`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrConfig {
+    pub policy: crate::burst::DrPolicy,
+    pub retry_after: Duration,
+    pub read_only_body: std::sync::Arc<str>,
+    /// `None`: the RPO guard is off.
+    pub rpo_budget: Option<Duration>,
+    pub drill_timeout: Duration,
+    pub drill_record: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -95,8 +95,12 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     let dns = raw.dns.map(|d| control::dns(&mut c, d));
     let notify = notify::notify(&mut c, raw.notify);
     let coordination = raw.coordination.map(|k| coord::coordination(&mut c, k, &runtime.site, scale.as_ref()));
+    let dr = super::validate_dr::dr(&mut c, raw.dr);
+    if dr.drill_record.is_some() && dns.is_none() {
+        c.fail("dr.drill_record", "needs a [dns] section (the drill record goes into its hosted zone)");
+    }
     if c.problems.is_empty() {
-        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify, coordination })
+        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify, coordination, dr })
     } else {
         Err(c.problems)
     }
@@ -410,7 +414,17 @@ fn health(c: &mut Checker, key: &str, h: RawHealth) -> HealthConfig {
             c.fail(format!("{key}.lag_header"), format!("{name:?} is not a valid header name"));
         }
     }
-    HealthConfig { path: h.path, interval, timeout, unhealthy_after, healthy_after, lag_header: h.lag_header }
+    let (role_header, primary_role) = super::validate_dr::role(c, key, h.role_header, h.primary_role);
+    HealthConfig {
+        path: h.path,
+        interval,
+        timeout,
+        unhealthy_after,
+        healthy_after,
+        lag_header: h.lag_header,
+        role_header,
+        primary_role,
+    }
 }
 
 fn routes(c: &mut Checker, raw: Vec<RawRoute>, pools: &BTreeMap<String, PoolConfig>) -> Vec<RouteConfig> {

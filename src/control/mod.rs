@@ -30,8 +30,13 @@ pub struct ControlSignals {
     pub spilled_rps: f64,
     /// Learned from the gate's limit and latency (limit / mean latency); `None` if unknown.
     pub onprem_capacity_rps: Option<f64>,
-    /// Every on-prem endpoint unhealthy: DR mode.
+    /// Writes are in the cloud (`dr_active`, `failback_pending`): DNS to the
+    /// cloud, the group at `dr_capacity`.
     pub dr: bool,
+    /// The group goes to `dr_capacity` at once but DNS stays: DR waits for
+    /// an engage (`dr_pending`: the cloud must not take writes yet), or a
+    /// drill runs (no user moves).
+    pub dr_capacity: bool,
     pub cloud_healthy: bool,
 }
 

@@ -224,8 +224,9 @@ pub(crate) fn peers_sum(view: &SiteView, me: &str, t: &Timing, now_ms: u64) -> (
 }
 
 /// `local` plus the peers' sum (`peers` instances): rates add up, capacities
-/// add up where known, DR holds only when every instance reports it, the
-/// cloud is healthy when any instance finds it so.
+/// add up where known, DR holds only when every instance reports it, DR
+/// capacity is asked when any instance asks it, the cloud is healthy when
+/// any instance finds it so.
 pub(crate) fn combine(local: &ControlSignals, peers: &ControlSignals, n_peers: usize) -> ControlSignals {
     if n_peers == 0 {
         return local.clone();
@@ -243,6 +244,8 @@ fn add(sum: &mut ControlSignals, s: &ControlSignals) {
         (a, b) => a.or(b),
     };
     sum.dr &= s.dr;
+    // Raising the group early is safe: any instance's dr_pending or drill asks.
+    sum.dr_capacity |= s.dr_capacity;
     sum.cloud_healthy |= s.cloud_healthy;
 }
 

@@ -33,6 +33,7 @@ fn hb(instance: &str, at_ms: u64, streak_since_ms: u64, arrival: f64, spilled: f
             spilled_rps: spilled,
             onprem_capacity_rps: Some(1000.0),
             dr: false,
+            dr_capacity: false,
             cloud_healthy: true,
         },
     }
@@ -143,11 +144,13 @@ fn peers_sum_counts_fresh_heartbeats_once_and_skips_me_and_stale_ones() {
         spilled_rps: 100.0,
         onprem_capacity_rps: None,
         dr: false,
+        dr_capacity: true,
         cloud_healthy: false,
     };
     let all = combine(&local, &sum, n);
     assert_eq!((all.arrival_rps, all.spilled_rps, all.onprem_capacity_rps), (800.0, 150.0, Some(2000.0)));
     assert!(all.cloud_healthy && !all.dr);
+    assert!(all.dr_capacity, "one instance asking for DR capacity is enough");
     assert_eq!(combine(&local, &ControlSignals::default(), 0), local, "alone: my own signals");
 }
 

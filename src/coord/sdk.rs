@@ -82,6 +82,7 @@ fn heartbeat_item(site: &str, h: &Heartbeat, ttl_secs: u64) -> Item {
         ("spilled_rps".into(), n(sig.spilled_rps)),
         ("served_rps".into(), n((sig.arrival_rps - sig.spilled_rps).max(0.0))),
         ("dr".into(), AttributeValue::Bool(sig.dr)),
+        ("dr_capacity".into(), AttributeValue::Bool(sig.dr_capacity)),
         ("cloud_healthy".into(), AttributeValue::Bool(sig.cloud_healthy)),
         ("mode".into(), s(super::policy::mode_of(sig))),
         ("expires_at".into(), n(h.at_ms / 1000 + ttl_secs)),
@@ -114,6 +115,7 @@ fn parse_heartbeat(item: &Item) -> Option<Heartbeat> {
             spilled_rps: finite("spilled_rps").unwrap_or(0.0),
             onprem_capacity_rps: finite("onprem_capacity_rps"),
             dr: get_bool(item, "dr"),
+            dr_capacity: get_bool(item, "dr_capacity"),
             cloud_healthy: get_bool(item, "cloud_healthy"),
         },
     })
@@ -221,6 +223,7 @@ mod tests {
             spilled_rps: 2.0,
             onprem_capacity_rps: Some(100.0),
             dr: true,
+            dr_capacity: true,
             cloud_healthy: true,
         };
         let hb = Heartbeat { instance: "a".into(), at_ms: 5_000, streak_since_ms: 1_000, signals };

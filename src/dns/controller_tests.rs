@@ -117,7 +117,14 @@ fn rig(fake: Arc<Fake>, cfg: DnsConfig) -> Rig {
 }
 
 fn calm() -> ControlSignals {
-    ControlSignals { arrival_rps: 1000.0, spilled_rps: 0.0, onprem_capacity_rps: None, dr: false, cloud_healthy: true }
+    ControlSignals {
+        arrival_rps: 1000.0,
+        spilled_rps: 0.0,
+        onprem_capacity_rps: None,
+        dr: false,
+        dr_capacity: false,
+        cloud_healthy: true,
+    }
 }
 
 fn spilling() -> ControlSignals {

@@ -10,6 +10,7 @@ fn sig(arrival: f64, spilled: f64) -> ControlSignals {
         spilled_rps: spilled,
         onprem_capacity_rps: None,
         dr: false,
+        dr_capacity: false,
         cloud_healthy: true,
     }
 }

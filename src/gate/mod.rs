@@ -1,7 +1,8 @@
 //! Live gate state: per pool, the atomics the request path reads (limit,
 //! phase, mode, spill cap), the controller state one tick updates, the
 //! bounded wait for a slot, and the in-flight guard; plus the
-//! read-after-write pins. The policy itself is pure, in `burst/`; the task
+//! read-after-write pins and the site's disaster-recovery state
+//! ([`DrCell`]). The policy itself is pure, in `burst/`; the task
 //! that ticks every `spill.tick` is wiring, in `app/ticker.rs`.
 //!
 //! Gate state is keyed by pool name and survives reloads; a reload that
@@ -16,9 +17,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+mod dr;
+pub(crate) use dr::{DrCell, DrView};
+
 use crate::burst::{
-    pressure, ConcurrencyLimit, LimitParams, LoadSignals, OutageTimer, Outcome, Pressure, SloLimit, SpillController,
-    SpillPhase, WindowStats, WritePins,
+    pressure, ConcurrencyLimit, LimitParams, LoadSignals, OutageTimer, Outcome, Pressure, RpoGuard, SloLimit,
+    SpillController, SpillPhase, WindowStats, WritePins,
 };
 use crate::config::{SpillConfig, SpillMode};
 use crate::sync::lock;
@@ -84,6 +88,7 @@ struct TickState {
     last: WindowStats,
     pressure: Pressure,
     outage: OutageTimer,
+    rpo: RpoGuard,
 }
 
 impl PoolGate {
@@ -106,6 +111,7 @@ impl PoolGate {
                 last: WindowStats::default(),
                 pressure: Pressure::Calm,
                 outage: OutageTimer::default(),
+                rpo: RpoGuard::default(),
             }),
         }
     }
@@ -252,6 +258,12 @@ impl PoolGate {
         st.last = window;
     }
 
+    /// A cloud pool's worst replica lag against `dr.rpo_budget`:
+    /// `Some(at_risk)` when that changed (see `burst::RpoGuard`).
+    pub(crate) fn observe_rpo(&self, lag: Option<Duration>, budget: Duration) -> Option<bool> {
+        lock(&self.tick).rpo.observe(lag, budget)
+    }
+
     fn swap_mode(&self, mode: PoolMode) -> Option<(PoolMode, PoolMode)> {
         let before = PoolMode::from_code(self.mode.swap(mode as u8, Relaxed));
         (before != mode).then_some((before, mode))
@@ -267,6 +279,7 @@ impl PoolGate {
             queued: self.queued(),
             pressure: st.pressure.as_str(),
             replica_lag_ok: self.replica_lag_ok(),
+            rpo_at_risk: st.rpo.at_risk(),
             rtt_baseline_ms: st.limit.rtt_baseline().map(|d| d.as_secs_f64() * 1e3),
             window: st.last,
         }
@@ -299,6 +312,8 @@ pub(crate) struct GateView {
     pub(crate) queued: u32,
     pub(crate) pressure: &'static str,
     pub(crate) replica_lag_ok: bool,
+    /// The replicas' lag is over `dr.rpo_budget` (cloud pools).
+    pub(crate) rpo_at_risk: bool,
     pub(crate) rtt_baseline_ms: Option<f64>,
     pub(crate) window: WindowStats,
 }
@@ -392,13 +407,15 @@ const LINGER_MIN: Duration = Duration::from_millis(100);
 pub(crate) struct Gates {
     by_pool: Mutex<HashMap<String, Arc<PoolGate>>>,
     pub(crate) pins: WritePins,
+    /// The site's DR state; here so it outlives every snapshot.
+    pub(crate) dr: DrCell,
 }
 
 impl Gates {
     pub(crate) fn new(spill: &SpillConfig) -> Self {
         let pins = WritePins::new(spill.pin_capacity, spill.pin_after_write);
         pins.set_per_address(spill.pins_per_address);
-        Gates { by_pool: Mutex::new(HashMap::new()), pins }
+        Gates { by_pool: Mutex::new(HashMap::new()), pins, dr: DrCell::new(Instant::now()) }
     }
 
     /// The gate of a pool, created on first use.

@@ -22,8 +22,7 @@ pub(crate) enum Kind {
     Spill,
     /// A primary pool is in disaster recovery (everything to the cloud).
     Dr,
-    /// Another site stopped answering (coordination; emitted by issue 11's code).
-    #[allow(dead_code)]
+    /// Another site stopped heartbeating and was taken over (coordination).
     SiteLost,
     /// A controller failed `controller_failing_after` ticks in a row.
     ControllerFailing,
@@ -37,6 +36,16 @@ pub(crate) enum Kind {
     ScaleAction,
     /// A reload failed: the running config is not the file's.
     ReloadFailed,
+    /// On-prem is lost and DR waits for confirmation (reads in the cloud, writes refused).
+    DrPending,
+    /// Writes moved to the cloud (DR engaged).
+    DrEngaged,
+    /// Writes are on their way back on-prem, or are back.
+    DrFailback,
+    /// A DR drill finished.
+    DrDrill,
+    /// A cloud pool's replicas lag more than `dr.rpo_budget`.
+    ReplicaLagRpo,
 }
 
 impl Kind {
@@ -51,6 +60,11 @@ impl Kind {
             Kind::DnsChange => "dns_change",
             Kind::ScaleAction => "scale_action",
             Kind::ReloadFailed => "reload_failed",
+            Kind::DrPending => "dr_pending",
+            Kind::DrEngaged => "dr_engaged",
+            Kind::DrFailback => "dr_failback",
+            Kind::DrDrill => "dr_drill",
+            Kind::ReplicaLagRpo => "replica_lag_rpo_at_risk",
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Each variant says whose fault it is (client, upstream, or us under load),
 //! which decides the status: 4xx for the client, 502/504 for the upstream,
-//! 503 + `Retry-After` for overload.
+//! 503 + `Retry-After` for overload and for a write while disaster
+//! recovery waits for an engage (with the configured read-only body).
 
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub(crate) enum ProxyError {
     Upstream { pool: String, endpoint: String, detail: String },
     #[error("overloaded: {reason}")]
     Overloaded { reason: &'static str, retry_after: Duration },
+    #[error("read-only: disaster recovery waits for an engage")]
+    ReadOnly { body: std::sync::Arc<str>, retry_after: Duration },
     #[error("client request body: {detail}")]
     ClientBody { detail: String },
     #[error("client request body not received within {timeout:?}")]
@@ -47,7 +50,9 @@ impl ProxyError {
             }
             ProxyError::UnsupportedTransferCoding { .. } => StatusCode::NOT_IMPLEMENTED,
             ProxyError::ClientBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::NoHealthyEndpoint { .. } | ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoHealthyEndpoint { .. } | ProxyError::Overloaded { .. } | ProxyError::ReadOnly { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -62,6 +67,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::Upstream { .. } => "upstream",
             ProxyError::Overloaded { .. } => "overloaded",
+            ProxyError::ReadOnly { .. } => "read_only",
             ProxyError::ClientBody { .. } => "client_body",
             ProxyError::ClientBodyTimeout { .. } => "client_body_timeout",
             ProxyError::BadHost(_) => "bad_host",
@@ -72,7 +78,7 @@ impl ProxyError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            ProxyError::Overloaded { retry_after, .. } => Some(*retry_after),
+            ProxyError::Overloaded { retry_after, .. } | ProxyError::ReadOnly { retry_after, .. } => Some(*retry_after),
             ProxyError::NoHealthyEndpoint { .. } => Some(Duration::from_secs(1)),
             _ => None,
         }
@@ -81,7 +87,10 @@ impl ProxyError {
     /// The response the client gets for this error.
     pub(crate) fn to_response(&self) -> Response<Body> {
         let status = self.status();
-        let text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+        let text = match self {
+            ProxyError::ReadOnly { body, .. } => body.to_string(),
+            _ => format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or("")),
+        };
         let mut resp = Response::new(Body::full(text));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
@@ -120,6 +129,13 @@ mod tests {
         let r = o.to_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        let ro = ProxyError::ReadOnly { body: "read only\n".into(), retry_after: Duration::from_secs(30) };
+        let r = ro.to_response();
+        assert_eq!(
+            (r.status(), r.headers()[header::RETRY_AFTER].to_str().unwrap()),
+            (StatusCode::SERVICE_UNAVAILABLE, "30")
+        );
+        assert_eq!(r.headers()["x-spillway-error"], "read_only");
         let gzip = ProxyError::from(&RequestCodingError::Unsupported("gzip".into()));
         assert_eq!((gzip.status(), gzip.kind()), (StatusCode::NOT_IMPLEMENTED, "unsupported_transfer_coding"));
         let twice = ProxyError::from(&RequestCodingError::ChunkedTwice);

@@ -14,9 +14,9 @@ use hyper::body::Incoming;
 
 use super::DataPlane;
 use crate::burst::{
-    address_key, client_key, decide, GateInputs, Outcome, Pinned, SpillDecision, StayReason, WritePins,
+    address_key, client_key, decide, DrState, GateInputs, Outcome, Pinned, SpillDecision, StayReason, WritePins,
 };
-use crate::gate::{InFlight, PoolMode};
+use crate::gate::InFlight;
 use crate::proxy::body::Body;
 use crate::request::{host, path};
 use crate::runtime::{Route, Runtime};
@@ -131,11 +131,12 @@ async fn gate<'r, 'p>(
     let in_flight = gate.signals.begin();
     let limit = gate.limit();
     let primary_healthy = route.primary.has_available(started);
-    let decision = if in_flight <= limit.min(spill.max_in_flight) && primary_healthy {
+    let dr = plane.gates.dr.state();
+    let decision = if in_flight <= limit.min(spill.max_in_flight) && primary_healthy && dr == DrState::Normal {
         SpillDecision::Primary(StayReason::UnderLimit)
     } else {
         let pinned = || pins.is_client_pinned(key(), address_key(ip), started);
-        over_limit(route, spill, req, path, pinned, Load { in_flight, limit, primary_healthy, now: started })
+        over_limit(route, spill, req, path, pinned, Load { in_flight, limit, primary_healthy, dr, now: started })
     };
     route.decisions.count(decision);
     match decision {
@@ -155,6 +156,11 @@ async fn gate<'r, 'p>(
                     retry_after: std::time::Duration::from_secs(1),
                 }),
             }
+        }
+        SpillDecision::ReadOnly => {
+            gate.leave();
+            let dr = &rt.config.dr;
+            Err(ProxyError::ReadOnly { body: dr.read_only_body.clone(), retry_after: dr.retry_after })
         }
     }
 }
@@ -185,6 +191,8 @@ struct Load {
     in_flight: u32,
     limit: u32,
     primary_healthy: bool,
+    /// The site's DR state (one atomic load).
+    dr: DrState,
     now: Instant,
 }
 
@@ -201,10 +209,12 @@ fn over_limit(
 ) -> SpillDecision {
     let method_may_spill = route.config.spill_methods.contains(req.method());
     let path_never_spills = route.never_spills(path, spill.never_spill_ignore_case);
-    let pinned = method_may_spill && !path_never_spills && pinned();
+    // In failback_pending a pin keeps a reader with its writes, in the cloud.
+    let pinned = (load.dr == DrState::FailbackPending || method_may_spill && !path_never_spills) && pinned();
     // Over the warm-capacity cap the cloud cannot take a spill; DR ignores the cap.
+    let uncapped = !load.primary_healthy || load.dr != DrState::Normal;
     let (cloud_healthy, replica_lag_ok) = route.overflow.as_ref().map_or((false, false), |(p, g)| {
-        (p.has_available(load.now) && (g.has_spill_room() || !load.primary_healthy), g.replica_lag_ok())
+        (p.has_available(load.now) && (g.has_spill_room() || uncapped), g.replica_lag_ok())
     });
     decide(&GateInputs {
         phase: route.primary_gate.phase(),
@@ -218,7 +228,8 @@ fn over_limit(
         cloud_healthy,
         replica_lag_ok,
         primary_healthy: load.primary_healthy,
-        dr: route.primary_gate.mode() == PoolMode::DisasterRecovery,
+        dr: load.dr,
+        write: is_write(req.method()),
         method_known: is_known(req.method()),
         shed_when_cloud_unavailable: spill.shed_when_cloud_unavailable,
     })

@@ -165,7 +165,7 @@ impl ScaleController {
         let inputs = ScaleInputs {
             overflow_rps: demand.overflow_rps,
             event: demand.event.is_some(),
-            dr: signals.dr,
+            dr: signals.dr || signals.dr_capacity,
             current: group.desired,
             group_min: group.min,
             group_max: group.max,

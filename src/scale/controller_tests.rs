@@ -137,6 +137,7 @@ fn spill_signals(arrival: f64, capacity: f64) -> ControlSignals {
         spilled_rps: (arrival - capacity).max(0.0),
         onprem_capacity_rps: Some(capacity),
         dr: false,
+        dr_capacity: false,
         cloud_healthy: true,
     }
 }

@@ -64,6 +64,12 @@ catalog! {
         "The pool's mode: 0 normal, 1 spilling, 2 disaster recovery.";
     MODE_CHANGES: Counter "spillway_mode_changes_total" ["pool", "to"]
         "Pool mode changes, by the mode entered.";
+    DR_STATE: Gauge "spillway_dr_state" []
+        "The site's disaster-recovery state: 0 normal, 1 dr_pending, 2 dr_active, 3 failback_pending.";
+    DR_TRANSITIONS: Counter "spillway_dr_transitions_total" ["to", "reason"]
+        "Disaster-recovery state changes, by the state entered and why.";
+    REPLICA_LAG: Gauge "spillway_replica_lag_seconds" ["pool"]
+        "Worst replica lag a cloud pool's available endpoints report (lag_header), in seconds.";
     PINS: Gauge "spillway_pins" []
         "Clients pinned on-prem after a write (read-after-write), now.";
     ADDRESS_PINS: Counter "spillway_address_pins_total" []

@@ -40,6 +40,8 @@ pub(crate) struct Endpoint {
     draining: AtomicBool,
     /// Replica lag reported by the last probe, in milliseconds (u64::MAX: unknown).
     lag_ms: AtomicU64,
+    /// The last probe named this endpoint's database the primary (`role_header`).
+    reports_primary: AtomicBool,
     /// Keep-alive connections waiting for the next request.
     pub(crate) idle: IdleConns,
 }
@@ -67,6 +69,7 @@ impl Endpoint {
             ejected_until: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             lag_ms: AtomicU64::new(u64::MAX),
+            reports_primary: AtomicBool::new(false),
             idle: IdleConns::default(),
         })
     }
@@ -172,6 +175,14 @@ impl Endpoint {
 
     pub(crate) fn set_draining(&self) {
         self.draining.store(true, Relaxed);
+    }
+
+    pub(crate) fn set_reports_primary(&self, primary: bool) {
+        self.reports_primary.store(primary, Relaxed);
+    }
+
+    pub(crate) fn reports_primary(&self) -> bool {
+        self.reports_primary.load(Relaxed)
     }
 
     pub(crate) fn set_lag(&self, lag: Option<Duration>) {

@@ -147,6 +147,13 @@ impl Pool {
         self.config.health.is_none() || self.endpoints.iter().any(|e| e.probe() == Probe::Up)
     }
 
+    /// Whether an endpoint whose probes pass reports its database primary
+    /// (false when the pool has no `role_header`).
+    pub(crate) fn reports_primary(&self) -> bool {
+        self.config.health.as_ref().is_some_and(|h| h.role_header.is_some())
+            && self.endpoints.iter().any(|e| e.probe() == Probe::Up && e.reports_primary())
+    }
+
     /// Whether any endpoint can take a request at `now` (draining ones
     /// count: see `pick`).
     pub(crate) fn has_available(&self, now: Instant) -> bool {

@@ -1,7 +1,10 @@
 //! Active health checks: one task per pool probes every endpoint each
 //! `interval` with `GET path`, within `timeout`. 2xx/3xx is healthy. When the
 //! pool has a `lag_header`, its value (seconds behind the primary database)
-//! is recorded on the endpoint for the spill gate.
+//! is recorded on the endpoint for the spill gate; with a `role_header`,
+//! whether the answer names the endpoint's database `primary_role` (for the
+//! disaster-recovery state machine: a promoted cloud, an on-prem that
+//! reports itself primary again).
 //!
 //! The task holds only a `Weak` to its pool and ends when the snapshot that
 //! owns the pool is gone (after a reload), so probes never outlive their pool.
@@ -103,13 +106,16 @@ async fn run(pool: Weak<Pool>, health: HealthConfig) {
 async fn probe_one(pool: &Pool, endpoint: &Arc<Endpoint>, health: &HealthConfig) {
     let started = Instant::now();
     let result = tokio::time::timeout(health.timeout, send(pool, endpoint, health)).await;
-    let (ok, detail, lag) = match result {
-        Ok(Ok((status, lag))) => (status.is_success() || status.is_redirection(), status.to_string(), lag),
-        Ok(Err(e)) => (false, e, None),
-        Err(_) => (false, format!("timed out after {:?}", health.timeout), None),
+    let (ok, detail, answer) = match result {
+        Ok(Ok((status, answer))) => (status.is_success() || status.is_redirection(), status.to_string(), answer),
+        Ok(Err(e)) => (false, e, Answer::default()),
+        Err(_) => (false, format!("timed out after {:?}", health.timeout), Answer::default()),
     };
     if health.lag_header.is_some() {
-        endpoint.set_lag(lag);
+        endpoint.set_lag(answer.lag);
+    }
+    if health.role_header.is_some() {
+        endpoint.set_reports_primary(ok && answer.primary);
     }
     let elapsed = started.elapsed();
     metrics::counter!(catalog::HEALTH_PROBES, "pool" => pool.name.clone(), "ok" => if ok { "true" } else { "false" })
@@ -130,7 +136,7 @@ async fn send(
     pool: &Pool,
     endpoint: &Arc<Endpoint>,
     health: &HealthConfig,
-) -> Result<(http::StatusCode, Option<Duration>), String> {
+) -> Result<(http::StatusCode, Answer), String> {
     let host = pool.config.tls.as_ref().and_then(|t| t.sni.clone()).unwrap_or_else(|| endpoint.addr.clone());
     let req = Request::get(health.path.as_str())
         .header(header::HOST, host)
@@ -155,9 +161,23 @@ async fn send(
         .as_ref()
         .and_then(|name| resp.headers().get(name.as_str()))
         .and_then(|v| health::parse_lag(v.as_bytes()));
+    let primary = health
+        .role_header
+        .as_ref()
+        .and_then(|name| resp.headers().get(name.as_str()))
+        .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(health.primary_role.as_bytes()));
     let status = resp.status();
     drain(resp.into_body(), MAX_PROBE_BODY).await;
-    Ok((status, lag))
+    Ok((status, Answer { lag, primary }))
+}
+
+/// What a probe's headers said besides its status.
+#[derive(Default)]
+struct Answer {
+    /// The replica lag (`lag_header`), if reported and readable.
+    lag: Option<Duration>,
+    /// The database names itself primary (`role_header` = `primary_role`).
+    primary: bool,
 }
 
 /// Reads and drops at most about `limit` bytes of `body`; returns how many

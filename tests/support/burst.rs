@@ -85,6 +85,10 @@ max_queue = 1000
 max_replica_lag = "90s"
 tick = "50ms"
 disaster_after = "2s"
+
+[dr]
+engage = "auto"
+failback_after = "1s"
 "#,
             onprem = self.onprem,
             cloud = self.cloud,

@@ -9,6 +9,7 @@ pub mod client;
 pub mod origin;
 pub mod spillway;
 pub mod tls;
+pub mod webhook;
 pub mod wire;
 
 use std::future::Future;

@@ -6,7 +6,8 @@
 //! adds hop-by-hop response headers. The echo
 //! document (JSON) says what arrived: method, path, version, headers, body
 //! length, TLS server name. `/health` answers 200 or 503 as set by the test,
-//! and an `Upgrade: websocket` request becomes a WebSocket echo.
+//! with `x-db-role` and `x-replica-lag` when set, and an `Upgrade: websocket` request
+//! becomes a WebSocket echo. Writes (methods other than GET/HEAD) are counted.
 //! An origin can be killed mid-test: it stops accepting and drops every
 //! open connection.
 
@@ -48,6 +49,12 @@ pub struct OriginState {
     pub fail_with: AtomicU16,
     /// Requests whose handler is running (headers not yet sent).
     pub in_flight: AtomicUsize,
+    /// Sent as `x-db-role` on `/health` answers when set.
+    pub role: std::sync::Mutex<Option<&'static str>>,
+    /// Non-probe requests by method (`POST`: the writes that reached it).
+    pub writes: AtomicUsize,
+    /// Sent as `x-replica-lag` (seconds) on `/health` answers when set.
+    pub lag: std::sync::Mutex<Option<String>>,
 }
 
 pub struct Origin {
@@ -96,6 +103,21 @@ impl Origin {
 
     pub fn in_flight(&self) -> usize {
         self.state.in_flight.load(SeqCst)
+    }
+
+    /// The database role `/health` reports in `x-db-role` (`None`: no header).
+    pub fn set_role(&self, role: Option<&'static str>) {
+        *self.state.role.lock().unwrap() = role;
+    }
+
+    /// The replica lag `/health` reports in `x-replica-lag` (`None`: no header).
+    pub fn set_lag(&self, secs: Option<f64>) {
+        *self.state.lag.lock().unwrap() = secs.map(|s| s.to_string());
+    }
+
+    /// Requests other than GET/HEAD that reached this origin.
+    pub fn writes(&self) -> usize {
+        self.state.writes.load(SeqCst)
     }
 
     pub fn set_healthy(&self, healthy: bool) {
@@ -178,9 +200,19 @@ async fn handle(
     if req.uri().path() == "/health" {
         state.probes.fetch_add(1, SeqCst);
         let status = if state.healthy.load(SeqCst) { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        return Ok(respond(status, &state, Full::new(Bytes::from_static(b"health\n")).boxed()));
+        let mut resp = respond(status, &state, Full::new(Bytes::from_static(b"health\n")).boxed());
+        if let Some(role) = *state.role.lock().unwrap() {
+            resp.headers_mut().insert("x-db-role", http::HeaderValue::from_static(role));
+        }
+        if let Some(lag) = state.lag.lock().unwrap().as_deref() {
+            resp.headers_mut().insert("x-replica-lag", lag.parse().unwrap());
+        }
+        return Ok(resp);
     }
     state.hits.fetch_add(1, SeqCst);
+    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        state.writes.fetch_add(1, SeqCst);
+    }
     if let Ok(status) = StatusCode::from_u16(state.fail_with.load(SeqCst)) {
         return Ok(respond(status, &state, Full::new(Bytes::from_static(b"failing\n")).boxed()));
     }

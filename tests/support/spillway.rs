@@ -36,6 +36,11 @@ impl Spillway {
         Spillway::start_in(tempfile::tempdir().unwrap(), config).await
     }
 
+    /// Starts with extra environment variables (e.g. an AWS emulator's endpoint).
+    pub async fn start_env(config: &str, env: &[(&str, String)]) -> Spillway {
+        Spillway::start_in_env(tempfile::tempdir().unwrap(), config, env).await
+    }
+
     /// Starts in `dir` (which may already hold certificates the config names).
     pub async fn start_in(dir: tempfile::TempDir, config: &str) -> Spillway {
         Spillway::start_in_env(dir, config, &[]).await

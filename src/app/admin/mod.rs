@@ -1,6 +1,8 @@
 //! The admin listener: `/healthz` (process alive), `/readyz` (listeners
 //! bound, not draining), `/status` (JSON), `/metrics` (Prometheus),
-//! `POST /reload`, and a live dashboard at `/` (a static page polling
+//! `POST /reload`, `POST /dr/engage`, `POST /dr/failback` and
+//! `POST /dr/drill` (the disaster-recovery calls, `app/dr.rs`,
+//! `app/drill.rs`), and a live dashboard at `/` (a static page polling
 //! `/status`). Loopback by default; a bearer token is required when a token
 //! file is configured (and validation requires one off loopback). Without a
 //! token, a reload must come from a loopback host as JSON (`guard.rs`), and
@@ -14,6 +16,7 @@ mod status;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -78,9 +81,13 @@ async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Bo
             r
         }
         (&Method::POST, "/reload") => reload(&admin, &settings).await,
-        (_, "/healthz" | "/readyz" | "/status" | "/metrics" | "/reload") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-        }
+        (&Method::POST, "/dr/engage") => dr(&admin, crate::burst::DrCommand::Engage),
+        (&Method::POST, "/dr/failback") => dr(&admin, crate::burst::DrCommand::Failback),
+        (&Method::POST, "/dr/drill") => drill(&admin).await,
+        (
+            _,
+            "/healthz" | "/readyz" | "/status" | "/metrics" | "/reload" | "/dr/engage" | "/dr/failback" | "/dr/drill",
+        ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(resp)
@@ -95,6 +102,29 @@ async fn reload(admin: &Admin, settings: &AdminSettings) -> Response<Body> {
     match admin.server.reload("admin").await {
         Ok(version) => json(StatusCode::OK, &serde_json::json!({ "ok": true, "version": version })),
         Err(e) => json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({ "ok": false, "error": e.to_string() })),
+    }
+}
+
+/// A disaster-recovery call: 200 with the state, 409 when refused.
+fn dr(admin: &Admin, cmd: crate::burst::DrCommand) -> Response<Body> {
+    match crate::app::dr::command(&admin.server, cmd, Instant::now()) {
+        Ok(body) => json(StatusCode::OK, &body),
+        Err(refusal) => json(
+            StatusCode::CONFLICT,
+            &serde_json::json!({ "ok": false, "reason": refusal.as_str(), "error": refusal.to_string() }),
+        ),
+    }
+}
+
+/// `POST /dr/drill`: 202 once the drill runs (its report lands in
+/// `/status` `dr.last_drill`), 409 without a group or while one runs.
+async fn drill(admin: &Admin) -> Response<Body> {
+    match crate::app::drill::start(&admin.server).await {
+        Ok(()) => json(StatusCode::ACCEPTED, &serde_json::json!({ "ok": true, "started": true })),
+        Err(e) => json(
+            StatusCode::CONFLICT,
+            &serde_json::json!({ "ok": false, "reason": e.reason(), "error": e.to_string() }),
+        ),
     }
 }
 

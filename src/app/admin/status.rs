@@ -1,5 +1,6 @@
 //! The `/status` document: active config version and reload state,
-//! listeners, routes, pools and endpoints with their live state.
+//! listeners, routes, pools and endpoints with their live state, and the
+//! site's disaster-recovery state (`dr`).
 
 use std::time::Instant;
 
@@ -38,6 +39,7 @@ pub(super) async fn snapshot(server: &Server) -> Value {
             "pins": server.data.gates.pins.len(),
             "pin_evictions": server.data.gates.pins.evictions(),
         },
+        "dr": crate::app::dr::to_json(&server.data.gates.dr.view(now)),
         "gates": gates,
         "controllers": server.control.status(),
         "coordination": server.control.coordination_status(),
@@ -79,6 +81,7 @@ fn gate_json(gate: &PoolGate) -> Value {
         "queued": v.queued,
         "pressure": v.pressure,
         "replica_lag_ok": v.replica_lag_ok,
+        "rpo_at_risk": v.rpo_at_risk,
         "rtt_baseline_ms": v.rtt_baseline_ms,
         "arrival_rps": w.arrival_rps,
         "completion_rps": w.completion_rps,
