@@ -43,6 +43,8 @@ pub(crate) struct ListenerRuntime {
 }
 
 pub(crate) struct Route {
+    /// The route's name, shared with the access log's entries.
+    pub(crate) name: Arc<str>,
     pub(crate) config: RouteConfig,
     pub(crate) primary: Arc<Pool>,
     pub(crate) primary_gate: Arc<PoolGate>,
@@ -115,6 +117,7 @@ impl Runtime {
             .routes
             .iter()
             .map(|rc| Route {
+                name: Arc::from(rc.name.as_str()),
                 config: rc.clone(),
                 primary: pools[&rc.primary].clone(),
                 primary_gate: gates[&rc.primary].clone(),

@@ -156,6 +156,8 @@ impl Server {
             Some(Settings { site: rt.config.runtime.site.clone(), notify: rt.config.notify.clone() })
         });
         let _ = self.notifier.set(notifier);
+        let weak = Arc::downgrade(self);
+        self.data.access_log.spawn_writer(move || Some(weak.upgrade()?.data.runtime.load().config.clone()));
         let rt = self.data.runtime.load_full();
         activation::activate(&rt, None);
         activation::initial_probes(&rt, Duration::from_secs(5)).await;
@@ -191,6 +193,8 @@ impl Server {
     /// Re-reads the config file; on any error the running snapshot stays.
     pub(crate) async fn reload(self: &Arc<Self>, trigger: &str) -> Result<String, ReloadError> {
         let _one_at_a_time = self.reload_lock.lock().await;
+        // SIGHUP (or any reload) also reopens the access log's file.
+        self.data.access_log.reopen();
         let result = self.try_reload().await;
         let mut st = lock(&self.reload_state);
         match &result {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::duration::{self, Dur};
 use super::raw::*;
 use super::types::*;
+use super::validate_access_log as access_log;
 use super::validate_control as control;
 use super::validate_notify as notify;
 
@@ -44,6 +45,11 @@ impl Checker<'_> {
             self.fail(key, "must be greater than zero");
         }
         d
+    }
+
+    /// A path of the config, relative ones against the config's directory.
+    pub(super) fn resolve(&self, path: &str) -> std::path::PathBuf {
+        self.base_dir.join(path)
     }
 
     pub(super) fn read_file(&mut self, key: &str, path: &str) -> (std::path::PathBuf, Vec<u8>) {
@@ -80,8 +86,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     let scale = raw.scale.map(|s| control::scale(&mut c, s));
     let dns = raw.dns.map(|d| control::dns(&mut c, d));
     let notify = notify::notify(&mut c, raw.notify);
+    let access_log = raw.access_log.map(|a| access_log::access_log(&mut c, a));
     if c.problems.is_empty() {
-        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify })
+        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify, access_log })
     } else {
         Err(c.problems)
     }

@@ -2,6 +2,7 @@
 //! per-request service, header rewriting, error responses and the
 //! readiness endpoint.
 
+mod access;
 pub mod body;
 mod calm;
 mod conn;

@@ -26,9 +26,12 @@ use crate::upstream::endpoint::Pending;
 use crate::upstream::retry::{after_failure, Failure, Retry};
 use crate::upstream::{Endpoint, Pool};
 
+use super::access::{note_pool, shed, Capture, Upstream};
 use super::error::ProxyError;
 use super::headers::{self, ClientSide};
 use super::{tunnel, ActiveRequest, ConnInfo};
+use crate::accesslog::entry::IdText;
+use crate::accesslog::Trace;
 
 /// hyper's service entry point for one client request.
 pub(crate) async fn serve(
@@ -40,11 +43,12 @@ pub(crate) async fn serve(
     let mut active = ActiveRequest::start(&conn, req.version());
     let method = req.method().clone();
     let rt = plane.runtime.load_full();
+    let mut capture = Capture::start(rt.config.access_log.as_ref(), &conn, &req, started);
     let result = match conn.readiness_path.as_deref() {
         Some(ready) if req.uri().path() == ready => {
             Ok(super::ready::respond(&method, super::ready::of(&rt, plane.draining())))
         }
-        _ => handle(&rt, &plane, &conn, req, started).await,
+        _ => handle(&rt, &plane, &conn, req, started, &mut capture).await,
     };
     let mut resp = result.unwrap_or_else(|err| {
         static FAILED: LogBudget = LogBudget::new(20);
@@ -54,7 +58,9 @@ pub(crate) async fn serve(
         metrics::counter!(catalog::PROXY_ERRORS, "kind" => err.kind()).increment(1);
         err.to_response()
     });
-    tracing::debug!(target: "access", client = %conn.remote, %method, status = resp.status().as_u16(), elapsed = ?started.elapsed());
+    if let Some(entry) = capture.finish(&mut resp) {
+        active.log(entry);
+    }
     // hyper never polls a body these answers cannot have.
     let status = resp.status();
     if method == Method::HEAD || status.is_informational() || status == 204 || status == 304 {
@@ -71,6 +77,7 @@ async fn handle(
     conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     started: Instant,
+    capture: &mut Capture,
 ) -> Result<Response<Body>, ProxyError> {
     // hyper marks every request that asked to upgrade (an HTTP/1.1
     // `Upgrade` header, or CONNECT): the header checks run for those only.
@@ -84,8 +91,12 @@ async fn handle(
     let Some(route) = rt.route(authority, &path) else {
         return Err(ProxyError::NoRoute { host: authority.unwrap_or("").to_string(), path: path.into_owned() });
     };
-    let (pool, guard, ready, pin) = gate(rt, plane, route, conn, &req, &path, started).await?;
-    forward(pool, req, conn, on_upgrade, guard, ready, pin).await
+    if let Some(t) = capture.trace() {
+        t.route = Some(route.name.clone());
+    }
+    let (pool, guard, ready, pin) = gate(rt, plane, route, conn, &req, &path, started, capture.trace()).await?;
+    let id = capture.upstream_id();
+    forward(pool, req, conn, on_upgrade, guard, ready, pin, Upstream { id, trace: capture.trace() }).await
 }
 
 /// A WebSocket handshake takes a tunnel permit (`max_tunnels`) before it
@@ -113,6 +124,7 @@ fn upgrade(
 /// there. A write comes back with the pin it makes once the upstream has
 /// answered it without an error. Also returns when the request left the
 /// gate (later than `started` if it queued for a slot).
+#[allow(clippy::too_many_arguments)]
 async fn gate<'r, 'p>(
     rt: &Runtime,
     plane: &'p DataPlane,
@@ -121,6 +133,7 @@ async fn gate<'r, 'p>(
     req: &Request<Incoming>,
     path: &str,
     started: Instant,
+    mut trace: Option<&mut Trace>,
 ) -> Result<(&'r Pool, InFlight, Instant, Option<PinOnSuccess<'p>>), ProxyError> {
     let spill = &rt.config.spill;
     let ip = conn.remote.ip();
@@ -138,22 +151,25 @@ async fn gate<'r, 'p>(
         over_limit(route, spill, req, path, pinned, Load { in_flight, limit, primary_healthy, now: started })
     };
     route.decisions.count(decision);
+    if let Some(t) = trace.as_deref_mut() {
+        t.decision = Some(decision);
+    }
     match decision {
-        SpillDecision::Primary(_) => Ok((&route.primary, gate.adopt(started), started, pin)),
+        SpillDecision::Primary(_) => Ok((note_pool(trace, &route.primary), gate.adopt(started), started, pin)),
         SpillDecision::Cloud(_) => {
             gate.leave();
             let (pool, cloud_gate) =
                 route.overflow.as_ref().ok_or_else(|| ProxyError::NoHealthyEndpoint { pool: "overflow".into() })?;
-            Ok((pool, cloud_gate.enter(started), started, pin))
+            Ok((note_pool(trace, pool), cloud_gate.enter(started), started, pin))
         }
         SpillDecision::Queue(reason) => {
             gate.leave();
             match gate.wait_for_slot(spill, Instant::now()).await {
-                Some(guard) => Ok((&route.primary, guard, Instant::now(), pin)),
-                None => Err(ProxyError::Overloaded {
-                    reason: reason.as_str(),
-                    retry_after: std::time::Duration::from_secs(1),
-                }),
+                Some(guard) => Ok((note_pool(trace, &route.primary), guard, Instant::now(), pin)),
+                None => Err(shed(
+                    trace,
+                    ProxyError::Overloaded { reason: reason.as_str(), retry_after: std::time::Duration::from_secs(1) },
+                )),
             }
         }
     }
@@ -269,6 +285,7 @@ fn idempotent(m: &Method) -> bool {
 /// `retry::after_failure` says so: a connect failure of an idempotent
 /// request (once, on another endpoint), and a request the client hands back
 /// (on a fresh connection to the same endpoint).
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     pool: &Pool,
     req: Request<Incoming>,
@@ -277,6 +294,7 @@ async fn forward(
     guard: InFlight,
     arrived: Instant,
     pin: Option<PinOnSuccess<'_>>,
+    mut log: Upstream<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     let client_version = req.version();
     let upgrade = on_upgrade.is_some();
@@ -296,6 +314,7 @@ async fn forward(
             Ok(c) => c,
             Err(detail) => {
                 tries.after_connect_failure(pool, endpoint, detail, idempotent, &guard, now)?;
+                log.retried();
                 now = Instant::now();
                 continue;
             }
@@ -307,12 +326,15 @@ async fn forward(
         guard.at_upstream(endpoint.rtt_estimate() * 4, pool.config.response_timeout);
         let sent = match out {
             Outgoing::Resend(back) => upstream.resend(back, timeouts).await,
-            Outgoing::Request(req) => upstream.send(req, timeouts, hop_headers(conn, client_version, upgrade)).await,
+            Outgoing::Request(req) => {
+                upstream.send(req, timeouts, hop_headers(conn, client_version, upgrade, log.id)).await
+            }
         };
         guard.answered();
         let now = Instant::now();
         let failure = match sent {
             Ok(resp) => {
+                log.answered(&endpoint, Some(now - started));
                 record_answer(pool, &endpoint, pending, started, resp.status(), &guard, now);
                 if let Some(pin) = pin {
                     pin.after(resp.status(), now);
@@ -327,10 +349,14 @@ async fn forward(
             (Retry::ResendFresh, SendFailure::NotSent(back, e) | SendFailure::NoResponse(back, e)) => {
                 note_resend(pool, &endpoint, &e);
                 drop(pending);
+                log.retried();
                 out = Outgoing::Resend(back);
                 tries.resend_to = Some(endpoint.clone());
             }
-            (_, failure) => return Err(give_up(pool, &endpoint, failure, pending, &guard, now)),
+            (_, failure) => {
+                log.answered(&endpoint, None);
+                return Err(give_up(pool, &endpoint, failure, pending, &guard, now));
+            }
         }
     }
 }
@@ -438,6 +464,7 @@ fn hop_headers(
     conn: &ConnInfo,
     client_version: Version,
     upgrade: bool,
+    request_id: Option<IdText>,
 ) -> impl FnOnce(&http::request::Parts, &mut bytes::BytesMut) + '_ {
     move |parts, out| {
         let client = ClientSide {
@@ -447,6 +474,7 @@ fn hop_headers(
             version: client_version,
             // `handle` checked the host already.
             authority: host::target_authority(&parts.uri),
+            request_id: request_id.as_ref().map(|id| &id[..]),
         };
         headers::write_request_headers(out, &parts.headers, &client, upgrade);
     }

@@ -81,6 +81,11 @@ catalog! {
         "Active health probes sent, by pool and outcome.";
     HEALTH_PROBE_RESTARTS: Counter "spillway_health_probe_restarts_total" ["pool"]
         "Health probe loops that failed (panicked) and were started again, by pool.";
+    // Access log.
+    ACCESS_LOG_LINES: Counter "spillway_access_log_lines_total" []
+        "Access log lines written to the sink.";
+    ACCESS_LOG_DROPPED: Counter "spillway_access_log_dropped_total" ["reason"]
+        "Access log lines lost: queue_full (the writer fell behind; the request was never held up) or sink (the file or syslog receiver could not take them).";
     // Configuration.
     CONFIG_RELOADS: Counter "spillway_config_reloads_total" []
         "Configuration reloads that were applied.";
