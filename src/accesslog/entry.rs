@@ -93,6 +93,9 @@ pub(crate) struct Trace {
     pub(crate) decision: Option<SpillDecision>,
     /// Refused by the gate (503 after the queue).
     pub(crate) shed: bool,
+    /// The gate found the client pinned on-prem after a write (asked only
+    /// over the limit, where a pin can matter).
+    pub(crate) pinned: bool,
     /// Tries after the first (another endpoint, or a resend).
     pub(crate) retries: u8,
     /// From the request's send to the response head.
@@ -130,9 +133,10 @@ impl Entry {
         Some((if self.trace.shed { "shed" } else { d.target() }, d.reason()))
     }
 
-    /// Whether the client was pinned on-prem after a write.
+    /// Whether the gate found the client pinned on-prem after a write.
     pub(crate) fn pinned(&self) -> bool {
-        self.trace.decision == Some(SpillDecision::Primary(crate::burst::StayReason::PinnedAfterWrite))
+        self.trace.pinned
+            || self.trace.decision == Some(SpillDecision::Primary(crate::burst::StayReason::PinnedAfterWrite))
     }
 }
 

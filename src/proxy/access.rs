@@ -101,10 +101,11 @@ pub(crate) fn note_pool<'r>(trace: Option<&mut Trace>, pool: &'r Arc<Pool>) -> &
     pool
 }
 
-/// A request the gate refused, noted for the access log.
-pub(crate) fn shed(trace: Option<&mut Trace>, err: ProxyError) -> ProxyError {
+/// A request the gate refused for `pool`, noted for the access log.
+pub(crate) fn shed(trace: Option<&mut Trace>, pool: &Arc<Pool>, err: ProxyError) -> ProxyError {
     if let Some(t) = trace {
         t.shed = true;
+        t.pool = Some(pool.clone());
     }
     err
 }

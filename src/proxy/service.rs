@@ -147,8 +147,16 @@ async fn gate<'r, 'p>(
     let decision = if in_flight <= limit.min(spill.max_in_flight) && primary_healthy {
         SpillDecision::Primary(StayReason::UnderLimit)
     } else {
-        let pinned = || pins.is_client_pinned(key(), address_key(ip), started);
-        over_limit(route, spill, req, path, pinned, Load { in_flight, limit, primary_healthy, now: started })
+        let mut was_pinned = false;
+        let pinned = || {
+            was_pinned = pins.is_client_pinned(key(), address_key(ip), started);
+            was_pinned
+        };
+        let d = over_limit(route, spill, req, path, pinned, Load { in_flight, limit, primary_healthy, now: started });
+        if let Some(t) = trace.as_deref_mut() {
+            t.pinned = was_pinned;
+        }
+        d
     };
     route.decisions.count(decision);
     if let Some(t) = trace.as_deref_mut() {
@@ -168,6 +176,7 @@ async fn gate<'r, 'p>(
                 Some(guard) => Ok((note_pool(trace, &route.primary), guard, Instant::now(), pin)),
                 None => Err(shed(
                     trace,
+                    &route.primary,
                     ProxyError::Overloaded { reason: reason.as_str(), retry_after: std::time::Duration::from_secs(1) },
                 )),
             }
