@@ -44,11 +44,12 @@ pub(crate) async fn serve(
     let method = req.method().clone();
     let rt = plane.runtime.load_full();
     let mut capture = Capture::start(rt.config.access_log.as_ref(), &conn, &req, started);
+    let mut served = None;
     let result = match conn.readiness_path.as_deref() {
         Some(ready) if req.uri().path() == ready => {
             Ok(super::ready::respond(&method, super::ready::of(&rt, plane.draining())))
         }
-        _ => handle(&rt, &plane, &conn, req, started, &mut capture).await,
+        _ => handle(&rt, &plane, &conn, req, started, (&mut capture, &mut served)).await,
     };
     let mut resp = result.unwrap_or_else(|err| {
         static FAILED: LogBudget = LogBudget::new(20);
@@ -58,6 +59,7 @@ pub(crate) async fn serve(
         metrics::counter!(catalog::PROXY_ERRORS, "kind" => err.kind()).increment(1);
         err.to_response()
     });
+    count(&rt, served, resp.status(), started);
     if let Some(entry) = capture.finish(&mut resp) {
         active.log(entry);
     }
@@ -71,13 +73,27 @@ pub(crate) async fn serve(
     Ok(resp)
 }
 
-async fn handle(
-    rt: &Runtime,
+/// `spillway_requests_total` and the duration histogram, through the
+/// handles of the route and the pool (`[primary, overflow]` index) that served.
+fn count(rt: &Runtime, served: Option<(&Route, usize)>, status: http::StatusCode, started: Instant) {
+    match served {
+        Some((route, side)) => {
+            route.requests[side].count(status);
+            let pool =
+                if side == 0 { &route.primary } else { route.overflow.as_ref().map_or(&route.primary, |o| &o.0) };
+            pool.metrics.duration.record(started.elapsed());
+        }
+        None => rt.unrouted.count(status),
+    }
+}
+
+async fn handle<'rt>(
+    rt: &'rt Runtime,
     plane: &DataPlane,
     conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     started: Instant,
-    capture: &mut Capture,
+    (capture, served): (&mut Capture, &mut Option<(&'rt Route, usize)>),
 ) -> Result<Response<Body>, ProxyError> {
     // hyper marks every request that asked to upgrade (an HTTP/1.1
     // `Upgrade` header, or CONNECT): the header checks run for those only.
@@ -94,7 +110,11 @@ async fn handle(
     if let Some(t) = capture.trace() {
         t.route = Some(route.name.clone());
     }
+    *served = Some((route, 0));
     let (pool, guard, ready, pin) = gate(rt, plane, route, conn, &req, &path, started, capture.trace()).await?;
+    if !std::ptr::eq(pool, &*route.primary) {
+        *served = Some((route, 1));
+    }
     let id = capture.upstream_id();
     forward(pool, req, conn, on_upgrade, guard, ready, pin, Upstream { id, trace: capture.trace() }).await
 }
@@ -329,7 +349,15 @@ async fn forward(
             }
         };
         // Latency is measured from the send; a new connection's connect time is not part of it.
-        let started = if upstream.reused { now } else { Instant::now() };
+        let started = if upstream.reused {
+            pool.metrics.reused.increment(1);
+            now
+        } else {
+            let connected = Instant::now();
+            pool.metrics.new_connection.increment(1);
+            pool.metrics.connect.record(connected - now);
+            connected
+        };
         let pending = endpoint.start();
         // Cancelled from here on, the origin still works on it: see `InFlight::at_upstream`.
         guard.at_upstream(endpoint.rtt_estimate() * 4, pool.config.response_timeout);
@@ -455,6 +483,7 @@ fn record_answer(
     now: Instant,
 ) {
     pending.finish(now - started, now);
+    pool.metrics.first_byte.record(now - started);
     let ok = !status.is_server_error();
     record_passive(pool, endpoint, !pool.is_endpoint_fault(status), now);
     guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);
