@@ -22,7 +22,8 @@ const PEER_ID_MAX: usize = 128;
 /// The id a request is logged, forwarded and answered with.
 #[derive(Debug, Clone)]
 pub(crate) enum RequestId {
-    /// Sent by a `trusted_proxies` peer (printable ASCII, at most 128 bytes).
+    /// Sent by a `trusted_proxies` peer (printable ASCII without `"` and
+    /// `\`, at most 128 bytes).
     Peer(HeaderValue),
     /// Ours: the process prefix and this counter value.
     Ours(u64),
@@ -35,7 +36,7 @@ impl RequestId {
     /// A peer's id when it is one we keep, else a new one of ours.
     pub(crate) fn from_peer(peer: Option<&HeaderValue>) -> Self {
         match peer {
-            Some(v) if (1..=PEER_ID_MAX).contains(&v.len()) && v.as_bytes().iter().all(|b| (33..=126).contains(b)) => {
+            Some(v) if (1..=PEER_ID_MAX).contains(&v.len()) && v.as_bytes().iter().all(|&b| plain(b)) => {
                 RequestId::Peer(v.clone())
             }
             _ => Self::next(),
@@ -52,8 +53,9 @@ impl RequestId {
         match self {
             RequestId::Peer(v) => v.as_bytes(),
             RequestId::Ours(n) => {
-                hex(prefix(), &mut buf[..16]);
-                hex(*n, &mut buf[16..]);
+                let (head, tail) = buf.split_at_mut(16);
+                head.copy_from_slice(prefix());
+                hex(*n, tail.try_into().expect("16 of 32"));
                 &buf[..]
             }
         }
@@ -71,16 +73,28 @@ impl RequestId {
     }
 }
 
-/// This process's random id prefix.
-fn prefix() -> u64 {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    *PREFIX.get_or_init(|| fastrand::u64(..))
+/// A byte a peer's id may hold: printable ASCII but `"` and `\` (so a
+/// line never escapes an id).
+fn plain(b: u8) -> bool {
+    (33..=126).contains(&b) && b != b'"' && b != b'\\'
 }
 
-fn hex(mut n: u64, out: &mut [u8]) {
-    for b in out.iter_mut().rev() {
-        *b = b"0123456789abcdef"[(n & 0xf) as usize];
-        n >>= 4;
+/// This process's random id prefix, in hex (formatted once).
+fn prefix() -> &'static [u8; 16] {
+    static PREFIX: OnceLock<[u8; 16]> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let mut out = [0; 16];
+        hex(fastrand::u64(..), &mut out);
+        out
+    })
+}
+
+/// `n` as 16 hex digits, a byte (two digits) at a time.
+fn hex(n: u64, out: &mut [u8; 16]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in n.to_be_bytes().iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
     }
 }
 
@@ -160,7 +174,7 @@ mod tests {
     fn a_peer_id_is_kept_only_when_printable_and_short() {
         let ok = HeaderValue::from_static("lb-1234");
         assert!(matches!(RequestId::from_peer(Some(&ok)), RequestId::Peer(v) if v == "lb-1234"));
-        for bad in ["", "has space", &"x".repeat(129)] {
+        for bad in ["", "has space", "quo\"te", "back\\slash", &"x".repeat(129)] {
             let v = HeaderValue::from_str(bad).unwrap();
             assert!(matches!(RequestId::from_peer(Some(&v)), RequestId::Ours(_)), "{bad:?} is replaced");
         }

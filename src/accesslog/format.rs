@@ -11,12 +11,107 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::entry::Entry;
 use crate::config::LogFormat;
 
-/// Appends `e` as one line (no newline) in `format`.
-pub(crate) fn line(e: &Entry, format: LogFormat, out: &mut Vec<u8>) {
-    match format {
-        LogFormat::Json => json(e, out),
-        LogFormat::Combined => combined(e, out),
+/// Formats lines; keeps the date and time of the second it last wrote,
+/// so a line costs three digits of time, not a calendar computation.
+#[derive(Default)]
+pub(crate) struct Formatter {
+    /// `YYYY-MM-DDTHH:MM:SS.` of `second` (since the epoch), when set.
+    stamp: Option<(u64, [u8; 20])>,
+}
+
+impl Formatter {
+    /// Appends `e` as one line (no newline) in `format`.
+    pub(crate) fn line(&mut self, e: &Entry, format: LogFormat, out: &mut Vec<u8>) {
+        out.reserve(640);
+        match format {
+            LogFormat::Json => {
+                self.json_request(e, out);
+                json_outcome(e, out);
+            }
+            LogFormat::Combined => combined(e, out),
+        }
     }
+
+    /// RFC 3339 with milliseconds, the second's part cached.
+    fn time(&mut self, t: SystemTime, out: &mut Vec<u8>) {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let second = d.as_secs();
+        let stamp = match self.stamp {
+            Some((s, stamp)) if s == second => stamp,
+            _ => {
+                let mut full = Vec::with_capacity(32);
+                rfc3339(UNIX_EPOCH + Duration::from_secs(second), &mut full);
+                match <[u8; 20]>::try_from(&full[..full.len().min(20)]) {
+                    Ok(stamp) if full.len() == 24 => {
+                        self.stamp = Some((second, stamp));
+                        stamp
+                    }
+                    // A year past 9999: not cached.
+                    _ => return rfc3339(t, out),
+                }
+            }
+        };
+        out.extend_from_slice(&stamp);
+        let ms = d.subsec_millis();
+        out.extend_from_slice(&[b'0' + (ms / 100) as u8, b'0' + (ms / 10 % 10) as u8, b'0' + (ms % 10) as u8, b'Z']);
+    }
+
+    /// `{"time":…,"request_id":…` up to `protocol`: what the head said.
+    fn json_request(&mut self, e: &Entry, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"time\":\"");
+        self.time(e.time, out);
+        let mut id = [0; 32];
+        out.extend_from_slice(b"\",\"request_id\":\"");
+        // Hex, or a peer's id of plain bytes only (`RequestId::from_peer`).
+        out.extend_from_slice(e.request_id.bytes(&mut id));
+        out.extend_from_slice(b"\",\"client\":\"");
+        ip(e.client.ip(), out);
+        out.extend_from_slice(b"\",\"method\":\"");
+        // A method is a token: nothing to escape.
+        out.extend_from_slice(e.method.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"host\":");
+        opt(e.host.as_ref().map(|h| h.as_bytes()), out);
+        out.extend_from_slice(b",\"path\":\"");
+        escaped(path(e).as_bytes(), out);
+        out.extend_from_slice(b"\",\"protocol\":\"");
+        out.extend_from_slice(version(e.version).as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// `,"status":…}`: what came of the request.
+fn json_outcome(e: &Entry, out: &mut Vec<u8>) {
+    out.extend_from_slice(b",\"status\":");
+    num(u64::from(e.status), out);
+    out.extend_from_slice(b",\"bytes_in\":");
+    match e.bytes_in {
+        Some(n) => num(n, out),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"bytes_out\":");
+    num(e.bytes_out, out);
+    out.extend_from_slice(b",\"duration_ms\":");
+    millis(e.duration, out);
+    out.extend_from_slice(b",\"upstream_ms\":");
+    match e.trace.upstream_time {
+        Some(d) => millis(d, out),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"route\":");
+    opt(e.trace.route.as_deref().map(str::as_bytes), out);
+    out.extend_from_slice(b",\"pool\":");
+    opt(e.trace.pool.as_ref().map(|p| p.name.as_bytes()), out);
+    out.extend_from_slice(b",\"endpoint\":");
+    opt(e.trace.endpoint.as_ref().map(|p| p.addr.as_bytes()), out);
+    let decision = e.decision();
+    out.extend_from_slice(b",\"decision\":");
+    opt(decision.map(|d| d.0.as_bytes()), out);
+    out.extend_from_slice(b",\"reason\":");
+    opt(decision.map(|d| d.1.as_bytes()), out);
+    out.extend_from_slice(if e.pinned() { b",\"pinned\":true" } else { b",\"pinned\":false" });
+    out.extend_from_slice(b",\"retries\":");
+    num(u64::from(e.trace.retries), out);
+    out.extend_from_slice(if e.completed { b",\"completed\":true}" } else { b",\"completed\":false}" });
 }
 
 fn path(e: &Entry) -> &str {
@@ -26,37 +121,26 @@ fn path(e: &Entry) -> &str {
     }
 }
 
-fn json(e: &Entry, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"time\":\"");
-    rfc3339(e.time, out);
-    out.push(b'"');
-    let mut id = [0; 32];
-    field_str(out, "request_id", Some(e.request_id.bytes(&mut id)));
-    field_str(out, "client", Some(ip(e).as_bytes()));
-    field_str(out, "method", Some(e.method.as_str().as_bytes()));
-    field_str(out, "host", e.host.as_ref().map(|h| h.as_bytes()));
-    field_str(out, "path", Some(path(e).as_bytes()));
-    field_str(out, "protocol", Some(version(e.version).as_bytes()));
-    field_num(out, "status", Some(u64::from(e.status)));
-    field_num(out, "bytes_in", e.bytes_in);
-    field_num(out, "bytes_out", Some(e.bytes_out));
-    field_ms(out, "duration_ms", Some(e.duration));
-    field_ms(out, "upstream_ms", e.trace.upstream_time);
-    field_str(out, "route", e.trace.route.as_deref().map(str::as_bytes));
-    field_str(out, "pool", e.trace.pool.as_ref().map(|p| p.name.as_bytes()));
-    field_str(out, "endpoint", e.trace.endpoint.as_ref().map(|p| p.addr.as_bytes()));
-    let decision = e.decision();
-    field_str(out, "decision", decision.map(|d| d.0.as_bytes()));
-    field_str(out, "reason", decision.map(|d| d.1.as_bytes()));
-    out.extend_from_slice(if e.pinned() { b",\"pinned\":true" } else { b",\"pinned\":false" });
-    field_num(out, "retries", Some(u64::from(e.trace.retries)));
-    out.extend_from_slice(if e.completed { b",\"completed\":true}" } else { b",\"completed\":false}" });
-}
-
-fn ip(e: &Entry) -> String {
-    match e.client.ip() {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(|| v6.to_string(), |v4| v4.to_string()),
-        v4 => v4.to_string(),
+/// An IP address, IPv4-mapped IPv6 as IPv4, written digit by digit.
+fn ip(ip: std::net::IpAddr, out: &mut Vec<u8>) {
+    let v4 = match ip {
+        std::net::IpAddr::V4(v4) => v4,
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4,
+            None => return out.extend_from_slice(v6.to_string().as_bytes()),
+        },
+    };
+    for (i, &n) in v4.octets().iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        if n >= 100 {
+            out.push(b'0' + n / 100);
+        }
+        if n >= 10 {
+            out.push(b'0' + n / 10 % 10);
+        }
+        out.push(b'0' + n % 10);
     }
 }
 
@@ -70,48 +154,48 @@ fn version(v: http::Version) -> &'static str {
     }
 }
 
-/// `,"key":"value"`, or `,"key":null`.
-fn field_str(out: &mut Vec<u8>, key: &str, value: Option<&[u8]>) {
-    key_of(out, key);
+/// `"value"` (escaped), or `null`.
+fn opt(value: Option<&[u8]>, out: &mut Vec<u8>) {
     match value {
         Some(v) => {
             out.push(b'"');
-            json_escape(v, out);
+            escaped(v, out);
             out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),
     }
 }
 
-fn key_of(out: &mut Vec<u8>, key: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":");
-}
-
-fn field_num(out: &mut Vec<u8>, key: &str, value: Option<u64>) {
-    key_of(out, key);
-    match value {
-        Some(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
-        None => out.extend_from_slice(b"null"),
-    }
+fn num(n: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Milliseconds with three decimals (microseconds).
-fn field_ms(out: &mut Vec<u8>, key: &str, value: Option<Duration>) {
-    key_of(out, key);
-    match value {
-        Some(d) => millis(d, out),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
 fn millis(d: Duration, out: &mut Vec<u8>) {
     let us = d.as_micros();
     out.extend_from_slice(itoa::Buffer::new().format(us / 1000).as_bytes());
-    out.push(b'.');
     let frac = (us % 1000) as u16;
-    out.extend_from_slice(&[b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
+    out.extend_from_slice(&[b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
+}
+
+/// Bytes a JSON string holds as they are (printable ASCII but `"` and `\`).
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b <= 0x7e {
+        t[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    t
+};
+
+/// A JSON string's content: copied whole when nothing needs escaping.
+fn escaped(v: &[u8], out: &mut Vec<u8>) {
+    if v.iter().fold(true, |plain, &b| plain & PLAIN[usize::from(b)]) {
+        out.extend_from_slice(v);
+    } else {
+        json_escape(v, out);
+    }
 }
 
 fn json_escape(v: &[u8], out: &mut Vec<u8>) {
@@ -136,7 +220,7 @@ fn hex_byte(b: u8) -> [u8; 2] {
 /// `IP - - [02/Dec/2026:16:30:01 +0000] "GET /p HTTP/1.1" 200 512 "ref" "ua"`
 /// then Spillway's fields as `key=value`.
 fn combined(e: &Entry, out: &mut Vec<u8>) {
-    out.extend_from_slice(ip(e).as_bytes());
+    ip(e.client.ip(), out);
     out.extend_from_slice(b" - - [");
     clf_time(e.time, out);
     out.extend_from_slice(b"] \"");

@@ -38,7 +38,7 @@ fn entry() -> Entry {
 #[test]
 fn a_json_line_is_valid_json_with_every_field() {
     let mut out = Vec::new();
-    line(&entry(), LogFormat::Json, &mut out);
+    Formatter::default().line(&entry(), LogFormat::Json, &mut out);
     let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
     let expect = serde_json::json!({
         "time": "2026-12-02T16:30:01.250Z", "request_id": "lb-7", "client": "192.0.2.7",
@@ -55,7 +55,7 @@ fn the_query_is_left_out_unless_asked_for() {
     let mut e = entry();
     e.include_query = false;
     let mut out = Vec::new();
-    line(&e, LogFormat::Json, &mut out);
+    Formatter::default().line(&e, LogFormat::Json, &mut out);
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["path"], "/chat/send");
 }
@@ -66,7 +66,7 @@ fn a_shed_request_says_so() {
     e.trace.decision = Some(SpillDecision::Queue(crate::burst::QueueReason::NoOverflowPool));
     e.trace.shed = true;
     let mut out = Vec::new();
-    line(&e, LogFormat::Json, &mut out);
+    Formatter::default().line(&e, LogFormat::Json, &mut out);
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!((v["decision"].as_str(), v["reason"].as_str()), (Some("shed"), Some("no_overflow_pool")));
 }
@@ -74,7 +74,7 @@ fn a_shed_request_says_so() {
 #[test]
 fn a_combined_line_is_clf_then_our_fields() {
     let mut out = Vec::new();
-    line(&entry(), LogFormat::Combined, &mut out);
+    Formatter::default().line(&entry(), LogFormat::Combined, &mut out);
     let text = String::from_utf8(out).expect("escaped to ASCII");
     assert!(
         text.starts_with(
@@ -99,4 +99,17 @@ fn timestamps_are_utc_calendar_dates() {
     assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000Z");
     assert_eq!(at(1_709_251_199), "2024-02-29T23:59:59.000Z");
     assert_eq!(at(4_102_444_800), "2100-01-01T00:00:00.000Z");
+}
+
+#[test]
+fn the_cached_second_moves_on() {
+    let mut f = Formatter::default();
+    let mut e = entry();
+    let mut first = Vec::new();
+    f.line(&e, LogFormat::Json, &mut first);
+    e.time += Duration::from_millis(1_800);
+    let mut second = Vec::new();
+    f.line(&e, LogFormat::Json, &mut second);
+    let v: serde_json::Value = serde_json::from_slice(&second).unwrap();
+    assert_eq!(v["time"], "2026-12-02T16:30:03.050Z");
 }

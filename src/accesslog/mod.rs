@@ -81,6 +81,7 @@ struct Writer {
     sink: Option<(crate::config::LogSink, Box<dyn sink::Sink>)>,
     reopen: Arc<AtomicBool>,
     line: Vec<u8>,
+    format: format::Formatter,
     lines: metrics::Counter,
 }
 
@@ -90,6 +91,7 @@ impl Writer {
             sink: None,
             reopen,
             line: Vec::with_capacity(1024),
+            format: format::Formatter::default(),
             lines: metrics::counter!(catalog::ACCESS_LOG_LINES),
         }
     }
@@ -130,7 +132,7 @@ impl Writer {
                 Ok(entry) => {
                     let Some((_, sink)) = self.sink.as_mut().filter(|_| open) else { continue };
                     self.line.clear();
-                    format::line(&entry, format, &mut self.line);
+                    self.format.line(&entry, format, &mut self.line);
                     sink.push(&entry, &self.line);
                     written += 1;
                 }

@@ -117,7 +117,12 @@ pub(crate) struct Server {
     pub(crate) reload_state: Mutex<ReloadState>,
     listeners: tokio::sync::Mutex<BTreeMap<String, ListenerTask>>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// The last notification events (the dashboard shows them).
+    pub(crate) recent_events: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
+
+/// How many events the dashboard's "last events" keeps.
+const RECENT_EVENTS: usize = 20;
 
 impl Server {
     pub(crate) fn new(loaded: &LoadedConfig) -> Result<Arc<Server>, BuildError> {
@@ -137,14 +142,26 @@ impl Server {
             reload_state: Mutex::new(state),
             listeners: tokio::sync::Mutex::new(BTreeMap::new()),
             reload_lock: tokio::sync::Mutex::new(()),
+            recent_events: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_EVENTS)),
         }))
     }
 
     /// Queues a notification (no-op before `start`).
     pub(crate) fn notify(&self, event: Event) {
+        self.remember(&event);
         if let Some(n) = self.notifier.get() {
             n.send(event);
         }
+    }
+
+    /// Keeps the event for the dashboard's "last events" (newest last).
+    fn remember(&self, event: &Event) {
+        let site = self.data.runtime.load().config.runtime.site.clone();
+        let mut recent = lock(&self.recent_events);
+        if recent.len() == RECENT_EVENTS {
+            recent.pop_front();
+        }
+        recent.push_back(event.to_json(&site));
     }
 
     /// Activates the first snapshot and binds every listener.
