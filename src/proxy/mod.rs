@@ -12,6 +12,7 @@ pub(crate) mod headers;
 pub(crate) mod idle;
 pub(crate) mod listener;
 mod ready;
+mod record;
 pub(crate) mod service;
 mod tunnel;
 

@@ -18,11 +18,13 @@ use crate::burst::{
 };
 use crate::gate::{InFlight, PoolMode};
 use crate::proxy::body::Body;
+use crate::request::method::{idempotent, is_known, is_write, session_cookie};
 use crate::request::{host, path};
+
+use super::record::{give_up, note_resend, note_retry_connect, record_answer, record_passive};
 use crate::runtime::{Route, Runtime};
 use crate::telemetry::{self, catalog, error_chain, LogBudget};
-use crate::upstream::client::{Conn, RequestBody, Resend, SendFailure, Timeouts, UpstreamBody, UpstreamError};
-use crate::upstream::endpoint::Pending;
+use crate::upstream::client::{Conn, RequestBody, Resend, SendFailure, Timeouts, UpstreamBody};
 use crate::upstream::retry::{after_failure, Failure, Retry};
 use crate::upstream::{Endpoint, Pool};
 
@@ -269,47 +271,6 @@ fn over_limit(
     })
 }
 
-/// Anything that is not a read: every method but GET, HEAD, OPTIONS and
-/// TRACE, extension methods included (they may change state).
-fn is_write(m: &Method) -> bool {
-    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
-}
-
-/// RFC 9110's methods and PATCH (RFC 5789).
-fn is_known(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET
-            | Method::HEAD
-            | Method::POST
-            | Method::PUT
-            | Method::DELETE
-            | Method::CONNECT
-            | Method::OPTIONS
-            | Method::TRACE
-            | Method::PATCH
-    )
-}
-
-/// The value of the session cookie, if the request carries it.
-fn session_cookie<'a, B>(req: &'a Request<B>, name: Option<&str>) -> Option<&'a [u8]> {
-    let name = name?;
-    req.headers()
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v.as_bytes())
-        })
-}
-
-/// Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
-fn idempotent(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
-}
-
 /// Sends the request to an endpoint of `pool`, again when
 /// `retry::after_failure` says so: a connect failure of an idempotent
 /// request (once, on another endpoint), and a request the client hands back
@@ -466,37 +427,6 @@ async fn checkout(pool: &Pool, endpoint: &Arc<Endpoint>, fresh: bool, now: Insta
     })
 }
 
-fn note_resend(pool: &Pool, endpoint: &Endpoint, e: &UpstreamError) {
-    tracing::debug!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "pooled connection was closed; resending");
-    metrics::counter!(catalog::RETRIES, "reason" => "stale_connection").increment(1);
-}
-
-/// An answer came: its latency and whether it counts as a success for the
-/// endpoint's passive health and the gate.
-fn record_answer(
-    pool: &Pool,
-    endpoint: &Endpoint,
-    pending: Pending<'_>,
-    started: Instant,
-    status: http::StatusCode,
-    guard: &InFlight,
-    now: Instant,
-) {
-    pending.finish(now - started, now);
-    pool.metrics.first_byte.record(now - started);
-    let ok = !status.is_server_error();
-    record_passive(pool, endpoint, !pool.is_endpoint_fault(status), now);
-    guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);
-}
-
-fn note_retry_connect(pool: &Pool, endpoint: &Endpoint, detail: &str, now: Instant) {
-    static RETRYING: LogBudget = LogBudget::new(20);
-    if let Some(suppressed) = RETRYING.admit(telemetry::secs(now)) {
-        tracing::info!(pool = %pool.name, endpoint = %endpoint.addr, error = %detail, suppressed, "connect failed; retrying on another endpoint");
-    }
-    metrics::counter!(catalog::RETRIES, "reason" => "connect").increment(1);
-}
-
 /// Writes this hop's request headers into the head.
 fn hop_headers(
     conn: &ConnInfo,
@@ -516,34 +446,6 @@ fn hop_headers(
         };
         headers::write_request_headers(out, &parts.headers, &client, upgrade);
     }
-}
-
-/// The error for a request that is not sent again. The client's upload
-/// failing (it went away, sent a broken body, or too slowly) or its
-/// framing being unforwardable (a transfer coding other than chunked) is
-/// not the upstream's fault: no passive failure and no latency sample.
-/// Anything else counts against the endpoint.
-fn give_up(
-    pool: &Pool,
-    endpoint: &Endpoint,
-    failure: SendFailure,
-    pending: Pending<'_>,
-    guard: &InFlight,
-    now: Instant,
-) -> ProxyError {
-    let err = match failure.error() {
-        UpstreamError::ClientBody(e) => return ProxyError::ClientBody { detail: error_chain(&**e) },
-        UpstreamError::ClientBodyTimeout(timeout) => return ProxyError::ClientBodyTimeout { timeout: *timeout },
-        UpstreamError::RequestCoding(e) => return ProxyError::from(e),
-        UpstreamError::ResponseTimeout(timeout) => {
-            ProxyError::UpstreamTimeout { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), timeout: *timeout }
-        }
-        e => ProxyError::Upstream { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), detail: error_chain(e) },
-    };
-    drop(pending);
-    record_passive(pool, endpoint, false, now);
-    guard.record(Outcome::Failed, now);
-    err
 }
 
 /// The upstream's response rewritten for the client; the body carries the
@@ -588,11 +490,4 @@ fn respond(
     headers::prepare_response(&mut parts.headers, client_version, switching);
     parts.version = client_version;
     Ok(Response::from_parts(parts, body))
-}
-
-fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {
-    if pool.record_result(endpoint, ok, now) {
-        tracing::warn!(pool = %pool.name, endpoint = %endpoint.addr, "endpoint ejected after consecutive failures");
-        metrics::counter!(catalog::ENDPOINT_EJECTIONS, "pool" => pool.name.clone()).increment(1);
-    }
 }
