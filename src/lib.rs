@@ -7,6 +7,7 @@
 
 #![warn(unreachable_pub)]
 
+pub(crate) mod accesslog;
 pub mod app;
 pub mod aws;
 pub mod burst;

@@ -33,6 +33,8 @@ pub(crate) struct Runtime {
     /// Live gate state per pool (shared with every other snapshot).
     pub(crate) gates: BTreeMap<String, Arc<PoolGate>>,
     pub(crate) listeners: BTreeMap<String, ListenerRuntime>,
+    /// `spillway_requests_total` of requests no route matched (and readiness).
+    pub(crate) unrouted: ClassCounters,
 }
 
 pub(crate) struct ListenerRuntime {
@@ -43,11 +45,32 @@ pub(crate) struct ListenerRuntime {
 }
 
 pub(crate) struct Route {
+    /// The route's name, shared with the access log's entries.
+    pub(crate) name: Arc<str>,
     pub(crate) config: RouteConfig,
     pub(crate) primary: Arc<Pool>,
     pub(crate) primary_gate: Arc<PoolGate>,
     pub(crate) overflow: Option<(Arc<Pool>, Arc<PoolGate>)>,
     pub(crate) decisions: DecisionCounters,
+    /// `spillway_requests_total` of this route: [primary, overflow].
+    pub(crate) requests: [ClassCounters; 2],
+}
+
+/// `spillway_requests_total` handles of one (route, pool), one per status class.
+pub(crate) struct ClassCounters([metrics::Counter; 5]);
+
+impl ClassCounters {
+    fn new(route: &str, pool: &str) -> Self {
+        ClassCounters(["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
+            metrics::counter!(catalog::REQUESTS, "route" => route.to_string(), "pool" => pool.to_string(), "code_class" => class)
+        }))
+    }
+
+    #[inline]
+    pub(crate) fn count(&self, status: http::StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.0[class].increment(1);
+    }
 }
 
 /// Pre-registered counters of gate decisions for one route, so the request
@@ -115,11 +138,16 @@ impl Runtime {
             .routes
             .iter()
             .map(|rc| Route {
+                name: Arc::from(rc.name.as_str()),
                 config: rc.clone(),
                 primary: pools[&rc.primary].clone(),
                 primary_gate: gates[&rc.primary].clone(),
                 overflow: rc.overflow.as_ref().map(|o| (pools[o].clone(), gates[o].clone())),
                 decisions: DecisionCounters::new(rc),
+                requests: [
+                    ClassCounters::new(&rc.name, &rc.primary),
+                    ClassCounters::new(&rc.name, rc.overflow.as_deref().unwrap_or("-")),
+                ],
             })
             .collect();
         // Most specific first: exact hosts before wildcards, then longer prefixes.
@@ -140,7 +168,7 @@ impl Runtime {
             };
             listeners.insert(lc.name.clone(), ListenerRuntime { config: Arc::new(lc.clone()), tls });
         }
-        Ok(Runtime { config, routes, pools, gates, listeners })
+        Ok(Runtime { config, routes, pools, gates, listeners, unrouted: ClassCounters::new("-", "-") })
     }
 
     /// The route for a request: `authority` as `request::host::authority`

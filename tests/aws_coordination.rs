@@ -23,6 +23,10 @@ use support::{Origin, Spillway, ADMIN};
 const TABLE: &str = "spillway-coordination";
 const LEASE: Duration = Duration::from_secs(2);
 const HEARTBEAT: Duration = Duration::from_millis(500);
+/// Each test runs several binaries against one moto with second-scale
+/// deadlines: run one at a time, so a loaded machine does not stretch them.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const TAKEOVER_AFTER: Duration = Duration::from_secs(6);
 const DR_CAPACITY: i32 = 8;
 
@@ -191,6 +195,7 @@ fn site_lost(events: &Events) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_elect_one_holder_only_it_writes_and_kill_9_hands_over_once() {
+    let _one_at_a_time = SERIAL.lock().await;
     let w = world().await;
     let begun = Instant::now();
     let a = start(&w, "dc1", "dc1-a", None, None).await;
@@ -244,6 +249,7 @@ async fn two_instances_elect_one_holder_only_it_writes_and_kill_9_hands_over_onc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_site_is_taken_over_once_and_handed_back_when_it_returns() {
+    let _one_at_a_time = SERIAL.lock().await;
     let w = world().await;
     let (hook, events) = receiver().await;
     // dc1's records carry health checks (its own config names them; dc2's cover does not).
@@ -297,6 +303,7 @@ async fn a_lost_site_is_taken_over_once_and_handed_back_when_it_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_site_that_heartbeats_is_never_taken_over() {
+    let _one_at_a_time = SERIAL.lock().await;
     let w = world().await;
     let (hook, events) = receiver().await;
     // dc1 reaches DynamoDB, but its Route 53 and Auto Scaling calls go nowhere.
@@ -322,6 +329,7 @@ async fn a_site_that_heartbeats_is_never_taken_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_throttling_keeps_serving_and_the_holder_steps_down_before_expiry() {
+    let _one_at_a_time = SERIAL.lock().await;
     let w = world().await;
     let sw = start(&w, "dc1", "dc1-a", None, None).await;
     eventually(Duration::from_secs(5), "holder", || async { role(&sw).await == "holder" }).await;
@@ -344,6 +352,7 @@ async fn dynamodb_throttling_keeps_serving_and_the_holder_steps_down_before_expi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_takes_over_both_datacenters_when_both_are_lost() {
+    let _one_at_a_time = SERIAL.lock().await;
     let w = world().await;
     let (hook, events) = receiver().await;
     let dc1 = start(&w, "dc1", "dc1-a", None, None).await;
@@ -407,6 +416,7 @@ fn production(config: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_state_aws_calls_per_minute_are_bounded() {
+    let _one_at_a_time = SERIAL.lock().await;
     let w = world().await;
     let mut instances = Vec::new();
     for id in ["dc1-a", "dc1-b"] {
@@ -457,6 +467,7 @@ fn paced_load(url: String, rps: f64, stop: Arc<std::sync::atomic::AtomicBool>) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_holder_decides_on_the_sum_of_both_instances_arrivals() {
+    let _one_at_a_time = SERIAL.lock().await;
     let w = world().await;
     let (a, b) = (start(&w, "dc1", "dc1-a", None, None).await, start(&w, "dc1", "dc1-b", None, None).await);
     eventually(Duration::from_secs(5), "one holder", || async {
@@ -483,6 +494,7 @@ async fn the_holder_decides_on_the_sum_of_both_instances_arrivals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_dynamodb_an_instance_serves_and_never_writes() {
+    let _one_at_a_time = SERIAL.lock().await;
     let w = world().await;
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let mut outage = env(&w, "dc1-a");

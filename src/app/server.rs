@@ -125,7 +125,12 @@ pub(crate) struct Server {
     pub(crate) reload_state: Mutex<ReloadState>,
     listeners: tokio::sync::Mutex<BTreeMap<String, ListenerTask>>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// The last notification events (the dashboard shows them).
+    pub(crate) recent_events: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
+
+/// How many events the dashboard's "last events" keeps.
+const RECENT_EVENTS: usize = 20;
 
 impl Server {
     pub(crate) fn new(loaded: &LoadedConfig) -> Result<Arc<Server>, BuildError> {
@@ -145,14 +150,26 @@ impl Server {
             reload_state: Mutex::new(state),
             listeners: tokio::sync::Mutex::new(BTreeMap::new()),
             reload_lock: tokio::sync::Mutex::new(()),
+            recent_events: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_EVENTS)),
         }))
     }
 
     /// Queues a notification (no-op before `start`).
     pub(crate) fn notify(&self, event: Event) {
+        self.remember(&event);
         if let Some(n) = self.notifier.get() {
             n.send(event);
         }
+    }
+
+    /// Keeps the event for the dashboard's "last events" (newest last).
+    fn remember(&self, event: &Event) {
+        let site = self.data.runtime.load().config.runtime.site.clone();
+        let mut recent = lock(&self.recent_events);
+        if recent.len() == RECENT_EVENTS {
+            recent.pop_front();
+        }
+        recent.push_back(event.to_json(&site));
     }
 
     /// Activates the first snapshot and binds every listener.
@@ -164,6 +181,8 @@ impl Server {
             Some(Settings { site: rt.config.runtime.site.clone(), notify: rt.config.notify.clone() })
         });
         let _ = self.notifier.set(notifier);
+        let weak = Arc::downgrade(self);
+        self.data.access_log.spawn_writer(move || Some(weak.upgrade()?.data.runtime.load().config.clone()));
         let rt = self.data.runtime.load_full();
         activation::activate(&rt, None);
         activation::initial_probes(&rt, Duration::from_secs(5)).await;
@@ -199,6 +218,8 @@ impl Server {
     /// Re-reads the config file; on any error the running snapshot stays.
     pub(crate) async fn reload(self: &Arc<Self>, trigger: &str) -> Result<String, ReloadError> {
         let _one_at_a_time = self.reload_lock.lock().await;
+        // SIGHUP (or any reload) also reopens the access log's file.
+        self.data.access_log.reopen();
         let result = self.try_reload().await;
         let mut st = lock(&self.reload_state);
         match &result {

@@ -9,6 +9,7 @@ mod lines;
 pub(crate) mod raw;
 mod types;
 mod validate;
+mod validate_access_log;
 mod validate_control;
 mod validate_coord;
 mod validate_dr;

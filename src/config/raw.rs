@@ -45,6 +45,9 @@ pub(crate) const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/
 pub(crate) const DEFAULT_CLOUDWATCH_NAMESPACE: &str = "Spillway";
 pub(crate) const DEFAULT_CLOUDWATCH_INTERVAL: &str = "60s";
 pub(crate) const DEFAULT_DRAIN_DELAY: &str = "0s";
+/// Access log lines the data plane may queue ahead of the writer.
+pub(crate) const DEFAULT_ACCESS_LOG_QUEUE: usize = 8192;
+pub(crate) const DEFAULT_SYSLOG_APP_NAME: &str = "spillway";
 /// Where each listener answers readiness itself (Route 53 health checks).
 pub(crate) const DEFAULT_READINESS_PATH: &str = "/.spillway/ready";
 
@@ -70,6 +73,7 @@ pub(crate) struct RawConfig {
     pub(crate) coordination: Option<RawCoordination>,
     #[serde(default)]
     pub(crate) dr: RawDr,
+    pub(crate) access_log: Option<RawAccessLog>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -398,4 +402,35 @@ pub(crate) struct RawDr {
     pub(crate) drill_timeout: Option<Dur>,
     /// A record name in `[dns]`'s zone a drill writes and times until INSYNC.
     pub(crate) drill_record: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccessLog {
+    /// `true` when the section is present.
+    pub(crate) enabled: Option<bool>,
+    /// `json` (default) or `combined`.
+    pub(crate) format: Option<String>,
+    /// `stdout` (default), `file` or `syslog`.
+    pub(crate) sink: Option<String>,
+    /// The file of `sink = "file"`.
+    pub(crate) path: Option<String>,
+    pub(crate) syslog: Option<RawSyslog>,
+    /// Lines queued ahead of the writer; more are dropped and counted.
+    pub(crate) queue: Option<usize>,
+    /// The share of requests logged (0..=1); errors are always logged.
+    pub(crate) sample: Option<f64>,
+    /// Whether the logged path keeps its query string.
+    pub(crate) include_query: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSyslog {
+    /// `host:port` of the TLS syslog receiver (Papertrail: `logsN.papertrailapp.com:PORT`).
+    pub(crate) address: String,
+    /// PEM CA certificates trusted besides the public roots.
+    pub(crate) ca_file: Option<String>,
+    /// RFC 5424 APP-NAME.
+    pub(crate) app_name: Option<String>,
 }

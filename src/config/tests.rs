@@ -215,3 +215,21 @@ fn readiness_path_defaults_disables_and_refuses_what_never_matches() {
     assert_eq!(parse(&delay("40s")).unwrap().config.runtime.drain_delay, std::time::Duration::from_secs(40));
     assert!(problems(&delay("11m")).iter().any(|p| p.key == "runtime.drain_delay"));
 }
+
+#[cfg(unix)]
+#[test]
+fn a_key_file_that_is_a_fifo_or_endless_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("token.fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let big = dir.path().join("big.token");
+    std::fs::write(&big, vec![b'a'; (1 << 20) + 1]).unwrap();
+    for (name, path) in
+        [("fifo", fifo.display().to_string()), ("/dev/zero", "/dev/zero".into()), ("big", big.display().to_string())]
+    {
+        let text = GOOD.replace("[admin]", &format!("[admin]\ntoken_file = {path:?}"));
+        let text = if text.contains("token_file") { text } else { format!("[admin]\ntoken_file = {path:?}\n{GOOD}") };
+        let keys: Vec<_> = problems(&text).into_iter().map(|p| p.key).collect();
+        assert!(keys.iter().any(|k| k == "admin.token_file"), "{name}: {keys:?}");
+    }
+}

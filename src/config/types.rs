@@ -20,6 +20,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub coordination: Option<CoordinationConfig>,
     pub dr: DrConfig,
+    /// `None`: no `[access_log]` section.
+    pub access_log: Option<AccessLogConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -388,4 +390,42 @@ impl Config {
     pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
         self.pools.get(name)
     }
+}
+
+/// `[access_log]`: one line per request, written off the data plane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    pub format: LogFormat,
+    pub sink: LogSink,
+    /// Capacity of the queue between the data plane and the writer (read at start).
+    pub queue: usize,
+    /// The share of requests logged, 0..=1; 5xx answers are always logged.
+    pub sample: f64,
+    pub include_query: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    /// The Apache/nginx combined format, Spillway's fields appended as `key=value`.
+    Combined,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogSink {
+    Stdout,
+    File(std::path::PathBuf),
+    Syslog(SyslogConfig),
+}
+
+/// RFC 5424 over TLS with octet counting (RFC 6587), as Papertrail takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyslogConfig {
+    /// `host:port` as written (the host is the TLS server name).
+    pub address: String,
+    pub host: String,
+    pub port: u16,
+    pub ca_pem: Option<Vec<u8>>,
+    pub app_name: String,
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::duration::{self, Dur};
 use super::raw::*;
 use super::types::*;
+use super::validate_access_log as access_log;
 use super::validate_control as control;
 use super::validate_coord as coord;
 use super::validate_notify as notify;
@@ -60,9 +61,33 @@ impl Checker<'_> {
         out
     }
 
+    /// A path of the config, relative ones against the config's directory.
+    pub(super) fn resolve(&self, path: &str) -> std::path::PathBuf {
+        self.base_dir.join(path)
+    }
+
+    /// Reads a key, token or certificate file: a regular file of at most
+    /// `MAX_CONFIG_FILE` bytes. A FIFO would block the reload (and every
+    /// request behind it) until someone writes to it, and `/dev/zero` would
+    /// never end: both are refused before they are opened.
     pub(super) fn read_file(&mut self, key: &str, path: &str) -> (std::path::PathBuf, Vec<u8>) {
+        use std::io::Read;
         let full = self.base_dir.join(path);
-        match std::fs::read(&full) {
+        let read = std::fs::metadata(&full).and_then(|m| {
+            if !m.is_file() {
+                return Err(std::io::Error::other("not a regular file"));
+            }
+            if m.len() > MAX_CONFIG_FILE {
+                return Err(std::io::Error::other(format!("larger than {MAX_CONFIG_FILE} bytes")));
+            }
+            let mut bytes = Vec::new();
+            std::fs::File::open(&full)?.take(MAX_CONFIG_FILE + 1).read_to_end(&mut bytes)?;
+            match bytes.len() as u64 > MAX_CONFIG_FILE {
+                true => Err(std::io::Error::other(format!("larger than {MAX_CONFIG_FILE} bytes"))),
+                false => Ok(bytes),
+            }
+        });
+        match read {
             Ok(bytes) => (full, bytes),
             Err(e) => {
                 self.fail(key, format!("cannot read {}: {e}", full.display()));
@@ -82,6 +107,9 @@ impl Checker<'_> {
     }
 }
 
+/// The largest key, token or certificate file a config may name.
+const MAX_CONFIG_FILE: u64 = 1 << 20;
+
 /// Validates a parsed file. Relative file paths resolve against `base_dir`.
 pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
     let mut c = Checker { base_dir, problems: Vec::new() };
@@ -99,8 +127,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     if dr.drill_record.is_some() && dns.is_none() {
         c.fail("dr.drill_record", "needs a [dns] section (the drill record goes into its hosted zone)");
     }
+    let access_log = raw.access_log.map(|a| access_log::access_log(&mut c, a));
     if c.problems.is_empty() {
-        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify, coordination, dr })
+        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify, coordination, dr, access_log })
     } else {
         Err(c.problems)
     }

@@ -101,6 +101,9 @@ impl http_body::Body for Body {
             Kind::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Kind::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
         };
+        if let (Poll::Ready(Some(Ok(frame))), Some(r)) = (&polled, &mut this.request) {
+            r.sent(frame.data_ref().map_or(0, Bytes::len));
+        }
         match &polled {
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.end(),
             Poll::Ready(Some(Ok(_))) if this.is_end_stream_inner() => this.end(),

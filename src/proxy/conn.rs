@@ -8,7 +8,8 @@
 //!   until its response body ended or was dropped. A request that ends any
 //!   other way (HTTP/2 `RST_STREAM`, the client closing) spends one unit of
 //!   the connection's [`CancelBudget`]; an empty budget closes the
-//!   connection.
+//!   connection. When it drops, its access-log entry (if any) goes to the
+//!   log's queue: the line is written after the response ended.
 //! - For HTTP/2, each response body says since when it has been waiting
 //!   for the client to take its next frame (a zero flow-control window);
 //!   the watchdog closes a connection on which one waits longer than
@@ -27,6 +28,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::headers;
 use super::DataPlane;
+use crate::accesslog::Entry;
 use crate::config::ListenerConfig;
 use crate::sync::lock;
 use crate::telemetry::catalog;
@@ -63,7 +65,7 @@ pub(crate) struct ConnInfo {
     pub(crate) send_timeout: Duration,
     /// The listener's `readiness_path` (shared, not copied).
     pub(crate) readiness_path: Option<Arc<str>>,
-    _hold: Hold,
+    hold: Hold,
 }
 
 /// The connection's permit and its place in the open-connection count.
@@ -123,7 +125,7 @@ impl ConnInfo {
             tunnel_idle_timeout: listener.tunnel_idle_timeout,
             send_timeout: listener.client_send_timeout,
             readiness_path: listener.readiness_path.clone(),
-            _hold: hold,
+            hold,
         }
     }
 
@@ -193,6 +195,8 @@ pub(crate) struct ActiveRequest {
     /// HTTP/2 only: since when the body has waited for the client.
     waiting: Option<Arc<AtomicU64>>,
     finished: bool,
+    /// Its access-log entry, handed to the log when the request drops.
+    log: Option<Box<Entry>>,
 }
 
 impl ActiveRequest {
@@ -213,7 +217,20 @@ impl ActiveRequest {
             list.push(Arc::downgrade(&w));
             w
         });
-        ActiveRequest { conn: conn.clone(), waiting, finished: false }
+        ActiveRequest { conn: conn.clone(), waiting, finished: false, log: None }
+    }
+
+    /// Logs this request when it ends.
+    pub(crate) fn log(&mut self, entry: Box<Entry>) {
+        self.log = Some(entry);
+    }
+
+    /// Response body bytes handed to the client (for the access log).
+    #[inline]
+    pub(crate) fn sent(&mut self, bytes: usize) {
+        if let Some(e) = &mut self.log {
+            e.bytes_out += bytes as u64;
+        }
     }
 
     /// The response ended as it should (its last frame was taken).
@@ -246,6 +263,11 @@ impl Drop for ActiveRequest {
         }
         if !self.finished {
             self.conn.cancelled();
+        }
+        if let Some(mut entry) = self.log.take() {
+            entry.duration = entry.started.elapsed();
+            entry.completed = self.finished;
+            self.conn.hold.plane.access_log.submit(entry);
         }
     }
 }

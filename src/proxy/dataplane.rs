@@ -1,6 +1,6 @@
 //! What the data plane is handed: the runtime snapshot it loads once per
 //! request, the live gates and read-after-write pins, the open-connection
-//! count, the shutdown flag and the drain signal. The listeners and the service see nothing
+//! count, the shutdown flag, the drain signal and the access log's queue. The listeners and the service see nothing
 //! else of the server that owns it.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use arc_swap::ArcSwap;
 use tokio::sync::{watch, Notify};
 
+use crate::accesslog::AccessLog;
+use crate::config::raw::DEFAULT_ACCESS_LOG_QUEUE;
 use crate::gate::Gates;
 use crate::runtime::Runtime;
 use crate::telemetry::catalog;
@@ -17,6 +19,8 @@ pub(crate) struct DataPlane {
     pub(crate) runtime: ArcSwap<Runtime>,
     /// Gate state per pool and the read-after-write pins (outlive reloads).
     pub(crate) gates: Gates,
+    /// The access log's queue (its capacity is read at start).
+    pub(crate) access_log: AccessLog,
     pub(crate) connections: Connections,
     /// `true` once the server drains: connections finish and close.
     pub(crate) drain: watch::Sender<bool>,
@@ -27,7 +31,9 @@ pub(crate) struct DataPlane {
 
 impl DataPlane {
     pub(crate) fn new(runtime: Runtime, gates: Gates) -> Self {
+        let queue = runtime.config.access_log.as_ref().map_or(DEFAULT_ACCESS_LOG_QUEUE, |a| a.queue);
         DataPlane {
+            access_log: AccessLog::new(queue),
             runtime: ArcSwap::from_pointee(runtime),
             gates,
             connections: Connections::default(),

@@ -87,6 +87,9 @@ pub(crate) struct ClientSide<'a> {
     /// no userinfo), which routing used; without one, the request's one
     /// `Host` line is. Written as `Host` and `X-Forwarded-Host`.
     pub(crate) authority: Option<&'a [u8]>,
+    /// Our `X-Request-Id` (access log on): replaces any the client sent.
+    /// `None`: the client's (a trusted peer's, or with the log off) passes.
+    pub(crate) request_id: Option<&'a [u8]>,
 }
 
 /// Writes a request's header lines for the upstream hop: the client's
@@ -95,7 +98,8 @@ pub(crate) struct ClientSide<'a> {
 /// an untrusted peer and names with `_`, then `Host` and
 /// `X-Forwarded-Host` (the routed authority), `X-Forwarded-For` (the peer,
 /// appended to a trusted proxy's), `X-Forwarded-Proto`, `Via` (appended),
-/// the joined HTTP/2 cookie, and `Connection: upgrade` for an upgrade.
+/// our `X-Request-Id` if any, the joined HTTP/2 cookie, and `Connection:
+/// upgrade` for an upgrade.
 pub(crate) fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, client: &ClientSide<'_>, upgrade: bool) {
     let named = if headers.contains_key(header::CONNECTION) { connection_named(headers) } else { Vec::new() };
     let join_cookies = client.version == Version::HTTP_2;
@@ -130,7 +134,9 @@ pub(crate) fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, cli
         } else if *name == header::COOKIE && join_cookies {
             cookies.push(value);
             continue;
-        } else if name.as_str().as_bytes().contains(&b'_') {
+        } else if name.as_str().as_bytes().contains(&b'_')
+            || (client.request_id.is_some() && *name == super::access::X_REQUEST_ID)
+        {
             continue;
         }
         write_header(out, name.as_str().as_bytes(), value.as_bytes());
@@ -147,6 +153,9 @@ pub(crate) fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, cli
     write_joined(out, b"x-forwarded-for", &prior_for, b", ", client.forwarded_for.as_bytes());
     write_header(out, b"x-forwarded-proto", if client.tls { b"https" } else { b"http" });
     write_joined(out, b"via", &prior_via, b", ", via_of(client.version).as_bytes());
+    if let Some(id) = client.request_id {
+        write_header(out, b"x-request-id", id);
+    }
     if let Some((last, crumbs)) = cookies.split_last() {
         write_joined(out, b"cookie", crumbs, b"; ", last.as_bytes());
     }
@@ -242,6 +251,7 @@ mod tests {
             tls: true,
             version: Version::HTTP_11,
             authority: Some(b"www.example.com"),
+            request_id: None,
         }
     }
 

@@ -18,6 +18,7 @@ use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::calm::FrameTracker;
+use crate::telemetry::catalog;
 
 /// Made-up cancelled streams handed to h2 to trip its rapid-reset guard
 /// (one more than `max_pending_accept_reset_streams`, see `listener`).
@@ -149,21 +150,41 @@ pub(crate) struct IdleIo<T> {
     /// Made-up frames still to hand to the reader, and how far it got.
     inject: Vec<u8>,
     injected: usize,
+    /// Client connections only: the listener's byte counters.
+    bytes: Option<Arc<ByteCounters>>,
+}
+
+/// `spillway_client_bytes_total` of one listener, in and out.
+pub(crate) struct ByteCounters {
+    pub(crate) read: metrics::Counter,
+    pub(crate) written: metrics::Counter,
+}
+
+impl ByteCounters {
+    pub(crate) fn new(listener: &str) -> Self {
+        let of = |direction: &'static str| metrics::counter!(catalog::CLIENT_BYTES, "listener" => listener.to_string(), "direction" => direction);
+        ByteCounters { read: of("in"), written: of("out") }
+    }
 }
 
 impl<T> IdleIo<T> {
     pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
-        IdleIo { inner, activity, frames: None, inject: Vec::new(), injected: 0 }
+        IdleIo { inner, activity, frames: None, inject: Vec::new(), injected: 0, bytes: None }
     }
 
     /// A client connection's I/O: also follows HTTP/2 framing, for `calm`.
-    pub(crate) fn client(inner: T, activity: Arc<Activity>) -> Self {
-        IdleIo { frames: Some(FrameTracker::default()), ..IdleIo::new(inner, activity) }
+    pub(crate) fn client(inner: T, activity: Arc<Activity>, bytes: Arc<ByteCounters>) -> Self {
+        IdleIo { frames: Some(FrameTracker::default()), bytes: Some(bytes), ..IdleIo::new(inner, activity) }
     }
 
     fn after_write(&self, r: &Poll<io::Result<usize>>) {
         match r {
-            Poll::Ready(Ok(n)) if *n > 0 => self.activity.wrote(),
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                self.activity.wrote();
+                if let Some(b) = &self.bytes {
+                    b.written.increment(*n as u64);
+                }
+            }
             Poll::Pending => self.activity.refused(),
             _ => {}
         }
@@ -189,6 +210,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
         match &r {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
                 this.activity.read_some();
+                if let Some(b) = &this.bytes {
+                    b.read.increment((buf.filled().len() - before) as u64);
+                }
                 if let Some(frames) = this.frames.as_mut().filter(|f| f.is_on()) {
                     frames.feed(&buf.filled()[before..]);
                     if frames.past_preface() && !this.activity.is_h2() {

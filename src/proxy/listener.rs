@@ -36,7 +36,7 @@ use crate::config::ListenerConfig;
 use crate::telemetry::catalog;
 
 use super::conn::Close;
-use super::idle::{Activity, IdleIo};
+use super::idle::{Activity, ByteCounters, IdleIo};
 use super::{service, ConnInfo};
 
 const OVER_CAPACITY: &[u8] =
@@ -93,6 +93,7 @@ async fn accept_loop(
 ) {
     let rejected = metrics::counter!(catalog::CONNECTIONS_REJECTED, "listener" => name.clone());
     let accepted = metrics::counter!(catalog::CONNECTIONS_ACCEPTED, "listener" => name.clone());
+    let counters = Arc::new(ListenerCounters::new(&name));
     loop {
         let accept = tokio::select! {
             biased;
@@ -119,7 +120,8 @@ async fn accept_loop(
         let keepalive =
             socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)).with_interval(Duration::from_secs(10));
         let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
-        tokio::spawn(connection(plane.clone(), name.clone(), tcp, remote, (permit, tunnels.clone())));
+        let held = (permit, tunnels.clone(), counters.clone());
+        tokio::spawn(connection(plane.clone(), name.clone(), tcp, remote, held));
     }
     tracing::info!(listener = %name, "listener stopped accepting");
 }
@@ -138,7 +140,7 @@ async fn connection(
     name: String,
     tcp: TcpStream,
     remote: SocketAddr,
-    (permit, tunnels): (OwnedSemaphorePermit, Arc<Semaphore>),
+    (permit, tunnels, counters): (OwnedSemaphorePermit, Arc<Semaphore>, Arc<ListenerCounters>),
 ) {
     let (config, acceptor, grace) = {
         let rt = plane.runtime.load();
@@ -150,13 +152,44 @@ async fn connection(
     // The connection's permit and count live as long as its ConnInfo: an
     // upgraded tunnel keeps them.
     let info = Arc::new(ConnInfo::new(plane.clone(), Some(permit), remote, acceptor.is_some(), &config, tunnels));
+    let bytes = counters.bytes.clone();
     match acceptor {
-        None => serve_io(plane, info, &config, grace, tcp).await,
+        None => serve_io(plane, info, &config, grace, tcp, bytes).await,
         Some(acceptor) => match tokio::time::timeout(config.header_read_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => serve_io(plane, info, &config, grace, tls).await,
-            Ok(Err(e)) => tracing::debug!(client = %remote, error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!(client = %remote, "TLS handshake timed out"),
+            Ok(Ok(tls)) => {
+                counters.tls_ok.increment(1);
+                serve_io(plane, info, &config, grace, tls, bytes).await
+            }
+            Ok(Err(e)) => {
+                counters.tls_failed.increment(1);
+                tracing::debug!(client = %remote, error = %e, "TLS handshake failed")
+            }
+            Err(_) => {
+                counters.tls_timeout.increment(1);
+                tracing::debug!(client = %remote, "TLS handshake timed out")
+            }
         },
+    }
+}
+
+/// One listener's handles, registered when it starts: per connection they
+/// are cloned, never looked up by name.
+struct ListenerCounters {
+    bytes: Arc<ByteCounters>,
+    tls_ok: metrics::Counter,
+    tls_failed: metrics::Counter,
+    tls_timeout: metrics::Counter,
+}
+
+impl ListenerCounters {
+    fn new(name: &str) -> Self {
+        let tls = |result: &'static str| metrics::counter!(catalog::TLS_HANDSHAKES, "listener" => name.to_string(), "result" => result);
+        ListenerCounters {
+            bytes: Arc::new(ByteCounters::new(name)),
+            tls_ok: tls("ok"),
+            tls_failed: tls("failed"),
+            tls_timeout: tls("timeout"),
+        }
     }
 }
 
@@ -204,12 +237,18 @@ struct Limits {
     grace: Duration,
 }
 
-async fn serve_io<I>(plane: Arc<DataPlane>, info: Arc<ConnInfo>, config: &ListenerConfig, grace: Duration, io: I)
-where
+async fn serve_io<I>(
+    plane: Arc<DataPlane>,
+    info: Arc<ConnInfo>,
+    config: &ListenerConfig,
+    grace: Duration,
+    io: I,
+    bytes: Arc<ByteCounters>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = info.activity.clone();
-    let io = TokioIo::new(IdleIo::client(io, activity.clone()));
+    let io = TokioIo::new(IdleIo::client(io, activity.clone(), bytes));
     let limits = Limits {
         idle: config.idle_timeout,
         head: config.header_read_timeout,

@@ -2,6 +2,7 @@
 //! per-request service, header rewriting, error responses and the
 //! readiness endpoint.
 
+mod access;
 pub mod body;
 mod calm;
 mod conn;
@@ -11,6 +12,7 @@ pub(crate) mod headers;
 pub(crate) mod idle;
 pub(crate) mod listener;
 mod ready;
+mod record;
 pub(crate) mod service;
 mod tunnel;
 

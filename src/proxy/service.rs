@@ -18,17 +18,22 @@ use crate::burst::{
 };
 use crate::gate::InFlight;
 use crate::proxy::body::Body;
+use crate::request::method::{idempotent, is_known, is_write, session_cookie};
 use crate::request::{host, path};
+
+use super::record::{give_up, note_resend, note_retry_connect, record_answer, record_passive};
 use crate::runtime::{Route, Runtime};
 use crate::telemetry::{self, catalog, error_chain, LogBudget};
-use crate::upstream::client::{Conn, RequestBody, Resend, SendFailure, Timeouts, UpstreamBody, UpstreamError};
-use crate::upstream::endpoint::Pending;
+use crate::upstream::client::{Conn, RequestBody, Resend, SendFailure, Timeouts, UpstreamBody};
 use crate::upstream::retry::{after_failure, Failure, Retry};
 use crate::upstream::{Endpoint, Pool};
 
+use super::access::{note_pool, shed, Capture, Upstream};
 use super::error::ProxyError;
 use super::headers::{self, ClientSide};
 use super::{tunnel, ActiveRequest, ConnInfo};
+use crate::accesslog::entry::IdText;
+use crate::accesslog::Trace;
 
 /// hyper's service entry point for one client request.
 pub(crate) async fn serve(
@@ -40,11 +45,13 @@ pub(crate) async fn serve(
     let mut active = ActiveRequest::start(&conn, req.version());
     let method = req.method().clone();
     let rt = plane.runtime.load_full();
+    let mut capture = Capture::start(rt.config.access_log.as_ref(), &conn, &req, started);
+    let mut served = None;
     let result = match conn.readiness_path.as_deref() {
         Some(ready) if req.uri().path() == ready => {
             Ok(super::ready::respond(&method, super::ready::of(&rt, plane.draining())))
         }
-        _ => handle(&rt, &plane, &conn, req, started).await,
+        _ => handle(&rt, &plane, &conn, req, started, (&mut capture, &mut served)).await,
     };
     let mut resp = result.unwrap_or_else(|err| {
         static FAILED: LogBudget = LogBudget::new(20);
@@ -54,7 +61,10 @@ pub(crate) async fn serve(
         metrics::counter!(catalog::PROXY_ERRORS, "kind" => err.kind()).increment(1);
         err.to_response()
     });
-    tracing::debug!(target: "access", client = %conn.remote, %method, status = resp.status().as_u16(), elapsed = ?started.elapsed());
+    count(&rt, served, resp.status(), started);
+    if let Some(entry) = capture.finish(&mut resp) {
+        active.log(entry);
+    }
     // hyper never polls a body these answers cannot have.
     let status = resp.status();
     if method == Method::HEAD || status.is_informational() || status == 204 || status == 304 {
@@ -65,12 +75,27 @@ pub(crate) async fn serve(
     Ok(resp)
 }
 
-async fn handle(
-    rt: &Runtime,
+/// `spillway_requests_total` and the duration histogram, through the
+/// handles of the route and the pool (`[primary, overflow]` index) that served.
+fn count(rt: &Runtime, served: Option<(&Route, usize)>, status: http::StatusCode, started: Instant) {
+    match served {
+        Some((route, side)) => {
+            route.requests[side].count(status);
+            let pool =
+                if side == 0 { &route.primary } else { route.overflow.as_ref().map_or(&route.primary, |o| &o.0) };
+            pool.metrics.duration.record(started.elapsed());
+        }
+        None => rt.unrouted.count(status),
+    }
+}
+
+async fn handle<'rt>(
+    rt: &'rt Runtime,
     plane: &DataPlane,
     conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     started: Instant,
+    (capture, served): (&mut Capture, &mut Option<(&'rt Route, usize)>),
 ) -> Result<Response<Body>, ProxyError> {
     // hyper marks every request that asked to upgrade (an HTTP/1.1
     // `Upgrade` header, or CONNECT): the header checks run for those only.
@@ -84,8 +109,16 @@ async fn handle(
     let Some(route) = rt.route(authority, &path) else {
         return Err(ProxyError::NoRoute { host: authority.unwrap_or("").to_string(), path: path.into_owned() });
     };
-    let (pool, guard, ready, pin) = gate(rt, plane, route, conn, &req, &path, started).await?;
-    forward(pool, req, conn, on_upgrade, guard, ready, pin).await
+    if let Some(t) = capture.trace() {
+        t.route = Some(route.name.clone());
+    }
+    *served = Some((route, 0));
+    let (pool, guard, ready, pin) = gate(rt, plane, route, conn, &req, &path, started, capture.trace()).await?;
+    if !std::ptr::eq(pool, &*route.primary) {
+        *served = Some((route, 1));
+    }
+    let id = capture.upstream_id();
+    forward(pool, req, conn, on_upgrade, guard, ready, pin, Upstream { id, trace: capture.trace() }).await
 }
 
 /// A WebSocket handshake takes a tunnel permit (`max_tunnels`) before it
@@ -113,6 +146,7 @@ fn upgrade(
 /// there. A write comes back with the pin it makes once the upstream has
 /// answered it without an error. Also returns when the request left the
 /// gate (later than `started` if it queued for a slot).
+#[allow(clippy::too_many_arguments)]
 async fn gate<'r, 'p>(
     rt: &Runtime,
     plane: &'p DataPlane,
@@ -121,6 +155,7 @@ async fn gate<'r, 'p>(
     req: &Request<Incoming>,
     path: &str,
     started: Instant,
+    mut trace: Option<&mut Trace>,
 ) -> Result<(&'r Pool, InFlight, Instant, Option<PinOnSuccess<'p>>), ProxyError> {
     let spill = &rt.config.spill;
     let ip = conn.remote.ip();
@@ -135,26 +170,39 @@ async fn gate<'r, 'p>(
     let decision = if in_flight <= limit.min(spill.max_in_flight) && primary_healthy && dr == DrState::Normal {
         SpillDecision::Primary(StayReason::UnderLimit)
     } else {
-        let pinned = || pins.is_client_pinned(key(), address_key(ip), started);
-        over_limit(route, spill, req, path, pinned, Load { in_flight, limit, primary_healthy, dr, now: started })
+        let mut was_pinned = false;
+        let pinned = || {
+            was_pinned = pins.is_client_pinned(key(), address_key(ip), started);
+            was_pinned
+        };
+        let d =
+            over_limit(route, spill, req, path, pinned, Load { in_flight, limit, primary_healthy, dr, now: started });
+        if let Some(t) = trace.as_deref_mut() {
+            t.pinned = was_pinned;
+        }
+        d
     };
     route.decisions.count(decision);
+    if let Some(t) = trace.as_deref_mut() {
+        t.decision = Some(decision);
+    }
     match decision {
-        SpillDecision::Primary(_) => Ok((&route.primary, gate.adopt(started), started, pin)),
+        SpillDecision::Primary(_) => Ok((note_pool(trace, &route.primary), gate.adopt(started), started, pin)),
         SpillDecision::Cloud(_) => {
             gate.leave();
             let (pool, cloud_gate) =
                 route.overflow.as_ref().ok_or_else(|| ProxyError::NoHealthyEndpoint { pool: "overflow".into() })?;
-            Ok((pool, cloud_gate.enter(started), started, pin))
+            Ok((note_pool(trace, pool), cloud_gate.enter(started), started, pin))
         }
         SpillDecision::Queue(reason) => {
             gate.leave();
             match gate.wait_for_slot(spill, Instant::now()).await {
-                Some(guard) => Ok((&route.primary, guard, Instant::now(), pin)),
-                None => Err(ProxyError::Overloaded {
-                    reason: reason.as_str(),
-                    retry_after: std::time::Duration::from_secs(1),
-                }),
+                Some(guard) => Ok((note_pool(trace, &route.primary), guard, Instant::now(), pin)),
+                None => Err(shed(
+                    trace,
+                    &route.primary,
+                    ProxyError::Overloaded { reason: reason.as_str(), retry_after: std::time::Duration::from_secs(1) },
+                )),
             }
         }
         SpillDecision::ReadOnly => {
@@ -235,51 +283,11 @@ fn over_limit(
     })
 }
 
-/// Anything that is not a read: every method but GET, HEAD, OPTIONS and
-/// TRACE, extension methods included (they may change state).
-fn is_write(m: &Method) -> bool {
-    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
-}
-
-/// RFC 9110's methods and PATCH (RFC 5789).
-fn is_known(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET
-            | Method::HEAD
-            | Method::POST
-            | Method::PUT
-            | Method::DELETE
-            | Method::CONNECT
-            | Method::OPTIONS
-            | Method::TRACE
-            | Method::PATCH
-    )
-}
-
-/// The value of the session cookie, if the request carries it.
-fn session_cookie<'a, B>(req: &'a Request<B>, name: Option<&str>) -> Option<&'a [u8]> {
-    let name = name?;
-    req.headers()
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v.as_bytes())
-        })
-}
-
-/// Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
-fn idempotent(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
-}
-
 /// Sends the request to an endpoint of `pool`, again when
 /// `retry::after_failure` says so: a connect failure of an idempotent
 /// request (once, on another endpoint), and a request the client hands back
 /// (on a fresh connection to the same endpoint).
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     pool: &Pool,
     req: Request<Incoming>,
@@ -288,6 +296,7 @@ async fn forward(
     guard: InFlight,
     arrived: Instant,
     pin: Option<PinOnSuccess<'_>>,
+    mut log: Upstream<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     let client_version = req.version();
     let upgrade = on_upgrade.is_some();
@@ -307,23 +316,35 @@ async fn forward(
             Ok(c) => c,
             Err(detail) => {
                 tries.after_connect_failure(pool, endpoint, detail, idempotent, &guard, now)?;
+                log.retried();
                 now = Instant::now();
                 continue;
             }
         };
         // Latency is measured from the send; a new connection's connect time is not part of it.
-        let started = if upstream.reused { now } else { Instant::now() };
+        let started = if upstream.reused {
+            pool.metrics.reused.increment(1);
+            now
+        } else {
+            let connected = Instant::now();
+            pool.metrics.new_connection.increment(1);
+            pool.metrics.connect.record(connected - now);
+            connected
+        };
         let pending = endpoint.start();
         // Cancelled from here on, the origin still works on it: see `InFlight::at_upstream`.
         guard.at_upstream(endpoint.rtt_estimate() * 4, pool.config.response_timeout);
         let sent = match out {
             Outgoing::Resend(back) => upstream.resend(back, timeouts).await,
-            Outgoing::Request(req) => upstream.send(req, timeouts, hop_headers(conn, client_version, upgrade)).await,
+            Outgoing::Request(req) => {
+                upstream.send(req, timeouts, hop_headers(conn, client_version, upgrade, log.id)).await
+            }
         };
         guard.answered();
         let now = Instant::now();
         let failure = match sent {
             Ok(resp) => {
+                log.answered(&endpoint, Some(now - started));
                 record_answer(pool, &endpoint, pending, started, resp.status(), &guard, now);
                 if let Some(pin) = pin {
                     pin.after(resp.status(), now);
@@ -338,10 +359,14 @@ async fn forward(
             (Retry::ResendFresh, SendFailure::NotSent(back, e) | SendFailure::NoResponse(back, e)) => {
                 note_resend(pool, &endpoint, &e);
                 drop(pending);
+                log.retried();
                 out = Outgoing::Resend(back);
                 tries.resend_to = Some(endpoint.clone());
             }
-            (_, failure) => return Err(give_up(pool, &endpoint, failure, pending, &guard, now)),
+            (_, failure) => {
+                log.answered(&endpoint, None);
+                return Err(give_up(pool, &endpoint, failure, pending, &guard, now));
+            }
         }
     }
 }
@@ -414,41 +439,12 @@ async fn checkout(pool: &Pool, endpoint: &Arc<Endpoint>, fresh: bool, now: Insta
     })
 }
 
-fn note_resend(pool: &Pool, endpoint: &Endpoint, e: &UpstreamError) {
-    tracing::debug!(pool = %pool.name, endpoint = %endpoint.addr, error = %e, "pooled connection was closed; resending");
-    metrics::counter!(catalog::RETRIES, "reason" => "stale_connection").increment(1);
-}
-
-/// An answer came: its latency and whether it counts as a success for the
-/// endpoint's passive health and the gate.
-fn record_answer(
-    pool: &Pool,
-    endpoint: &Endpoint,
-    pending: Pending<'_>,
-    started: Instant,
-    status: http::StatusCode,
-    guard: &InFlight,
-    now: Instant,
-) {
-    pending.finish(now - started, now);
-    let ok = !status.is_server_error();
-    record_passive(pool, endpoint, !pool.is_endpoint_fault(status), now);
-    guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);
-}
-
-fn note_retry_connect(pool: &Pool, endpoint: &Endpoint, detail: &str, now: Instant) {
-    static RETRYING: LogBudget = LogBudget::new(20);
-    if let Some(suppressed) = RETRYING.admit(telemetry::secs(now)) {
-        tracing::info!(pool = %pool.name, endpoint = %endpoint.addr, error = %detail, suppressed, "connect failed; retrying on another endpoint");
-    }
-    metrics::counter!(catalog::RETRIES, "reason" => "connect").increment(1);
-}
-
 /// Writes this hop's request headers into the head.
 fn hop_headers(
     conn: &ConnInfo,
     client_version: Version,
     upgrade: bool,
+    request_id: Option<IdText>,
 ) -> impl FnOnce(&http::request::Parts, &mut bytes::BytesMut) + '_ {
     move |parts, out| {
         let client = ClientSide {
@@ -458,37 +454,10 @@ fn hop_headers(
             version: client_version,
             // `handle` checked the host already.
             authority: host::target_authority(&parts.uri),
+            request_id: request_id.as_ref().map(|id| &id[..]),
         };
         headers::write_request_headers(out, &parts.headers, &client, upgrade);
     }
-}
-
-/// The error for a request that is not sent again. The client's upload
-/// failing (it went away, sent a broken body, or too slowly) or its
-/// framing being unforwardable (a transfer coding other than chunked) is
-/// not the upstream's fault: no passive failure and no latency sample.
-/// Anything else counts against the endpoint.
-fn give_up(
-    pool: &Pool,
-    endpoint: &Endpoint,
-    failure: SendFailure,
-    pending: Pending<'_>,
-    guard: &InFlight,
-    now: Instant,
-) -> ProxyError {
-    let err = match failure.error() {
-        UpstreamError::ClientBody(e) => return ProxyError::ClientBody { detail: error_chain(&**e) },
-        UpstreamError::ClientBodyTimeout(timeout) => return ProxyError::ClientBodyTimeout { timeout: *timeout },
-        UpstreamError::RequestCoding(e) => return ProxyError::from(e),
-        UpstreamError::ResponseTimeout(timeout) => {
-            ProxyError::UpstreamTimeout { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), timeout: *timeout }
-        }
-        e => ProxyError::Upstream { pool: pool.name.clone(), endpoint: endpoint.addr.clone(), detail: error_chain(e) },
-    };
-    drop(pending);
-    record_passive(pool, endpoint, false, now);
-    guard.record(Outcome::Failed, now);
-    err
 }
 
 /// The upstream's response rewritten for the client; the body carries the
@@ -533,11 +502,4 @@ fn respond(
     headers::prepare_response(&mut parts.headers, client_version, switching);
     parts.version = client_version;
     Ok(Response::from_parts(parts, body))
-}
-
-fn record_passive(pool: &Pool, endpoint: &Endpoint, ok: bool, now: Instant) {
-    if pool.record_result(endpoint, ok, now) {
-        tracing::warn!(pool = %pool.name, endpoint = %endpoint.addr, "endpoint ejected after consecutive failures");
-        metrics::counter!(catalog::ENDPOINT_EJECTIONS, "pool" => pool.name.clone()).increment(1);
-    }
 }

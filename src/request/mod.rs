@@ -3,4 +3,5 @@
 //! path its rules match ([`path`]). No I/O, no clock.
 
 pub(crate) mod host;
+pub(crate) mod method;
 pub(crate) mod path;

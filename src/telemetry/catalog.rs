@@ -14,6 +14,7 @@
 pub(crate) enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 /// One exported metric family.
@@ -53,6 +54,21 @@ catalog! {
         "Requests answered with an error by Spillway itself, or cut short, by kind of failure.";
     RETRIES: Counter "spillway_retries_total" ["reason"]
         "Requests sent again: after a connect failure (connect) or on a pooled connection the upstream had closed (stale_connection).";
+    // Requests (RED), through handles registered per route and pool at each snapshot.
+    REQUESTS: Counter "spillway_requests_total" ["route", "pool", "code_class"]
+        "Requests answered, by route, the pool that served (or refused) them and status class (1xx to 5xx); route and pool are - for a request no route matched.";
+    REQUEST_DURATION: Histogram "spillway_request_duration_seconds" ["pool"]
+        "Time from a request's arrival to its response head, by pool (the body's streaming time is in the access log's duration_ms).";
+    UPSTREAM_CONNECT: Histogram "spillway_upstream_connect_seconds" ["pool"]
+        "Time to open a new upstream connection (TCP, and TLS where configured), by pool.";
+    UPSTREAM_FIRST_BYTE: Histogram "spillway_upstream_first_byte_seconds" ["pool"]
+        "Time from a request's send to the upstream's response head, by pool.";
+    UPSTREAM_REQUESTS: Counter "spillway_upstream_requests_total" ["pool", "connection"]
+        "Requests sent upstream, by pool and whether the connection was reused from the keep-alive pool (reused) or opened for it (new).";
+    CLIENT_BYTES: Counter "spillway_client_bytes_total" ["listener", "direction"]
+        "Bytes read from (in) and written to (out) client connections, after TLS, by listener.";
+    TLS_HANDSHAKES: Counter "spillway_tls_handshakes_total" ["listener", "result"]
+        "TLS handshakes with clients, by listener and result: ok, failed, timeout (header_read_timeout).";
     // Gate.
     GATE_DECISIONS: Counter "spillway_gate_decisions_total" ["route", "pool", "target", "reason"]
         "Gate decisions per request: where it went (primary, cloud, queue) and why.";
@@ -87,6 +103,11 @@ catalog! {
         "Active health probes sent, by pool and outcome.";
     HEALTH_PROBE_RESTARTS: Counter "spillway_health_probe_restarts_total" ["pool"]
         "Health probe loops that failed (panicked) and were started again, by pool.";
+    // Access log.
+    ACCESS_LOG_LINES: Counter "spillway_access_log_lines_total" []
+        "Access log lines written to the sink.";
+    ACCESS_LOG_DROPPED: Counter "spillway_access_log_dropped_total" ["reason"]
+        "Access log lines lost: queue_full (the writer fell behind; the request was never held up) or sink (the file or syslog receiver could not take them).";
     // Configuration.
     CONFIG_RELOADS: Counter "spillway_config_reloads_total" []
         "Configuration reloads that were applied.";
@@ -142,6 +163,7 @@ pub(crate) fn describe() {
         match m.kind {
             Kind::Counter => ::metrics::describe_counter!(m.name, m.help),
             Kind::Gauge => ::metrics::describe_gauge!(m.name, m.help),
+            Kind::Histogram => ::metrics::describe_histogram!(m.name, ::metrics::Unit::Seconds, m.help),
         }
     }
 }
@@ -156,6 +178,7 @@ mod tests {
         for m in ALL {
             assert!(seen.insert(m.name), "{} listed twice", m.name);
             assert!(m.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{}", m.name);
+            assert!(m.kind != Kind::Histogram || m.name.ends_with("_seconds"), "{}: histograms are in seconds", m.name);
             assert_eq!(
                 m.kind == Kind::Counter,
                 m.name.ends_with("_total"),

@@ -228,7 +228,8 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result
         kept += 1;
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(kept);
+    // Room for what the proxy adds (`Via`, `X-Request-Id`) without a rehash.
+    let mut headers = HeaderMap::with_capacity(kept + 2);
     for &(ns, ne, vs, ve) in &spans[..kept] {
         let raw_name = &head[ns as usize..ne as usize];
         // The rare `Connection: x-foo`: that header is hop-by-hop too.

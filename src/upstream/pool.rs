@@ -37,6 +37,30 @@ pub(crate) struct Pool {
     /// reaching their threshold at once cannot both pass the share check.
     /// Taken only at a threshold, never on the request path otherwise.
     ejecting: Mutex<()>,
+    /// Handles registered once per snapshot: the request path formats no label.
+    pub(crate) metrics: PoolMetrics,
+}
+
+/// A pool's per-request metric handles.
+pub(crate) struct PoolMetrics {
+    pub(crate) duration: metrics::Histogram,
+    pub(crate) connect: metrics::Histogram,
+    pub(crate) first_byte: metrics::Histogram,
+    pub(crate) reused: metrics::Counter,
+    pub(crate) new_connection: metrics::Counter,
+}
+
+impl PoolMetrics {
+    fn new(pool: &str) -> Self {
+        let on = |connection: &'static str| metrics::counter!(catalog::UPSTREAM_REQUESTS, "pool" => pool.to_string(), "connection" => connection);
+        PoolMetrics {
+            duration: metrics::histogram!(catalog::REQUEST_DURATION, "pool" => pool.to_string()),
+            connect: metrics::histogram!(catalog::UPSTREAM_CONNECT, "pool" => pool.to_string()),
+            first_byte: metrics::histogram!(catalog::UPSTREAM_FIRST_BYTE, "pool" => pool.to_string()),
+            reused: on("reused"),
+            new_connection: on("new"),
+        }
+    }
 }
 
 impl Pool {
@@ -61,7 +85,14 @@ impl Pool {
             Some(p) => p.transport.clone(),
             None => Arc::new(new_transport(config)?),
         };
-        Ok(Pool { name: config.name.clone(), config: config.clone(), endpoints, transport, ejecting: Mutex::new(()) })
+        Ok(Pool {
+            name: config.name.clone(),
+            config: config.clone(),
+            endpoints,
+            transport,
+            ejecting: Mutex::new(()),
+            metrics: PoolMetrics::new(&config.name),
+        })
     }
 
     pub(crate) fn role(&self) -> PoolRole {

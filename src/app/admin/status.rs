@@ -49,6 +49,16 @@ pub(super) async fn snapshot(server: &Server) -> Value {
         "listeners": listeners,
         "routes": routes,
         "pools": pools,
+        "dashboard": dashboard_json(server, &rt),
+    })
+}
+
+/// What only the dashboard reads: the SLO its p99 chart draws and the last events.
+fn dashboard_json(server: &Server, rt: &crate::runtime::Runtime) -> Value {
+    let events: Vec<Value> = lock(&server.recent_events).iter().rev().cloned().collect();
+    json!({
+        "latency_slo_ms": rt.config.spill.latency_slo.as_secs_f64() * 1e3,
+        "events": events,
     })
 }
 

@@ -1,0 +1,152 @@
+//! The access log: one line per request, written after its response ended
+//! (`proxy::ActiveRequest` hands its [`Entry`] over when it drops).
+//!
+//! Between the data plane and the sink there is one bounded queue and one
+//! writer thread. The data plane only `try_send`s: a full queue drops the
+//! line and counts it (`spillway_access_log_dropped_total{reason=
+//! "queue_full"}`), never holds the request. The writer wakes every
+//! [`TICK`], takes what is queued, formats it (`format.rs`) and writes it
+//! to the sink of the running config (`sink.rs`: stdout, a file reopened
+//! on SIGHUP and after rotation; `syslog.rs`: RFC 5424 over TLS with
+//! octet counting). It polls rather than waits on the queue, so a
+//! request's send never has to wake a sleeping thread.
+
+pub(crate) mod entry;
+pub(crate) mod format;
+mod sink;
+mod syslog;
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub(crate) use entry::{Entry, RequestId, Trace};
+
+use crate::config::Config;
+use crate::sync::lock;
+use crate::telemetry::catalog;
+
+/// How often the writer takes the queue.
+const TICK: Duration = Duration::from_millis(20);
+
+/// The data plane's end of the access log.
+pub(crate) struct AccessLog {
+    tx: SyncSender<Box<Entry>>,
+    rx: Mutex<Option<Receiver<Box<Entry>>>>,
+    queue_full: metrics::Counter,
+    reopen: Arc<AtomicBool>,
+}
+
+impl AccessLog {
+    /// A queue of `capacity` lines (the writer starts with [`AccessLog::spawn_writer`]).
+    pub(crate) fn new(capacity: usize) -> Self {
+        let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+        AccessLog {
+            tx,
+            rx: Mutex::new(Some(rx)),
+            queue_full: metrics::counter!(catalog::ACCESS_LOG_DROPPED, "reason" => "queue_full"),
+            reopen: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Queues a line; never blocks.
+    #[inline]
+    pub(crate) fn submit(&self, entry: Box<Entry>) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(entry) {
+            self.queue_full.increment(1);
+        }
+    }
+
+    /// Asks the writer to reopen its sink (SIGHUP, reload).
+    pub(crate) fn reopen(&self) {
+        self.reopen.store(true, Relaxed);
+    }
+
+    /// Starts the writer; `settings` is the running config (`None`: the
+    /// server is gone, the writer ends). A second call does nothing.
+    pub(crate) fn spawn_writer(&self, settings: impl Fn() -> Option<Arc<Config>> + Send + 'static) {
+        let Some(rx) = lock(&self.rx).take() else { return };
+        let reopen = self.reopen.clone();
+        let spawned =
+            std::thread::Builder::new().name("access-log".into()).spawn(move || Writer::new(reopen).run(rx, settings));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the access log writer");
+        }
+    }
+}
+
+/// The writer thread's state: the open sink and what it was opened for.
+struct Writer {
+    sink: Option<(crate::config::LogSink, Box<dyn sink::Sink>)>,
+    reopen: Arc<AtomicBool>,
+    line: Vec<u8>,
+    format: format::Formatter,
+    lines: metrics::Counter,
+}
+
+impl Writer {
+    fn new(reopen: Arc<AtomicBool>) -> Self {
+        Writer {
+            sink: None,
+            reopen,
+            line: Vec::with_capacity(1024),
+            format: format::Formatter::default(),
+            lines: metrics::counter!(catalog::ACCESS_LOG_LINES),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Box<Entry>>, settings: impl Fn() -> Option<Arc<Config>>) {
+        loop {
+            std::thread::sleep(TICK);
+            let Some(config) = settings() else { return };
+            let open = self.prepare(&config);
+            if !self.drain(&rx, &config, open) {
+                return;
+            }
+        }
+    }
+
+    /// Opens (or reopens) the sink the config names; false when the log is off.
+    fn prepare(&mut self, config: &Config) -> bool {
+        let Some(cfg) = config.access_log.as_ref().filter(|a| a.enabled) else {
+            self.sink = None;
+            return false;
+        };
+        if self.sink.as_ref().is_none_or(|(s, _)| *s != cfg.sink) {
+            self.sink = Some((cfg.sink.clone(), sink::open(&cfg.sink)));
+        }
+        let reopen = self.reopen.swap(false, Relaxed);
+        if let Some((_, s)) = &mut self.sink {
+            s.maintain(std::time::Instant::now(), reopen);
+        }
+        true
+    }
+
+    /// Writes what is queued; false once the data plane is gone.
+    fn drain(&mut self, rx: &Receiver<Box<Entry>>, config: &Config, open: bool) -> bool {
+        let format = config.access_log.as_ref().map_or(crate::config::LogFormat::Json, |a| a.format);
+        let mut written = 0;
+        let alive = loop {
+            match rx.try_recv() {
+                Ok(entry) => {
+                    let Some((_, sink)) = self.sink.as_mut().filter(|_| open) else { continue };
+                    self.line.clear();
+                    self.format.line(&entry, format, &mut self.line);
+                    sink.push(&entry, &self.line);
+                    written += 1;
+                }
+                Err(TryRecvError::Empty) => break true,
+                Err(TryRecvError::Disconnected) => break false,
+            }
+        };
+        if let Some((_, sink)) = &mut self.sink {
+            let lost = sink.flush();
+            self.lines.increment(written - lost.min(written));
+            if lost > 0 {
+                metrics::counter!(catalog::ACCESS_LOG_DROPPED, "reason" => "sink").increment(lost);
+            }
+        }
+        alive
+    }
+}
