@@ -205,7 +205,9 @@ impl ActiveRequest {
         if conn.active.fetch_add(1, Relaxed) == 0 {
             conn.activity.request_opened();
         }
-        let waiting = (version == http::Version::HTTP_2).then(|| {
+        // The guard exists before anything else can fail: the counts are its.
+        let mut active = ActiveRequest { conn: conn.clone(), waiting: None, finished: false, log: None };
+        if version == http::Version::HTTP_2 {
             conn.h2.store(true, Relaxed);
             let w = Arc::new(AtomicU64::new(0));
             let mut list = lock(&conn.waiting);
@@ -215,9 +217,9 @@ impl ActiveRequest {
                 list.retain(|w| w.strong_count() > 0);
             }
             list.push(Arc::downgrade(&w));
-            w
-        });
-        ActiveRequest { conn: conn.clone(), waiting, finished: false, log: None }
+            active.waiting = Some(w);
+        }
+        active
     }
 
     /// Logs this request when it ends.
