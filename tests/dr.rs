@@ -145,6 +145,12 @@ async fn confirm_mode_losing_onprem_reads_from_the_cloud_refuses_writes_and_rais
     assert_eq!(write.header("retry-after"), Some("7"));
     assert_eq!(write.header("x-spillway-error"), Some("read_only"));
     assert_eq!(write.text(), READ_ONLY);
+    // A read that asks the application to act as a write is a write.
+    let headers = vec![("cookie", "sid=o".to_string()), ("x-http-method-override", "DELETE".to_string())];
+    let cloud_hits = cloud.hits();
+    let disguised = request(Method::GET, &sw.url("web", "/page"), headers, b"").await.expect("proxied request");
+    assert_eq!((disguised.status, disguised.header("x-spillway-error")), (503, Some("read_only")));
+    assert_eq!(cloud.hits(), cloud_hits, "the disguised write never reached the cloud");
     assert_eq!((onprem.writes(), cloud.writes()), (writes_before, 0), "no write reached either database");
 
     let status = dr(&sw).await;

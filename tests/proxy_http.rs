@@ -406,6 +406,30 @@ async fn a_head_started_on_a_kept_alive_connection_is_cut_at_header_read_timeout
     assert_eq!(a.hits(), 1, "the half head never reached the origin");
 }
 
+/// A partial head pipelined behind a whole request (both in one write)
+/// arrives while that request is open, so no head timer sees its first
+/// byte: the connection is then an idle kept-alive one, and `idle_timeout`
+/// closes it. It holds no more than an idle client could.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_head_pipelined_behind_a_request_is_closed_at_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let a = Origin::start("a").await;
+    let sw =
+        Spillway::start(&simple_config(&[&a], "header_read_timeout = \"400ms\"\nidle_timeout = \"1500ms\"", "")).await;
+    let mut tcp = tokio::net::TcpStream::connect(sw.addr("web")).await.unwrap();
+    let started = Instant::now();
+    tcp.write_all(b"GET /first HTTP/1.1\r\nhost: x\r\n\r\nGET /second HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+    let took = started.elapsed();
+    assert!(read.is_ok(), "connection still open after 10 s");
+    assert!(took < Duration::from_secs(5), "closed after {took:?}, idle_timeout is 1.5 s");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 200") && text.matches("HTTP/1.1 ").count() == 1, "answers: {text:?}");
+    assert_eq!(a.hits(), 1, "the half head never reached the origin");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_max_connections_get_503() {
     let a = Origin::start("a").await;

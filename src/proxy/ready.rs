@@ -67,20 +67,7 @@ pub(crate) fn of(rt: &Runtime, draining: bool) -> Readiness<'_> {
 /// The answer to a request for the readiness path: GET and HEAD get the
 /// verdict (200 or 503, a one-line reason), anything else 405.
 pub(crate) fn respond(method: &Method, readiness: Readiness<'_>) -> Response<Body> {
-    let (status, text) = match readiness {
-        _ if method != Method::GET && method != Method::HEAD => {
-            (StatusCode::METHOD_NOT_ALLOWED, "method not allowed: GET or HEAD\n".to_string())
-        }
-        Readiness::Ready => (StatusCode::OK, "ready\n".to_string()),
-        Readiness::Draining => (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n".to_string()),
-        Readiness::DisasterRecovery(pool) => {
-            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: pool {pool} is in disaster recovery\n"))
-        }
-        Readiness::NoHealthyEndpoint(pool) => {
-            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: no endpoint of pool {pool} passes its probes\n"))
-        }
-        Readiness::NoRoute => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no route\n".to_string()),
-    };
+    let (status, text) = answer(method, readiness);
     let mut resp = Response::new(Body::full(text));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
@@ -90,6 +77,22 @@ pub(crate) fn respond(method: &Method, readiness: Readiness<'_>) -> Response<Bod
         headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
     resp
+}
+
+/// The status and the one line: the public listener names no pool (its
+/// topology is the admin API's `/status`), only the kind of reason.
+fn answer(method: &Method, readiness: Readiness<'_>) -> (StatusCode, &'static str) {
+    let not_ready = StatusCode::SERVICE_UNAVAILABLE;
+    match readiness {
+        _ if method != Method::GET && method != Method::HEAD => {
+            (StatusCode::METHOD_NOT_ALLOWED, "method not allowed: GET or HEAD\n")
+        }
+        Readiness::Ready => (StatusCode::OK, "ready\n"),
+        Readiness::Draining => (not_ready, "not ready: shutting down\n"),
+        Readiness::DisasterRecovery(_) => (not_ready, "not ready: disaster recovery\n"),
+        Readiness::NoHealthyEndpoint(_) => (not_ready, "not ready: no healthy primary endpoint\n"),
+        Readiness::NoRoute => (not_ready, "not ready: no route\n"),
+    }
 }
 
 #[cfg(test)]
@@ -117,8 +120,14 @@ mod tests {
     fn answers_say_why_and_refuse_other_methods() {
         assert_eq!(respond(&Method::GET, Readiness::Ready).status(), 200);
         assert_eq!(respond(&Method::HEAD, Readiness::Ready).status(), 200);
-        let r = respond(&Method::GET, Readiness::NoHealthyEndpoint("onprem"));
+        let r = respond(&Method::GET, Readiness::NoHealthyEndpoint("onprem-secret-name"));
         assert_eq!(r.status(), 503);
+        for verdict in
+            [Readiness::NoHealthyEndpoint("onprem-secret-name"), Readiness::DisasterRecovery("onprem-secret-name")]
+        {
+            let (_, text) = answer(&Method::GET, verdict);
+            assert!(!text.contains("onprem-secret-name"), "the public answer names no pool: {text}");
+        }
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
         let r = respond(&Method::POST, Readiness::Ready);
         assert_eq!((r.status().as_u16(), &r.headers()[header::ALLOW]), (405, &HeaderValue::from_static("GET, HEAD")));

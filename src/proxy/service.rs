@@ -18,7 +18,7 @@ use crate::burst::{
 };
 use crate::gate::InFlight;
 use crate::proxy::body::Body;
-use crate::request::method::{idempotent, is_known, is_write, session_cookie};
+use crate::request::method::{idempotent, is_known, is_write, session_cookie, writes};
 use crate::request::{host, path};
 
 use super::record::{give_up, note_resend, note_retry_connect, record_answer, record_passive};
@@ -161,7 +161,8 @@ async fn gate<'r, 'p>(
     let ip = conn.remote.ip();
     let key = || client_key(session_cookie(req, spill.session_cookie.as_deref()), ip);
     let pins = &plane.gates.pins;
-    let pin = is_write(req.method()).then(|| PinOnSuccess { pins, key: key(), address: address_key(ip) });
+    let write = writes(req);
+    let pin = write.then(|| PinOnSuccess { pins, key: key(), address: address_key(ip) });
     let gate = &route.primary_gate;
     let in_flight = gate.signals.begin();
     let limit = gate.limit();
@@ -175,8 +176,8 @@ async fn gate<'r, 'p>(
             was_pinned = pins.is_client_pinned(key(), address_key(ip), started);
             was_pinned
         };
-        let d =
-            over_limit(route, spill, req, path, pinned, Load { in_flight, limit, primary_healthy, dr, now: started });
+        let load = Load { in_flight, limit, primary_healthy, dr, write, now: started };
+        let d = over_limit(route, spill, req, path, pinned, load);
         if let Some(t) = trace.as_deref_mut() {
             t.pinned = was_pinned;
         }
@@ -241,6 +242,8 @@ struct Load {
     primary_healthy: bool,
     /// The site's DR state (one atomic load).
     dr: DrState,
+    /// The request writes, by its method or a method-override field.
+    write: bool,
     now: Instant,
 }
 
@@ -255,7 +258,8 @@ fn over_limit(
     pinned: impl FnOnce() -> bool,
     load: Load,
 ) -> SpillDecision {
-    let method_may_spill = route.config.spill_methods.contains(req.method());
+    // A read whose override field names a write may not spill as a read.
+    let method_may_spill = route.config.spill_methods.contains(req.method()) && (is_write(req.method()) || !load.write);
     let path_never_spills = route.never_spills(path, spill.never_spill_ignore_case);
     // In failback_pending a pin keeps a reader with its writes, in the cloud.
     let pinned = (load.dr == DrState::FailbackPending || method_may_spill && !path_never_spills) && pinned();
@@ -277,7 +281,7 @@ fn over_limit(
         replica_lag_ok,
         primary_healthy: load.primary_healthy,
         dr: load.dr,
-        write: is_write(req.method()),
+        write: load.write,
         method_known: is_known(req.method()),
         shed_when_cloud_unavailable: spill.shed_when_cloud_unavailable,
     })

@@ -2,12 +2,45 @@
 //! forward loop ask: is it a write (it pins), a method RFC 9110 knows, one
 //! that may be sent twice, and the session cookie's value. No I/O.
 
-use http::{Method, Request};
+use http::{HeaderMap, Method, Request};
 
 /// Anything that is not a read: every method but GET, HEAD, OPTIONS and
 /// TRACE, extension methods included (they may change state).
 pub(crate) fn is_write(m: &Method) -> bool {
     !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+}
+
+/// Whether the request writes: by its method, or by a method-override
+/// field naming a write. Frameworks behind the proxy (Symfony, Laravel,
+/// ASP.NET, Google's APIs) let a `GET` or `POST` carry the method the
+/// application then acts on in `X-HTTP-Method-Override`, `X-HTTP-Method` or
+/// `X-Method-Override`; a `GET` that says `DELETE` must neither spill to a
+/// replica nor escape read-only DR, and it pins like the write it is.
+pub(crate) fn writes<B>(req: &Request<B>) -> bool {
+    is_write(req.method()) || overrides_to_a_write(req.headers())
+}
+
+/// Some method-override field names anything but a read method (an
+/// unreadable value counts as a write: the stricter reading).
+pub(crate) fn overrides_to_a_write(headers: &HeaderMap) -> bool {
+    // One pass over the names, comparing lengths and a first byte before
+    // any text: the common request carries none of them.
+    headers.keys().any(|name| is_override(name.as_str()))
+        && headers
+            .iter()
+            .filter(|(name, _)| is_override(name.as_str()))
+            .any(|(_, value)| !names_a_read(value.as_bytes()))
+}
+
+fn is_override(name: &str) -> bool {
+    matches!(name.len(), 13 | 17 | 22)
+        && name.as_bytes()[0] == b'x'
+        && matches!(name, "x-http-method" | "x-method-override" | "x-http-method-override")
+}
+
+fn names_a_read(value: &[u8]) -> bool {
+    let value = value.trim_ascii();
+    [&b"GET"[..], b"HEAD", b"OPTIONS", b"TRACE"].iter().any(|m| value.eq_ignore_ascii_case(m))
 }
 
 /// RFC 9110's methods and PATCH (RFC 5789).
@@ -43,4 +76,45 @@ pub(crate) fn session_cookie<'a, B>(req: &'a Request<B>, name: Option<&str>) -> 
 /// Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
 pub(crate) fn idempotent(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: Method, fields: &[(&str, &str)]) -> Request<()> {
+        let mut req = Request::builder().method(method);
+        for (k, v) in fields {
+            req = req.header(*k, *v);
+        }
+        req.body(()).unwrap()
+    }
+
+    #[test]
+    fn a_read_that_names_a_write_in_an_override_field_writes() {
+        for field in ["x-http-method-override", "X-HTTP-Method", "x-method-override"] {
+            for write in ["DELETE", "put", " PATCH ", "PURGE", "", "\u{e9}"] {
+                let req = request(Method::GET, &[("accept", "*/*"), (field, write)]);
+                assert!(writes(&req), "GET with {field}: {write:?}");
+            }
+            for read in ["GET", "head", " OPTIONS", "Trace"] {
+                assert!(!writes(&request(Method::GET, &[(field, read)])), "GET with {field}: {read}");
+            }
+        }
+    }
+
+    #[test]
+    fn any_override_field_naming_a_write_is_enough() {
+        let two = request(Method::GET, &[("x-http-method-override", "GET"), ("x-http-method-override", "DELETE")]);
+        assert!(writes(&two));
+        let other = request(Method::GET, &[("x-http-method", "GET"), ("x-method-override", "POST")]);
+        assert!(writes(&other));
+    }
+
+    #[test]
+    fn a_write_stays_a_write_and_a_plain_read_a_read() {
+        assert!(writes(&request(Method::POST, &[("x-http-method-override", "GET")])), "never more eligible to spill");
+        assert!(!writes(&request(Method::GET, &[("x-http-methods", "DELETE"), ("x-forwarded-method", "DELETE")])));
+        assert!(!writes(&request(Method::HEAD, &[])));
+    }
 }

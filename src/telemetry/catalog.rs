@@ -115,7 +115,7 @@ catalog! {
         "Configuration reloads refused (the previous configuration kept serving). Name kept without the spillway_ prefix for existing alerts.";
     // Admin API.
     ADMIN_REFUSED: Counter "spillway_admin_refused_total" ["reason"]
-        "Admin connections and calls refused: over_capacity (503), unauthorized (401), foreign_host (403), simple_request (415), rate_limited (429).";
+        "Admin connections and calls refused: over_capacity (503), unauthorized (401), foreign_host (403), malformed_host (400), simple_request (415), rate_limited (429).";
     // Notifications.
     NOTIFICATIONS_SENT: Counter "spillway_notifications_sent_total" ["sink"]
         "Notifications delivered, per sink (webhook, pagerduty, sns).";

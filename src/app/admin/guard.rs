@@ -29,6 +29,8 @@ pub(super) enum Refusal {
     SimpleRequest,
     /// Too many reloads asked (429, retry after the duration).
     RateLimited(Duration),
+    /// Two `Host` fields, or one that is not text (400, RFC 9112 §3.2).
+    MalformedHost,
 }
 
 impl Refusal {
@@ -39,6 +41,7 @@ impl Refusal {
             Refusal::ForeignHost => "foreign_host",
             Refusal::SimpleRequest => "simple_request",
             Refusal::RateLimited(_) => "rate_limited",
+            Refusal::MalformedHost => "malformed_host",
         }
     }
 }
@@ -74,10 +77,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn not_from_a_browser(head: &Head<'_>) -> Result<(), Refusal> {
-    let host = head.uri.authority().map(|a| a.as_str()).or_else(|| text(head.headers, header::HOST));
-    if !host.is_some_and(is_loopback_authority) {
-        return Err(Refusal::ForeignHost);
-    }
+    names_only_loopback(head)?;
     if let Some(origin) = text(head.headers, header::ORIGIN) {
         let authority = origin.split_once("://").map(|(_, rest)| rest);
         if !authority.is_some_and(is_loopback_authority) {
@@ -86,6 +86,24 @@ fn not_from_a_browser(head: &Head<'_>) -> Result<(), Refusal> {
     }
     if !text(head.headers, header::CONTENT_TYPE).is_some_and(is_json) {
         return Err(Refusal::SimpleRequest);
+    }
+    Ok(())
+}
+
+/// The request names a host, and every host it names is loopback: the
+/// absolute-form target's authority and the `Host` field alike (a request
+/// naming two hosts gets the stricter reading, whichever a server would
+/// take). A second `Host` field is malformed.
+fn names_only_loopback(head: &Head<'_>) -> Result<(), Refusal> {
+    let mut fields = head.headers.get_all(header::HOST).iter();
+    let field = fields.next().map(|v| v.to_str().map_err(|_| Refusal::MalformedHost)).transpose()?;
+    if fields.next().is_some() {
+        return Err(Refusal::MalformedHost);
+    }
+    let target = head.uri.authority().map(|a| a.as_str());
+    let mut named = target.into_iter().chain(field).peekable();
+    if named.peek().is_none() || !named.all(is_loopback_authority) {
+        return Err(Refusal::ForeignHost);
     }
     Ok(())
 }

@@ -33,6 +33,19 @@ fn without_a_token_a_reload_needs_a_loopback_host_and_json() {
     assert_eq!(check(Method::POST, "/reload", &[JSON], None), Err(Refusal::ForeignHost), "no Host at all");
     let absolute = check(Method::POST, "http://evil.example/reload", &[("host", "127.0.0.1"), JSON], None);
     assert_eq!(absolute, Err(Refusal::ForeignHost), "an absolute-form target names the host");
+    let both = check(Method::POST, "http://127.0.0.1/reload", &[("host", "evil.example"), JSON], None);
+    assert_eq!(both, Err(Refusal::ForeignHost), "a loopback target does not excuse a foreign Host");
+    let loopback = check(Method::POST, "http://127.0.0.1:9901/reload", &[("host", "localhost"), JSON], None);
+    assert_eq!(loopback, Ok(()), "both loopback");
+    assert_eq!(check(Method::POST, "http://[::1]/reload", &[JSON], None), Ok(()), "absolute form alone");
+}
+
+#[test]
+fn without_a_token_a_reload_with_two_host_fields_is_malformed() {
+    let two = [("host", "127.0.0.1"), ("host", "evil.example"), JSON];
+    assert_eq!(check(Method::POST, "/reload", &two, None), Err(Refusal::MalformedHost));
+    let same = [("host", "127.0.0.1"), ("host", "127.0.0.1"), JSON];
+    assert_eq!(check(Method::POST, "/reload", &same, None), Err(Refusal::MalformedHost), "even the same one twice");
 }
 
 #[test]

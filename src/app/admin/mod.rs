@@ -141,6 +141,7 @@ fn refused(refusal: Refusal) -> Response<Body> {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "without an admin token, a state-changing call must be sent with Content-Type: application/json\n",
         ),
+        Refusal::MalformedHost => text(StatusCode::BAD_REQUEST, "a request carries exactly one Host field\n"),
         Refusal::RateLimited(wait) => {
             let mut r = text(StatusCode::TOO_MANY_REQUESTS, "too many reloads; retry later\n");
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(guard::retry_after_secs(wait)));
