@@ -95,9 +95,14 @@ impl Takeover {
             let r = self.site(cfg, cover, me, own_holder, api, cx).await;
             result = result.and(r);
         }
+        self.publish(cx);
+        result
+    }
+
+    /// Shows the covered sites' states in `/status`.
+    fn publish(&self, cx: &mut Cx) {
         let states = self.states.clone();
         cx.report(|s| s.covers = states);
-        result
     }
 
     async fn site(
@@ -174,6 +179,9 @@ impl Takeover {
             taken_at: Some(cx.wall_time(sent)),
             ..CoverState::default()
         };
+        // Seen as taken over before the records and the group move, not a
+        // tick later: whoever watches `/status` sees the takeover first.
+        self.publish(cx);
         metrics::counter!(catalog::COORD_TAKEOVERS, "site" => cover.site.clone()).increment(1);
         // An expired lost-mode lease (not handed back): another taker died; the loss is not new.
         let continued = view.lease.as_ref().is_some_and(|l| l.mode == LeaseMode::Lost && l.expires_ms > 0);
