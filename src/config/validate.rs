@@ -16,6 +16,7 @@ use super::validate_access_log as access_log;
 use super::validate_control as control;
 use super::validate_coord as coord;
 use super::validate_notify as notify;
+use super::validate_pin as pin;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -559,7 +560,6 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
         exit_after,
         pin_after_write: c.dur("spill.pin_after_write", s.pin_after_write, "90s", true),
         pin_capacity,
-        session_cookie,
         shed_when_cloud_unavailable: s.shed_when_cloud_unavailable.unwrap_or(true),
         cap_by_warm_capacity: s.cap_by_warm_capacity.unwrap_or(false),
         queue_timeout: c.dur("spill.queue_timeout", s.queue_timeout, "250ms", true),
@@ -569,6 +569,8 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
         never_spill_ignore_case: s.never_spill_ignore_case.unwrap_or(true),
         pins_per_address,
         disaster_after: c.dur("spill.disaster_after", s.disaster_after, "10s", true),
+        pin_token: s.pin_token.and_then(|t| pin::pin_token(c, t, session_cookie.as_deref())),
+        session_cookie,
     }
 }
 
