@@ -18,6 +18,10 @@ pub struct Config {
     pub scale: Option<ScaleConfig>,
     pub dns: Option<DnsConfig>,
     pub notify: NotifyConfig,
+    /// `[spill.pin_token]`: the signed pin cookie (`burst::pin_token`).
+    /// Not part of `SpillConfig`, whose changes retune the gates: a key
+    /// rotation must not reset a learnt limit.
+    pub pin_token: Option<PinTokenConfig>,
     pub coordination: Option<CoordinationConfig>,
     pub dr: DrConfig,
     /// `None`: no `[access_log]` section.
@@ -167,8 +171,6 @@ pub struct SpillConfig {
     /// How long the active probes must agree that no primary endpoint is
     /// reachable before the pool is in disaster recovery.
     pub disaster_after: Duration,
-    /// `[spill.pin_token]`: the signed pin cookie (`burst::pin_token`).
-    pub pin_token: Option<PinTokenConfig>,
 }
 
 /// `[spill.pin_token]`: every successful write sets a signed cookie that

@@ -119,7 +119,10 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     let listeners = listeners(&mut c, raw.listeners, admin.listen);
     let pools = pools(&mut c, raw.pools);
     let routes = routes(&mut c, raw.routes, &pools);
-    let spill = spill(&mut c, raw.spill);
+    let mut raw_spill = raw.spill;
+    let raw_pin = raw_spill.pin_token.take();
+    let spill = spill(&mut c, raw_spill);
+    let pin_token = raw_pin.and_then(|t| pin::pin_token(&mut c, t, spill.session_cookie.as_deref()));
     let scale = raw.scale.map(|s| control::scale(&mut c, s));
     let dns = raw.dns.map(|d| control::dns(&mut c, d));
     let notify = notify::notify(&mut c, raw.notify);
@@ -130,7 +133,21 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     }
     let access_log = raw.access_log.map(|a| access_log::access_log(&mut c, a));
     if c.problems.is_empty() {
-        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify, coordination, dr, access_log })
+        Ok(Config {
+            runtime,
+            admin,
+            listeners,
+            pools,
+            routes,
+            spill,
+            scale,
+            dns,
+            notify,
+            pin_token,
+            coordination,
+            dr,
+            access_log,
+        })
     } else {
         Err(c.problems)
     }
@@ -569,7 +586,6 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
         never_spill_ignore_case: s.never_spill_ignore_case.unwrap_or(true),
         pins_per_address,
         disaster_after: c.dur("spill.disaster_after", s.disaster_after, "10s", true),
-        pin_token: s.pin_token.and_then(|t| pin::pin_token(c, t, session_cookie.as_deref())),
         session_cookie,
     }
 }

@@ -109,13 +109,13 @@ mod tests {
     #[test]
     fn a_key_file_loads_with_defaults() {
         let loaded = config("key_file='k'", &[("k", KEY)]).unwrap();
-        let pin = loaded.config.spill.pin_token.unwrap();
+        let pin = loaded.config.pin_token.unwrap();
         assert_eq!(pin.cookie_name, "spillway_pin");
         assert!(!pin.lag_aware);
         assert_eq!(pin.lag_margin, std::time::Duration::from_secs(5));
         assert_eq!(pin.forward_header, None);
         let same = config("key_file='k'", &[("k", b"  0123456789abcdef0123456789abcdef  ")]).unwrap();
-        assert_eq!(same.config.spill.pin_token.unwrap().keys, pin.keys, "surrounding whitespace is not key");
+        assert_eq!(same.config.pin_token.unwrap().keys, pin.keys, "surrounding whitespace is not key");
     }
 
     #[test]
@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn a_forward_header_and_lag_awareness_are_read() {
         let text = "key_file='k'\nlag_aware=true\nlag_margin='2s'\nforward_header='X-Spillway-Pinned-Until'";
-        let pin = config(text, &[("k", KEY)]).unwrap().config.spill.pin_token.unwrap();
+        let pin = config(text, &[("k", KEY)]).unwrap().config.pin_token.unwrap();
         assert!(pin.lag_aware);
         assert_eq!(pin.lag_margin, std::time::Duration::from_secs(2));
         assert_eq!(pin.forward_header.unwrap().as_str(), "x-spillway-pinned-until");

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderValue, Request};
 
 use crate::burst::{pin_token, pin_window, PinVerdict};
-use crate::config::{PinTokenConfig, SpillConfig};
+use crate::config::{Config, PinTokenConfig};
 use crate::request::method::cookie_values;
 use crate::telemetry::catalog;
 
@@ -27,12 +27,9 @@ pub(super) struct TokenCheck<'c, 'q, B> {
 impl<'c, 'q, B> TokenCheck<'c, 'q, B> {
     /// `None` without `[spill.pin_token]` or with pinning off.
     /// `lag` is asked only then.
-    pub(super) fn new(
-        spill: &'c SpillConfig,
-        req: &'q Request<B>,
-        lag: impl FnOnce() -> Option<Duration>,
-    ) -> Option<Self> {
-        let config = spill.pin_token.as_ref().filter(|_| !spill.pin_after_write.is_zero())?;
+    pub(super) fn new(config: &'c Config, req: &'q Request<B>, lag: impl FnOnce() -> Option<Duration>) -> Option<Self> {
+        let spill = &config.spill;
+        let config = config.pin_token.as_ref().filter(|_| !spill.pin_after_write.is_zero())?;
         Some(TokenCheck { config, pin_time: spill.pin_after_write, req, lag: lag(), verdict: OnceCell::new() })
     }
 
@@ -66,9 +63,10 @@ impl<'c, 'q, B> TokenCheck<'c, 'q, B> {
 }
 
 /// The `Set-Cookie` value for a write answered at `now` on `site`.
-pub(super) fn set_cookie(spill: &SpillConfig, site: &str, tls: bool, now: SystemTime) -> Option<HeaderValue> {
-    let c = spill.pin_token.as_ref().filter(|_| !spill.pin_after_write.is_zero())?;
-    let token = c.keys.sign(unix_ms(now), site.as_bytes());
+pub(super) fn set_cookie(config: &Config, tls: bool, now: SystemTime) -> Option<HeaderValue> {
+    let spill = &config.spill;
+    let c = config.pin_token.as_ref().filter(|_| !spill.pin_after_write.is_zero())?;
+    let token = c.keys.sign(unix_ms(now), config.runtime.site.as_bytes());
     let cookie = pin_token::set_cookie(&c.cookie_name, &token, spill.pin_after_write, tls);
     // The name is a validated token and the value base64url: always a valid field.
     HeaderValue::try_from(cookie).ok()

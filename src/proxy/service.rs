@@ -175,9 +175,9 @@ async fn gate<'r>(
         pins,
         key: key(),
         address: address_key(ip),
-        cookie: spill.pin_token.as_ref().map(|_| (spill, rt.config.runtime.site.as_str(), conn.tls)),
+        cookie: rt.config.pin_token.as_ref().map(|_| (&*rt.config, conn.tls)),
     });
-    let token = TokenCheck::new(spill, req, || route.overflow.as_ref().and_then(|(_, g)| g.pin_lag()));
+    let token = TokenCheck::new(&rt.config, req, || route.overflow.as_ref().and_then(|(_, g)| g.pin_lag()));
     let gate = &route.primary_gate;
     let in_flight = gate.signals.begin();
     let limit = gate.limit();
@@ -240,9 +240,9 @@ struct PinOnSuccess<'a> {
     pins: &'a WritePins,
     key: u64,
     address: u64,
-    /// With `[spill.pin_token]`: the config, `runtime.site` and whether the
-    /// client came over TLS, for the signed cookie.
-    cookie: Option<(&'a crate::config::SpillConfig, &'a str, bool)>,
+    /// With `[spill.pin_token]`: the config and whether the client came
+    /// over TLS, for the signed cookie.
+    cookie: Option<(&'a crate::config::Config, bool)>,
 }
 
 impl PinOnSuccess<'_> {
@@ -254,8 +254,8 @@ impl PinOnSuccess<'_> {
         if self.pins.pin_client(self.key, self.address, now) == Pinned::Address {
             metrics::counter!(catalog::ADDRESS_PINS).increment(1);
         }
-        let (spill, site, tls) = self.cookie?;
-        super::pin::set_cookie(spill, site, tls, SystemTime::now())
+        let (config, tls) = self.cookie?;
+        super::pin::set_cookie(config, tls, SystemTime::now())
     }
 }
 
