@@ -148,6 +148,7 @@ pub fn write_request_head(req: &Request<()>, framing: BodyFraming, client_ip: Ip
         version: req.version(),
         authority: crate::request::host::target_authority(req.uri()),
         request_id: None,
+        pin_header: None,
     };
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let mut out = BytesMut::new();

@@ -107,7 +107,8 @@ pub(crate) struct Trace {
     pub(crate) decision: Option<SpillDecision>,
     /// Refused by the gate (503 after the queue).
     pub(crate) shed: bool,
-    /// The gate found the client pinned on-prem after a write (asked only
+    /// The gate found the client pinned on-prem after a write, by the
+    /// in-process pins or a pin token (asked only
     /// over the limit, where a pin can matter).
     pub(crate) pinned: bool,
     /// Tries after the first (another endpoint, or a resend).

@@ -59,6 +59,7 @@ pub(crate) fn tick(rt: &Runtime, dr: &DrCell, now: Instant, warm_rps: Option<f64
             PoolRole::Cloud => {
                 let lag_ok = replica_lag_ok(pool, spill, now);
                 gate.tick_cloud(now, spill, warm_rps, lag_ok);
+                gate.set_pin_lag(pin_lag(pool, now));
                 cloud.insert(name.clone(), (pool.has_available(now), lag_ok));
                 control.spilled_rps += gate.view().window.arrival_rps;
                 let worst = worst_lag(pool, now);
@@ -190,6 +191,16 @@ fn replica_lag_ok(pool: &Pool, spill: &SpillConfig, now: Instant) -> bool {
         let worst = lags.try_fold(Duration::ZERO, |acc, l| l.map(|b| acc.max(b)));
         worst.is_some_and(|w| w <= spill.max_replica_lag)
     }
+}
+
+/// The lag a pin token waits out: the worst of the available endpoints'
+/// lags, `None` (pin for the whole pin time) when the pool has no
+/// `lag_header`, no available endpoint, or one whose lag is unknown.
+fn pin_lag(pool: &Pool, now: Instant) -> Option<Duration> {
+    pool.config.health.as_ref().and_then(|h| h.lag_header.as_ref())?;
+    let mut available = pool.endpoints.iter().filter(|e| e.available(now)).peekable();
+    available.peek()?;
+    available.try_fold(Duration::ZERO, |worst, e| e.lag().map(|l| worst.max(l)))
 }
 
 /// The worst replica lag the available endpoints of a pool report (known

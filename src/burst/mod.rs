@@ -1,5 +1,6 @@
 //! Burst policy, pure: load signals, the adaptive concurrency limit, the
-//! spill gate with its hysteresis, read-after-write pinning, and the
+//! spill gate with its hysteresis, read-after-write pinning (the in-process
+//! map, `pins`, and the signed cookie any instance honours, `pin_token`), and the
 //! disaster-recovery state machine (`dr`).
 //!
 //! Nothing here does I/O, spawns, reads a clock or draws a random number:
@@ -29,6 +30,7 @@ pub mod dr;
 pub mod gate;
 mod histogram;
 pub mod limit;
+pub mod pin_token;
 pub mod pins;
 pub mod signals;
 
@@ -43,5 +45,6 @@ pub use gate::{
     SpillReason, StayReason,
 };
 pub use limit::{ConcurrencyLimit, LimitParams, QueueAllowance, SloLimit};
+pub use pin_token::{pin_window, PinKeyError, PinKeys, PinVerdict};
 pub use pins::{address_key, client_key, Pinned, WritePins};
 pub use signals::{LoadSignals, Outcome, SignalsConfig, WindowStats};

@@ -15,6 +15,7 @@ mod validate_coord;
 mod validate_dr;
 mod validate_listener;
 mod validate_notify;
+mod validate_pin;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

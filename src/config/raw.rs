@@ -50,6 +50,10 @@ pub(crate) const DEFAULT_ACCESS_LOG_QUEUE: usize = 8192;
 pub(crate) const DEFAULT_SYSLOG_APP_NAME: &str = "spillway";
 /// Where each listener answers readiness itself (Route 53 health checks).
 pub(crate) const DEFAULT_READINESS_PATH: &str = "/.spillway/ready";
+/// The signed pin's cookie (`[spill.pin_token]`).
+pub(crate) const DEFAULT_PIN_COOKIE: &str = "spillway_pin";
+/// What `lag_aware` adds to the cloud's observed replica lag.
+pub(crate) const DEFAULT_PIN_LAG_MARGIN: &str = "5s";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,6 +217,20 @@ pub(crate) struct RawSpill {
     pub(crate) never_spill_ignore_case: Option<bool>,
     pub(crate) pins_per_address: Option<u32>,
     pub(crate) disaster_after: Option<Dur>,
+    /// `[spill.pin_token]`: the signed read-after-write pin.
+    pub(crate) pin_token: Option<RawPinToken>,
+}
+
+/// `[spill.pin_token]`: a signed pin cookie set on every successful write.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPinToken {
+    pub(crate) cookie_name: Option<String>,
+    pub(crate) key_file: String,
+    pub(crate) previous_key_file: Option<String>,
+    pub(crate) lag_aware: Option<bool>,
+    pub(crate) lag_margin: Option<Dur>,
+    pub(crate) forward_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

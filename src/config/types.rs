@@ -18,6 +18,10 @@ pub struct Config {
     pub scale: Option<ScaleConfig>,
     pub dns: Option<DnsConfig>,
     pub notify: NotifyConfig,
+    /// `[spill.pin_token]`: the signed pin cookie (`burst::pin_token`).
+    /// Not part of `SpillConfig`, whose changes retune the gates: a key
+    /// rotation must not reset a learnt limit.
+    pub pin_token: Option<PinTokenConfig>,
     pub coordination: Option<CoordinationConfig>,
     pub dr: DrConfig,
     /// `None`: no `[access_log]` section.
@@ -167,6 +171,21 @@ pub struct SpillConfig {
     /// How long the active probes must agree that no primary endpoint is
     /// reachable before the pool is in disaster recovery.
     pub disaster_after: Duration,
+}
+
+/// `[spill.pin_token]`: every successful write sets a signed cookie that
+/// pins the client's reads on-prem at any instance holding the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PinTokenConfig {
+    pub cookie_name: String,
+    /// `key_file` signs and verifies, `previous_key_file` verifies (both read at load).
+    pub keys: crate::burst::PinKeys,
+    /// Pin for the cloud's observed replica lag plus `lag_margin` (capped
+    /// by `pin_after_write`) instead of the whole `pin_after_write`.
+    pub lag_aware: bool,
+    pub lag_margin: Duration,
+    /// Header telling the origin until when (Unix ms) the client is pinned.
+    pub forward_header: Option<http::HeaderName>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -16,6 +16,7 @@ use super::validate_access_log as access_log;
 use super::validate_control as control;
 use super::validate_coord as coord;
 use super::validate_notify as notify;
+use super::validate_pin as pin;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +119,10 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     let listeners = listeners(&mut c, raw.listeners, admin.listen);
     let pools = pools(&mut c, raw.pools);
     let routes = routes(&mut c, raw.routes, &pools);
-    let spill = spill(&mut c, raw.spill);
+    let mut raw_spill = raw.spill;
+    let raw_pin = raw_spill.pin_token.take();
+    let spill = spill(&mut c, raw_spill);
+    let pin_token = raw_pin.and_then(|t| pin::pin_token(&mut c, t, spill.session_cookie.as_deref()));
     let scale = raw.scale.map(|s| control::scale(&mut c, s));
     let dns = raw.dns.map(|d| control::dns(&mut c, d));
     let notify = notify::notify(&mut c, raw.notify);
@@ -129,7 +133,21 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Pr
     }
     let access_log = raw.access_log.map(|a| access_log::access_log(&mut c, a));
     if c.problems.is_empty() {
-        Ok(Config { runtime, admin, listeners, pools, routes, spill, scale, dns, notify, coordination, dr, access_log })
+        Ok(Config {
+            runtime,
+            admin,
+            listeners,
+            pools,
+            routes,
+            spill,
+            scale,
+            dns,
+            notify,
+            pin_token,
+            coordination,
+            dr,
+            access_log,
+        })
     } else {
         Err(c.problems)
     }
@@ -559,7 +577,6 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
         exit_after,
         pin_after_write: c.dur("spill.pin_after_write", s.pin_after_write, "90s", true),
         pin_capacity,
-        session_cookie,
         shed_when_cloud_unavailable: s.shed_when_cloud_unavailable.unwrap_or(true),
         cap_by_warm_capacity: s.cap_by_warm_capacity.unwrap_or(false),
         queue_timeout: c.dur("spill.queue_timeout", s.queue_timeout, "250ms", true),
@@ -569,6 +586,7 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
         never_spill_ignore_case: s.never_spill_ignore_case.unwrap_or(true),
         pins_per_address,
         disaster_after: c.dur("spill.disaster_after", s.disaster_after, "10s", true),
+        session_cookie,
     }
 }
 

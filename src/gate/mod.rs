@@ -11,7 +11,7 @@
 //! or released by [`PoolGate::leave`] right after the decision that took it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,9 @@ pub(crate) struct PoolGate {
     spilling: AtomicBool,
     mode: AtomicU8,
     replica_lag_ok: AtomicBool,
+    /// The replicas' lag a pin token waits out (`lag_aware`), in
+    /// milliseconds; `u64::MAX`: unknown (pin for the whole pin time).
+    pin_lag_ms: AtomicU64,
     /// Most requests in flight this pool may take as a spill target
     /// (`u32::MAX`: no cap); set from the cloud's warm capacity.
     spill_cap: AtomicU32,
@@ -100,6 +103,7 @@ impl PoolGate {
             spilling: AtomicBool::new(false),
             mode: AtomicU8::new(0),
             replica_lag_ok: AtomicBool::new(true),
+            pin_lag_ms: AtomicU64::new(u64::MAX),
             spill_cap: AtomicU32::new(u32::MAX),
             queued: AtomicU32::new(0),
             slot: Notify::new(),
@@ -133,6 +137,19 @@ impl PoolGate {
     #[inline]
     pub(crate) fn replica_lag_ok(&self) -> bool {
         self.replica_lag_ok.load(Relaxed)
+    }
+
+    /// The cloud's replica lag as a pin token sees it (`None`: unknown).
+    #[inline]
+    pub(crate) fn pin_lag(&self) -> Option<Duration> {
+        let ms = self.pin_lag_ms.load(Relaxed);
+        (ms != u64::MAX).then(|| Duration::from_millis(ms))
+    }
+
+    /// Publishes a cloud pool's replica lag for pin tokens (each tick).
+    pub(crate) fn set_pin_lag(&self, lag: Option<Duration>) {
+        let ms = lag.map_or(u64::MAX, |l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX - 1).min(u64::MAX - 1));
+        self.pin_lag_ms.store(ms, Relaxed);
     }
 
     /// Whether this pool, as a spill target, has room under its warm-capacity cap.

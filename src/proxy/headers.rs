@@ -90,6 +90,9 @@ pub(crate) struct ClientSide<'a> {
     /// Our `X-Request-Id` (access log on): replaces any the client sent.
     /// `None`: the client's (a trusted peer's, or with the log off) passes.
     pub(crate) request_id: Option<&'a [u8]>,
+    /// `spill.pin_token.forward_header` (any the client sent is dropped)
+    /// and, when the client's token pins it, until when (Unix ms).
+    pub(crate) pin_header: Option<(&'a HeaderName, Option<u64>)>,
 }
 
 /// Writes a request's header lines for the upstream hop: the client's
@@ -136,6 +139,7 @@ pub(crate) fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, cli
             continue;
         } else if name.as_str().as_bytes().contains(&b'_')
             || (client.request_id.is_some() && *name == super::access::X_REQUEST_ID)
+            || client.pin_header.is_some_and(|(pin, _)| pin == name)
         {
             continue;
         }
@@ -155,6 +159,9 @@ pub(crate) fn write_request_headers(out: &mut BytesMut, headers: &HeaderMap, cli
     write_joined(out, b"via", &prior_via, b", ", via_of(client.version).as_bytes());
     if let Some(id) = client.request_id {
         write_header(out, b"x-request-id", id);
+    }
+    if let Some((name, Some(until_ms))) = client.pin_header {
+        write_header(out, name.as_str().as_bytes(), itoa::Buffer::new().format(until_ms).as_bytes());
     }
     if let Some((last, crumbs)) = cookies.split_last() {
         write_joined(out, b"cookie", crumbs, b"; ", last.as_bytes());
@@ -252,6 +259,7 @@ mod tests {
             version: Version::HTTP_11,
             authority: Some(b"www.example.com"),
             request_id: None,
+            pin_header: None,
         }
     }
 
@@ -267,6 +275,18 @@ mod tests {
             back.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         back
+    }
+
+    #[test]
+    fn the_pin_header_is_ours_alone() {
+        let name = HeaderName::from_static("x-spillway-pinned-until");
+        let h = map(&[("x-spillway-pinned-until", "99999999999999"), ("accept", "*/*")]);
+        let pinned = written(&h, &ClientSide { pin_header: Some((&name, Some(1_764_700_090_000))), ..client() }, false);
+        let got: Vec<_> = pinned.get_all(&name).iter().collect();
+        assert_eq!(got, ["1764700090000"], "the client's value is dropped, ours written");
+        let unpinned = written(&h, &ClientSide { pin_header: Some((&name, None)), ..client() }, false);
+        assert!(unpinned.get(&name).is_none(), "no token that pins: no header, and the client's dropped");
+        assert_eq!(written(&h, &client(), false).get(&name).unwrap(), "99999999999999", "without the key: passed on");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub(crate) mod error;
 pub(crate) mod headers;
 pub(crate) mod idle;
 pub(crate) mod listener;
+mod pin;
 mod ready;
 mod record;
 pub(crate) mod service;

@@ -7,7 +7,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
@@ -31,6 +31,7 @@ use crate::upstream::{Endpoint, Pool};
 use super::access::{note_pool, shed, Capture, Upstream};
 use super::error::ProxyError;
 use super::headers::{self, ClientSide};
+use super::pin::TokenCheck;
 use super::{tunnel, ActiveRequest, ConnInfo};
 use crate::accesslog::entry::IdText;
 use crate::accesslog::Trace;
@@ -113,12 +114,14 @@ async fn handle<'rt>(
         t.route = Some(route.name.clone());
     }
     *served = Some((route, 0));
-    let (pool, guard, ready, pin) = gate(rt, plane, route, conn, &req, &path, started, capture.trace()).await?;
+    let (pool, guard, ready, pin, pin_header) =
+        gate(rt, plane, route, conn, &req, &path, started, capture.trace()).await?;
     if !std::ptr::eq(pool, &*route.primary) {
         *served = Some((route, 1));
     }
     let id = capture.upstream_id();
-    forward(pool, req, conn, on_upgrade, guard, ready, pin, Upstream { id, trace: capture.trace() }).await
+    let log = Upstream { id, trace: capture.trace() };
+    forward(pool, req, conn, on_upgrade, guard, ready, (pin, pin_header), log).await
 }
 
 /// A WebSocket handshake takes a tunnel permit (`max_tunnels`) before it
@@ -142,27 +145,40 @@ fn upgrade(
     Ok(Box::new(tunnel::Upgrade { on: hyper::upgrade::on(req), conn: conn.clone(), permit, limits }))
 }
 
+/// What the gate hands the forward loop: the pool, the in-flight guard,
+/// when the request left the gate (later than `started` if it queued), the
+/// pin a write makes once answered, and the pin header for the origin.
+type Gated<'r> = (&'r Pool, InFlight, Instant, Option<PinOnSuccess<'r>>, PinHeader<'r>);
+
+/// `forward_header`'s name and, when a token pins, until when (Unix ms).
+type PinHeader<'r> = Option<(&'r http::HeaderName, Option<u64>)>;
+
 /// Asks the spill policy where this request goes and counts it in-flight
 /// there. A write comes back with the pin it makes once the upstream has
-/// answered it without an error. Also returns when the request left the
-/// gate (later than `started` if it queued for a slot).
+/// answered it without an error.
 #[allow(clippy::too_many_arguments)]
-async fn gate<'r, 'p>(
-    rt: &Runtime,
-    plane: &'p DataPlane,
+async fn gate<'r>(
+    rt: &'r Runtime,
+    plane: &'r DataPlane,
     route: &'r Route,
     conn: &ConnInfo,
     req: &Request<Incoming>,
     path: &str,
     started: Instant,
     mut trace: Option<&mut Trace>,
-) -> Result<(&'r Pool, InFlight, Instant, Option<PinOnSuccess<'p>>), ProxyError> {
+) -> Result<Gated<'r>, ProxyError> {
     let spill = &rt.config.spill;
     let ip = conn.remote.ip();
     let key = || client_key(session_cookie(req, spill.session_cookie.as_deref()), ip);
     let pins = &plane.gates.pins;
     let write = writes(req);
-    let pin = write.then(|| PinOnSuccess { pins, key: key(), address: address_key(ip) });
+    let pin = write.then(|| PinOnSuccess {
+        pins,
+        key: key(),
+        address: address_key(ip),
+        cookie: rt.config.pin_token.as_ref().map(|_| (&*rt.config, conn.tls)),
+    });
+    let token = TokenCheck::new(&rt.config, req, || route.overflow.as_ref().and_then(|(_, g)| g.pin_lag()));
     let gate = &route.primary_gate;
     let in_flight = gate.signals.begin();
     let limit = gate.limit();
@@ -172,8 +188,10 @@ async fn gate<'r, 'p>(
         SpillDecision::Primary(StayReason::UnderLimit)
     } else {
         let mut was_pinned = false;
-        let pinned = || {
-            was_pinned = pins.is_client_pinned(key(), address_key(ip), started);
+        // A token only ever keeps a read on-prem: not asked where a pin sends it to the cloud.
+        let pinned = |tokens_count: bool| {
+            let by_token = tokens_count && token.as_ref().is_some_and(TokenCheck::pins);
+            was_pinned = by_token || pins.is_client_pinned(key(), address_key(ip), started);
             was_pinned
         };
         let load = Load { in_flight, limit, primary_healthy, dr, write, now: started };
@@ -187,18 +205,19 @@ async fn gate<'r, 'p>(
     if let Some(t) = trace.as_deref_mut() {
         t.decision = Some(decision);
     }
+    let header = token.as_ref().and_then(TokenCheck::forward);
     match decision {
-        SpillDecision::Primary(_) => Ok((note_pool(trace, &route.primary), gate.adopt(started), started, pin)),
+        SpillDecision::Primary(_) => Ok((note_pool(trace, &route.primary), gate.adopt(started), started, pin, header)),
         SpillDecision::Cloud(_) => {
             gate.leave();
             let (pool, cloud_gate) =
                 route.overflow.as_ref().ok_or_else(|| ProxyError::NoHealthyEndpoint { pool: "overflow".into() })?;
-            Ok((note_pool(trace, pool), cloud_gate.enter(started), started, pin))
+            Ok((note_pool(trace, pool), cloud_gate.enter(started), started, pin, header))
         }
         SpillDecision::Queue(reason) => {
             gate.leave();
             match gate.wait_for_slot(spill, Instant::now()).await {
-                Some(guard) => Ok((note_pool(trace, &route.primary), guard, Instant::now(), pin)),
+                Some(guard) => Ok((note_pool(trace, &route.primary), guard, Instant::now(), pin, header)),
                 None => Err(shed(
                     trace,
                     &route.primary,
@@ -222,16 +241,22 @@ struct PinOnSuccess<'a> {
     pins: &'a WritePins,
     key: u64,
     address: u64,
+    /// With `[spill.pin_token]`: the config and whether the client came
+    /// over TLS, for the signed cookie.
+    cookie: Option<(&'a crate::config::Config, bool)>,
 }
 
 impl PinOnSuccess<'_> {
-    fn after(self, status: http::StatusCode, now: Instant) {
+    /// Pins the client in this process and returns the pin cookie to set.
+    fn after(self, status: http::StatusCode, now: Instant) -> Option<http::HeaderValue> {
         if status.as_u16() >= 400 {
-            return;
+            return None;
         }
         if self.pins.pin_client(self.key, self.address, now) == Pinned::Address {
             metrics::counter!(catalog::ADDRESS_PINS).increment(1);
         }
+        let (config, tls) = self.cookie?;
+        super::pin::set_cookie(config, tls, SystemTime::now())
     }
 }
 
@@ -255,14 +280,16 @@ fn over_limit(
     spill: &crate::config::SpillConfig,
     req: &Request<Incoming>,
     path: &str,
-    pinned: impl FnOnce() -> bool,
+    pinned: impl FnOnce(bool) -> bool,
     load: Load,
 ) -> SpillDecision {
     // A read whose override field names a write may not spill as a read.
     let method_may_spill = route.config.spill_methods.contains(req.method()) && (is_write(req.method()) || !load.write);
     let path_never_spills = route.never_spills(path, spill.never_spill_ignore_case);
-    // In failback_pending a pin keeps a reader with its writes, in the cloud.
-    let pinned = (load.dr == DrState::FailbackPending || method_may_spill && !path_never_spills) && pinned();
+    // In failback_pending a pin keeps a reader with its writes, in the cloud:
+    // the in-process pins only there (a token never sends a read away).
+    let failback = load.dr == DrState::FailbackPending;
+    let pinned = (failback || method_may_spill && !path_never_spills) && pinned(!failback);
     // Over the warm-capacity cap the cloud cannot take a spill; DR ignores the cap.
     let uncapped = !load.primary_healthy || load.dr != DrState::Normal;
     let (cloud_healthy, replica_lag_ok) = route.overflow.as_ref().map_or((false, false), |(p, g)| {
@@ -299,7 +326,7 @@ async fn forward(
     on_upgrade: Option<Box<tunnel::Upgrade>>,
     guard: InFlight,
     arrived: Instant,
-    pin: Option<PinOnSuccess<'_>>,
+    (pin, pin_header): (Option<PinOnSuccess<'_>>, PinHeader<'_>),
     mut log: Upstream<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     let client_version = req.version();
@@ -341,17 +368,17 @@ async fn forward(
         let sent = match out {
             Outgoing::Resend(back) => upstream.resend(back, timeouts).await,
             Outgoing::Request(req) => {
-                upstream.send(req, timeouts, hop_headers(conn, client_version, upgrade, log.id)).await
+                upstream.send(req, timeouts, hop_headers(conn, client_version, upgrade, log.id, pin_header)).await
             }
         };
         guard.answered();
         let now = Instant::now();
         let failure = match sent {
-            Ok(resp) => {
+            Ok(mut resp) => {
                 log.answered(&endpoint, Some(now - started));
                 record_answer(pool, &endpoint, pending, started, resp.status(), &guard, now);
-                if let Some(pin) = pin {
-                    pin.after(resp.status(), now);
+                if let Some(cookie) = pin.and_then(|pin| pin.after(resp.status(), now)) {
+                    resp.headers_mut().append(http::header::SET_COOKIE, cookie);
                 }
                 return respond(resp, pool, &endpoint, client_version, on_upgrade, guard);
             }
@@ -444,12 +471,13 @@ async fn checkout(pool: &Pool, endpoint: &Arc<Endpoint>, fresh: bool, now: Insta
 }
 
 /// Writes this hop's request headers into the head.
-fn hop_headers(
-    conn: &ConnInfo,
+fn hop_headers<'a>(
+    conn: &'a ConnInfo,
     client_version: Version,
     upgrade: bool,
     request_id: Option<IdText>,
-) -> impl FnOnce(&http::request::Parts, &mut bytes::BytesMut) + '_ {
+    pin_header: PinHeader<'a>,
+) -> impl FnOnce(&http::request::Parts, &mut bytes::BytesMut) + 'a {
     move |parts, out| {
         let client = ClientSide {
             forwarded_for: &conn.forwarded_for,
@@ -459,6 +487,7 @@ fn hop_headers(
             // `handle` checked the host already.
             authority: host::target_authority(&parts.uri),
             request_id: request_id.as_ref().map(|id| &id[..]),
+            pin_header,
         };
         headers::write_request_headers(out, &parts.headers, &client, upgrade);
     }

@@ -92,6 +92,8 @@ catalog! {
         "Writes that pinned their whole client address, because it had made spill.pins_per_address session pins within pin_after_write already.";
     PIN_EVICTIONS: Gauge "spillway_pin_evictions" []
         "Pins evicted before their time because the pin table was full, since start.";
+    PIN_TOKENS: Counter "spillway_pin_tokens_total" ["result"]
+        "Signed pin cookies ([spill.pin_token]) looked at, one result per request: pinned (kept on-prem), lag_released (genuine, older than the cloud's lag plus lag_margin), expired, future (written more than a pin time ahead), unknown_key, forged, malformed; only pinned changes a decision.";
     // Upstream.
     UPSTREAM_CONNECTIONS_OPENED: Counter "spillway_upstream_connections_opened_total" []
         "Upstream connections opened (not taken from the keep-alive pool).";
