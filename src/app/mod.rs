@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{self, LoadedConfig};
 use crate::sync::lock;
+use crate::telemetry::catalog;
 use crate::{aws, coord, dns, runtime, scale};
 
 use reload::Trigger;
@@ -195,7 +196,7 @@ pub(crate) async fn start_with(
             let result = reloader.reload(trigger.as_str()).await;
             if trigger == Trigger::Certificate {
                 let result = if result.is_ok() { "applied" } else { "failed" };
-                metrics::counter!(crate::telemetry::catalog::CERTIFICATE_RELOADS, "result" => result).increment(1);
+                metrics::counter!(catalog::CERTIFICATE_RELOADS, "result" => result).increment(1);
             }
             certificates.follow(&reloader.data.runtime.load().config);
         }
