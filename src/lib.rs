@@ -31,4 +31,4 @@ pub mod telemetry;
 pub mod tls;
 pub(crate) mod upstream;
 
-pub use app::{sentinel, start, Running, Sentinel, StartError};
+pub use app::{sentinel, start, start_process, Running, Sentinel, StartError, StartOptions};

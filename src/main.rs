@@ -1,4 +1,4 @@
-//! The `spillway` command: `run`, `sentinel`, `check`, `demo`, `drill`, `healthcheck`, `--version`.
+//! The `spillway` command: `run`, `upgrade`, `sentinel`, `check`, `demo`, `drill`, `healthcheck`, `--version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +23,17 @@ enum Command {
         /// Worker threads (overrides [runtime] worker_threads; 0 = one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Take the listeners and state over from the Spillway serving this
+        /// upgrade socket (it drains and exits once this process is ready).
+        #[arg(long, value_name = "SOCKET")]
+        upgrade_from: Option<PathBuf>,
+    },
+    /// Upgrade the running Spillway without dropping a connection: it starts its successor (the binary now
+    /// installed at its path) on `[runtime] upgrade_socket`, hands it the listeners and its state, drains
+    /// and exits. Exit 0 when the successor took over; on failure the running process keeps serving.
+    Upgrade {
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Run a self-contained burst demo: simulated on-prem and cloud tiers, Spillway between them, a game-time burst.
     Demo {
@@ -99,7 +110,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config, threads } => match run(&config, threads) {
+        Command::Upgrade { config } => match upgrade(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spillway upgrade: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config, threads, upgrade_from } => match run(&config, threads, upgrade_from.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("spillway: {e:#}");
@@ -179,34 +197,77 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(path: &std::path::Path, threads: Option<usize>) -> anyhow::Result<()> {
+fn upgrade(path: &std::path::Path) -> anyhow::Result<()> {
+    let loaded = spillway::config::load(path)?;
+    let socket = loaded.config.runtime.upgrade_socket.context("the config has no [runtime] upgrade_socket")?;
+    match spillway::app::upgrade::request(&socket)? {
+        spillway::app::upgrade::UpgradeOutcome::HandedOver { pid } => {
+            println!("upgraded: pid {pid} took over; the previous process drains and exits");
+            Ok(())
+        }
+        spillway::app::upgrade::UpgradeOutcome::Failed { error } => {
+            anyhow::bail!("{error} (the running process keeps serving)")
+        }
+    }
+}
+
+/// How this process starts its successor: the same binary path (where a
+/// new release is installed), the same config file and thread count.
+fn relaunch(path: &std::path::Path, threads: Option<usize>) -> Option<spillway::app::upgrade::Relaunch> {
+    let exe = std::env::current_exe().ok()?;
+    let mut args: Vec<std::ffi::OsString> = vec!["run".into(), "--config".into(), path.into()];
+    if let Some(n) = threads {
+        args.extend(["--threads".into(), n.to_string().into()]);
+    }
+    Some(spillway::app::upgrade::Relaunch { exe, args })
+}
+
+fn run(
+    path: &std::path::Path,
+    threads_arg: Option<usize>,
+    upgrade_from: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     spillway::telemetry::init_logging("info");
     spillway::tls::install_default_provider();
+    // A config that does not validate never touches the running process.
     let loaded = spillway::config::load(path)?;
-    let threads = threads.filter(|n| *n > 0).or(loaded.config.runtime.worker_threads);
+    let takeover = match upgrade_from {
+        Some(socket) => Some(
+            spillway::app::upgrade::take_over(socket)
+                .with_context(|| format!("taking over from {}", socket.display()))?,
+        ),
+        None => None,
+    };
+    let threads = threads_arg.filter(|n| *n > 0).or(loaded.config.runtime.worker_threads);
     let rt = match threads {
         Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
         Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
         None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     }
     .context("building the tokio runtime")?;
+    let options = spillway::StartOptions { takeover, relaunch: relaunch(path, threads_arg) };
     rt.block_on(async move {
         let metrics = spillway::telemetry::init_metrics();
         let (drain_timeout, drain_delay) = (loaded.config.runtime.drain_timeout, loaded.config.runtime.drain_delay);
-        let running = spillway::start(loaded, metrics).await?;
+        let running = spillway::start_process(loaded, metrics, options).await?;
         println!("ready");
-        wait_for_shutdown().await?;
+        spillway::app::upgrade::systemd::notify_ready();
+        let handed_over = tokio::select! {
+            r = wait_for_shutdown() => { r?; false }
+            () = running.handed_over() => true,
+        };
         running.begin_shutdown();
-        if !drain_delay.is_zero() {
+        if !handed_over && !drain_delay.is_zero() {
             // Health checkers take the edge out of rotation meanwhile; a
-            // second signal cuts the wait short.
+            // second signal cuts the wait short. (After a handover the
+            // successor accepts on the same sockets: no delay needed.)
             tracing::info!(?drain_delay, "shutting down: reporting not ready before draining");
             tokio::select! {
                 () = tokio::time::sleep(drain_delay) => {}
                 r = wait_for_shutdown() => r?,
             }
         }
-        tracing::info!(?drain_timeout, "shutting down: draining connections");
+        tracing::info!(?drain_timeout, handed_over, "shutting down: draining connections");
         let left = running.shutdown(drain_timeout).await;
         if left > 0 {
             tracing::warn!(left, "drain timeout reached; closing remaining connections");

@@ -18,6 +18,7 @@ use crate::proxy::listener::{self, ListenerTask};
 use crate::proxy::DataPlane;
 
 use super::activation;
+use super::upgrade::Takeover;
 use crate::runtime::{BuildError, Runtime};
 use crate::sync::lock;
 use crate::telemetry::catalog;
@@ -172,8 +173,9 @@ impl Server {
         recent.push_back(event.to_json(&site));
     }
 
-    /// Activates the first snapshot and binds every listener.
-    pub(crate) async fn start(self: &Arc<Self>) -> Result<(), ReloadError> {
+    /// Activates the first snapshot and binds every listener (or takes it
+    /// over from a predecessor process).
+    pub(crate) async fn start(self: &Arc<Self>, takeover: Option<&mut Takeover>) -> Result<(), ReloadError> {
         let weak = Arc::downgrade(self);
         let notifier = crate::notifications::Notifier::spawn(move || {
             let server = weak.upgrade()?;
@@ -187,8 +189,24 @@ impl Server {
         activation::activate(&rt, None);
         activation::initial_probes(&rt, Duration::from_secs(5)).await;
         tokio::spawn(super::ticker::run(self.clone()));
-        let bound = bind_new(&rt, &BTreeMap::new())?;
+        let bound = bind_new(&rt, &BTreeMap::new(), takeover)?;
         self.start_bound(bound).await
+    }
+
+    /// Duplicates of the listening sockets, by name and configured address,
+    /// for a successor process.
+    pub(crate) fn handover_sockets(&self) -> Vec<(String, SocketAddr, socket2::Socket)> {
+        let listeners = self.listeners.blocking_lock();
+        listeners
+            .values()
+            .filter_map(|t| match t.socket.try_clone() {
+                Ok(s) => Some((t.name.clone(), t.configured, s)),
+                Err(e) => {
+                    tracing::error!(listener = %t.name, error = %e, "cannot hand this listener over: the successor binds it");
+                    None
+                }
+            })
+            .collect()
     }
 
     async fn start_bound(self: &Arc<Self>, bound: Vec<(String, tokio::net::TcpListener)>) -> Result<(), ReloadError> {
@@ -270,7 +288,7 @@ impl Server {
         let next = Arc::new(Runtime::build(&loaded, Some(&old), &self.data.gates)?);
         let current: BTreeMap<String, SocketAddr> =
             self.listeners.lock().await.values().map(|t| (t.name.clone(), t.configured)).collect();
-        let bound = bind_new(&next, &current)?;
+        let bound = bind_new(&next, &current, None)?;
         self.data.runtime.store(next.clone());
         self.data.gates.reconfigure(&next.config.spill);
         self.control.reconfigure(&next.config);
@@ -297,28 +315,32 @@ impl Server {
         for (_, task) in std::mem::take(&mut *self.listeners.lock().await) {
             task.stop();
         }
-        let _ = self.data.drain.send(true);
+        self.data.begin_drain();
         self.control.shutdown.cancel();
         let _ = tokio::time::timeout(timeout, self.data.connections.drained()).await;
         self.data.connections.open()
     }
 }
 
-/// Binds the listeners of `rt` that are new or whose address changed.
+/// Binds the listeners of `rt` that are new or whose address changed;
+/// those a predecessor process hands over are taken, not bound.
 fn bind_new(
     rt: &Runtime,
     current: &BTreeMap<String, SocketAddr>,
+    mut takeover: Option<&mut Takeover>,
 ) -> Result<Vec<(String, tokio::net::TcpListener)>, ReloadError> {
     let mut out = Vec::new();
     for (name, l) in &rt.listeners {
         if current.get(name) == Some(&l.config.listen) {
             continue;
         }
-        let socket = listener::bind(l.config.listen).map_err(|source| ReloadError::Bind {
-            name: name.clone(),
-            addr: l.config.listen,
-            source,
-        })?;
+        let addr = l.config.listen;
+        let inherited = takeover.as_deref_mut().and_then(|t| t.take_listener(name, addr));
+        let socket = match inherited {
+            Some(socket) => listener::adopt(socket),
+            None => listener::bind(addr),
+        }
+        .map_err(|source| ReloadError::Bind { name: name.clone(), addr, source })?;
         out.push((name.clone(), socket));
     }
     Ok(out)

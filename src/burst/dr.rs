@@ -180,6 +180,14 @@ impl DrMachine {
         self.state
     }
 
+    /// A machine that continues a predecessor process's state, in it since
+    /// `since`. The failback latch starts over: a failback in progress waits
+    /// its full `failback_after` again, never less.
+    pub fn resume(state: DrState, since: Instant, now: Instant) -> Self {
+        let failback_since = (state == DrState::FailbackPending).then_some(now);
+        DrMachine { state, reason: DrReason::Start, since, failback_since }
+    }
+
     pub fn reason(&self) -> DrReason {
         self.reason
     }

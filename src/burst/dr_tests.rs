@@ -256,3 +256,21 @@ fn the_rpo_guard_fires_once_and_resolves_once() {
     assert_eq!(g.observe(min(5), budget), Some(false));
     assert_eq!(g.observe(min(1), budget), None);
 }
+
+#[test]
+fn a_resumed_machine_keeps_its_state_and_waits_the_whole_failback_latch_again() {
+    let t0 = Instant::now();
+    let now = t0 + Duration::from_secs(600);
+    let held = DrObservation { onprem_reachable: true, onprem_primary: true, cloud_ok: true, ..Default::default() };
+    for mode in MODES {
+        for state in DrState::ALL {
+            assert_eq!(DrMachine::resume(state, t0, now).state(), state);
+        }
+        // In failback_pending since t0 (ten minutes, past the 60 s latch):
+        // the successor still holds the signal a full latch from `now`.
+        let mut m = DrMachine::resume(DrState::FailbackPending, t0, now);
+        assert_eq!(m.observe(&held, &policy(mode), now + Duration::from_secs(59)), None, "{mode:?}");
+        let done = m.observe(&held, &policy(mode), now + Duration::from_secs(60)).map(|t| t.to);
+        assert_eq!(done, Some(DrState::Normal), "{mode:?}");
+    }
+}

@@ -167,6 +167,15 @@ impl SpillController {
         self.phase
     }
 
+    /// Continues in a predecessor's phase (a process upgrade), from `now`.
+    pub fn resume(&mut self, phase: SpillPhase, now: Instant) {
+        if phase != self.phase {
+            self.phase = phase;
+            self.score = Duration::ZERO;
+            self.since = Some(now);
+        }
+    }
+
     /// When the current phase began (`None` before the first change).
     pub fn phase_since(&self) -> Option<Instant> {
         self.since

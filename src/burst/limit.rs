@@ -119,6 +119,14 @@ impl LimitParams {
     }
 }
 
+/// The state of a [`ConcurrencyLimit`] that a process upgrade hands over.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LearntLimit {
+    pub estimate: f64,
+    /// No-load latency, seconds.
+    pub baseline_secs: Option<f64>,
+}
+
 /// The adaptive limit of one pool; owned by its ticker.
 #[derive(Clone, Debug)]
 pub struct ConcurrencyLimit {
@@ -185,6 +193,21 @@ impl ConcurrencyLimit {
         limit
     }
 
+    /// What this limit has learnt, for a successor process.
+    pub fn learnt(&self) -> LearntLimit {
+        LearntLimit { estimate: self.estimate, baseline_secs: self.baseline }
+    }
+
+    /// Continues from what a predecessor learnt (clamped to this limit's
+    /// bounds; a non-finite or non-positive value is ignored).
+    pub fn resume(&mut self, learnt: &LearntLimit) {
+        let (min, max) = self.params.bounds();
+        if learnt.estimate.is_finite() {
+            self.estimate = learnt.estimate.clamp(min, max);
+        }
+        self.baseline = learnt.baseline_secs.filter(|b| b.is_finite() && *b > 0.0).or(self.baseline);
+    }
+
     /// The learnt no-load latency, once a window had enough samples.
     pub fn rtt_baseline(&self) -> Option<Duration> {
         self.baseline.map(Duration::from_secs_f64)
@@ -248,6 +271,18 @@ impl SloLimit {
 
     pub fn limit(&self) -> u32 {
         self.estimate.round() as u32
+    }
+
+    /// The estimate, for a successor process.
+    pub fn estimate(&self) -> f64 {
+        self.estimate
+    }
+
+    /// Continues from a predecessor's estimate (clamped; non-finite ignored).
+    pub fn resume(&mut self, estimate: f64) {
+        if estimate.is_finite() {
+            self.estimate = estimate.clamp(self.min, self.max);
+        }
     }
 }
 

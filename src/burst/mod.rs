@@ -44,7 +44,7 @@ pub use gate::{
     decide, pressure, GateInputs, OutageTimer, Pressure, QueueReason, SpillController, SpillDecision, SpillPhase,
     SpillReason, StayReason,
 };
-pub use limit::{ConcurrencyLimit, LimitParams, QueueAllowance, SloLimit};
+pub use limit::{ConcurrencyLimit, LearntLimit, LimitParams, QueueAllowance, SloLimit};
 pub use pin_token::{pin_window, PinKeyError, PinKeys, PinVerdict};
 pub use pins::{address_key, client_key, Pinned, WritePins};
 pub use signals::{LoadSignals, Outcome, SignalsConfig, WindowStats};

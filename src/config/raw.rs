@@ -90,6 +90,8 @@ pub(crate) struct RawRuntime {
     pub(crate) drain_delay: Option<Dur>,
     /// This datacenter's name (coordination, notifications, CloudWatch).
     pub(crate) site: Option<String>,
+    /// The Unix socket a successor process takes the listeners over on.
+    pub(crate) upgrade_socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -38,6 +38,9 @@ pub struct RuntimeSettings {
     pub drain_delay: Duration,
     /// This datacenter's name: `[A-Za-z0-9_-]{1,32}`, `"local"` by default.
     pub site: String,
+    /// The Unix socket this process hands its listeners and state over on
+    /// to a successor (`spillway upgrade`, SIGUSR2); `None`: no upgrades.
+    pub upgrade_socket: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

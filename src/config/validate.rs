@@ -159,7 +159,22 @@ fn runtime(c: &mut Checker, raw: RawRuntime) -> RuntimeSettings {
         drain_timeout: c.dur("runtime.drain_timeout", raw.drain_timeout, DEFAULT_DRAIN_TIMEOUT, true),
         drain_delay: super::validate_listener::drain_delay(c, raw.drain_delay),
         site: site_name(c, raw.site),
+        upgrade_socket: raw.upgrade_socket.map(|p| upgrade_socket(c, &p)),
     }
+}
+
+/// Longest Unix socket path the kernel takes (`sun_path` is 108 bytes, NUL included).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// The upgrade socket's path, resolved against the config's directory.
+fn upgrade_socket(c: &mut Checker, raw: &str) -> std::path::PathBuf {
+    let path = c.resolve(raw);
+    if raw.is_empty() {
+        c.fail("runtime.upgrade_socket", "must not be empty (leave the key out to disable upgrades)");
+    } else if path.as_os_str().len() > MAX_SOCKET_PATH {
+        c.fail("runtime.upgrade_socket", format!("{} is longer than {MAX_SOCKET_PATH} bytes", path.display()));
+    }
+    path
 }
 
 /// The site's name goes into DynamoDB keys, CloudWatch dimensions and

@@ -118,8 +118,13 @@ pub async fn run(
     std::fs::write(&path, text)?;
     let loaded = crate::config::load(&path)?;
     let sim = std::sync::Arc::new(aws_sim::SimAws::new(2, 40));
-    let running =
-        crate::app::start_with(loaded, metrics, crate::app::ControllerApis::Custom(sim.clone(), sim.clone())).await?;
+    let running = crate::app::start_with(
+        loaded,
+        metrics,
+        crate::app::ControllerApis::Custom(sim.clone(), sim.clone()),
+        crate::app::StartOptions::default(),
+    )
+    .await?;
     let server = running.server.clone();
     let target = server.bound().await.into_iter().next().map(|(_, a)| a).unwrap_or(listen);
 

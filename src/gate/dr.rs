@@ -47,6 +47,15 @@ pub(crate) struct DrView {
     pub(crate) last_drill: Option<serde_json::Value>,
 }
 
+/// The DR state a successor process takes over.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct DrCarry {
+    /// `DrState::as_str`.
+    pub(crate) state: String,
+    /// How long the state has held.
+    pub(crate) for_ms: u64,
+}
+
 /// The drill slot of a [`DrCell`]; dropping it ends the drill (the scale
 /// controller stops holding `dr_capacity`).
 pub(crate) struct DrillSlot<'a>(&'a DrCell);
@@ -128,6 +137,27 @@ impl DrCell {
             drilling: self.drilling(),
             last_drill: lock(&self.last_drill).clone(),
         }
+    }
+
+    /// The state, for a successor process.
+    pub(crate) fn carry(&self, now: Instant) -> DrCarry {
+        let inner = lock(&self.inner);
+        let m = &inner.machine;
+        DrCarry {
+            state: m.state().as_str().to_string(),
+            for_ms: now.saturating_duration_since(m.since()).as_millis() as u64,
+        }
+    }
+
+    /// Continues a predecessor's state (`DrMachine::resume`): a process
+    /// upgrade never moves writes. An unknown state name changes nothing.
+    pub(crate) fn resume(&self, carry: &DrCarry, now: Instant) -> Option<DrState> {
+        let state = DrState::ALL.into_iter().find(|s| s.as_str() == carry.state)?;
+        let since = now.checked_sub(Duration::from_millis(carry.for_ms)).unwrap_or(now);
+        let mut inner = lock(&self.inner);
+        inner.machine = DrMachine::resume(state, since, now);
+        self.publish(&inner);
+        Some(state)
     }
 
     fn publish(&self, inner: &Inner) {

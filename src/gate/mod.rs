@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 mod dr;
-pub(crate) use dr::{DrCell, DrView};
+pub(crate) use dr::{DrCarry, DrCell, DrView};
 
 use crate::burst::{
-    pressure, ConcurrencyLimit, LimitParams, LoadSignals, OutageTimer, Outcome, Pressure, RpoGuard, SloLimit,
-    SpillController, SpillPhase, WindowStats, WritePins,
+    pressure, ConcurrencyLimit, LearntLimit, LimitParams, LoadSignals, OutageTimer, Outcome, Pressure, RpoGuard,
+    SloLimit, SpillController, SpillPhase, WindowStats, WritePins,
 };
 use crate::config::{SpillConfig, SpillMode};
 use crate::sync::lock;
@@ -417,6 +417,47 @@ impl Drop for InFlight {
     }
 }
 
+/// What a successor process takes over of one pool's gate, so an upgrade
+/// in the middle of a burst does not start the limit again at
+/// `max_in_flight` (nor the hysteresis in calm).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct GateCarry {
+    pub(crate) pool: String,
+    pub(crate) limit: LearntLimit,
+    /// Static mode's SLO limit.
+    pub(crate) slo_estimate: f64,
+    pub(crate) spilling: bool,
+}
+
+impl PoolGate {
+    /// What this gate has learnt, for a successor process.
+    pub(crate) fn carry(&self) -> GateCarry {
+        let st = lock(&self.tick);
+        GateCarry {
+            pool: self.name.clone(),
+            limit: st.limit.learnt(),
+            slo_estimate: st.slo_limit.estimate(),
+            spilling: st.spill.phase() == SpillPhase::Spilling,
+        }
+    }
+
+    /// Continues from a predecessor's gate (the request path sees the
+    /// limit and phase at once, before the first tick).
+    pub(crate) fn resume(&self, carry: &GateCarry, spill: &SpillConfig, now: Instant) {
+        let mut st = lock(&self.tick);
+        st.limit.resume(&carry.limit);
+        st.slo_limit.resume(carry.slo_estimate);
+        let phase = if carry.spilling { SpillPhase::Spilling } else { SpillPhase::Calm };
+        st.spill.resume(phase, now);
+        let limit = match spill.mode {
+            SpillMode::Adaptive => st.limit.limit().min(spill.max_in_flight),
+            SpillMode::Static => st.slo_limit.limit(),
+        };
+        self.limit.store(limit, Relaxed);
+        self.spilling.store(carry.spilling, Relaxed);
+    }
+}
+
 /// Least time a request cancelled at the upstream keeps its slot.
 const LINGER_MIN: Duration = Duration::from_millis(100);
 
@@ -439,6 +480,26 @@ impl Gates {
     pub(crate) fn get(&self, pool: &str, spill: &SpillConfig) -> Arc<PoolGate> {
         let mut map = lock(&self.by_pool);
         map.entry(pool.to_string()).or_insert_with(|| Arc::new(PoolGate::new(pool, spill))).clone()
+    }
+
+    /// Every gate's learnt state, for a successor process.
+    pub(crate) fn carry(&self) -> Vec<GateCarry> {
+        let gates: Vec<Arc<PoolGate>> = lock(&self.by_pool).values().cloned().collect();
+        gates.iter().map(|g| g.carry()).collect()
+    }
+
+    /// Continues the gates a predecessor had, for the pools this process
+    /// also has (matched by name); returns how many it continued.
+    pub(crate) fn resume(&self, carried: &[GateCarry], spill: &SpillConfig, now: Instant) -> usize {
+        let gates = lock(&self.by_pool).clone();
+        let mut resumed = 0;
+        for carry in carried {
+            if let Some(gate) = gates.get(&carry.pool) {
+                gate.resume(carry, spill, now);
+                resumed += 1;
+            }
+        }
+        resumed
     }
 
     /// Applies reloadable settings (the pin TTL).

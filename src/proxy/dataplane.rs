@@ -27,6 +27,9 @@ pub(crate) struct DataPlane {
     /// `true` from the moment shutdown begins, `runtime.drain_delay`
     /// before the drain: readiness answers 503 while requests are served.
     shutting_down: AtomicBool,
+    /// `true` once the drain began (as `drain`, for the request path:
+    /// HTTP/1.x answers then say `Connection: close`).
+    closing: AtomicBool,
 }
 
 impl DataPlane {
@@ -39,6 +42,7 @@ impl DataPlane {
             connections: Connections::default(),
             drain: watch::channel(false).0,
             shutting_down: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -47,9 +51,23 @@ impl DataPlane {
         self.shutting_down.load(SeqCst) || *self.drain.borrow()
     }
 
-    /// Marks shutdown begun; the drain follows ([`DataPlane::drain`]).
+    /// Marks shutdown begun; the drain follows ([`DataPlane::begin_drain`]).
     pub(crate) fn begin_shutdown(&self) {
         self.shutting_down.store(true, SeqCst);
+    }
+
+    /// Starts the drain: every connection is asked to finish (HTTP/2 at
+    /// once with GOAWAY; HTTP/1.x by `Connection: close` on its next
+    /// answer, or when it has been quiet a moment).
+    pub(crate) fn begin_drain(&self) {
+        self.closing.store(true, SeqCst);
+        let _ = self.drain.send(true);
+    }
+
+    /// The drain has begun (read per HTTP/1.x answer).
+    #[inline]
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -47,6 +47,8 @@ pub(crate) struct ListenerTask {
     pub(crate) name: String,
     pub(crate) configured: SocketAddr,
     pub(crate) local: SocketAddr,
+    /// The listening socket (a duplicate), for a successor process.
+    pub(crate) socket: socket2::Socket,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -57,6 +59,12 @@ impl ListenerTask {
         let _ = self.stop.send(true);
         drop(self.task);
     }
+}
+
+/// A listening socket a predecessor process handed over, for tokio.
+pub(crate) fn adopt(socket: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket)
 }
 
 /// Binds a listener socket (with SO_REUSEADDR, a deep backlog).
@@ -76,12 +84,13 @@ pub(crate) fn start(
     listener: TcpListener,
 ) -> std::io::Result<ListenerTask> {
     let local = listener.local_addr()?;
+    let socket = socket2::SockRef::from(&listener).try_clone()?;
     let (stop, stop_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let tunnels = Arc::new(Semaphore::new(config.max_tunnels));
     let name = config.name.clone();
     let task = tokio::spawn(accept_loop(plane, name.clone(), listener, (limit, tunnels), stop_rx));
-    Ok(ListenerTask { name, configured: config.listen, local, stop, task })
+    Ok(ListenerTask { name, configured: config.listen, local, socket, stop, task })
 }
 
 async fn accept_loop(
@@ -222,6 +231,12 @@ fn builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// While draining, an HTTP/1.x connection with nothing in flight for this
+/// long is closed (one that carries requests closes on its next answer).
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
+/// How often the watchdog looks while draining.
+const DRAIN_TICK: Duration = Duration::from_millis(100);
+
 /// How long the graceful close of an idle (or abusive) connection may take.
 const IDLE_GRACE: Duration = Duration::from_secs(1);
 
@@ -301,13 +316,21 @@ async fn watchdog(mut drain: watch::Receiver<bool>, conn: Arc<ConnInfo>, activit
     let mut idle_since: Option<Instant> = None;
     let mut abort_at: Option<Instant> = None;
     loop {
-        if draining {
+        // Draining: HTTP/2 gets its GOAWAY at once; an HTTP/1.x connection
+        // is closed by `Connection: close` on its next answer or once it
+        // has been quiet for `DRAIN_QUIET` (closing it at once would race
+        // the request its client may be sending on it).
+        let h2 = conn.is_h2() || activity.is_h2();
+        if draining && h2 {
             conn.close.request(Close::Graceful);
         }
         tokio::select! {
             biased;
             changed = drain.changed(), if !draining => {
                 draining = changed.is_err() || *drain.borrow();
+                if draining && every > DRAIN_TICK {
+                    tick = tokio::time::interval(DRAIN_TICK);
+                }
                 continue;
             }
             _ = tick.tick() => {}
@@ -341,7 +364,8 @@ async fn watchdog(mut drain: watch::Receiver<bool>, conn: Arc<ConnInfo>, activit
         // gets a short grace (a client that never acknowledges hyper's
         // shutdown PING must not hold it for the drain grace).
         let mut grace = limits.grace;
-        if idle_since.is_some_and(|since| now - since >= limits.idle) {
+        let idle_limit = if draining { limits.idle.min(DRAIN_QUIET) } else { limits.idle };
+        if idle_since.is_some_and(|since| now - since >= idle_limit) {
             conn.close.request(Close::Graceful);
             grace = IDLE_GRACE;
         }

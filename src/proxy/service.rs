@@ -43,7 +43,8 @@ pub(crate) async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
-    let mut active = ActiveRequest::start(&conn, req.version());
+    let version = req.version();
+    let mut active = ActiveRequest::start(&conn, version);
     let method = req.method().clone();
     let rt = plane.runtime.load_full();
     let mut capture = Capture::start(rt.config.access_log.as_ref(), &conn, &req, started);
@@ -70,6 +71,12 @@ pub(crate) async fn serve(
     let status = resp.status();
     if method == Method::HEAD || status.is_informational() || status == 204 || status == 304 {
         active.finish();
+    }
+    // Draining (a shutdown, or an upgrade's predecessor): an HTTP/1.x
+    // client opens its next connection elsewhere instead of finding this
+    // one closed under its next request. Not on a 101: the tunnel needs it.
+    if plane.closing() && version <= http::Version::HTTP_11 && status != http::StatusCode::SWITCHING_PROTOCOLS {
+        resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     }
     // In place: moving the whole response costs more than the attach.
     resp.body_mut().attach_request(active);

@@ -115,6 +115,11 @@ catalog! {
         "Configuration reloads that were applied.";
     CONFIG_RELOAD_FAILURES: Counter "config_reload_failures_total" []
         "Configuration reloads refused (the previous configuration kept serving). Name kept without the spillway_ prefix for existing alerts.";
+    CERTIFICATE_RELOADS: Counter "spillway_certificate_reloads_total" ["result"]
+        "Reloads started by a listener's certificate or key file changing on disk: applied, or failed (the previous certificate keeps serving; the error is logged and counted in config_reload_failures_total too).";
+    // Upgrades.
+    UPGRADES: Counter "spillway_upgrades_total" ["result"]
+        "Process upgrades seen by the running process: handed_over (a successor took the listeners; this process drains and exits 0) or failed (the successor did not take over; this process keeps serving).";
     // Admin API.
     ADMIN_REFUSED: Counter "spillway_admin_refused_total" ["reason"]
         "Admin connections and calls refused: over_capacity (503), unauthorized (401), foreign_host (403), malformed_host (400), simple_request (415), rate_limited (429).";

@@ -156,13 +156,19 @@ impl Endpoint {
     pub(crate) fn observe_probe(&self, ok: bool, healthy_after: u32, unhealthy_after: u32) -> Option<Probe> {
         let mut st = lock(&self.probe_state);
         let changed = st.observe(ok, healthy_after, unhealthy_after);
-        let code = match st.state {
-            Probe::Unknown => PROBE_UNKNOWN,
-            Probe::Up => PROBE_UP,
-            Probe::Down => PROBE_DOWN,
-        };
-        self.probe.store(code, Relaxed);
+        self.probe.store(probe_code(st.state), Relaxed);
         changed
+    }
+
+    /// Continues a predecessor process's view of this endpoint: its probe
+    /// state and latency estimate (the next probes go on from there).
+    pub(crate) fn resume(&self, probe: Probe, rtt: Duration) {
+        let mut st = lock(&self.probe_state);
+        st.state = probe;
+        self.probe.store(probe_code(probe), Relaxed);
+        if !rtt.is_zero() {
+            self.ewma_ns.store((rtt.as_nanos() as f64).to_bits(), Relaxed);
+        }
     }
 
     pub(crate) fn probe(&self) -> Probe {
@@ -192,6 +198,14 @@ impl Endpoint {
     pub(crate) fn lag(&self) -> Option<Duration> {
         let ms = self.lag_ms.load(Relaxed);
         (ms != u64::MAX).then(|| Duration::from_millis(ms))
+    }
+}
+
+fn probe_code(probe: Probe) -> u8 {
+    match probe {
+        Probe::Unknown => PROBE_UNKNOWN,
+        Probe::Up => PROBE_UP,
+        Probe::Down => PROBE_DOWN,
     }
 }
 

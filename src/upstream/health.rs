@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 
 /// Probe-driven state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Probe {
     /// New endpoint, no probe answered yet: not used until the first success.
     Unknown,

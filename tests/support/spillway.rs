@@ -28,6 +28,21 @@ pub struct Spillway {
     lines: Arc<Mutex<Vec<String>>>,
     pub admin: SocketAddr,
     listeners: HashMap<String, SocketAddr>,
+    /// The process serving now: the child, or the successor of the last
+    /// `upgrade` (reparented to this test process, a subreaper).
+    serving: u32,
+}
+
+/// What one `Spillway::upgrade` saw.
+#[derive(Debug)]
+pub struct Upgrade {
+    pub successor: u32,
+    /// The predecessor's exit code (`None`: killed by a signal).
+    pub exit_code: Option<i32>,
+    /// From the signal to the predecessor's `handed over` line.
+    pub handover: Duration,
+    /// From the signal to the predecessor's exit (its drain included).
+    pub exited: Duration,
 }
 
 impl Spillway {
@@ -84,7 +99,9 @@ impl Spillway {
                 sink.lock().unwrap().push(line);
             }
         });
+        let serving = child.id();
         let mut sw = Spillway {
+            serving,
             child,
             dir,
             config_path,
@@ -155,8 +172,58 @@ impl Spillway {
         self.dir.path()
     }
 
+    /// The pid of the process serving now (see `upgrade`).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.serving
+    }
+
+    /// Sends SIGUSR2 to the serving process and waits until it has handed
+    /// over to its successor (the `handed over to PID` line) and exited.
+    pub async fn upgrade(&mut self) -> Upgrade {
+        let seen = self.handed_over().len();
+        let started = tokio::time::Instant::now();
+        self.signal("USR2");
+        let what = format!("pid {} to hand over (SIGUSR2)", self.serving);
+        eventually(Duration::from_secs(60), &what, || async { self.handed_over().len() > seen }).await;
+        let handover = started.elapsed();
+        let successor = self.handed_over()[seen];
+        let exit_code = self.wait_pid(self.serving, Duration::from_secs(60)).await;
+        let exited = started.elapsed();
+        self.serving = successor;
+        Upgrade { successor, exit_code, handover, exited }
+    }
+
+    /// From now on `pid` (a successor) is the serving process.
+    pub fn adopt(&mut self, pid: u32) {
+        self.serving = pid;
+    }
+
+    /// The pids of every `handed over to PID` line so far.
+    pub fn handed_over(&self) -> Vec<u32> {
+        self.stdout_lines().iter().filter_map(|l| l.strip_prefix("handed over to ")?.parse().ok()).collect()
+    }
+
+    /// Waits (bounded) for process `pid` (the child or an adopted
+    /// successor) to exit: its exit code, `None` when a signal ended it.
+    pub async fn wait_pid(&mut self, pid: u32, timeout: Duration) -> Option<i32> {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        if pid == self.child.id() {
+            return self.wait_exit(timeout).await.code();
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match waitpid(nix::unistd::Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => return Some(code),
+                Ok(WaitStatus::Signaled(..)) => return None,
+                _ => {}
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "pid {pid} did not exit within {timeout:?}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The address listener `name` was bound to at start.
@@ -203,6 +270,10 @@ impl Spillway {
     }
 
     pub fn signal(&self, sig: &str) {
+        if sig == "USR2" {
+            // Successors outlive their parents: this process reaps them.
+            nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+        }
         let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap().success();
         assert!(ok, "kill -{sig} failed");
     }
@@ -270,6 +341,11 @@ impl Spillway {
 
 impl Drop for Spillway {
     fn drop(&mut self) {
+        if self.serving != self.child.id() {
+            let pid = nix::unistd::Pid::from_raw(self.serving as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {

@@ -46,12 +46,30 @@ impl Admin {
     }
 }
 
-/// Binds the admin listener and serves it until the process exits.
-pub(crate) async fn start(admin: Arc<Admin>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    let listener = crate::proxy::listener::bind(addr)?;
+/// The running admin listener.
+pub(crate) struct AdminListener {
+    pub(crate) local: SocketAddr,
+    /// A duplicate of the listening socket, for a successor process.
+    pub(crate) socket: socket2::Socket,
+    /// Stops accepting (a successor took the socket over).
+    pub(crate) accepting: tokio::task::AbortHandle,
+}
+
+/// Binds the admin listener (or adopts the one a predecessor process
+/// handed over) and serves it until the process exits or hands it over.
+pub(crate) async fn start(
+    admin: Arc<Admin>,
+    addr: SocketAddr,
+    inherited: Option<std::net::TcpListener>,
+) -> std::io::Result<AdminListener> {
+    let listener = match inherited {
+        Some(socket) => crate::proxy::listener::adopt(socket)?,
+        None => crate::proxy::listener::bind(addr)?,
+    };
     let local = listener.local_addr()?;
-    tokio::spawn(listener::accept_loop(admin, listener));
-    Ok(local)
+    let socket = socket2::SockRef::from(&listener).try_clone()?;
+    let accepting = tokio::spawn(listener::accept_loop(admin, listener)).abort_handle();
+    Ok(AdminListener { local, socket, accepting })
 }
 
 async fn handle(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {

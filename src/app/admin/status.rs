@@ -33,6 +33,7 @@ pub(super) async fn snapshot(server: &Server) -> Value {
         rt.gates.iter().map(|(name, gate)| (name.clone(), gate_json(gate))).collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
         "spill": {
             "mode": format!("{:?}", rt.config.spill.mode).to_lowercase(),
             "max_in_flight": rt.config.spill.max_in_flight,
