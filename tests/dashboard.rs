@@ -76,7 +76,7 @@ async fn during_a_burst_the_charts_are_readable_and_drawn() {
 
 fn burst_config(onprem: &Origin, cloud: &Origin) -> String {
     format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n[pools.onprem]\nendpoints = {}\n\n[pools.aws]\nrole = \"cloud\"\nendpoints = {}\n\n[[route]]\nname = \"www\"\nprimary = \"onprem\"\noverflow = \"aws\"\n\n[spill]\nmode = \"static\"\nmax_in_flight = 2\nlatency_slo = \"60ms\"\n",
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n[pools.onprem]\nendpoints = {}\n\n[pools.aws]\nrole = \"cloud\"\nendpoints = {}\n\n[[route]]\nname = \"www\"\nprimary = \"onprem\"\noverflow = \"aws\"\n\n[spill]\nmode = \"static\"\nmax_in_flight = 2\nlatency_slo = \"150ms\"\n",
         support::endpoints(&[onprem]),
         support::endpoints(&[cloud]),
     )
@@ -122,15 +122,16 @@ impl Image {
         Image { width: info.width as usize, channels, pixels }
     }
 
-    /// Pixels close to `#rrggbb` within the upper three quarters of `b`
-    /// (a series flat at zero, on the bottom grid line, does not count).
+    /// Pixels close to `#rrggbb` inside `b` above its zero line, which the
+    /// page draws 14 CSS pixels above the box's bottom edge (a series flat at
+    /// zero, 3 pixels wide on that line, does not count).
     fn count(&self, b: &serde_json::Value, hex: &str) -> usize {
         let want: Vec<i32> = (0..3).map(|i| i32::from_str_radix(&hex[1 + 2 * i..3 + 2 * i], 16).unwrap()).collect();
         let at = |k: &str| b[k].as_f64().unwrap() as usize;
         let (x0, y0, w, h) = (at("x"), at("y"), at("w"), at("h"));
         let height = self.pixels.len() / self.channels / self.width;
         let mut n = 0;
-        for y in y0..(y0 + h * 3 / 4).min(height) {
+        for y in y0..(y0 + h.saturating_sub(18)).min(height) {
             for x in x0..(x0 + w).min(self.width) {
                 let p = &self.pixels[(y * self.width + x) * self.channels..][..3];
                 n += usize::from((0..3).all(|i| (i32::from(p[i]) - want[i]).abs() <= 24));
