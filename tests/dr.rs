@@ -102,19 +102,6 @@ fn scale_section() -> String {
     )
 }
 
-/// The SDK's standard chain pointed at moto, with dummy credentials only.
-fn aws_env(moto: &moto::Moto) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL", moto.url()),
-        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        ("AWS_CONFIG_FILE", "/nonexistent".to_string()),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".to_string()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirm_mode_losing_onprem_reads_from_the_cloud_refuses_writes_and_raises_the_group() {
     let moto = moto::Moto::start().await;
@@ -123,7 +110,7 @@ async fn confirm_mode_losing_onprem_reads_from_the_cloud_refuses_writes_and_rais
     let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
     let (hook, events) = webhook::receiver().await;
     let knobs = Knobs { extra: scale_section(), ..Knobs::default() };
-    let sw = Spillway::start_env(&config(&onprem, &cloud, hook, &knobs), &aws_env(&moto)).await;
+    let sw = Spillway::start_env(&config(&onprem, &cloud, hook, &knobs), &moto.binary_env()).await;
     wait_dr(&sw, "normal").await;
     assert_eq!(send(&sw, Method::POST, "w").await.origin(), Some("onprem"));
     let writes_before = onprem.writes();
@@ -337,7 +324,7 @@ async fn a_drill_raises_the_group_times_it_and_restores_it_without_moving_users(
     let (onprem, cloud) = (Origin::start("onprem").await, Origin::start("cloud").await);
     let (hook, events) = webhook::receiver().await;
     let knobs = Knobs { extra: scale_section(), ..Knobs::default() };
-    let sw = Spillway::start_env(&config(&onprem, &cloud, hook, &knobs), &aws_env(&moto)).await;
+    let sw = Spillway::start_env(&config(&onprem, &cloud, hook, &knobs), &moto.binary_env()).await;
     eventually(Duration::from_secs(10), "the controller settled at 2", || async {
         moto::desired(&sdk, GROUP).await == 2
     })
@@ -393,7 +380,7 @@ async fn spillway_drill_runs_against_a_config_and_prints_the_report() {
     let out = tokio::process::Command::new(support::spillway::BIN)
         .args(["drill", "--config"])
         .arg(&path)
-        .envs(aws_env(&moto))
+        .envs(moto.binary_env())
         .output()
         .await
         .unwrap();

@@ -4,6 +4,9 @@
 
 mod support;
 
+#[path = "support/moto.rs"]
+mod moto;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
@@ -520,4 +523,194 @@ async fn request_queued_on_the_old_snapshot_is_served_after_its_endpoint_is_remo
     assert_eq!(first.await.unwrap().unwrap().status, 200);
     let resp = queued.await.unwrap().unwrap();
     assert_eq!(resp.status, 200, "queued request failed after the reload: {} {:?}", resp.text(), resp.headers);
+}
+
+/// A free loopback port (bound, then released) for a listener whose
+/// address must stay the same across reloads.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Opens a connection and proxies one keep-alive request on it: the
+/// stream, and the status (`503` when over the cap: then it is closed).
+async fn open_and_request(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, u16) {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let status = request_on(&mut tcp).await;
+    (tcp, status)
+}
+
+/// One `GET` on an open connection; the response's status (0 when the
+/// connection closed before a status line).
+async fn request_on(tcp: &mut tokio::net::TcpStream) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.write_all(b"GET /cap HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .unwrap_or(0usize);
+            if got.len() >= end + 4 + length {
+                return text[9..12].parse().unwrap();
+            }
+        }
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => return 0,
+        }
+    }
+}
+
+/// Issue 13: `max_connections` on a listener that keeps its address
+/// applies on reload. Raised, the connections it now allows are admitted
+/// at once; lowered below what is open, no open connection is cut and
+/// nothing new is admitted until enough of them have closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_change_applies_on_reload_without_cutting_a_connection() {
+    let a = Origin::start("a").await;
+    let with_cap = |n: usize| support::simple_config(&[&a], &format!("max_connections = {n}\n"), "");
+    let sw = Spillway::start(&with_cap(2)).await;
+    let addr = sw.addr("web");
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let (tcp, status) = open_and_request(addr).await;
+        assert_eq!(status, 200);
+        open.push(tcp);
+    }
+    assert_eq!(open_and_request(addr).await.1, 503, "a third connection over max_connections = 2");
+
+    let raised = with_cap(4);
+    sw.write_config(&raised);
+    sw.wait_version(&sw.version_of(&raised)).await;
+    assert_eq!(sw.status().await["listeners"][0]["max_connections"], 4, "the cap in effect, in /status");
+    for _ in 0..2 {
+        let (tcp, status) = open_and_request(addr).await;
+        assert_eq!(status, 200, "raised to 4: admitted");
+        open.push(tcp);
+    }
+    assert_eq!(open_and_request(addr).await.1, 503, "a fifth over max_connections = 4");
+
+    let lowered = with_cap(1);
+    sw.write_config(&lowered);
+    sw.wait_version(&sw.version_of(&lowered)).await;
+    for tcp in open.iter_mut() {
+        assert_eq!(request_on(tcp).await, 200, "an open connection keeps serving after the cap is lowered");
+    }
+    assert_eq!(open_and_request(addr).await.1, 503, "four open, cap 1: refused");
+    open.truncate(1);
+    // The three closed connections pay the cap back down; one is open.
+    eventually(Duration::from_secs(5), "closed connections released", || async {
+        sw.status().await["connections"] == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(open_and_request(addr).await.1, 503, "one open, cap 1: still refused");
+    open.clear();
+    let mut admitted = false;
+    for _ in 0..50 {
+        let (tcp, status) = open_and_request(addr).await;
+        if status == 200 {
+            admitted = true;
+            open.push(tcp);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(admitted, "all closed: one connection is admitted again");
+    assert_eq!(open_and_request(addr).await.1, 503, "and only one");
+    assert_eq!(sw.metric("config_reload_failures_total").await, 0.0);
+}
+
+/// Issue 13: renaming a listener that keeps its address, and swapping two
+/// listeners' addresses, apply on reload (the socket passes from the old
+/// name to the new one, it is never closed): under a client loop of new
+/// and kept-alive connections, no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_and_swapping_listeners_on_reload_refuses_no_connection() {
+    let a = Origin::start("a").await;
+    let (p, q) = (free_port(), free_port());
+    let config = |first: (&str, u16), second: (&str, u16)| {
+        format!(
+            "{ADMIN}\n[[listener]]\nname = \"{}\"\nlisten = \"127.0.0.1:{}\"\n\n[[listener]]\nname = \"{}\"\nlisten = \"127.0.0.1:{}\"\n\n[pools.app]\nendpoints = {}\n\n[[route]]\nprimary = \"app\"\n",
+            first.0, first.1, second.0, second.1, endpoints(&[&a])
+        )
+    };
+    let start = config(("web", p), ("api", q));
+    let sw = Spillway::start(&start).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let loops = vec![
+        client_loop(format!("http://127.0.0.1:{p}/p"), stop.clone(), ok.clone(), failures.clone()),
+        client_loop(format!("http://127.0.0.1:{q}/q"), stop.clone(), ok.clone(), failures.clone()),
+        keepalive_loop(format!("http://127.0.0.1:{p}/kept"), stop.clone(), ok.clone(), failures.clone()),
+    ];
+    let steps = [
+        config(("www", p), ("api", q)),  // rename, same address
+        config(("www", q), ("api", p)),  // swap the two addresses
+        config(("web", p), ("api2", q)), // rename both back and forth
+        start.clone(),
+    ];
+    for next in &steps {
+        let before = ok.load(SeqCst);
+        sw.write_config(next);
+        sw.wait_version(&sw.version_of(next)).await;
+        eventually(Duration::from_secs(10), "traffic flows after the reload", || async {
+            ok.load(SeqCst) > before + 20
+        })
+        .await;
+    }
+    let status = sw.status().await;
+    let names: Vec<_> = status["listeners"].as_array().unwrap().iter().map(|l| l["name"].clone()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    stop.store(true, SeqCst);
+    for l in loops {
+        l.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} failed of {}: {:?}",
+        failures.len(),
+        ok.load(SeqCst),
+        &failures[..failures.len().min(10)]
+    );
+    assert_eq!(sw.metric("config_reload_failures_total").await, 0.0);
+    eprintln!("{} requests across {} listener renames and swaps, none failed", ok.load(SeqCst), steps.len());
+}
+
+/// Issue 13: a reload that adds the first `[scale]` section starts the
+/// controllers a start with it would have (moto's Auto Scaling group goes
+/// to the section's `min`); a second reload does not start them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_adds_the_first_scale_section_starts_the_controller() {
+    let moto = moto::Moto::start().await;
+    let sdk = moto::sdk_config(&moto.url()).await;
+    moto::create_group(&sdk, "reload-burst", 0, 0, 10).await;
+    let a = Origin::start("a").await;
+    let config = support::simple_config(&[&a], "", "");
+    let sw = Spillway::start_env(&config, &moto.binary_env()).await;
+    assert_eq!(sw.status().await["controllers"]["running"], false);
+    let scale = "\n[scale]\nregion = \"us-east-1\"\nauto_scaling_group = \"reload-burst\"\nper_instance_rps = 100\nmin = 2\nmax = 10\ninterval = \"200ms\"\n";
+    let with_scale = format!("{config}{scale}");
+    sw.write_config(&with_scale);
+    sw.wait_version(&sw.version_of(&with_scale)).await;
+    moto::eventually(Duration::from_secs(10), "the group raised to scale.min", || async {
+        moto::desired(&sdk, "reload-burst").await == 2
+    })
+    .await;
+    let min3 = with_scale.replace("min = 2", "min = 3");
+    sw.write_config(&min3);
+    sw.wait_version(&sw.version_of(&min3)).await;
+    moto::eventually(Duration::from_secs(10), "the running controller took the new min", || async {
+        moto::desired(&sdk, "reload-burst").await == 3
+    })
+    .await;
+    let log = sw.log();
+    assert_eq!(log.matches("AWS controllers started").count(), 1, "started once:\n{log}");
+    assert_ne!(sw.status().await["controllers"]["running"], false);
 }

@@ -51,6 +51,7 @@ pub enum StartError {
 /// standard AWS chain; the region is set from `[scale]` so nothing queries
 /// instance metadata for it.
 async fn start_controllers(server: &Arc<Server>, config: &config::Config, apis: ControllerApis) {
+    let _ = server.controller_apis.set(apis.clone());
     let coordination = config.coordination.as_ref().filter(|c| c.enabled);
     if config.scale.is_none() && config.dns.is_none() && coordination.is_none() {
         return;
@@ -84,6 +85,19 @@ async fn start_controllers(server: &Arc<Server>, config: &config::Config, apis: 
     *lock(&server.control.capacity) = Some(handle.cloud_capacity());
     *lock(&server.control.handle) = Some(handle);
     tokio::spawn(events::watch(server.clone()));
+}
+
+/// After a reload: a config that gained its first `[scale]`, `[dns]` or
+/// enabled `[coordination]` section starts the controllers, as a start
+/// with it would have. Once running they take later changes as they come
+/// (see `ControlPlane::reconfigure`); they are never started twice.
+pub(crate) async fn start_controllers_after_reload(server: &Arc<Server>) {
+    if lock(&server.control.handle).is_some() {
+        return;
+    }
+    let Some(apis) = server.controller_apis.get().cloned() else { return };
+    let config = server.data.runtime.load().config.clone();
+    start_controllers(server, &config, apis).await;
 }
 
 /// A started Spillway: listeners bound, probes and reload triggers running.
@@ -130,6 +144,7 @@ impl Running {
 }
 
 /// Which AWS APIs the controllers talk to.
+#[derive(Clone)]
 pub(crate) enum ControllerApis {
     /// The real SDK clients, from the standard AWS chain (`AWS_ENDPOINT_URL` etc.).
     Sdk,

@@ -126,6 +126,9 @@ pub(crate) struct Server {
     pub(crate) reload_state: Mutex<ReloadState>,
     listeners: tokio::sync::Mutex<BTreeMap<String, ListenerTask>>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// The controllers' APIs, kept from start for a reload that adds the
+    /// first controller section.
+    pub(crate) controller_apis: std::sync::OnceLock<super::ControllerApis>,
     /// The last notification events (the dashboard shows them).
     pub(crate) recent_events: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
@@ -151,6 +154,7 @@ impl Server {
             reload_state: Mutex::new(state),
             listeners: tokio::sync::Mutex::new(BTreeMap::new()),
             reload_lock: tokio::sync::Mutex::new(()),
+            controller_apis: std::sync::OnceLock::new(),
             recent_events: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_EVENTS)),
         }))
     }
@@ -213,16 +217,34 @@ impl Server {
         let rt = self.data.runtime.load_full();
         let mut listeners = self.listeners.lock().await;
         for (name, socket) in bound {
-            let cfg = &rt.listeners[&name].config;
-            let task = listener::start(self.data.clone(), cfg, socket).map_err(|source| ReloadError::Bind {
+            let l = &rt.listeners[&name];
+            // A listener that moves to a new address keeps its caps: its
+            // connections still open on the old address keep counting.
+            let caps = listeners.get(&name).map(|t| t.caps.clone());
+            let task = listener::start(self.data.clone(), l, socket, caps).map_err(|source| ReloadError::Bind {
                 name: name.clone(),
-                addr: cfg.listen,
+                addr: l.config.listen,
                 source,
             })?;
-            tracing::info!(listener = %name, addr = %task.local, tls = cfg.tls.is_some(), "listening");
+            tracing::info!(listener = %name, addr = %task.local, tls = l.config.tls.is_some(), "listening");
             println!("listening {name} {}", task.local);
             if let Some(old) = listeners.insert(name, task) {
                 old.stop();
+            }
+        }
+        // A listener that kept its address takes new caps in place.
+        for (name, task) in listeners.iter() {
+            if let Some(l) = rt.listeners.get(name) {
+                let before = task.caps.sizes();
+                task.caps.resize(&l.config);
+                if before != (l.config.max_connections, l.config.max_tunnels) {
+                    tracing::info!(
+                        listener = %name,
+                        max_connections = l.config.max_connections,
+                        max_tunnels = l.config.max_tunnels,
+                        "listener caps resized"
+                    );
+                }
             }
         }
         Ok(())
@@ -233,12 +255,21 @@ impl Server {
         self.listeners.lock().await.values().map(|t| (t.name.clone(), t.local)).collect()
     }
 
+    /// The listeners' bound addresses and caps in effect (`max_connections`,
+    /// `max_tunnels`), by name.
+    pub(crate) async fn listener_caps(&self) -> Vec<(String, SocketAddr, (usize, usize))> {
+        self.listeners.lock().await.values().map(|t| (t.name.clone(), t.local, t.caps.sizes())).collect()
+    }
+
     /// Re-reads the config file; on any error the running snapshot stays.
     pub(crate) async fn reload(self: &Arc<Self>, trigger: &str) -> Result<String, ReloadError> {
         let _one_at_a_time = self.reload_lock.lock().await;
         // SIGHUP (or any reload) also reopens the access log's file.
         self.data.access_log.reopen();
         let result = self.try_reload().await;
+        if result.is_ok() {
+            super::start_controllers_after_reload(self).await;
+        }
         let mut st = lock(&self.reload_state);
         match &result {
             Ok(version) => {
@@ -286,8 +317,13 @@ impl Server {
             });
         }
         let next = Arc::new(Runtime::build(&loaded, Some(&old), &self.data.gates)?);
-        let current: BTreeMap<String, SocketAddr> =
-            self.listeners.lock().await.values().map(|t| (t.name.clone(), t.configured)).collect();
+        let current: BTreeMap<String, (SocketAddr, Option<socket2::Socket>)> = self
+            .listeners
+            .lock()
+            .await
+            .values()
+            .map(|t| (t.name.clone(), (t.configured, t.socket.try_clone().ok())))
+            .collect();
         let bound = bind_new(&next, &current, None)?;
         self.data.runtime.store(next.clone());
         self.data.gates.reconfigure(&next.config.spill);
@@ -323,22 +359,39 @@ impl Server {
 }
 
 /// Binds the listeners of `rt` that are new or whose address changed;
-/// those a predecessor process hands over are taken, not bound.
+/// those a predecessor process hands over are taken, not bound, and an
+/// address a current listener gives up (removed, renamed or re-addressed
+/// in the same reload) is taken over from it (a duplicate of its socket):
+/// the socket never closes, so no connection is refused, and no second
+/// bind fails with "address in use".
 fn bind_new(
     rt: &Runtime,
-    current: &BTreeMap<String, SocketAddr>,
+    current: &BTreeMap<String, (SocketAddr, Option<socket2::Socket>)>,
     mut takeover: Option<&mut Takeover>,
 ) -> Result<Vec<(String, tokio::net::TcpListener)>, ReloadError> {
     let mut out = Vec::new();
     for (name, l) in &rt.listeners {
-        if current.get(name) == Some(&l.config.listen) {
+        let addr = l.config.listen;
+        if current.get(name).map(|(a, _)| a) == Some(&addr) {
             continue;
         }
-        let addr = l.config.listen;
-        let inherited = takeover.as_deref_mut().and_then(|t| t.take_listener(name, addr));
-        let socket = match inherited {
-            Some(socket) => listener::adopt(socket),
-            None => listener::bind(addr),
+        // Port 0 asks for any free port: nothing to take over.
+        let vacated = (addr.port() != 0)
+            .then(|| {
+                current.iter().find(|(other, (at, _))| {
+                    *at == addr && rt.listeners.get(*other).is_none_or(|o| o.config.listen != addr)
+                })
+            })
+            .flatten()
+            .and_then(|(other, (_, socket))| Some((other, socket.as_ref()?.try_clone().ok()?)));
+        let socket = if let Some((from, socket)) = vacated {
+            tracing::info!(listener = %name, %addr, from = %from, "listener takes the address over from another listener");
+            listener::adopt(socket.into())
+        } else {
+            match takeover.as_deref_mut().and_then(|t| t.take_listener(name, addr)) {
+                Some(socket) => listener::adopt(socket),
+                None => listener::bind(addr),
+            }
         }
         .map_err(|source| ReloadError::Bind { name: name.clone(), addr, source })?;
         out.push((name.clone(), socket));

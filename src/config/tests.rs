@@ -233,3 +233,18 @@ fn a_key_file_that_is_a_fifo_or_endless_is_refused_without_blocking() {
         assert!(keys.iter().any(|k| k == "admin.token_file"), "{name}: {keys:?}");
     }
 }
+
+#[test]
+fn listener_caps_are_bounded() {
+    let text = |conns: &str, tunnels: &str| {
+        GOOD.replace(
+            "listen = \"127.0.0.1:0\"\n",
+            &format!("listen = \"127.0.0.1:0\"\nmax_connections = {conns}\nmax_tunnels = {tunnels}\n"),
+        )
+    };
+    let l = parse(&text("10000000", "10000000")).unwrap().config.listeners.remove(0);
+    assert_eq!((l.max_connections, l.max_tunnels), (10_000_000, 10_000_000));
+    let keys: Vec<String> = problems(&text("10000001", "18446744073709551615")).into_iter().map(|p| p.key).collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys[0].ends_with("max_connections") && keys[1].ends_with("max_tunnels"), "{keys:?}");
+}

@@ -254,6 +254,10 @@ fn listeners(c: &mut Checker, raw: Vec<RawListener>, admin: SocketAddr) -> Vec<L
     out
 }
 
+/// The largest `max_connections` / `max_tunnels`: far above what one host
+/// holds, and small enough for the semaphores behind them.
+const MAX_LISTENER_CAP: usize = 10_000_000;
+
 fn listener(c: &mut Checker, key: &str, listen: SocketAddr, l: RawListener) -> ListenerConfig {
     let tls = l.tls.map(|t| listener_tls(c, key, t));
     let max_header_bytes = l.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
@@ -287,6 +291,11 @@ fn listener(c: &mut Checker, key: &str, listen: SocketAddr, l: RawListener) -> L
         l.max_cancelled_streams.unwrap_or(DEFAULT_MAX_CANCELLED_STREAMS),
     );
     let max_tunnels = l.max_tunnels.unwrap_or(max_connections);
+    for (name, n) in [("max_connections", max_connections), ("max_tunnels", max_tunnels)] {
+        if n > MAX_LISTENER_CAP {
+            c.fail(format!("{key}.{name}"), format!("must be at most {MAX_LISTENER_CAP}"));
+        }
+    }
     let max_connection_age =
         l.max_connection_age.map(|v| c.dur(&format!("{key}.max_connection_age"), Some(v), "0s", false));
     ListenerConfig {

@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 
 use super::DataPlane;
 use crate::config::ListenerConfig;
+use crate::runtime::ListenerRuntime;
 use crate::telemetry::catalog;
 
 use super::conn::Close;
@@ -47,10 +48,79 @@ pub(crate) struct ListenerTask {
     pub(crate) name: String,
     pub(crate) configured: SocketAddr,
     pub(crate) local: SocketAddr,
-    /// The listening socket (a duplicate), for a successor process.
+    /// The listening socket (a duplicate), for a successor process and for
+    /// a reload that moves the address to another listener name.
     pub(crate) socket: socket2::Socket,
+    /// `max_connections` and `max_tunnels`, resized in place by a reload.
+    pub(crate) caps: Caps,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+}
+
+/// A listener's connection and tunnel caps. They belong to the listener's
+/// name, not to one accept loop: a reload resizes them in place, and a new
+/// address under the same name keeps them, so connections already open
+/// keep counting against the cap.
+#[derive(Clone)]
+pub(crate) struct Caps {
+    connections: Arc<Cap>,
+    tunnels: Arc<Cap>,
+}
+
+impl Caps {
+    pub(crate) fn new(config: &ListenerConfig) -> Caps {
+        Caps {
+            connections: Arc::new(Cap::new(config.max_connections)),
+            tunnels: Arc::new(Cap::new(config.max_tunnels)),
+        }
+    }
+
+    /// Applies a reloaded `max_connections` / `max_tunnels`.
+    pub(crate) fn resize(&self, config: &ListenerConfig) {
+        self.connections.resize(config.max_connections);
+        self.tunnels.resize(config.max_tunnels);
+    }
+
+    /// The configured sizes (`max_connections`, `max_tunnels`).
+    pub(crate) fn sizes(&self) -> (usize, usize) {
+        (*crate::sync::lock(&self.connections.size), *crate::sync::lock(&self.tunnels.size))
+    }
+}
+
+/// A semaphore whose size a reload changes. Growing adds permits; shrinking
+/// takes back the free ones at once and the rest as connections close (a
+/// waiter that forgets what it gets): until then nothing new is admitted,
+/// and no open connection is cut.
+struct Cap {
+    sem: Arc<Semaphore>,
+    size: std::sync::Mutex<usize>,
+}
+
+impl Cap {
+    fn new(size: usize) -> Cap {
+        Cap { sem: Arc::new(Semaphore::new(size)), size: std::sync::Mutex::new(size) }
+    }
+
+    fn resize(&self, next: usize) {
+        let mut size = crate::sync::lock(&self.size);
+        if next > *size {
+            self.sem.add_permits(next - *size);
+        } else if next < *size {
+            let shrink = *size - next;
+            let owed = shrink - self.sem.forget_permits(shrink);
+            if owed > 0 {
+                let sem = self.sem.clone();
+                // Sizes are bounded by validation (`MAX_CONNECTIONS`), so `owed` fits.
+                let owed = u32::try_from(owed).unwrap_or(u32::MAX);
+                tokio::spawn(async move {
+                    if let Ok(permits) = sem.acquire_many_owned(owed).await {
+                        permits.forget();
+                    }
+                });
+            }
+        }
+        *size = next;
+    }
 }
 
 impl ListenerTask {
@@ -77,20 +147,39 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Starts the accept loop of an already bound listener.
+/// Starts the accept loop of an already bound listener, with the caps of
+/// the listener it replaces under the same name (resized), or new ones.
 pub(crate) fn start(
     plane: Arc<DataPlane>,
-    config: &ListenerConfig,
+    runtime: &ListenerRuntime,
     listener: TcpListener,
+    caps: Option<Caps>,
 ) -> std::io::Result<ListenerTask> {
+    let config = &*runtime.config;
     let local = listener.local_addr()?;
     let socket = socket2::SockRef::from(&listener).try_clone()?;
     let (stop, stop_rx) = watch::channel(false);
-    let limit = Arc::new(Semaphore::new(config.max_connections));
-    let tunnels = Arc::new(Semaphore::new(config.max_tunnels));
+    let caps = match caps {
+        Some(caps) => {
+            caps.resize(config);
+            caps
+        }
+        None => Caps::new(config),
+    };
+    let semaphores = (caps.connections.sem.clone(), caps.tunnels.sem.clone());
     let name = config.name.clone();
-    let task = tokio::spawn(accept_loop(plane, name.clone(), listener, (limit, tunnels), stop_rx));
-    Ok(ListenerTask { name, configured: config.listen, local, socket, stop, task })
+    let started = Started { config: runtime.config.clone(), tls: runtime.tls.clone() };
+    let task = tokio::spawn(accept_loop(plane, name.clone(), listener, semaphores, stop_rx, started));
+    Ok(ListenerTask { name, configured: config.listen, local, socket, caps, stop, task })
+}
+
+/// The listener's settings when its loop started: a connection accepted
+/// just before a reload removed or renamed the listener (and before the
+/// loop saw its stop) is served with them instead of being dropped.
+#[derive(Clone)]
+struct Started {
+    config: Arc<ListenerConfig>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 async fn accept_loop(
@@ -99,6 +188,7 @@ async fn accept_loop(
     listener: TcpListener,
     (limit, tunnels): (Arc<Semaphore>, Arc<Semaphore>),
     mut stop: watch::Receiver<bool>,
+    started: Started,
 ) {
     let rejected = metrics::counter!(catalog::CONNECTIONS_REJECTED, "listener" => name.clone());
     let accepted = metrics::counter!(catalog::CONNECTIONS_ACCEPTED, "listener" => name.clone());
@@ -130,7 +220,7 @@ async fn accept_loop(
             socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)).with_interval(Duration::from_secs(10));
         let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
         let held = (permit, tunnels.clone(), counters.clone());
-        tokio::spawn(connection(plane.clone(), name.clone(), tcp, remote, held));
+        tokio::spawn(connection(plane.clone(), name.clone(), tcp, remote, held, started.clone()));
     }
     tracing::info!(listener = %name, "listener stopped accepting");
 }
@@ -150,12 +240,14 @@ async fn connection(
     tcp: TcpStream,
     remote: SocketAddr,
     (permit, tunnels, counters): (OwnedSemaphorePermit, Arc<Semaphore>, Arc<ListenerCounters>),
+    started: Started,
 ) {
     let (config, acceptor, grace) = {
         let rt = plane.runtime.load();
         match rt.listeners.get(&name) {
             Some(l) => (l.config.clone(), l.tls.clone(), rt.config.runtime.drain_timeout),
-            None => return, // listener removed by a reload between accept and now
+            // Removed or renamed by a reload between accept and now.
+            None => (started.config, started.tls, rt.config.runtime.drain_timeout),
         }
     };
     // The connection's permit and count live as long as its ConnInfo: an

@@ -90,6 +90,20 @@ impl Moto {
         assert_eq!(http_status(self.addr, "POST", "/moto-api/reset").await, Some(200));
     }
 
+    /// The environment that points a `spillway` process's standard AWS
+    /// chain at this server, with dummy credentials only.
+    pub fn binary_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.url()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_CONFIG_FILE", "/nonexistent".to_string()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ]
+    }
+
     /// Kills the server (connections are refused from then on).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

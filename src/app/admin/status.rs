@@ -17,10 +17,12 @@ pub(super) async fn snapshot(server: &Server) -> Value {
     let now = Instant::now();
     let reload = lock(&server.reload_state).clone();
     let listeners: Vec<Value> = server
-        .bound()
+        .listener_caps()
         .await
         .into_iter()
-        .map(|(name, addr)| json!({ "name": name, "addr": addr.to_string() }))
+        .map(|(name, addr, (connections, tunnels))| {
+            json!({ "name": name, "addr": addr.to_string(), "max_connections": connections, "max_tunnels": tunnels })
+        })
         .collect();
     let pools: serde_json::Map<String, Value> =
         rt.pools.iter().map(|(name, pool)| (name.clone(), pool_json(pool, now))).collect();
