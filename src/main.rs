@@ -46,6 +46,15 @@ enum Command {
         /// Proxy listen address (default 127.0.0.1:8080, or a free port if taken).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Spillways sharing the pin key, clients spread round-robin over them (1 to 4).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
+        instances: u8,
+        /// No signed pin cookie: each instance knows only the writes it saw (to compare).
+        #[arg(long)]
+        without_pin_token: bool,
+        /// Distinct client sessions (default 50000).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        sessions: Option<u32>,
     },
     /// Run only the coordination role (heartbeat, lease, takeover of lost sites), with no listeners.
     Sentinel {
@@ -88,13 +97,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Demo { duration, peak_rps, listen } => match demo(duration, peak_rps, listen) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("spillway: {e:#}");
-                ExitCode::FAILURE
+        Command::Demo { duration, peak_rps, listen, instances, without_pin_token, sessions } => {
+            match demo(spillway::demo::DemoOptions {
+                duration,
+                peak_rps,
+                listen,
+                instances: usize::from(instances),
+                pin_token: !without_pin_token,
+                sessions,
+            }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("spillway: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Sentinel { config } => match sentinel(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -140,13 +158,12 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     spillway::config::parse_duration(text)
 }
 
-fn demo(duration: Duration, peak_rps: Option<f64>, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+fn demo(opts: spillway::demo::DemoOptions) -> anyhow::Result<()> {
     spillway::telemetry::init_logging("warn");
     spillway::tls::install_default_provider();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the tokio runtime")?;
     rt.block_on(async move {
         let metrics = spillway::telemetry::init_metrics();
-        let opts = spillway::demo::DemoOptions { duration, peak_rps, listen };
         spillway::demo::run(opts, metrics).await?;
         anyhow::Ok(())
     })

@@ -56,6 +56,48 @@ pub struct Second {
 pub struct Results {
     pub seconds: Mutex<Vec<Second>>,
     pub outstanding: AtomicU64,
+    /// GETs through a Spillway less than the pin time after the same
+    /// session's successful write through a Spillway.
+    pub pinned_reads: AtomicU64,
+    /// Of those, the ones the cloud answered: read-after-write broken.
+    pub pin_violations: AtomicU64,
+}
+
+/// What the clients know of read-after-write: the pin cookie's name (each
+/// session keeps the one its last write's answer set and sends it back,
+/// as a browser does) and how long a write pins its session.
+#[derive(Debug, Clone)]
+pub struct PinCheck {
+    pub cookie: Option<String>,
+    pub pin_after_write: Duration,
+}
+
+/// One session's cookie jar and last write.
+#[derive(Default)]
+struct Session {
+    pin_cookie: Option<String>,
+    /// The last successful write through a Spillway: when it was sent and
+    /// when its answer came. A read sent after the answer (read-after-write,
+    /// not a read racing the write) whose own answer came less than the pin
+    /// time after the write was *sent* was pinned whatever the fuzz (the
+    /// write's time, in its token, lies between the two).
+    wrote: Option<(Instant, Instant)>,
+}
+
+/// Pure: the pin cookie (`name=value`) among `set-cookie` values, `None`
+/// inside when it is cleared (empty or `Max-Age=0`), `None` outside when
+/// the answer does not mention it.
+pub fn pin_cookie_of<'a>(set_cookies: impl IntoIterator<Item = &'a str>, name: &str) -> Option<Option<String>> {
+    set_cookies.into_iter().find_map(|v| {
+        let mut parts = v.split(';').map(str::trim);
+        let pair = parts.next()?;
+        let (n, value) = pair.split_once('=')?;
+        if n.trim() != name {
+            return None;
+        }
+        let cleared = value.is_empty() || parts.any(|a| a.eq_ignore_ascii_case("max-age=0"));
+        Some((!cleared).then(|| format!("{name}={value}")))
+    })
 }
 
 impl Results {
@@ -78,11 +120,19 @@ pub struct DnsDirect {
 
 /// Runs the plan against `target`; returns when every request has finished.
 pub async fn run(plan: LoadPlan, target: SocketAddr, results: Arc<Results>) {
-    run_with_dns(plan, target, results, None).await;
+    run_with_dns(plan, vec![target], results, None, None).await;
 }
 
-/// [`run`], with the share DNS sends to the cloud going there directly.
-pub async fn run_with_dns(plan: LoadPlan, target: SocketAddr, results: Arc<Results>, dns: Option<DnsDirect>) {
+/// [`run`] over several Spillways (round-robin, as a load balancer or DNS
+/// spreads the clients), with the share DNS sends to the cloud going there
+/// directly, and read-after-write checked when `pins` is given.
+pub async fn run_with_dns(
+    plan: LoadPlan,
+    targets: Vec<SocketAddr>,
+    results: Arc<Results>,
+    dns: Option<DnsDirect>,
+    pins: Option<PinCheck>,
+) {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: Client<HttpConnector, Body> =
@@ -92,6 +142,9 @@ pub async fn run_with_dns(plan: LoadPlan, target: SocketAddr, results: Arc<Resul
     let mut owed = 0.0;
     let mut rng = fastrand::Rng::with_seed(42);
     let mut handles = Vec::new();
+    let sessions: Arc<Mutex<std::collections::HashMap<u32, Session>>> = Arc::default();
+    let pins = pins.map(Arc::new);
+    let mut next = 0usize;
     while start.elapsed() < plan.duration {
         tick.tick().await;
         owed += plan.rate_at(start.elapsed()) * 0.005;
@@ -99,15 +152,19 @@ pub async fn run_with_dns(plan: LoadPlan, target: SocketAddr, results: Arc<Resul
             owed -= 1.0;
             let write = rng.f64() < plan.write_share;
             let session = rng.u32(0..plan.sessions.max(1));
-            let target = match &dns {
-                Some(d) if rng.f64() < (d.share)() => d.cloud,
-                _ => target,
+            let (target, proxied) = match &dns {
+                Some(d) if rng.f64() < (d.share)() => (d.cloud, false),
+                _ => {
+                    next = next.wrapping_add(1);
+                    (targets[next % targets.len()], true)
+                }
             };
             let client = client.clone();
             let results = results.clone();
+            let jar = proxied.then(|| (sessions.clone(), pins.clone())).and_then(|(s, p)| Some((s, p?)));
             results.outstanding.fetch_add(1, Relaxed);
             handles.push(tokio::spawn(async move {
-                one(&client, target, write, session, start, &results).await;
+                one(&client, target, write, session, start, &results, jar).await;
                 results.outstanding.fetch_sub(1, Relaxed);
             }));
         }
@@ -118,6 +175,8 @@ pub async fn run_with_dns(plan: LoadPlan, target: SocketAddr, results: Arc<Resul
     }
 }
 
+type Jar = (Arc<Mutex<std::collections::HashMap<u32, Session>>>, Arc<PinCheck>);
+
 async fn one(
     client: &Client<HttpConnector, Body>,
     target: SocketAddr,
@@ -125,8 +184,14 @@ async fn one(
     session: u32,
     start: Instant,
     results: &Results,
+    jar: Option<Jar>,
 ) {
     let sent_at = Instant::now();
+    let mut cookie = format!("SPORTCHAT_SESSION=s{session}");
+    if let Some(pin) = jar.as_ref().and_then(|(j, _)| lock(j).get(&session).and_then(|s| s.pin_cookie.clone())) {
+        cookie.push_str("; ");
+        cookie.push_str(&pin);
+    }
     let second = (sent_at - start).as_secs() as usize;
     let (method, path, body) = if write {
         (Method::POST, "/api/post".to_string(), Body::full("{\"text\":\"what a goal\"}"))
@@ -136,7 +201,7 @@ async fn one(
     let req = Request::builder()
         .method(method)
         .uri(format!("http://{target}{path}"))
-        .header(header::COOKIE, format!("SPORTCHAT_SESSION=s{session}"))
+        .header(header::COOKIE, cookie)
         .body(body)
         .expect("static request is valid");
     let result = tokio::time::timeout(Duration::from_secs(30), client.request(req)).await;
@@ -144,11 +209,34 @@ async fn one(
         Ok(Ok(resp)) => {
             let status = resp.status();
             let by = resp.headers().get("x-served-by").map(|v| v.as_bytes().to_vec());
+            if let Some((jar, check)) = &jar {
+                let set = resp.headers().get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok());
+                let pin = check.cookie.as_deref().and_then(|name| pin_cookie_of(set, name));
+                let mut sessions = lock(jar);
+                let s = sessions.entry(session).or_default();
+                if let Some(pin) = pin {
+                    s.pin_cookie = pin;
+                }
+                if write && status.is_success() {
+                    s.wrote = Some((sent_at, Instant::now()));
+                }
+            }
             let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
             Some((status, by))
         }
         _ => None,
     };
+    if let (false, Some((jar, check)), Some((status, by))) = (write, &jar, &outcome) {
+        let wrote = lock(jar).get(&session).and_then(|s| s.wrote);
+        let after_write =
+            wrote.is_some_and(|(sent, answered)| sent_at > answered && sent.elapsed() < check.pin_after_write);
+        if status.is_success() && after_write {
+            results.pinned_reads.fetch_add(1, Relaxed);
+            if by.as_deref() == Some(b"cloud") {
+                results.pin_violations.fetch_add(1, Relaxed);
+            }
+        }
+    }
     let latency = sent_at.elapsed().as_micros().min(u32::MAX as u128) as u32;
     results.record(second, |s| {
         s.sent += 1;
@@ -251,6 +339,19 @@ mod tests {
         assert_eq!((sum.requests, sum.onprem, sum.cloud, sum.errors, sum.over_slo), (5, 3, 1, 1, 2));
         assert_eq!(sum.p50_ms, 3.0);
         assert_eq!(sum.max_ms, 300.0);
+    }
+
+    #[test]
+    fn the_pin_cookie_is_found_kept_and_cleared() {
+        let name = "spillway_pin";
+        assert_eq!(
+            pin_cookie_of(["other=1; Path=/", "spillway_pin=abc.def; Path=/; HttpOnly; Max-Age=90"], name),
+            Some(Some("spillway_pin=abc.def".into()))
+        );
+        assert_eq!(pin_cookie_of(["spillway_pin=; Max-Age=0"], name), Some(None));
+        assert_eq!(pin_cookie_of(["spillway_pin=x; max-age=0"], name), Some(None));
+        assert_eq!(pin_cookie_of(["spillway_pinx=1", "garbage"], name), None);
+        assert_eq!(pin_cookie_of([], name), None);
     }
 
     #[test]

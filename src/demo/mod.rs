@@ -61,7 +61,32 @@ pub struct DemoOptions {
     pub peak_rps: Option<f64>,
     /// Where the proxy listens; default 127.0.0.1:8080, or any free port.
     pub listen: Option<SocketAddr>,
+    /// Spillways sharing the pin key, the clients spread round-robin over
+    /// them (1 to 4; the others listen on free ports, only the first runs
+    /// the AWS controllers).
+    pub instances: usize,
+    /// Sign read-after-write pins into a cookie (`[spill.pin_token]`); off,
+    /// each instance knows only the writes it saw itself.
+    pub pin_token: bool,
+    /// Distinct client sessions (default 50 000).
+    pub sessions: Option<u32>,
 }
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            duration: Duration::from_secs(60),
+            peak_rps: None,
+            listen: None,
+            instances: 1,
+            pin_token: true,
+            sessions: None,
+        }
+    }
+}
+
+/// The pin cookie the demo's instances set (`[spill.pin_token]`).
+const DEMO_PIN_COOKIE: &str = "sportchat_pin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -114,19 +139,54 @@ pub async fn run(
         .replace("127.0.0.1:8080", &listen.to_string())
         .replace("127.0.0.1:9901", &admin.to_string())
         + DEMO_CONTROLLERS;
+    let pins = if opts.pin_token {
+        // A fresh key per run, shared by the instances only.
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut key).map_err(|_| std::io::Error::other("no random bytes for the pin key"))?;
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&dir.join("pin.key"), &hex)?;
+        format!("\n[spill.pin_token]\nkey_file = \"pin.key\"\ncookie_name = \"{DEMO_PIN_COOKIE}\"\n")
+    } else {
+        String::new()
+    };
     let path = dir.join("demo.toml");
-    std::fs::write(&path, text)?;
+    std::fs::write(&path, format!("{text}{pins}"))?;
     let loaded = crate::config::load(&path)?;
+    let pin_after_write = loaded.config.spill.pin_after_write;
     let sim = std::sync::Arc::new(aws_sim::SimAws::new(2, 40));
     let running = crate::app::start_with(
         loaded,
-        metrics,
+        metrics.clone(),
         crate::app::ControllerApis::Custom(sim.clone(), sim.clone()),
         crate::app::StartOptions::default(),
     )
     .await?;
     let server = running.server.clone();
     let target = server.bound().await.into_iter().next().map(|(_, a)| a).unwrap_or(listen);
+    // More instances: the same config on free ports, without controllers.
+    let mut others = Vec::new();
+    for i in 1..opts.instances.clamp(1, 4) {
+        let base = DEMO_CONFIG
+            .replace("127.0.0.1:18081", &onprem.addr.to_string())
+            .replace("127.0.0.1:18082", &cloud.addr.to_string())
+            .replace("127.0.0.1:8080", "127.0.0.1:0")
+            .replace("127.0.0.1:9901", "127.0.0.1:0");
+        let path = dir.join(format!("demo-{i}.toml"));
+        std::fs::write(&path, format!("{base}{pins}"))?;
+        let loaded = crate::config::load(&path)?;
+        let other = crate::app::start_with(
+            loaded,
+            metrics.clone(),
+            crate::app::ControllerApis::Custom(sim.clone(), sim.clone()),
+            crate::app::StartOptions::default(),
+        )
+        .await?;
+        others.push(other);
+    }
+    let mut targets = vec![target];
+    for o in &others {
+        targets.extend(o.server.bound().await.into_iter().next().map(|(_, a)| a));
+    }
 
     let capacity = onprem.spec.capacity_rps();
     let plan = LoadPlan {
@@ -134,9 +194,18 @@ pub async fn run(
         base_rps: capacity * 0.5,
         peak_rps: opts.peak_rps.unwrap_or(capacity * 3.0),
         write_share: 0.03,
-        sessions: 50_000,
+        sessions: opts.sessions.unwrap_or(50_000).max(1),
     };
     println!("spillway demo: proxy on http://{target}  admin http://{}  config {}", running.admin_addr, path.display());
+    if targets.len() > 1 {
+        let all: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+        println!(
+            "{} instances ({}), clients spread round-robin; read-after-write pins {}",
+            targets.len(),
+            all.join(", "),
+            if opts.pin_token { "signed into a shared-key cookie" } else { "in each instance's memory only" }
+        );
+    }
     println!(
         "on-prem tier: {} workers, ~{:.0} req/s capacity; cloud tier: {} workers, +{:?} network; burst {:.0} -> {:.0} req/s over {:?}",
         onprem.spec.workers,
@@ -155,14 +224,42 @@ pub async fn run(
     let results = Arc::new(Results::default());
     let in_effect = resolvers::InEffect::new(sim.clone(), DEMO_TTL);
     let dns = load::DnsDirect { cloud: cloud.addr, share: Arc::new(move || in_effect.share()) };
-    let load = tokio::spawn(load::run_with_dns(plan, target, results.clone(), Some(dns)));
+    let check = load::PinCheck { cookie: opts.pin_token.then(|| DEMO_PIN_COOKIE.to_string()), pin_after_write };
+    let load = tokio::spawn(load::run_with_dns(plan, targets.clone(), results.clone(), Some(dns), Some(check)));
     report_live(&server, &onprem, &cloud, &results, &load, &sim).await;
     let _ = load.await;
     let seconds = lock(&results.seconds).clone();
     println!("\n{}", summary(&plan, &seconds));
-    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "pin violations: {} of {} reads through Spillway within pin_after_write ({:?}) of the same session's write were served by the cloud ({} instance{}, {})",
+        results.pin_violations.load(Relaxed),
+        results.pinned_reads.load(Relaxed),
+        pin_after_write,
+        targets.len(),
+        if targets.len() == 1 { "" } else { "s" },
+        if opts.pin_token { "signed pin cookie" } else { "in-memory pins only" }
+    );
+    for o in &others {
+        o.server.shutdown(Duration::from_secs(2)).await;
+    }
     server.shutdown(Duration::from_secs(2)).await;
+    // The config watchers go first: removing the files is no reload.
+    drop((others, running));
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(seconds)
+}
+
+/// Writes a secret readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(text.as_bytes())
 }
 
 fn free_or_any(addr: &str) -> SocketAddr {
