@@ -8,17 +8,13 @@
 mod moto;
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use moto::{create_group, create_table, create_zone, desired, eventually, sdk_config, Moto, ThrottleProxy};
-use support::{Origin, Spillway, ADMIN};
+use support::webhook::{receiver, Events};
+use support::{webhook, Origin, Spillway, ADMIN};
 
 const TABLE: &str = "spillway-coordination";
 const LEASE: Duration = Duration::from_secs(2);
@@ -162,35 +158,8 @@ async fn lease_version(w: &World, site: &str) -> u64 {
     out.item().and_then(|i| i.get("version")).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-type Events = Arc<Mutex<Vec<serde_json::Value>>>;
-
-/// A loopback webhook receiver keeping every JSON body POSTed to it.
-async fn receiver() -> (SocketAddr, Events) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let events: Events = Arc::default();
-    let store = events.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let store = store.clone();
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let store = store.clone();
-                async move {
-                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    if let Ok(v) = serde_json::from_slice(&body) {
-                        store.lock().unwrap().push(v);
-                    }
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                }
-            });
-            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc));
-        }
-    });
-    (addr, events)
-}
-
 fn site_lost(events: &Events) -> usize {
-    events.lock().unwrap().iter().filter(|e| e["kind"] == "site_lost").count()
+    webhook::count(events, "site_lost", None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

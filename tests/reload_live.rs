@@ -157,6 +157,27 @@ fn client_loop(
     })
 }
 
+/// Stops the client loops and fails the test on any failed request.
+async fn stop_and_expect_no_failure(
+    stop: &AtomicBool,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    ok: &AtomicUsize,
+    failures: &std::sync::Mutex<Vec<String>>,
+) {
+    stop.store(true, SeqCst);
+    for l in loops {
+        l.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests out of {}: {:?}",
+        failures.len(),
+        ok.load(SeqCst),
+        &failures[..failures.len().min(10)]
+    );
+}
+
 /// A keep-alive client (hyper's pooled client): its connections stay open
 /// across reloads.
 fn keepalive_loop(
@@ -262,18 +283,7 @@ async fn reload_under_load_drops_no_request() {
             .await;
         }
     }
-    stop.store(true, SeqCst);
-    for l in loops {
-        l.await.unwrap();
-    }
-    let failures = failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "{} failed requests out of {}: {:?}",
-        failures.len(),
-        ok.load(SeqCst),
-        &failures[..failures.len().min(10)]
-    );
+    stop_and_expect_no_failure(&stop, loops, &ok, &failures).await;
     eprintln!("{} requests across 18 reloads, none failed", ok.load(SeqCst));
     assert!(ok.load(SeqCst) > 100, "only {} requests ran", ok.load(SeqCst));
     assert!(a.hits() > 0 && b.hits() > 0 && c.hits() > 0, "a={} b={} c={}", a.hits(), b.hits(), c.hits());
@@ -667,18 +677,7 @@ async fn renaming_and_swapping_listeners_on_reload_refuses_no_connection() {
     let status = sw.status().await;
     let names: Vec<_> = status["listeners"].as_array().unwrap().iter().map(|l| l["name"].clone()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
-    stop.store(true, SeqCst);
-    for l in loops {
-        l.await.unwrap();
-    }
-    let failures = failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "{} failed of {}: {:?}",
-        failures.len(),
-        ok.load(SeqCst),
-        &failures[..failures.len().min(10)]
-    );
+    stop_and_expect_no_failure(&stop, loops, &ok, &failures).await;
     assert_eq!(sw.metric("config_reload_failures_total").await, 0.0);
     eprintln!("{} requests across {} listener renames and swaps, none failed", ok.load(SeqCst), steps.len());
 }
