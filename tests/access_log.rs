@@ -79,6 +79,22 @@ async fn a_request_is_one_json_line_with_every_field_and_our_request_id() {
     assert!(upstream > 0.0 && total >= upstream, "{line}");
 }
 
+/// A chunked upload has no length in its head: `bytes_in` is what was read
+/// from the client and forwarded (it used to be `null`).
+#[tokio::test]
+async fn a_chunked_upload_logs_the_bytes_it_carried() {
+    let origin = Origin::start("o1").await;
+    let sw = Spillway::start(&(simple_config(&[&origin], "", "") + FILE_LOG)).await;
+    let log = sw.dir().join("access.log");
+    let head = "POST /upload HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+    let body = "5\r\nhello\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n3\r\n!!!\r\n0\r\n\r\n";
+    let answer = support::client::raw(sw.addr("web"), format!("{head}{body}").as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let line = wait_lines(&log, 1).await.remove(0);
+    assert_eq!(line["bytes_in"], 5 + 26 + 3, "{line}");
+    assert_eq!(line["completed"], true, "{line}");
+}
+
 #[tokio::test]
 async fn a_trusted_peers_request_id_is_kept() {
     let origin = Origin::start("o1").await;

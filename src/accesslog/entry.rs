@@ -131,8 +131,12 @@ pub(crate) struct Entry {
     pub(crate) user_agent: Option<HeaderValue>,
     pub(crate) include_query: bool,
     pub(crate) status: u16,
-    /// The request body's length when framed by one (`None`: chunked).
+    /// The request body's length when framed by one; for a body with no
+    /// length (chunked, HTTP/2 without `content-length`) the bytes read
+    /// from the client by the time the request ended (`upload`).
     pub(crate) bytes_in: Option<u64>,
+    /// The count of a body with no length, filled as it is forwarded.
+    pub(crate) upload: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// Response body bytes handed to the client.
     pub(crate) bytes_out: u64,
     pub(crate) trace: Trace,

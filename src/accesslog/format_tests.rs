@@ -22,6 +22,7 @@ fn entry() -> Entry {
         include_query: true,
         status: 201,
         bytes_in: None,
+        upload: None,
         bytes_out: 42,
         trace: Trace {
             route: Some("www".into()),

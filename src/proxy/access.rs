@@ -9,6 +9,7 @@
 //! upstream head (`headers::write_request_headers`) and comes back to the
 //! client either way.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -57,8 +58,10 @@ impl Capture {
             user_agent: if combined { h.get(USER_AGENT).cloned() } else { None },
             include_query: cfg.include_query,
             status: 0,
-            // Exact for a length-framed or empty body; chunked is unknown.
+            // Exact for a length-framed or empty body; the rest is counted
+            // as it is forwarded (`upload_counter`).
             bytes_in: req.body().size_hint().exact(),
+            upload: None,
             bytes_out: 0,
             trace: Trace::default(),
             request_id: RequestId::from_peer(peer),
@@ -72,6 +75,13 @@ impl Capture {
     #[inline]
     pub(crate) fn trace(&mut self) -> Option<&mut Trace> {
         self.entry.as_mut().map(|e| &mut e.trace)
+    }
+
+    /// A counter for the bytes of a request body with no length, when this
+    /// request is logged (one allocation, only for such bodies).
+    pub(crate) fn upload_counter(&mut self) -> Option<Arc<AtomicU64>> {
+        let entry = self.entry.as_mut().filter(|e| e.bytes_in.is_none())?;
+        Some(entry.upload.get_or_insert_with(Arc::default).clone())
     }
 
     /// Our id, for the upstream head (a trusted peer's passes as it came).
@@ -115,6 +125,8 @@ pub(crate) fn shed(trace: Option<&mut Trace>, pool: &Arc<Pool>, err: ProxyError)
 pub(crate) struct Upstream<'a> {
     pub(crate) id: Option<IdText>,
     pub(crate) trace: Option<&'a mut Trace>,
+    /// Counts a request body with no length (`Capture::upload_counter`).
+    pub(crate) upload: Option<Arc<AtomicU64>>,
 }
 
 impl Upstream<'_> {

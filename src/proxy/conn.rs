@@ -269,6 +269,9 @@ impl Drop for ActiveRequest {
         if let Some(mut entry) = self.log.take() {
             entry.duration = entry.started.elapsed();
             entry.completed = self.finished;
+            if let Some(seen) = entry.upload.take() {
+                entry.bytes_in = Some(seen.load(Relaxed));
+            }
             self.conn.hold.plane.access_log.submit(entry);
         }
     }

@@ -127,7 +127,8 @@ async fn handle<'rt>(
         *served = Some((route, 1));
     }
     let id = capture.upstream_id();
-    let log = Upstream { id, trace: capture.trace() };
+    let upload = capture.upload_counter();
+    let log = Upstream { id, upload, trace: capture.trace() };
     forward(pool, req, conn, on_upgrade, guard, ready, (pin, pin_header), log).await
 }
 
@@ -340,7 +341,10 @@ async fn forward(
     let upgrade = on_upgrade.is_some();
     let idempotent = !upgrade && idempotent(req.method());
     let timeouts = Timeouts { upload: conn.body_timeout, response: pool.config.response_timeout };
-    let mut out = Outgoing::Request(req.map(RequestBody::Client));
+    let mut out = Outgoing::Request(req.map(|body| match log.upload.take() {
+        Some(seen) => RequestBody::Counted(body, seen),
+        None => RequestBody::Client(body),
+    }));
     let mut tries = Tries::default();
     // The clock is read when something may have taken time: the first try
     // starts from the request's arrival (microseconds ago).
