@@ -153,7 +153,8 @@ pub(crate) enum CoverStep {
     KeepLost {
         version: u64,
     },
-    /// Held by us, and the site has heartbeated again for `handback_after`: release.
+    /// Held by us, and the site has heartbeated again for `handback_after`
+    /// with its DR latch back to on-prem writes: release.
     HandBack {
         version: u64,
     },
@@ -165,12 +166,14 @@ fn last_sign_ms(view: &SiteView) -> Option<u64> {
     view.heartbeats.iter().map(|h| h.at_ms).chain(lease).max()
 }
 
-/// Whether one of the site's instances is heartbeating and has been for `handback_after`.
+/// Whether the site is back: one of its instances is heartbeating and has
+/// been for `handback_after`, and its DR latch lets it take its writes
+/// back — none of its fresh heartbeats reports writes in the cloud
+/// (`dr_active` or `failback_pending`: failed over and not yet failed back,
+/// by `POST /dr/failback` or `failback_after` of on-prem primary).
 fn back_for(view: &SiteView, t: &Timing, now_ms: u64) -> bool {
-    view.heartbeats.iter().any(|h| {
-        now_ms.saturating_sub(h.at_ms) < t.fresh_ms()
-            && now_ms.saturating_sub(h.streak_since_ms) >= ms(t.handback_after)
-    })
+    let fresh = || view.heartbeats.iter().filter(|h| now_ms.saturating_sub(h.at_ms) < t.fresh_ms());
+    fresh().any(|h| now_ms.saturating_sub(h.streak_since_ms) >= ms(t.handback_after)) && !fresh().any(|h| h.signals.dr)
 }
 
 /// The step for a covered site. `own_holder`: this instance holds its own site's lease.

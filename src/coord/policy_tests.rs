@@ -105,6 +105,18 @@ fn a_taken_site_is_kept_until_it_heartbeats_again_for_handback_after() {
     let back = view(Some(ours.clone()), vec![hb("a", NOW - S, NOW - 59 * S, 0.0, 0.0)]);
     assert_eq!(cover_step("x", true, &back, &t, NOW), CoverStep::KeepLost { version: 5 });
     assert_eq!(cover_step("x", true, &back, &t, NOW + S), CoverStep::HandBack { version: 5 });
+    // Back for long enough, but its DR latch still has the writes in the
+    // cloud (one of its instances reports it): kept until it fails back.
+    let mut latched = back.clone();
+    latched.heartbeats.push(hb("b", NOW - S, NOW - 10 * S, 0.0, 0.0));
+    latched.heartbeats[1].signals.dr = true;
+    assert_eq!(cover_step("x", true, &latched, &t, NOW + S), CoverStep::KeepLost { version: 5 });
+    latched.heartbeats[1].signals.dr = false;
+    assert_eq!(cover_step("x", true, &latched, &t, NOW + S), CoverStep::HandBack { version: 5 });
+    // A stale heartbeat's DR report no longer counts.
+    latched.heartbeats[1] = Heartbeat { at_ms: NOW - 40 * S, ..latched.heartbeats[1].clone() };
+    latched.heartbeats[1].signals.dr = true;
+    assert_eq!(cover_step("x", true, &latched, &t, NOW + S), CoverStep::HandBack { version: 5 });
     // Kept even when this instance no longer holds its own site.
     assert_eq!(cover_step("x", false, &kept, &t, NOW), CoverStep::KeepLost { version: 5 });
     // Released by us: the site's lease is the site's again; lost again only after takeover_after.
