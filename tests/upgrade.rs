@@ -461,3 +461,69 @@ async fn an_upgrade_during_a_burst_keeps_the_learnt_limit() {
     let failures = tally.failures.lock().unwrap();
     assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..failures.len().min(10)]);
 }
+
+/// The upgrade socket against a hostile local peer of the same user: a
+/// takeover naming another process's pid gets no socket, bytes after the
+/// first line and an over-long line are refused, a peer dribbling bytes
+/// holds no blocking thread (a `localhost` endpoint, resolved on that
+/// pool, keeps answering while 200 of them drip), and more than four at
+/// once are closed at once. A real upgrade works afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_socket_refuses_impostors_and_dribblers() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let origin = Origin::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("upgrade.sock");
+    let port = origin.endpoint().rsplit(':').next().unwrap().to_string();
+    let by_name = config(dir.path(), &origin, None, "5s").replace(&origin.endpoint(), &format!("localhost:{port}"));
+    let mut sw = Spillway::start_in(dir, &by_name).await;
+    let closed_without_answer = |mut s: UnixStream| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        matches!(s.read(&mut buf), Ok(0) | Err(_))
+    };
+    // An impostor: our user, but naming pid 1.
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.write_all(b"{\"kind\":\"takeover\",\"pid\":1}\n").unwrap();
+    assert!(closed_without_answer(s), "a takeover naming another pid got an answer");
+    // Bytes after the first line; a first line over 1 KiB.
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.write_all(format!("{{\"kind\":\"takeover\",\"pid\":{}}}\nmore", std::process::id()).as_bytes()).unwrap();
+    assert!(closed_without_answer(s));
+    let mut s = UnixStream::connect(&sock).unwrap();
+    let _ = s.write_all(&[b' '; 4096]);
+    assert!(closed_without_answer(s));
+    // Dribblers: four are served (and time out), the rest closed at once.
+    let mut dribblers: Vec<UnixStream> = (0..200).filter_map(|_| UnixStream::connect(&sock).ok()).collect();
+    let mut closed = 0;
+    for s in dribblers.iter_mut() {
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        closed += usize::from(matches!(s.read(&mut [0u8; 8]), Ok(0)));
+    }
+    assert!(closed >= 190, "only {closed} of 200 extra peers were closed at once");
+    let threads = std::fs::read_to_string(format!("/proc/{}/status", sw.pid())).unwrap();
+    let threads: usize = threads.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap().trim().parse().unwrap();
+    assert!(threads < 40, "{threads} threads: dribbling peers hold blocking threads");
+    for round in 0..5 {
+        for d in dribblers.iter_mut() {
+            let _ = d.write_all(b" ");
+        }
+        // A fresh upstream connection to a name each time (the origin keeps none idle for long).
+        let resp = support::request(
+            http::Method::GET,
+            &sw.url("web", &format!("/r{round}")),
+            vec![("connection", "close".to_string())],
+            b"",
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status, 200, "round {round}: {}", resp.text());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    drop(dribblers);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let up = sw.upgrade().await;
+    assert_eq!(up.exit_code, Some(0), "the real upgrade after the abuse");
+    assert_eq!(support::get(&sw.url("web", "/after")).await.unwrap().status, 200);
+}

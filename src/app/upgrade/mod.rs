@@ -205,6 +205,56 @@ pub(crate) struct Upgrader {
     /// Takeovers begun (a failure is counted once: by the takeover when
     /// there was one, else by the start of the successor).
     takeovers: std::sync::atomic::AtomicU64,
+    /// Connections on the upgrade socket served at once (`MAX_PEERS`).
+    peers: Arc<tokio::sync::Semaphore>,
+}
+
+/// Connections on the upgrade socket served at once: a takeover and an
+/// operator's `spillway upgrade` need two; more are closed at once.
+const MAX_PEERS: usize = 4;
+/// The longest first line: `{"kind":"takeover","pid":4294967295}` is 36 bytes.
+const MAX_HELLO: usize = 1024;
+
+/// Reads the first line on the upgrade socket (asynchronously: a peer that
+/// dribbles bytes holds no blocking thread), at most `MAX_HELLO` bytes, and
+/// nothing after its newline: a peer speaks only when answered.
+async fn read_hello(stream: &mut tokio::net::UnixStream) -> Result<Hello, String> {
+    use tokio::io::AsyncReadExt;
+    let mut line = Vec::with_capacity(64);
+    let mut buf = [0u8; 256];
+    loop {
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed before the end of its first line".into());
+        }
+        line.extend_from_slice(&buf[..n]);
+        if let Some(end) = line.iter().position(|&b| b == b'\n') {
+            if end + 1 != line.len() {
+                return Err("bytes after the first line, before any answer".into());
+            }
+            return serde_json::from_slice(&line).map_err(|e| e.to_string());
+        }
+        if line.len() > MAX_HELLO {
+            return Err(format!("a first line over {MAX_HELLO} bytes"));
+        }
+    }
+}
+
+/// Whether a peer of the upgrade socket may use it: this process's user or
+/// root (the socket file is 0600, but only from its `chmod` on; the
+/// credentials hold from the first byte), and a successor that names
+/// itself by its own pid.
+fn peer_allowed(peer: &tokio::net::unix::UCred, hello: Option<&Hello>) -> Result<(), String> {
+    let me = nix::unistd::Uid::effective().as_raw();
+    if peer.uid() != me && peer.uid() != 0 {
+        return Err(format!("a peer of user {} (this process runs as {me})", peer.uid()));
+    }
+    match hello {
+        Some(Hello::Takeover { pid }) if peer.pid().and_then(|p| u32::try_from(p).ok()) != Some(*pid) => {
+            Err(format!("a takeover naming pid {pid} from pid {:?}", peer.pid()))
+        }
+        _ => Ok(()),
+    }
 }
 
 impl Upgrader {
@@ -225,6 +275,7 @@ impl Upgrader {
             handing: AtomicBool::new(false),
             spawning: AtomicBool::new(false),
             takeovers: std::sync::atomic::AtomicU64::new(0),
+            peers: Arc::new(tokio::sync::Semaphore::new(MAX_PEERS)),
         })
     }
 
@@ -271,24 +322,30 @@ impl Upgrader {
         }
     }
 
-    async fn serve(self: Arc<Self>, stream: tokio::net::UnixStream) {
-        let stream = match stream.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s)) {
+    async fn serve(self: Arc<Self>, mut stream: tokio::net::UnixStream) {
+        let Ok(_slot) = self.peers.clone().try_acquire_owned() else {
+            return tracing::warn!("upgrade socket: {MAX_PEERS} connections already open, one more closed");
+        };
+        let peer = match stream.peer_cred() {
+            Ok(peer) => peer,
+            Err(e) => return tracing::warn!(error = %e, "upgrade socket: no peer credentials"),
+        };
+        if let Err(why) = peer_allowed(&peer, None) {
+            return tracing::warn!(refused = %why, "upgrade socket: peer refused");
+        }
+        let hello = match tokio::time::timeout(ANSWER_TIMEOUT, read_hello(&mut stream)).await {
+            Ok(Ok(hello)) => hello,
+            Ok(Err(e)) => return tracing::warn!(error = %e, "upgrade socket: bad request"),
+            Err(_) => return tracing::warn!("upgrade socket: no request within {ANSWER_TIMEOUT:?}"),
+        };
+        if let Err(why) = peer_allowed(&peer, Some(&hello)) {
+            return tracing::warn!(refused = %why, "upgrade socket: peer refused");
+        }
+        let mut stream = match stream.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s)) {
             Ok(s) => s,
             Err(e) => return tracing::warn!(error = %e, "upgrade socket: connection unusable"),
         };
         let me = self.clone();
-        let hello = tokio::task::spawn_blocking(move || {
-            let mut stream = stream;
-            stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
-            let hello = wire::recv_line::<Hello>(&mut stream);
-            Ok::<_, std::io::Error>((stream, hello))
-        });
-        let (mut stream, hello) = match hello.await {
-            Ok(Ok((stream, Ok(hello)))) => (stream, hello),
-            Ok(Ok((_, Err(e)))) => return tracing::warn!(error = %e, "upgrade socket: bad request"),
-            Ok(Err(e)) => return tracing::warn!(error = %e, "upgrade socket: connection unusable"),
-            Err(e) => return tracing::warn!(error = %e, "upgrade socket: handler failed"),
-        };
         match hello {
             Hello::Takeover { pid } => {
                 let result = tokio::task::spawn_blocking(move || me.hand_over(&mut stream, pid)).await;
