@@ -118,6 +118,16 @@ pub struct DnsDirect {
     pub share: Arc<dyn Fn() -> f64 + Send + Sync>,
 }
 
+/// Distinct client addresses on loopback (see `run_with_dns`).
+pub const CLIENT_ADDRESSES: u32 = 256;
+
+/// Pure: the loopback address of client `i` (127.0.1.1 … 127.0.1.254,
+/// 127.0.2.1, …): never 127.0.0.1, never a `.0` or `.255` host byte.
+pub fn client_address(i: u32) -> std::net::IpAddr {
+    let (third, fourth) = (1 + i / 254, 1 + i % 254);
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, (third / 256) as u8, (third % 256) as u8, fourth as u8))
+}
+
 /// Runs the plan against `target`; returns when every request has finished.
 pub async fn run(plan: LoadPlan, target: SocketAddr, results: Arc<Results>) {
     run_with_dns(plan, vec![target], results, None, None).await;
@@ -133,10 +143,21 @@ pub async fn run_with_dns(
     dns: Option<DnsDirect>,
     pins: Option<PinCheck>,
 ) {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Client<HttpConnector, Body> =
-        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4096).build(connector);
+    // Users come from many addresses: a session's connections leave from
+    // one of `CLIENT_ADDRESSES` loopback addresses (all of 127/8 is
+    // loopback on Linux), so per-address limits (`spill.pins_per_address`)
+    // see what they would see in production, not 50 000 users behind one IP.
+    let loopback = targets.iter().all(|t| t.ip().is_loopback() && t.is_ipv4());
+    let clients: Vec<Client<HttpConnector, Body>> = (0..if loopback { CLIENT_ADDRESSES } else { 1 })
+        .map(|i| {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            if loopback {
+                connector.set_local_address(Some(client_address(i)));
+            }
+            Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4096).build(connector)
+        })
+        .collect();
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     let mut owed = 0.0;
@@ -159,7 +180,7 @@ pub async fn run_with_dns(
                     (targets[next % targets.len()], true)
                 }
             };
-            let client = client.clone();
+            let client = clients[session as usize % clients.len()].clone();
             let results = results.clone();
             let jar = proxied.then(|| (sessions.clone(), pins.clone())).and_then(|(s, p)| Some((s, p?)));
             results.outstanding.fetch_add(1, Relaxed);
@@ -339,6 +360,15 @@ mod tests {
         assert_eq!((sum.requests, sum.onprem, sum.cloud, sum.errors, sum.over_slo), (5, 3, 1, 1, 2));
         assert_eq!(sum.p50_ms, 3.0);
         assert_eq!(sum.max_ms, 300.0);
+    }
+
+    #[test]
+    fn client_addresses_are_distinct_loopback_hosts() {
+        let all: std::collections::BTreeSet<_> = (0..CLIENT_ADDRESSES).map(client_address).collect();
+        assert_eq!(all.len(), CLIENT_ADDRESSES as usize);
+        assert_eq!(client_address(0).to_string(), "127.0.1.1");
+        assert_eq!(client_address(254).to_string(), "127.0.2.1");
+        assert!(all.iter().all(|a| a.is_loopback() && a.to_string() != "127.0.0.1"));
     }
 
     #[test]
