@@ -55,7 +55,6 @@ pub struct Second {
 #[derive(Default)]
 pub struct Results {
     pub seconds: Mutex<Vec<Second>>,
-    pub outstanding: AtomicU64,
     /// GETs through a Spillway less than the pin time after the same
     /// session's successful write through a Spillway.
     pub pinned_reads: AtomicU64,
@@ -183,10 +182,8 @@ pub async fn run_with_dns(
             let client = clients[session as usize % clients.len()].clone();
             let results = results.clone();
             let jar = proxied.then(|| (sessions.clone(), pins.clone())).and_then(|(s, p)| Some((s, p?)));
-            results.outstanding.fetch_add(1, Relaxed);
             handles.push(tokio::spawn(async move {
                 one(&client, target, write, session, start, &results, jar).await;
-                results.outstanding.fetch_sub(1, Relaxed);
             }));
         }
         handles.retain(|h| !h.is_finished());

@@ -122,6 +122,15 @@ pub fn cloud_spec() -> TierSpec {
     }
 }
 
+/// The demo's config text with its tiers' and its own addresses.
+fn demo_config(onprem: &Tier, cloud: &Tier, listen: SocketAddr, admin: SocketAddr) -> String {
+    DEMO_CONFIG
+        .replace("127.0.0.1:18081", &onprem.addr.to_string())
+        .replace("127.0.0.1:18082", &cloud.addr.to_string())
+        .replace("127.0.0.1:8080", &listen.to_string())
+        .replace("127.0.0.1:9901", &admin.to_string())
+}
+
 /// Runs the demo to completion; returns the per-second results.
 pub async fn run(
     opts: DemoOptions,
@@ -133,12 +142,7 @@ pub async fn run(
     std::fs::create_dir_all(&dir)?;
     let listen = opts.listen.unwrap_or_else(|| free_or_any("127.0.0.1:8080"));
     let admin = free_or_any("127.0.0.1:9901");
-    let text = DEMO_CONFIG
-        .replace("127.0.0.1:18081", &onprem.addr.to_string())
-        .replace("127.0.0.1:18082", &cloud.addr.to_string())
-        .replace("127.0.0.1:8080", &listen.to_string())
-        .replace("127.0.0.1:9901", &admin.to_string())
-        + DEMO_CONTROLLERS;
+    let text = demo_config(&onprem, &cloud, listen, admin) + DEMO_CONTROLLERS;
     let pins = if opts.pin_token {
         // A fresh key per run, shared by the instances only.
         let mut key = [0u8; 32];
@@ -166,11 +170,8 @@ pub async fn run(
     // More instances: the same config on free ports, without controllers.
     let mut others = Vec::new();
     for i in 1..opts.instances.clamp(1, 4) {
-        let base = DEMO_CONFIG
-            .replace("127.0.0.1:18081", &onprem.addr.to_string())
-            .replace("127.0.0.1:18082", &cloud.addr.to_string())
-            .replace("127.0.0.1:8080", "127.0.0.1:0")
-            .replace("127.0.0.1:9901", "127.0.0.1:0");
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let base = demo_config(&onprem, &cloud, any, any);
         let path = dir.join(format!("demo-{i}.toml"));
         std::fs::write(&path, format!("{base}{pins}"))?;
         let loaded = crate::config::load(&path)?;

@@ -168,7 +168,7 @@ pub(crate) fn start(
     };
     let semaphores = (caps.connections.sem.clone(), caps.tunnels.sem.clone());
     let name = config.name.clone();
-    let started = Started { config: runtime.config.clone(), tls: runtime.tls.clone() };
+    let started = Arc::new(Started { config: runtime.config.clone(), tls: runtime.tls.clone() });
     let task = tokio::spawn(accept_loop(plane, name.clone(), listener, semaphores, stop_rx, started));
     Ok(ListenerTask { name, configured: config.listen, local, socket, caps, stop, task })
 }
@@ -176,7 +176,6 @@ pub(crate) fn start(
 /// The listener's settings when its loop started: a connection accepted
 /// just before a reload removed or renamed the listener (and before the
 /// loop saw its stop) is served with them instead of being dropped.
-#[derive(Clone)]
 struct Started {
     config: Arc<ListenerConfig>,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -188,7 +187,7 @@ async fn accept_loop(
     listener: TcpListener,
     (limit, tunnels): (Arc<Semaphore>, Arc<Semaphore>),
     mut stop: watch::Receiver<bool>,
-    started: Started,
+    started: Arc<Started>,
 ) {
     let rejected = metrics::counter!(catalog::CONNECTIONS_REJECTED, "listener" => name.clone());
     let accepted = metrics::counter!(catalog::CONNECTIONS_ACCEPTED, "listener" => name.clone());
@@ -240,14 +239,14 @@ async fn connection(
     tcp: TcpStream,
     remote: SocketAddr,
     (permit, tunnels, counters): (OwnedSemaphorePermit, Arc<Semaphore>, Arc<ListenerCounters>),
-    started: Started,
+    started: Arc<Started>,
 ) {
     let (config, acceptor, grace) = {
         let rt = plane.runtime.load();
         match rt.listeners.get(&name) {
             Some(l) => (l.config.clone(), l.tls.clone(), rt.config.runtime.drain_timeout),
             // Removed or renamed by a reload between accept and now.
-            None => (started.config, started.tls, rt.config.runtime.drain_timeout),
+            None => (started.config.clone(), started.tls.clone(), rt.config.runtime.drain_timeout),
         }
     };
     // The connection's permit and count live as long as its ConnInfo: an
