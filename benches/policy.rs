@@ -41,6 +41,8 @@ fn inputs(in_flight: u32) -> GateInputs {
         has_overflow: true,
         cloud_healthy: true,
         replica_lag_ok: true,
+        cloud_room: true,
+        queue_ahead: false,
         primary_healthy: true,
         dr: DrState::Normal,
         write: false,

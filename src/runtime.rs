@@ -52,6 +52,8 @@ pub(crate) struct Route {
     pub(crate) primary_gate: Arc<PoolGate>,
     pub(crate) overflow: Option<(Arc<Pool>, Arc<PoolGate>)>,
     pub(crate) decisions: DecisionCounters,
+    /// `spillway_shed_total` of this route, by `ShedReason` (in `ShedReason::ALL` order).
+    pub(crate) shed: [metrics::Counter; 3],
     /// `spillway_requests_total` of this route: [primary, overflow].
     pub(crate) requests: [ClassCounters; 2],
 }
@@ -144,6 +146,10 @@ impl Runtime {
                 primary_gate: gates[&rc.primary].clone(),
                 overflow: rc.overflow.as_ref().map(|o| (pools[o].clone(), gates[o].clone())),
                 decisions: DecisionCounters::new(rc),
+                shed: crate::burst::ShedReason::ALL.map(|reason| {
+                    metrics::counter!(catalog::SHED, "route" => rc.name.clone(), "pool" => rc.primary.clone(),
+                        "reason" => reason.as_str(), "priority" => rc.priority.as_str())
+                }),
                 requests: [
                     ClassCounters::new(&rc.name, &rc.primary),
                     ClassCounters::new(&rc.name, rc.overflow.as_deref().unwrap_or("-")),

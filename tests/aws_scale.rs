@@ -81,6 +81,7 @@ async fn a_ramp_raises_desired_capacity_before_spill_begins() {
         run.signals.send_replace(ControlSignals {
             arrival_rps: arrival,
             spilled_rps: spilled,
+            shed_rps: 0.0,
             onprem_capacity_rps: Some(1000.0),
             dr: false,
             dr_capacity: false,

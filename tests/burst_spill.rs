@@ -22,7 +22,8 @@ use http::StatusCode;
 use spillway::demo::tier::{Tier, TierSpec};
 
 use burst::{
-    metric, open_loop, Admin, HttpClient, Knobs, PeakWatch, Reply, Schedule, MAX_IN_FLIGHT, ONPREM_CAPACITY_RPS,
+    metric, open_loop, open_loop_with, Admin, HttpClient, Knobs, PeakWatch, Reply, Schedule, MAX_IN_FLIGHT,
+    ONPREM_CAPACITY_RPS,
 };
 use support::Spillway;
 
@@ -320,4 +321,132 @@ async fn a_lagging_cloud_replica_without_shedding_keeps_reads_on_prem() {
     let over_limit = decided("primary", "replica_lag") + decided("queue", "replica_lag");
     assert!(over_limit >= 1.0, "the gate never met a full pool");
     assert_eq!(metric(&m, "spillway_gate_decisions_total", &[("target", "cloud")]), 0.0);
+}
+
+/// A cloud tier of 3 workers (~100 req/s, like the on-prem tier): a 3×
+/// burst is more than both together can serve.
+fn small_cloud_spec() -> TierSpec {
+    TierSpec { workers: 3, ..cloud_spec(2.0) }
+}
+
+/// Two more routes in front of `www` (normal): `/static` low, `/vip` high.
+fn with_priorities(config: String) -> String {
+    let routes = r#"[[route]]
+name = "static"
+path_prefix = "/static"
+primary = "onprem"
+overflow = "aws"
+priority = "low"
+
+[[route]]
+name = "vip"
+path_prefix = "/vip"
+primary = "onprem"
+overflow = "aws"
+priority = "high"
+
+[[route]]
+name = "www""#;
+    assert!(config.contains("[[route]]\nname = \"www\""));
+    config.replacen("[[route]]\nname = \"www\"", routes, 1)
+}
+
+/// Issue 16: the cloud is the bottleneck too. Its own adaptive limit keeps
+/// it from queueing without end; what fits neither limit waits at most
+/// `queue_timeout` and is shed with `Retry-After`, lowest priority first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_on_prem_and_the_cloud_sheds_the_excess_lowest_priority_first() {
+    let _serial = SERIAL.lock().await;
+    let onprem = Tier::start(onprem_spec()).await.unwrap();
+    let cloud = Tier::start(small_cloud_spec()).await.unwrap();
+    let config = with_priorities(Knobs::new(onprem.addr, cloud.addr).render());
+    let proxy = Spillway::start(&config).await;
+    let admin = Admin(&proxy);
+    admin.wait_healthy().await;
+    let client = HttpClient::new(proxy.addr("public"));
+
+    // 2 s base, 2 s ramp, 6 s at 3×, 2 s down, 2 s base. Of the requests,
+    // 20 % high, 40 % normal, 40 % low: the two tiers (~200 req/s) can
+    // serve all the high and normal ones at the peak (180 req/s) and few low.
+    let (base, peak) = (0.4 * ONPREM_CAPACITY_RPS, 3.0 * ONPREM_CAPACITY_RPS);
+    let schedule =
+        Schedule::new(&[(2.0, base, base), (2.0, base, peak), (6.0, peak, peak), (2.0, peak, base), (2.0, base, base)]);
+    let start = tokio::time::Instant::now();
+    let onprem_peaks = PeakWatch::start(onprem.clone(), start);
+    let cloud_peaks = PeakWatch::start(cloud.clone(), start);
+    // Writes, pinned reads and /login (never_spill), all of normal priority.
+    let side = tokio::spawn(side_client(client.clone(), start + secs(5.0), start + secs(10.0)));
+    let replies = open_loop_with(&client, &schedule, start, |n| {
+        let path = match n % 10 {
+            0 | 1 => format!("/vip/{}", n % 50),
+            2..=5 => format!("/match/{}", n % 50),
+            _ => format!("/static/{}", n % 50),
+        };
+        (http::Method::GET, path, format!("s{}", n % 5000))
+    })
+    .await;
+    let side = side.await.unwrap();
+    let onprem_peaks = onprem_peaks.stop();
+    let cloud_peaks = cloud_peaks.stop();
+    println!("{}", burst::timeline(&replies, &onprem_peaks));
+
+    // Every request got an answer, a 200 or a 503 with Retry-After; none timed out.
+    let odd: Vec<&Reply> = replies
+        .iter()
+        .chain(&side)
+        .filter(|r| match r.status {
+            Some(StatusCode::OK) => false,
+            Some(StatusCode::SERVICE_UNAVAILABLE) => !r.retry_after,
+            _ => true,
+        })
+        .collect();
+    assert!(odd.is_empty(), "{} replies neither 200 nor 503 + Retry-After, e.g. {:?}", odd.len(), odd.first());
+
+    let class = |prefix: &'static str| replies.iter().filter(move |r| r.path.starts_with(prefix)).collect::<Vec<_>>();
+    let shed_share = |rs: Vec<&Reply>| {
+        let shed = rs.iter().filter(|r| r.status == Some(StatusCode::SERVICE_UNAVAILABLE)).count();
+        (shed, shed as f64 / rs.len().max(1) as f64)
+    };
+    let (low_shed, low) = shed_share(class("/static"));
+    let (normal_shed, normal) = shed_share(class("/match"));
+    let (high_shed, _) = shed_share(class("/vip"));
+    let (side_shed, side_share) = shed_share(side.iter().collect());
+    println!("shed: low {low_shed} ({low:.2}), normal {normal_shed} ({normal:.2}), high {high_shed}, side {side_shed}");
+    assert!(low_shed > 0, "3× against two tiers of 1× each shed nothing");
+    assert_eq!(high_shed, 0, "a high-priority request was shed while low-priority ones were served");
+    assert!(low > normal, "low shed {low:.2} of its requests, normal {normal:.2}");
+    assert!(side_share <= normal, "writes and pinned clients shed {side_share:.2}, sheddable reads {normal:.2}");
+
+    // Shed exactly the excess: during the hold the tiers serve about 200
+    // req/s together, so at least 70 % of that was served, and what was
+    // shed is within 1.5× of what capacity forces (300 − 200 req/s).
+    let hold: Vec<&Reply> = replies.iter().filter(|r| (5.0..10.0).contains(&r.at.as_secs_f64())).collect();
+    let served = hold.iter().filter(|r| r.status == Some(StatusCode::OK)).count();
+    let shed = hold.len() - served;
+    let forced = hold.len() as f64 - 200.0 * 5.0;
+    println!("hold: {} sent, {served} served, {shed} shed (capacity forces ~{forced:.0})", hold.len());
+    assert!(served as f64 >= 0.7 * 200.0 * 5.0, "only {served} served in the hold");
+    assert!((shed as f64) <= 1.5 * forced.max(100.0), "{shed} shed where capacity forces ~{forced:.0}");
+
+    // What is served stays fast: at most queue_timeout (200 ms) of waiting
+    // on top of the service time (≤ 100 ms); 1 s leaves room for a busy machine.
+    let mut served_latency: Vec<Duration> =
+        hold.iter().filter(|r| r.status == Some(StatusCode::OK)).map(|r| r.latency).collect();
+    served_latency.sort();
+    let p99 = served_latency[(served_latency.len() - 1) * 99 / 100];
+    assert!(p99 < Duration::from_secs(1), "served p99 {p99:?} in the hold");
+
+    // The cloud's own limit kept its queue short: without it, all of the
+    // overflow would have waited inside the 3-worker tier.
+    let cloud_worst = cloud_peaks.iter().filter(|p| p.0 > secs(6.0)).map(|p| p.1).max().unwrap_or(0);
+    assert!(cloud_worst <= 30, "the cloud tier held {cloud_worst} requests at once");
+    let onprem_worst = onprem_peaks.iter().map(|p| p.1).max().unwrap_or(0);
+    assert!(onprem_worst <= MAX_IN_FLIGHT, "on-prem in-flight peaked at {onprem_worst}");
+
+    // Counted by reason and priority.
+    let m = admin.metrics().await;
+    assert!(metric(&m, "spillway_gate_decisions_total", &[("target", "queue"), ("reason", "cloud_full")]) >= 1.0);
+    let low_counted = metric(&m, "spillway_shed_total", &[("route", "static"), ("priority", "low")]);
+    assert_eq!(low_counted as usize, low_shed, "spillway_shed_total of the low route");
+    assert_eq!(metric(&m, "spillway_shed_total", &[("route", "vip")]), 0.0);
 }

@@ -30,6 +30,8 @@ pub(crate) struct TickReport {
     pub(crate) dr: Option<DrTransition>,
     /// Cloud pools whose RPO guard changed: (pool, at risk, worst lag).
     pub(crate) rpo: Vec<(String, bool, Duration)>,
+    /// Primary pools that began or stopped shedding: (pool, shedding, rate).
+    pub(crate) shedding: Vec<(String, bool, f64)>,
 }
 
 /// One tick over every pool of the snapshot.
@@ -41,6 +43,7 @@ pub(crate) fn tick(rt: &Runtime, dr: &DrCell, now: Instant, warm_rps: Option<f64
     let mut control = ControlSignals { cloud_healthy: cloud_ok, ..ControlSignals::default() };
     let mut capacity = 0.0;
     let mut rpo = Vec::new();
+    let mut shedding = Vec::new();
     for (name, pool) in &rt.pools {
         let gate = &rt.gates[name];
         match pool.role() {
@@ -50,6 +53,10 @@ pub(crate) fn tick(rt: &Runtime, dr: &DrCell, now: Instant, warm_rps: Option<f64
                 }
                 let view = gate.view();
                 control.arrival_rps += view.window.arrival_rps;
+                control.shed_rps += view.shed_rps;
+                if let Some((on, rate)) = gate.observe_shedding(now) {
+                    shedding.push((name.clone(), on, rate));
+                }
                 // Little's law: a pool holding `limit` requests for `ewma` each serves limit/ewma per second.
                 let ewma = view.window.ewma.as_secs_f64();
                 if ewma > 0.0 {
@@ -75,7 +82,7 @@ pub(crate) fn tick(rt: &Runtime, dr: &DrCell, now: Instant, warm_rps: Option<f64
     let state = dr.state();
     control.dr = state.writes_in_cloud();
     control.dr_capacity = state == DrState::DrPending || dr.drilling();
-    TickReport { changes, control, cloud, dr: transition, rpo }
+    TickReport { changes, control, cloud, dr: transition, rpo, shedding }
 }
 
 /// The ticker task: every `spill.tick`, update every pool's gate, report
@@ -121,6 +128,9 @@ pub(crate) async fn run(server: Arc<Server>) {
                 server.notify(event.with_details(details.clone()));
             }
         }
+        for (pool, on, rate) in report.shedding {
+            server.notify(shedding_event(&pool, on, rate, SystemTime::now()));
+        }
         for (pool, now) in &report.cloud {
             let before = cloud.insert(pool.clone(), *now).unwrap_or((true, true));
             for event in cloud_events(pool, before, *now, SystemTime::now()) {
@@ -133,6 +143,7 @@ pub(crate) async fn run(server: Arc<Server>) {
             metrics::gauge!(catalog::POOL_IN_FLIGHT, "pool" => name.clone()).set(v.in_flight as f64);
             metrics::gauge!(catalog::POOL_LIMIT, "pool" => name.clone()).set(v.limit as f64);
             metrics::gauge!(catalog::POOL_MODE, "pool" => name.clone()).set(f64::from(v.mode as u8));
+            metrics::gauge!(catalog::POOL_SHED_RATE, "pool" => name.clone()).set(v.shed_rps);
         }
         metrics::gauge!(catalog::PINS).set(server.data.gates.pins.len() as f64);
         metrics::gauge!(catalog::PIN_EVICTIONS).set(server.data.gates.pins.evictions() as f64);
@@ -163,6 +174,19 @@ fn mode_events(pool: &str, from: PoolMode, to: PoolMode, at: SystemTime) -> Vec<
         }
     }
     out
+}
+
+/// A primary pool that sheds (or stopped): one episode, with the rate.
+fn shedding_event(pool: &str, on: bool, rate: f64, at: SystemTime) -> Event {
+    let details = serde_json::json!({ "pool": pool, "shed_rps": rate });
+    if on {
+        tracing::warn!(%pool, shed_rps = rate, "pool sheds requests: demand beyond on-prem and the cloud");
+        let summary = format!("pool {pool}: shedding {rate:.0} req/s (demand beyond on-prem and the cloud)");
+        Event::trigger(Kind::Shedding, Severity::Warning, pool, summary, at).with_details(details)
+    } else {
+        tracing::info!(%pool, "pool stopped shedding");
+        Event::resolve(Kind::Shedding, pool, format!("pool {pool}: no longer shedding"), at).with_details(details)
+    }
 }
 
 /// A cloud pool's health and replica lag, before and now, as episodes.
@@ -223,7 +247,15 @@ mod tests {
         let rt = Runtime::build(&loaded, None, &gates).unwrap();
         let now = Instant::now();
         tick(&rt, &gates.dr, now, Some(10.0));
-        assert_eq!(rt.gates["aws"].spill_cap(), u32::MAX, "off by default");
+        assert_eq!(
+            rt.gates["aws"].spill_cap(),
+            2000,
+            "the cloud's own limit, at its maximum, and no warm cap by default"
+        );
+        loaded.config.spill.cloud_limit = false;
+        let rt = Runtime::build(&loaded, Some(&rt), &gates).unwrap();
+        tick(&rt, &gates.dr, now + Duration::from_millis(50), Some(10.0));
+        assert_eq!(rt.gates["aws"].spill_cap(), u32::MAX, "no limit, no cap");
         loaded.config.spill.cap_by_warm_capacity = true;
         let rt = Runtime::build(&loaded, Some(&rt), &gates).unwrap();
         tick(&rt, &gates.dr, now + Duration::from_millis(100), Some(10.0));

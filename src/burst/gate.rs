@@ -30,8 +30,10 @@
 //!    cloud, goes there (`Cloud(PrimaryDown)`); any other stays
 //!    (`Primary(PrimaryDown)`: a 503 from the empty pool). A write never
 //!    reaches the cloud's database before DR is declared.
-//! 3. **Under the limit** (`in_flight ≤ min(limit, max_in_flight)`) →
-//!    `Primary(UnderLimit)`. `in_flight` includes this request.
+//! 3. **Under the limit** (`in_flight ≤ min(limit, max_in_flight)`) with
+//!    nobody queued for the pool (`queue_ahead`: a newcomer does not take
+//!    a slot ahead of the queue, `burst::shed`) → `Primary(UnderLimit)`.
+//!    `in_flight` includes this request.
 //! 4. Over the limit but not over the hard cap while the phase is `Calm` →
 //!    `Primary(NotSpilling)`: pressure has not lasted `enter_after` yet.
 //!    Over the hard cap (`in_flight > max_in_flight`) the request is treated as
@@ -46,13 +48,15 @@
 //!    outside RFC 9110's set queues too (`Queue(UnknownMethod)`: nobody
 //!    relies on it, so it is the first shed).
 //! 6. **Cloud availability**, in order: an overflow pool exists, it has a
-//!    healthy endpoint, its replica lag is acceptable. If one fails, the
-//!    request *would have spilled* but cannot: with
-//!    `shed_when_cloud_unavailable`, or over the hard cap, it is queued
-//!    (`Queue(NoOverflowPool | CloudUnavailable | ReplicaLag)`: wait briefly
-//!    for a primary slot, then 503 + Retry-After) rather than piling onto a
-//!    drowning origin; otherwise it goes on-prem anyway (`Primary(` same
-//!    reason `)`).
+//!    healthy endpoint, its replica lag is acceptable, it has room under
+//!    its own limit (`cloud_room`: its adaptive limit and warm capacity,
+//!    nobody queued for it). If one fails, the request *would have
+//!    spilled* but cannot: with `shed_when_cloud_unavailable`, or over the
+//!    hard cap, it is queued (`Queue(NoOverflowPool | CloudUnavailable |
+//!    ReplicaLag | CloudFull)`: wait briefly for a primary slot — or, when
+//!    the cloud is only full, a cloud slot — then 503 + Retry-After) rather
+//!    than piling onto a drowning origin; otherwise it goes on-prem anyway
+//!    (`Primary(` same reason `)`).
 //! 7. Otherwise → `Cloud(OverHardLimit)` if over the hard cap, else
 //!    `Cloud(OverLimit)`.
 //!
@@ -227,6 +231,11 @@ pub struct GateInputs {
     pub cloud_healthy: bool,
     /// Replica lag known and under `max_replica_lag`, or no lag probe.
     pub replica_lag_ok: bool,
+    /// The overflow pool is under its limit and warm-capacity cap with
+    /// nobody queued for it (ignored in DR and with the primary down).
+    pub cloud_room: bool,
+    /// Requests are queued for a primary slot.
+    pub queue_ahead: bool,
     /// The primary pool has an endpoint serving now.
     pub primary_healthy: bool,
     /// The site's disaster-recovery state (`burst::dr`).
@@ -252,7 +261,7 @@ pub enum SpillDecision {
 
 impl SpillDecision {
     /// Every decision [`decide`] can return (counters are registered for each).
-    pub const ALL: [SpillDecision; 20] = [
+    pub const ALL: [SpillDecision; 22] = [
         SpillDecision::Primary(StayReason::UnderLimit),
         SpillDecision::Cloud(SpillReason::OverLimit),
         SpillDecision::Primary(StayReason::NotSpilling),
@@ -273,6 +282,8 @@ impl SpillDecision {
         SpillDecision::Queue(QueueReason::UnknownMethod),
         SpillDecision::Cloud(SpillReason::DrPending),
         SpillDecision::ReadOnly,
+        SpillDecision::Primary(StayReason::CloudFull),
+        SpillDecision::Queue(QueueReason::CloudFull),
     ];
 
     /// The target, as a metrics label: `primary`, `cloud` or `queue`.
@@ -310,6 +321,8 @@ pub enum StayReason {
     CloudUnavailable,
     /// No primary endpoint serves and the request may not leave (503).
     PrimaryDown,
+    /// Shedding disabled and the cloud at its limit: the primary takes it.
+    CloudFull,
 }
 
 impl StayReason {
@@ -324,6 +337,7 @@ impl StayReason {
             Self::ReplicaLag => "replica_lag",
             Self::CloudUnavailable => "cloud_unavailable",
             Self::PrimaryDown => "primary_down",
+            Self::CloudFull => "cloud_full",
         }
     }
 }
@@ -360,6 +374,8 @@ pub enum QueueReason {
     OverHardLimit,
     /// A method outside RFC 9110's set, over the limit.
     UnknownMethod,
+    /// The cloud is at its limit: wait for a slot on either side.
+    CloudFull,
 }
 
 impl QueueReason {
@@ -370,6 +386,7 @@ impl QueueReason {
             Self::ReplicaLag => "replica_lag",
             Self::OverHardLimit => "over_hard_limit",
             Self::UnknownMethod => "unknown_method",
+            Self::CloudFull => "cloud_full",
         }
     }
 }
@@ -388,7 +405,7 @@ pub fn decide(i: &GateInputs) -> SpillDecision {
         };
     }
     let over_hard = i.in_flight > i.max_in_flight;
-    if i.in_flight <= i.limit.min(i.max_in_flight) {
+    if i.in_flight <= i.limit.min(i.max_in_flight) && !i.queue_ahead {
         return SpillDecision::Primary(StayReason::UnderLimit);
     }
     if !over_hard && i.phase == SpillPhase::Calm {
@@ -448,6 +465,8 @@ fn unavailable(i: &GateInputs) -> Option<(StayReason, QueueReason)> {
         Some((StayReason::CloudUnavailable, QueueReason::CloudUnavailable))
     } else if !i.replica_lag_ok {
         Some((StayReason::ReplicaLag, QueueReason::ReplicaLag))
+    } else if !i.cloud_room && i.primary_healthy && i.dr == DrState::Normal {
+        Some((StayReason::CloudFull, QueueReason::CloudFull))
     } else {
         None
     }

@@ -17,6 +17,8 @@ fn base() -> GateInputs {
         has_overflow: true,
         cloud_healthy: true,
         replica_lag_ok: true,
+        cloud_room: true,
+        queue_ahead: false,
         primary_healthy: true,
         dr: DrState::Normal,
         write: false,
@@ -37,6 +39,8 @@ fn random_inputs(rng: &mut fastrand::Rng) -> GateInputs {
         has_overflow: rng.u8(0..5) != 0,
         cloud_healthy: rng.u8(0..5) != 0,
         replica_lag_ok: rng.u8(0..5) != 0,
+        cloud_room: rng.u8(0..4) != 0,
+        queue_ahead: rng.u8(0..4) == 0,
         primary_healthy: rng.u8(0..6) != 0,
         dr: match rng.u8(0..9) {
             0 => DrState::DrPending,
@@ -114,6 +118,31 @@ fn table_of_reasons() {
             GateInputs { primary_healthy: false, dr: DrState::DrActive, cloud_healthy: false, ..base() },
             Primary(StayReason::PrimaryDown),
         ),
+        (GateInputs { cloud_room: false, ..over }, Primary(StayReason::CloudFull)),
+        (GateInputs { cloud_room: false, shed_when_cloud_unavailable: true, ..over }, Queue(QueueReason::CloudFull)),
+        (GateInputs { cloud_room: false, ..hard }, Queue(QueueReason::CloudFull)),
+        // The cap does not hold in DR nor with the primary down.
+        (GateInputs { cloud_room: false, primary_healthy: false, ..base() }, Cloud(SpillReason::PrimaryDown)),
+        (
+            GateInputs { cloud_room: false, dr: DrState::DrActive, shed_when_cloud_unavailable: true, ..over },
+            Cloud(SpillReason::DisasterRecovery),
+        ),
+        // Under the limit, but others queue: no slot ahead of them.
+        (GateInputs { queue_ahead: true, in_flight: 5, ..base() }, Cloud(SpillReason::OverLimit)),
+        (
+            GateInputs {
+                queue_ahead: true,
+                in_flight: 5,
+                cloud_room: false,
+                shed_when_cloud_unavailable: true,
+                ..base()
+            },
+            Queue(QueueReason::CloudFull),
+        ),
+        (
+            GateInputs { queue_ahead: true, in_flight: 5, write: true, method_may_spill: false, ..base() },
+            Primary(StayReason::MethodNotSpillable),
+        ),
     ];
     for (inputs, want) in cases {
         assert_eq!(decide(&inputs), want, "{inputs:?}");
@@ -155,6 +184,7 @@ fn property_nothing_leaves_primary_at_or_under_the_limit_outside_dr() {
         let mut i = random_inputs(&mut rng);
         i.primary_healthy = true;
         i.dr = DrState::Normal;
+        i.queue_ahead = false;
         i.in_flight = i.in_flight.min(i.limit).min(i.max_in_flight);
         assert_eq!(decide(&i), SpillDecision::Primary(StayReason::UnderLimit), "seed {SEED}: {i:?}");
     }
@@ -211,12 +241,14 @@ fn property_cloud_only_when_eligible_and_available() {
             assert!(i.has_overflow && i.cloud_healthy, "seed {SEED}: {i:?}");
             if !matches!(reason, SpillReason::DisasterRecovery | SpillReason::DrPending) {
                 assert!(i.replica_lag_ok && i.method_may_spill && !i.pinned && !i.path_never_spills);
+                let uncapped = !i.primary_healthy || i.dr != DrState::Normal;
+                assert!(i.cloud_room || uncapped, "a full cloud takes no spill: {i:?}");
                 let pressed = i.phase == SpillPhase::Spilling || i.in_flight > i.max_in_flight;
                 assert!(pressed || !i.primary_healthy, "{i:?}");
             }
         }
         if matches!(decide(&i), SpillDecision::Queue(_)) {
-            assert!(i.primary_healthy && i.in_flight > i.limit.min(i.max_in_flight), "{i:?}");
+            assert!(i.primary_healthy && (i.in_flight > i.limit.min(i.max_in_flight) || i.queue_ahead), "{i:?}");
             let eligible = i.method_may_spill && !i.pinned && !i.path_never_spills;
             let over_hard = i.in_flight > i.max_in_flight;
             assert!(over_hard || (eligible && i.shed_when_cloud_unavailable) || !i.method_known, "{i:?}");

@@ -90,6 +90,12 @@ pub struct LimitParams {
     pub calm_decay: Duration,
     /// The pool is saturated when its peak in-flight reached this share of the limit (default 0.5).
     pub app_limited_below: f64,
+    /// When latency shows queueing, shrink from the window's peak in-flight
+    /// if that is below the limit, not from the limit (default false). For
+    /// a pool whose limit starts far above what it carries (a cloud pool at
+    /// its maximum): the first congested window brings the limit down to
+    /// what the pool holds instead of a few per cent of an unused maximum.
+    pub shrink_from_in_flight: bool,
 }
 
 impl LimitParams {
@@ -109,6 +115,7 @@ impl LimitParams {
             app_limited_below: 0.5,
             calm_headroom: 2.0,
             calm_decay: Duration::from_secs(10),
+            shrink_from_in_flight: false,
         }
     }
 
@@ -162,11 +169,17 @@ impl ConcurrencyLimit {
         let saturated = f64::from(window.max_in_flight) >= self.estimate * self.params.app_limited_below;
         let baseline = self.track_baseline(sample, saturated, dt);
         let gradient = (self.params.tolerance * baseline / sample).clamp(0.5, 1.0);
-        let target = self.estimate * gradient + self.params.queue.at(self.estimate);
-        if target <= self.estimate || saturated {
-            let s =
-                if target < self.estimate { self.params.smoothing_down } else { self.params.smoothing }.clamp(0.0, 1.0);
-            let (min, max) = self.params.bounds();
+        let base = match self.params.shrink_from_in_flight && gradient < 1.0 {
+            true => self.estimate.min(f64::from(window.max_in_flight).max(1.0)),
+            false => self.estimate,
+        };
+        let target = base * gradient + self.params.queue.at(base);
+        let (min, max) = self.params.bounds();
+        if target < self.estimate {
+            let s = self.params.smoothing_down.clamp(0.0, 1.0);
+            self.estimate = (base * (1.0 - s) + target * s).clamp(min, max);
+        } else if saturated {
+            let s = self.params.smoothing.clamp(0.0, 1.0);
             self.estimate = (self.estimate * (1.0 - s) + target * s).clamp(min, max);
         }
         if !saturated {
@@ -323,6 +336,34 @@ mod tests {
             l.update(&window(20.0, 100, limit), t0 + TICK * i);
         }
         assert!(l.limit() > calm + 10, "grew from {calm} to {}", l.limit());
+    }
+
+    #[test]
+    fn a_limit_far_above_its_load_shrinks_to_the_load_at_the_first_queueing() {
+        let t0 = Instant::now();
+        let mut params = LimitParams::new(4, 2000, 2000);
+        params.calm_decay = Duration::ZERO;
+        let mut plain = ConcurrencyLimit::new(params);
+        params.shrink_from_in_flight = true;
+        let mut cloud = ConcurrencyLimit::new(params);
+        // Light load teaches the baseline; no calm drift: both stay at 2000.
+        for i in 1..=20 {
+            plain.update(&window(20.0, 100, 6), t0 + TICK * i);
+            cloud.update(&window(20.0, 100, 6), t0 + TICK * i);
+        }
+        assert_eq!((plain.limit(), cloud.limit()), (2000, 2000));
+        // 12 workers, 40 in flight: latency triples.
+        let at = t0 + TICK * 21;
+        plain.update(&window(pool_p50(40, 12), 100, 40), at);
+        cloud.update(&window(pool_p50(40, 12), 100, 40), at);
+        assert!(plain.limit() > 1500, "a few per cent of the maximum: {}", plain.limit());
+        assert!(cloud.limit() <= 40, "down to what it holds at once: {}", cloud.limit());
+        // Then it settles near the workers, as the plain one does from any start.
+        for i in 22..=200 {
+            let n = cloud.limit();
+            cloud.update(&window(pool_p50(n, 12), 100, n), t0 + TICK * i);
+        }
+        assert!((12..=20).contains(&cloud.limit()), "{}", cloud.limit());
     }
 
     #[test]

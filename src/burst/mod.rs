@@ -20,7 +20,7 @@
 //!
 //! One request: `in_flight = signals.begin()`, fill [`GateInputs`], [`decide`];
 //! on `Cloud` or `Queue` call `signals.end()` at once (the request leaves the
-//! primary; a queued request calls `begin()` again when it gets a slot), else
+//! primary; a queued request is handed a slot, `shed`), else
 //! `record` the outcome and `end()` when it completes. A write calls
 //! [`WritePins::pin`] with [`client_key`]; a read asks
 //! [`WritePins::is_pinned`] only when it is over the limit (the only case
@@ -32,6 +32,7 @@ mod histogram;
 pub mod limit;
 pub mod pin_token;
 pub mod pins;
+pub mod shed;
 pub mod signals;
 
 #[cfg(test)]
@@ -47,4 +48,5 @@ pub use gate::{
 pub use limit::{ConcurrencyLimit, LearntLimit, LimitParams, QueueAllowance, SloLimit};
 pub use pin_token::{pin_window, PinKeyError, PinKeys, PinVerdict};
 pub use pins::{address_key, client_key, Pinned, WritePins};
+pub use shed::{rank, retry_after, Priority, ShedReason};
 pub use signals::{LoadSignals, Outcome, SignalsConfig, WindowStats};

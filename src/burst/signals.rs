@@ -135,6 +135,22 @@ impl LoadSignals {
         now
     }
 
+    /// A slot is taken for a request already counted as an arrival (one
+    /// handed a slot from a queue).
+    #[inline]
+    pub fn take_slot(&self) -> u32 {
+        let now = (self.gauge.fetch_add(1, Relaxed) as u32).wrapping_add(1);
+        self.peak.fetch_max(now, Relaxed);
+        now
+    }
+
+    /// An arrival that takes a slot handed over by a request that ended
+    /// (in-flight does not move).
+    #[inline]
+    pub fn count_arrival(&self) {
+        self.gauge.fetch_add(HIGH, Relaxed);
+    }
+
     /// A request ends (whatever its outcome). Saturates at zero.
     #[inline]
     pub fn end(&self) {

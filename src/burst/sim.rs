@@ -126,6 +126,8 @@ fn run(seed: u64) -> Vec<TickLog> {
                 has_overflow: true,
                 cloud_healthy: true,
                 replica_lag_ok: true,
+                cloud_room: true,
+                queue_ahead: false,
                 primary_healthy: true,
                 dr: super::DrState::Normal,
                 write,

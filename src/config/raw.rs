@@ -196,6 +196,7 @@ pub(crate) struct RawRoute {
     pub(crate) spill_methods: Option<Vec<String>>,
     #[serde(default)]
     pub(crate) never_spill: Vec<String>,
+    pub(crate) priority: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +215,9 @@ pub(crate) struct RawSpill {
     pub(crate) cap_by_warm_capacity: Option<bool>,
     pub(crate) queue_timeout: Option<Dur>,
     pub(crate) max_queue: Option<u32>,
+    pub(crate) cloud_limit: Option<bool>,
+    pub(crate) cloud_min_limit: Option<u32>,
+    pub(crate) cloud_max_in_flight: Option<u32>,
     pub(crate) max_replica_lag: Option<Dur>,
     pub(crate) tick: Option<Dur>,
     pub(crate) never_spill_ignore_case: Option<bool>,

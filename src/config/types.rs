@@ -139,6 +139,8 @@ pub struct RouteConfig {
     pub overflow: Option<String>,
     pub spill_methods: Vec<http::Method>,
     pub never_spill: Vec<String>,
+    /// Who waits and who is shed first when capacity runs out (`burst::shed`).
+    pub priority: crate::burst::Priority,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +167,10 @@ pub struct SpillConfig {
     pub cap_by_warm_capacity: bool,
     pub queue_timeout: Duration,
     pub max_queue: u32,
+    /// Cloud pools get an adaptive limit too (bounds below): spill only within it.
+    pub cloud_limit: bool,
+    pub cloud_min_limit: u32,
+    pub cloud_max_in_flight: u32,
     pub max_replica_lag: Duration,
     pub tick: Duration,
     /// `never_spill` prefixes compare without ASCII case.

@@ -547,6 +547,16 @@ fn routes(c: &mut Checker, raw: Vec<RawRoute>, pools: &BTreeMap<String, PoolConf
                 c.fail(format!("{key}.never_spill[{j}]"), format!("write it in normal form: {normal:?}"));
             }
         }
+        let priority = match r.priority.as_deref() {
+            None => crate::burst::Priority::Normal,
+            Some(p) => crate::burst::Priority::parse(p).unwrap_or_else(|| {
+                c.fail(
+                    format!("{key}.priority"),
+                    format!("unknown priority {p:?}: expected low, normal, high or critical"),
+                );
+                crate::burst::Priority::Normal
+            }),
+        };
         let host = r.host.filter(|h| h != "*").map(|h| h.to_ascii_lowercase());
         out.push(RouteConfig {
             name: r.name.unwrap_or_else(|| format!("{}{}", host.as_deref().unwrap_or("*"), path_prefix)),
@@ -556,10 +566,15 @@ fn routes(c: &mut Checker, raw: Vec<RawRoute>, pools: &BTreeMap<String, PoolConf
             overflow: r.overflow,
             spill_methods,
             never_spill: r.never_spill,
+            priority,
         });
     }
     out
 }
+
+/// Most requests a cloud pool's limit may admit at once (well past any
+/// group's size; a typo of a few zeros is refused).
+const MAX_CLOUD_IN_FLIGHT: u32 = 1_000_000;
 
 fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
     let mode = match s.mode.as_deref() {
@@ -577,6 +592,14 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
     let min_limit = s.min_limit.unwrap_or(max_in_flight.clamp(1, 8));
     if min_limit == 0 || min_limit > max_in_flight {
         c.fail("spill.min_limit", "must be between 1 and max_in_flight");
+    }
+    let cloud_max_in_flight = s.cloud_max_in_flight.unwrap_or(2000);
+    if cloud_max_in_flight == 0 || cloud_max_in_flight > MAX_CLOUD_IN_FLIGHT {
+        c.fail("spill.cloud_max_in_flight", format!("must be between 1 and {MAX_CLOUD_IN_FLIGHT}"));
+    }
+    let cloud_min_limit = s.cloud_min_limit.unwrap_or(cloud_max_in_flight.clamp(1, 8));
+    if cloud_min_limit == 0 || cloud_min_limit > cloud_max_in_flight {
+        c.fail("spill.cloud_min_limit", "must be between 1 and cloud_max_in_flight");
     }
     let enter_after = c.dur("spill.enter_after", s.enter_after, "1s", true);
     let exit_after = c.dur("spill.exit_after", s.exit_after, "30s", true);
@@ -605,6 +628,9 @@ fn spill(c: &mut Checker, s: RawSpill) -> SpillConfig {
         cap_by_warm_capacity: s.cap_by_warm_capacity.unwrap_or(false),
         queue_timeout: c.dur("spill.queue_timeout", s.queue_timeout, "250ms", true),
         max_queue: s.max_queue.unwrap_or(1000),
+        cloud_limit: s.cloud_limit.unwrap_or(true),
+        cloud_min_limit,
+        cloud_max_in_flight,
         max_replica_lag: c.dur("spill.max_replica_lag", s.max_replica_lag, "90s", false),
         tick: c.dur("spill.tick", s.tick, "100ms", false),
         never_spill_ignore_case: s.never_spill_ignore_case.unwrap_or(true),

@@ -28,6 +28,8 @@ pub struct ControlSignals {
     pub arrival_rps: f64,
     /// Of which sent to the cloud pool.
     pub spilled_rps: f64,
+    /// Of which shed (503 after waiting for a slot): demand no pool served.
+    pub shed_rps: f64,
     /// Learned from the gate's limit and latency (limit / mean latency); `None` if unknown.
     pub onprem_capacity_rps: Option<f64>,
     /// Writes are in the cloud (`dr_active`, `failback_pending`): DNS to the

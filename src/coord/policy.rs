@@ -242,6 +242,7 @@ pub(crate) fn combine(local: &ControlSignals, peers: &ControlSignals, n_peers: u
 fn add(sum: &mut ControlSignals, s: &ControlSignals) {
     sum.arrival_rps += finite(s.arrival_rps);
     sum.spilled_rps += finite(s.spilled_rps);
+    sum.shed_rps += finite(s.shed_rps);
     sum.onprem_capacity_rps = match (sum.onprem_capacity_rps, s.onprem_capacity_rps.filter(|c| c.is_finite())) {
         (Some(a), Some(b)) => Some(a + b),
         (a, b) => a.or(b),

@@ -31,6 +31,7 @@ fn hb(instance: &str, at_ms: u64, streak_since_ms: u64, arrival: f64, spilled: f
         signals: ControlSignals {
             arrival_rps: arrival,
             spilled_rps: spilled,
+            shed_rps: 0.0,
             onprem_capacity_rps: Some(1000.0),
             dr: false,
             dr_capacity: false,
@@ -154,6 +155,7 @@ fn peers_sum_counts_fresh_heartbeats_once_and_skips_me_and_stale_ones() {
     let local = ControlSignals {
         arrival_rps: 500.0,
         spilled_rps: 100.0,
+        shed_rps: 0.0,
         onprem_capacity_rps: None,
         dr: false,
         dr_capacity: true,

@@ -80,7 +80,8 @@ fn heartbeat_item(site: &str, h: &Heartbeat, ttl_secs: u64) -> Item {
         ("streak_since_ms".into(), n(h.streak_since_ms)),
         ("arrival_rps".into(), n(sig.arrival_rps)),
         ("spilled_rps".into(), n(sig.spilled_rps)),
-        ("served_rps".into(), n((sig.arrival_rps - sig.spilled_rps).max(0.0))),
+        ("shed_rps".into(), n(sig.shed_rps)),
+        ("served_rps".into(), n((sig.arrival_rps - sig.spilled_rps - sig.shed_rps).max(0.0))),
         ("dr".into(), AttributeValue::Bool(sig.dr)),
         ("dr_capacity".into(), AttributeValue::Bool(sig.dr_capacity)),
         ("cloud_healthy".into(), AttributeValue::Bool(sig.cloud_healthy)),
@@ -113,6 +114,7 @@ fn parse_heartbeat(item: &Item) -> Option<Heartbeat> {
         signals: ControlSignals {
             arrival_rps: finite("arrival_rps").unwrap_or(0.0),
             spilled_rps: finite("spilled_rps").unwrap_or(0.0),
+            shed_rps: finite("shed_rps").unwrap_or(0.0),
             onprem_capacity_rps: finite("onprem_capacity_rps"),
             dr: get_bool(item, "dr"),
             dr_capacity: get_bool(item, "dr_capacity"),
@@ -221,6 +223,7 @@ mod tests {
         let signals = ControlSignals {
             arrival_rps: 10.5,
             spilled_rps: 2.0,
+            shed_rps: 0.0,
             onprem_capacity_rps: Some(100.0),
             dr: true,
             dr_capacity: true,

@@ -120,6 +120,7 @@ fn calm() -> ControlSignals {
     ControlSignals {
         arrival_rps: 1000.0,
         spilled_rps: 0.0,
+        shed_rps: 0.0,
         onprem_capacity_rps: None,
         dr: false,
         dr_capacity: false,

@@ -8,6 +8,7 @@ fn sig(arrival: f64, spilled: f64) -> ControlSignals {
     ControlSignals {
         arrival_rps: arrival,
         spilled_rps: spilled,
+        shed_rps: 0.0,
         onprem_capacity_rps: None,
         dr: false,
         dr_capacity: false,

@@ -1,6 +1,6 @@
 //! Live gate state: per pool, the atomics the request path reads (limit,
 //! phase, mode, spill cap), the controller state one tick updates, the
-//! bounded wait for a slot, and the in-flight guard; plus the
+//! bounded, ranked wait for a slot (`queue.rs`), and the in-flight guard; plus the
 //! read-after-write pins and the site's disaster-recovery state
 //! ([`DrCell`]). The policy itself is pure, in `burst/`; the task
 //! that ticks every `spill.tick` is wiring, in `app/ticker.rs`.
@@ -15,14 +15,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Re
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
 mod dr;
+mod queue;
 pub(crate) use dr::{DrCarry, DrCell, DrView};
+use queue::{SlotSource, Waiters, Waiting};
 
 use crate::burst::{
     pressure, ConcurrencyLimit, LearntLimit, LimitParams, LoadSignals, OutageTimer, Outcome, Pressure, RpoGuard,
-    SloLimit, SpillController, SpillPhase, WindowStats, WritePins,
+    ShedReason, SloLimit, SpillController, SpillPhase, WindowStats, WritePins,
 };
 use crate::config::{SpillConfig, SpillMode};
 use crate::sync::lock;
@@ -76,10 +76,17 @@ pub(crate) struct PoolGate {
     /// milliseconds; `u64::MAX`: unknown (pin for the whole pin time).
     pin_lag_ms: AtomicU64,
     /// Most requests in flight this pool may take as a spill target
-    /// (`u32::MAX`: no cap); set from the cloud's warm capacity.
+    /// (`u32::MAX`: no cap): its own adaptive limit, and the cloud's warm
+    /// capacity when known.
     spill_cap: AtomicU32,
-    queued: AtomicU32,
-    slot: Notify,
+    /// Most requests in flight a freed slot is handed to a waiter under:
+    /// `min(limit, max_in_flight)` on a primary, `spill_cap` on a cloud pool.
+    grant_cap: AtomicU32,
+    /// Requests completed per second (smoothed), for `Retry-After`.
+    drain_rps: AtomicU32,
+    /// Requests shed from this pool's queue, ever (the tick takes rates).
+    shed: AtomicU64,
+    waiters: Waiters,
     tick: Mutex<TickState>,
 }
 
@@ -92,6 +99,14 @@ struct TickState {
     pressure: Pressure,
     outage: OutageTimer,
     rpo: RpoGuard,
+    /// The limit has a cloud pool's parameters (`cloud_limit_params`).
+    cloud_limit: bool,
+    /// Whether the pool sheds for a while: the hysteresis of the spill
+    /// phase over "shed at least one request per second".
+    shedding: SpillController,
+    drain_rps: f64,
+    shed_seen: u64,
+    shed_rps: f64,
 }
 
 impl PoolGate {
@@ -105,8 +120,10 @@ impl PoolGate {
             replica_lag_ok: AtomicBool::new(true),
             pin_lag_ms: AtomicU64::new(u64::MAX),
             spill_cap: AtomicU32::new(u32::MAX),
-            queued: AtomicU32::new(0),
-            slot: Notify::new(),
+            grant_cap: AtomicU32::new(spill.max_in_flight),
+            drain_rps: AtomicU32::new(0),
+            shed: AtomicU64::new(0),
+            waiters: Waiters::default(),
             tick: Mutex::new(TickState {
                 limit: ConcurrencyLimit::new(limit_params(spill)),
                 slo_limit: SloLimit::new(spill.min_limit, spill.max_in_flight, spill.latency_slo),
@@ -116,6 +133,11 @@ impl PoolGate {
                 pressure: Pressure::Calm,
                 outage: OutageTimer::default(),
                 rpo: RpoGuard::default(),
+                cloud_limit: false,
+                shedding: SpillController::new(SHEDDING_AFTER, SHEDDING_ENDS_AFTER),
+                drain_rps: 0.0,
+                shed_seen: 0,
+                shed_rps: 0.0,
             }),
         }
     }
@@ -152,10 +174,11 @@ impl PoolGate {
         self.pin_lag_ms.store(ms, Relaxed);
     }
 
-    /// Whether this pool, as a spill target, has room under its warm-capacity cap.
+    /// Whether this pool, as a spill target, has room under its limit and
+    /// warm-capacity cap, with nobody waiting for it.
     #[inline]
     pub(crate) fn has_spill_room(&self) -> bool {
-        self.signals.in_flight() < self.spill_cap.load(Relaxed)
+        self.waiters.len() == 0 && self.signals.in_flight() < self.spill_cap.load(Relaxed)
     }
 
     pub(crate) fn mode(&self) -> PoolMode {
@@ -168,8 +191,20 @@ impl PoolGate {
         self.spill_cap.load(Relaxed)
     }
 
+    /// Requests waiting for one of this pool's slots.
+    #[inline]
     pub(crate) fn queued(&self) -> u32 {
-        self.queued.load(Relaxed)
+        self.waiters.len()
+    }
+
+    /// Requests this pool completes per second (smoothed over ticks).
+    pub(crate) fn drain_rps(&self) -> f64 {
+        f64::from(self.drain_rps.load(Relaxed))
+    }
+
+    /// Counts a request shed from this pool's queue.
+    pub(crate) fn count_shed(&self) {
+        self.shed.fetch_add(1, Relaxed);
     }
 
     /// Starts tracking a request on this pool.
@@ -183,37 +218,51 @@ impl PoolGate {
         InFlight::new(self.clone(), started)
     }
 
-    /// Ends a request counted by `signals.begin()` without a guard.
+    /// Ends a request counted by `signals.begin()` without a guard. Under
+    /// the grant cap its slot goes straight to the first waiter instead.
     pub(crate) fn leave(&self) {
+        if self.waiters.len() > 0 && self.signals.in_flight() <= self.grant_cap.load(Relaxed) && self.waiters.grant() {
+            return;
+        }
         self.signals.end();
-        self.wake_one();
     }
 
-    fn wake_one(&self) {
-        if self.queued.load(Relaxed) > 0 {
-            self.slot.notify_one();
+    /// Hands the slots free under the grant cap to waiters (after the cap
+    /// grew; a release that raced a newcomer).
+    fn dispatch(&self) {
+        while self.waiters.len() > 0 && self.signals.in_flight() < self.grant_cap.load(Relaxed) {
+            self.signals.take_slot();
+            if !self.waiters.grant() {
+                self.signals.end();
+                break;
+            }
         }
     }
 
-    /// Waits up to `timeout` for an in-flight slot under the limit (bounded
-    /// by `max_queue` waiters). On success the request is counted in-flight.
-    pub(crate) async fn wait_for_slot(self: &Arc<Self>, spill: &SpillConfig, started: Instant) -> Option<InFlight> {
-        // The place in the queue is a guard: a request cancelled while it
-        // waits (an HTTP/2 reset, a closed connection) gives it back.
-        let _place = QueuePlace::take(&self.queued, spill.max_queue)?;
+    /// Waits up to `spill.queue_timeout` for a slot of `primary` or, when
+    /// given, of `cloud`, ranked by `rank` (`burst::shed`), at most
+    /// `spill.max_queue` waiting for `primary`. On success the request is
+    /// counted in-flight where it was granted (`true`: in the cloud).
+    pub(crate) async fn wait(
+        primary: &Arc<PoolGate>,
+        cloud: Option<&Arc<PoolGate>>,
+        rank: u8,
+        spill: &SpillConfig,
+    ) -> Result<(InFlight, bool), ShedReason> {
+        // The wait is a guard: a request cancelled while it waits (an
+        // HTTP/2 reset, a closed connection) leaves the queues, and a slot
+        // granted to it just then goes on to the next waiter.
+        let mut waiting = Waiting::join(&**primary, cloud.map(|c| &**c), rank, spill.max_queue)?;
         let deadline = tokio::time::Instant::now() + spill.queue_timeout;
-        loop {
-            let notified = self.slot.notified();
-            let cap = self.limit().min(spill.max_in_flight);
-            if self.signals.in_flight() < cap {
-                if self.signals.begin() <= cap {
-                    return Some(InFlight::new(self.clone(), started));
-                }
-                self.signals.end();
+        let side = waiting.granted(deadline).await?;
+        // The pool's latency counts from here: the wait is not the origin's.
+        let now = Instant::now();
+        match (side, cloud) {
+            (queue::CLOUD, Some(cloud)) => {
+                cloud.signals.count_arrival();
+                Ok((InFlight::new(cloud.clone(), now), true))
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return None;
-            }
+            _ => Ok((InFlight::new(primary.clone(), now), false)),
         }
     }
 
@@ -229,7 +278,8 @@ impl PoolGate {
         cloud_ok: bool,
     ) -> Option<(PoolMode, PoolMode)> {
         let mut st = lock(&self.tick);
-        if st.applied != *spill {
+        if st.applied != *spill || st.cloud_limit {
+            st.cloud_limit = false;
             st.limit.reconfigure(limit_params(spill));
             st.slo_limit = SloLimit::new(spill.min_limit, spill.max_in_flight, spill.latency_slo);
             st.spill.set_thresholds(spill.enter_after, spill.exit_after);
@@ -242,10 +292,11 @@ impl PoolGate {
         };
         let pressure = pressure(&window, limit, spill.latency_slo);
         let phase = st.spill.observe(pressure, now);
-        st.last = window;
         st.pressure = pressure;
         self.limit.store(limit, Relaxed);
         self.spilling.store(phase == SpillPhase::Spilling, Relaxed);
+        self.grant_cap.store(limit.min(spill.max_in_flight), Relaxed);
+        self.after_tick(&mut st, window);
         let outage = st.outage.observe(reachable, now, spill.disaster_after);
         let mode = match (outage, phase) {
             (true, _) if cloud_ok => PoolMode::DisasterRecovery,
@@ -255,15 +306,33 @@ impl PoolGate {
         self.swap_mode(mode)
     }
 
-    /// One tick of a cloud pool: window → warm-capacity cap; `lag_ok` says
-    /// whether its replicas are within `max_replica_lag` (or unwatched).
+    /// One tick of a cloud pool: window → its adaptive limit (with
+    /// `spill.cloud_limit`) and warm-capacity cap, the most it takes as a
+    /// spill target; `lag_ok` says whether its replicas are within
+    /// `max_replica_lag` (or unwatched).
     pub(crate) fn tick_cloud(&self, now: Instant, spill: &SpillConfig, warm_rps: Option<f64>, lag_ok: bool) {
         let window = self.signals.take_window(now);
-        let cap = match warm_rps.filter(|_| spill.cap_by_warm_capacity) {
-            Some(rps) => warm_cap(rps, window.ewma),
+        let mut st = lock(&self.tick);
+        let params = cloud_limit_params(spill);
+        if !st.cloud_limit {
+            // First tick as a cloud pool: start at its own maximum.
+            st.limit = ConcurrencyLimit::new(params);
+            st.cloud_limit = true;
+        } else if *st.limit.params() != params {
+            st.limit.reconfigure(params);
+        }
+        let limit = st.limit.update(&window, now);
+        let own = if spill.cloud_limit { limit } else { u32::MAX };
+        let warm = match warm_rps.filter(|_| spill.cap_by_warm_capacity) {
+            Some(rps) => warm_cap(rps, st.limit.rtt_baseline().unwrap_or(window.ewma)),
             None => u32::MAX,
         };
+        let cap = own.min(warm);
         self.spill_cap.store(cap, Relaxed);
+        self.grant_cap.store(cap, Relaxed);
+        self.limit.store(cap, Relaxed);
+        self.after_tick(&mut st, window);
+        drop(st);
         if self.replica_lag_ok.swap(lag_ok, Relaxed) != lag_ok {
             if lag_ok {
                 tracing::info!(pool = %self.name, "replica lag back under the limit: reads may spill again");
@@ -271,8 +340,35 @@ impl PoolGate {
                 tracing::warn!(pool = %self.name, max = ?spill.max_replica_lag, "replica lag over the limit or unknown: reads stop spilling");
             }
         }
-        let mut st = lock(&self.tick);
+    }
+
+    /// What every tick does last: the drain and shed rates, the window
+    /// kept for status, and the slots free under the cap handed to waiters.
+    fn after_tick(&self, st: &mut TickState, window: WindowStats) {
+        if !window.elapsed.is_zero() {
+            let secs = window.elapsed.as_secs_f64();
+            let shed = self.shed.load(Relaxed);
+            let rate = (shed - st.shed_seen.min(shed)) as f64 / secs;
+            st.shed_seen = shed;
+            // About a second's memory at the default 100 ms tick.
+            let w = (secs / 1.0).min(1.0);
+            st.shed_rps += (rate - st.shed_rps) * w;
+            st.drain_rps += (window.completion_rps - st.drain_rps) * w;
+            self.drain_rps.store(st.drain_rps.round().clamp(0.0, f64::from(u32::MAX)) as u32, Relaxed);
+        }
         st.last = window;
+        self.dispatch();
+    }
+
+    /// Whether the pool has shed at least a request a second for
+    /// [`SHEDDING_AFTER`] (`Some(true)`), or stopped for
+    /// [`SHEDDING_ENDS_AFTER`] (`Some(false)`), with the smoothed rate.
+    pub(crate) fn observe_shedding(&self, now: Instant) -> Option<(bool, f64)> {
+        let mut st = lock(&self.tick);
+        let before = st.shedding.phase();
+        let pressed = if st.shed_rps >= 1.0 { Pressure::OverLimit } else { Pressure::Calm };
+        let after = st.shedding.observe(pressed, now);
+        (before != after).then_some((after == SpillPhase::Spilling, st.shed_rps))
     }
 
     /// A cloud pool's worst replica lag against `dr.rpo_budget`:
@@ -294,6 +390,7 @@ impl PoolGate {
             in_flight: self.signals.in_flight(),
             limit: self.limit(),
             queued: self.queued(),
+            shed_rps: st.shed_rps,
             pressure: st.pressure.as_str(),
             replica_lag_ok: self.replica_lag_ok(),
             rpo_at_risk: st.rpo.at_risk(),
@@ -303,20 +400,13 @@ impl PoolGate {
     }
 }
 
-/// One waiter counted in a pool's queue; dropping it gives the place back.
-struct QueuePlace<'a>(&'a AtomicU32);
-
-impl<'a> QueuePlace<'a> {
-    /// A place, if fewer than `max` are taken.
-    fn take(queued: &'a AtomicU32, max: u32) -> Option<Self> {
-        let place = QueuePlace(queued);
-        (queued.fetch_add(1, Relaxed) < max).then_some(place)
+impl SlotSource for PoolGate {
+    fn waiters(&self) -> &Waiters {
+        &self.waiters
     }
-}
 
-impl Drop for QueuePlace<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+    fn release(&self) {
+        self.leave();
     }
 }
 
@@ -327,6 +417,8 @@ pub(crate) struct GateView {
     pub(crate) in_flight: u32,
     pub(crate) limit: u32,
     pub(crate) queued: u32,
+    /// Requests shed from its queue per second (smoothed).
+    pub(crate) shed_rps: f64,
     pub(crate) pressure: &'static str,
     pub(crate) replica_lag_ok: bool,
     /// The replicas' lag is over `dr.rpo_budget` (cloud pools).
@@ -344,6 +436,16 @@ pub(crate) fn warm_cap(warm_rps: f64, rtt: Duration) -> u32 {
 
 fn limit_params(spill: &SpillConfig) -> LimitParams {
     LimitParams::new(spill.min_limit, spill.max_in_flight, spill.max_in_flight)
+}
+
+/// A cloud pool's limit: the same gradient, its own bounds, starting at
+/// its maximum and without the calm drift (an elastic tier that carried
+/// little is not therefore small; it comes down only when its latency says so).
+fn cloud_limit_params(spill: &SpillConfig) -> LimitParams {
+    let mut p = LimitParams::new(spill.cloud_min_limit, spill.cloud_max_in_flight, spill.cloud_max_in_flight);
+    p.calm_decay = Duration::ZERO;
+    p.shrink_from_in_flight = true;
+    p
 }
 
 /// A request counted in a pool's in-flight; ends when dropped (at the last
@@ -458,6 +560,11 @@ impl PoolGate {
     }
 }
 
+/// How long a pool sheds before the `shedding` notification, and how long
+/// it must stop for its resolve.
+const SHEDDING_AFTER: Duration = Duration::from_secs(10);
+const SHEDDING_ENDS_AFTER: Duration = Duration::from_secs(30);
+
 /// Least time a request cancelled at the upstream keeps its slot.
 const LINGER_MIN: Duration = Duration::from_millis(100);
 
@@ -543,14 +650,15 @@ mod tests {
         let spill = spill(2);
         let gate = full_gate(&spill);
         for _ in 0..10 {
-            let wait = gate.wait_for_slot(&spill, Instant::now());
+            let wait = PoolGate::wait(&gate, None, 2, &spill);
             // Dropped at its await, as an HTTP/2 reset drops the request's future.
             assert!(tokio::time::timeout(Duration::from_millis(10), wait).await.is_err());
             assert_eq!(gate.queued(), 0, "a cancelled waiter leaked its queue place");
         }
-        let refused = gate.wait_for_slot(&spill, Instant::now());
-        assert!(refused.await.is_none(), "times out after queue_timeout");
+        let refused = PoolGate::wait(&gate, None, 2, &spill);
+        assert_eq!(refused.await.err(), Some(ShedReason::QueueTimeout), "times out after queue_timeout");
         assert_eq!(gate.queued(), 0);
+        assert_eq!(gate.signals.in_flight(), 1, "only the slot the test holds");
     }
 
     #[tokio::test(start_paused = true)]
@@ -559,15 +667,83 @@ mod tests {
         let gate = full_gate(&spill);
         let first = tokio::spawn({
             let (gate, spill) = (gate.clone(), spill.clone());
-            async move { gate.wait_for_slot(&spill, Instant::now()).await.is_some() }
+            async move { PoolGate::wait(&gate, None, 2, &spill).await.is_ok() }
         });
         tokio::task::yield_now().await;
         assert_eq!(gate.queued(), 1);
-        assert!(gate.wait_for_slot(&spill, Instant::now()).await.is_none(), "over max_queue: refused at once");
+        let refused = PoolGate::wait(&gate, None, 2, &spill).await;
+        assert_eq!(refused.err(), Some(ShedReason::QueueFull), "over max_queue: refused at once");
         assert_eq!(gate.queued(), 1, "a refused request gives its place back");
         gate.leave();
         assert!(first.await.unwrap(), "the waiter gets the freed slot");
         assert_eq!(gate.queued(), 0);
+        assert_eq!(gate.signals.in_flight(), 0, "the handed-over slot ended with its request");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_freed_slot_is_handed_over_not_left_for_a_newcomer() {
+        let spill = spill(10);
+        let gate = full_gate(&spill);
+        let waiter = tokio::spawn({
+            let (gate, spill) = (gate.clone(), spill.clone());
+            async move { PoolGate::wait(&gate, None, 2, &spill).await }
+        });
+        tokio::task::yield_now().await;
+        gate.leave();
+        assert_eq!(gate.signals.in_flight(), 1, "the slot moved to the waiter: nothing free for a newcomer");
+        let (guard, cloud) = waiter.await.unwrap().expect("granted");
+        assert!(!cloud);
+        drop(guard);
+        assert_eq!(gate.signals.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_cloud_serves_a_waiter_when_its_slot_frees_first() {
+        let spill = spill(10);
+        let primary = full_gate(&spill);
+        let cloud = full_gate(&spill);
+        cloud.grant_cap.store(1, Relaxed);
+        let waiter = tokio::spawn({
+            let (p, c, spill) = (primary.clone(), cloud.clone(), spill.clone());
+            async move { PoolGate::wait(&p, Some(&c), 2, &spill).await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!((primary.queued(), cloud.queued()), (1, 1));
+        cloud.leave();
+        let (guard, in_cloud) = waiter.await.unwrap().expect("granted");
+        assert!(in_cloud);
+        assert_eq!((primary.queued(), cloud.queued()), (0, 0), "left both queues");
+        primary.leave();
+        assert_eq!(primary.signals.in_flight(), 0, "the primary's slot was not handed to a request already served");
+        drop(guard);
+        assert_eq!(cloud.signals.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tick_hands_slots_freed_by_a_higher_limit_to_the_waiters() {
+        let spill = spill(10);
+        let gate = full_gate(&spill);
+        gate.grant_cap.store(1, Relaxed);
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let (gate, spill) = (gate.clone(), spill.clone());
+                tokio::spawn(async move { PoolGate::wait(&gate, None, 2, &spill).await.map(|(g, _)| g) })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(gate.queued(), 3);
+        gate.grant_cap.store(3, Relaxed);
+        gate.dispatch();
+        assert_eq!((gate.queued(), gate.signals.in_flight()), (1, 3));
+        let mut served = Vec::new();
+        for w in waiters {
+            if let Ok(Ok(Ok(g))) = tokio::time::timeout(Duration::from_millis(1), w).await {
+                served.push(g);
+            }
+        }
+        assert_eq!(served.len(), 2);
+        drop(served);
+        assert_eq!(gate.queued(), 0, "the last waiter got a slot one of them freed");
     }
 
     #[test]

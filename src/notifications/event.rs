@@ -46,6 +46,9 @@ pub(crate) enum Kind {
     DrDrill,
     /// A cloud pool's replicas lag more than `dr.rpo_budget`.
     ReplicaLagRpo,
+    /// A primary pool's queue has shed requests for a while: demand beyond
+    /// on-prem and the cloud together.
+    Shedding,
 }
 
 impl Kind {
@@ -65,6 +68,7 @@ impl Kind {
             Kind::DrFailback => "dr_failback",
             Kind::DrDrill => "dr_drill",
             Kind::ReplicaLagRpo => "replica_lag_rpo_at_risk",
+            Kind::Shedding => "shedding",
         }
     }
 }

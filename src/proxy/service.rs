@@ -14,9 +14,10 @@ use hyper::body::Incoming;
 
 use super::DataPlane;
 use crate::burst::{
-    address_key, client_key, decide, DrState, GateInputs, Outcome, Pinned, SpillDecision, StayReason, WritePins,
+    address_key, client_key, decide, rank, retry_after, DrState, GateInputs, Outcome, Pinned, QueueReason,
+    SpillDecision, StayReason, WritePins,
 };
-use crate::gate::InFlight;
+use crate::gate::{InFlight, PoolGate};
 use crate::proxy::body::Body;
 use crate::request::method::{idempotent, is_known, is_write, session_cookie, writes};
 use crate::request::{host, path};
@@ -192,10 +193,14 @@ async fn gate<'r>(
     let limit = gate.limit();
     let primary_healthy = route.primary.has_available(started);
     let dr = plane.gates.dr.state();
-    let decision = if in_flight <= limit.min(spill.max_in_flight) && primary_healthy && dr == DrState::Normal {
+    let mut was_pinned = false;
+    let decision = if in_flight <= limit.min(spill.max_in_flight)
+        && primary_healthy
+        && dr == DrState::Normal
+        && gate.queued() == 0
+    {
         SpillDecision::Primary(StayReason::UnderLimit)
     } else {
-        let mut was_pinned = false;
         // A token only ever keeps a read on-prem: not asked where a pin sends it to the cloud.
         let pinned = |tokens_count: bool| {
             let by_token = tokens_count && token.as_ref().is_some_and(TokenCheck::pins);
@@ -224,13 +229,22 @@ async fn gate<'r>(
         }
         SpillDecision::Queue(reason) => {
             gate.leave();
-            match gate.wait_for_slot(spill, Instant::now()).await {
-                Some(guard) => Ok((note_pool(trace, &route.primary), guard, Instant::now(), pin, header)),
-                None => Err(shed(
-                    trace,
-                    &route.primary,
-                    ProxyError::Overloaded { reason: reason.as_str(), retry_after: std::time::Duration::from_secs(1) },
-                )),
+            // Only a cloud that is merely full may serve the waiter too.
+            let cloud = route.overflow.as_ref().filter(|_| reason == QueueReason::CloudFull);
+            let rank = rank(route.config.priority, write || was_pinned);
+            match PoolGate::wait(gate, cloud.map(|(_, g)| g), rank, spill).await {
+                Ok((guard, false)) => Ok((note_pool(trace, &route.primary), guard, Instant::now(), pin, header)),
+                Ok((guard, true)) => {
+                    let pool = cloud.map_or(&route.primary, |(p, _)| p);
+                    Ok((note_pool(trace, pool), guard, Instant::now(), pin, header))
+                }
+                Err(why) => {
+                    gate.count_shed();
+                    route.shed[why as usize].increment(1);
+                    let drain = gate.drain_rps() + cloud.map_or(0.0, |(_, g)| g.drain_rps());
+                    let retry_after = retry_after(gate.queued(), drain);
+                    Err(shed(trace, &route.primary, ProxyError::Overloaded { reason: why.as_str(), retry_after }))
+                }
             }
         }
         SpillDecision::ReadOnly => {
@@ -298,11 +312,11 @@ fn over_limit(
     // the in-process pins only there (a token never sends a read away).
     let failback = load.dr == DrState::FailbackPending;
     let pinned = (failback || method_may_spill && !path_never_spills) && pinned(!failback);
-    // Over the warm-capacity cap the cloud cannot take a spill; DR ignores the cap.
-    let uncapped = !load.primary_healthy || load.dr != DrState::Normal;
-    let (cloud_healthy, replica_lag_ok) = route.overflow.as_ref().map_or((false, false), |(p, g)| {
-        (p.has_available(load.now) && (g.has_spill_room() || uncapped), g.replica_lag_ok())
-    });
+    // Over its limit or warm-capacity cap the cloud takes no spill (the policy ignores that in DR).
+    let (cloud_healthy, cloud_room, replica_lag_ok) = route
+        .overflow
+        .as_ref()
+        .map_or((false, false, false), |(p, g)| (p.has_available(load.now), g.has_spill_room(), g.replica_lag_ok()));
     decide(&GateInputs {
         phase: route.primary_gate.phase(),
         in_flight: load.in_flight,
@@ -314,6 +328,8 @@ fn over_limit(
         has_overflow: route.overflow.is_some(),
         cloud_healthy,
         replica_lag_ok,
+        cloud_room,
+        queue_ahead: route.primary_gate.queued() > 0,
         primary_healthy: load.primary_healthy,
         dr: load.dr,
         write: load.write,

@@ -255,6 +255,7 @@ fn record_decision(cfg: &ScaleConfig, group: &GroupState, d: &ScaleDecision, dem
 struct LoopState {
     arrivals: History,
     spilled: History,
+    shed: History,
     /// The DNS cloud share as written, sampled with the signals.
     shares: History,
     learned_capacity: Option<f64>,
@@ -266,6 +267,7 @@ impl LoopState {
         Self {
             arrivals: History::new(HISTORY_SAMPLES),
             spilled: History::new(HISTORY_SAMPLES),
+            shed: History::new(HISTORY_SAMPLES),
             shares: History::new(HISTORY_SAMPLES),
             learned_capacity: None,
             policy: ScalePolicy::default(),
@@ -277,6 +279,7 @@ impl LoopState {
         let at = since_start.as_secs_f64();
         self.arrivals.push(at, s.arrival_rps);
         self.spilled.push(at, s.spilled_rps);
+        self.shed.push(at, s.shed_rps);
         self.shares.push(at, dns_share);
         if let Some(c) = s.onprem_capacity_rps.filter(|c| c.is_finite() && *c > 0.0) {
             self.learned_capacity = Some(c);
@@ -292,6 +295,7 @@ impl LoopState {
         forecast::demand(&DemandInputs {
             arrivals: &self.arrivals,
             spilled: &self.spilled,
+            shed: &self.shed,
             holt: Holt { alpha: cfg.forecast_alpha, beta: cfg.forecast_beta },
             warmup: cfg.warmup,
             lead: cfg.warmup + cfg.interval,

@@ -135,6 +135,7 @@ fn spill_signals(arrival: f64, capacity: f64) -> ControlSignals {
     ControlSignals {
         arrival_rps: arrival,
         spilled_rps: (arrival - capacity).max(0.0),
+        shed_rps: 0.0,
         onprem_capacity_rps: Some(capacity),
         dr: false,
         dr_capacity: false,

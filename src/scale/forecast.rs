@@ -127,6 +127,8 @@ pub(crate) fn scheduled_demand(events: &[ScheduledEvent], now: SystemTime, lead:
 pub(crate) struct DemandInputs<'a> {
     pub(crate) arrivals: &'a History,
     pub(crate) spilled: &'a History,
+    /// Requests shed after waiting for a slot: demand that neither pool served.
+    pub(crate) shed: &'a History,
     pub(crate) holt: Holt,
     pub(crate) warmup: Duration,
     pub(crate) lead: Duration,
@@ -157,8 +159,10 @@ pub(crate) struct Demand {
 const MAX_DNS_SHARE: f64 = 0.95;
 
 /// Overflow = spill + DNS-direct: the gate's arrivals (max of now and
-/// forecast) beyond the on-prem capacity — without a known capacity, the
-/// spilled rate's own trend — plus the arrivals' DNS-direct counterpart
+/// forecast) beyond the on-prem capacity (the arrivals count the requests
+/// shed too) — without a known capacity, the spilled rate's own trend plus
+/// the shed rate's, so a cloud too small for the overflow grows out of it
+/// instead of being sized for what it managed to serve — plus the arrivals' DNS-direct counterpart
 /// `arrivals × share / (1 − share)`, which on-prem never sees (so on-prem
 /// room does not reduce it). A scheduled event raises the overflow to
 /// `expected_rps − capacity` (capacity unknown: what on-prem serves now).
@@ -167,13 +171,14 @@ pub(crate) fn demand(inp: &DemandInputs) -> Demand {
     let direct_per_gate = share / (1.0 - share);
     let (arrival_now, arrival_ahead) = project(inp.holt, inp.arrivals, inp.warmup);
     let (spill_now, spill_ahead) = project(inp.holt, inp.spilled, inp.warmup);
+    let (shed_now, shed_ahead) = project(inp.holt, inp.shed, inp.warmup);
     let gate_ahead = arrival_ahead.max(arrival_now);
     let direct = gate_ahead * direct_per_gate;
     let forecast = gate_ahead + direct;
     let served_now = (arrival_now - spill_now).max(0.0);
     let spill = match inp.onprem_capacity_rps {
         Some(cap) => gate_ahead - cap,
-        None => spill_ahead.max(spill_now),
+        None => spill_ahead.max(spill_now) + shed_ahead.max(shed_now).max(0.0),
     };
     let mut overflow = if direct > 0.0 { spill.max(0.0) + direct } else { spill };
     let mut event = None;

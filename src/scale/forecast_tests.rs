@@ -27,9 +27,11 @@ fn inputs<'a>(
     events: &'a [ScheduledEvent],
     cap: Option<f64>,
 ) -> DemandInputs<'a> {
+    static NO_SHED: std::sync::LazyLock<History> = std::sync::LazyLock::new(|| History::new(HISTORY_SAMPLES));
     DemandInputs {
         arrivals,
         spilled,
+        shed: &NO_SHED,
         holt: HOLT,
         warmup: Duration::from_secs(180),
         lead: Duration::from_secs(190),
@@ -196,4 +198,20 @@ fn spill_and_dns_direct_are_each_counted_once() {
     assert!((case(500.0, 0.0, 800.0, 0.5) - cloud_load(1000.0, 800.0, 0.5)).abs() < 1e-6);
     // No shift, room on-prem: negative overflow (room), as before.
     assert!((case(500.0, 0.0, 800.0, 0.0) + 300.0).abs() < 1e-6);
+}
+
+#[test]
+fn without_a_known_capacity_shed_demand_counts_as_overflow() {
+    // The cloud serves 300 req/s of spill and 200 req/s more are shed: it
+    // must be sized for 500, not for what it managed to serve.
+    let arrivals = ring(std::iter::repeat_n(1_500.0, 300));
+    let spilled = ring(std::iter::repeat_n(300.0, 300));
+    let shed = ring(std::iter::repeat_n(200.0, 300));
+    let served_only = demand(&inputs(&arrivals, &spilled, &[], None));
+    let with_shed = demand(&DemandInputs { shed: &shed, ..inputs(&arrivals, &spilled, &[], None) });
+    assert!((served_only.overflow_rps - 300.0).abs() < 1e-6, "{served_only:?}");
+    assert!((with_shed.overflow_rps - 500.0).abs() < 1e-6, "{with_shed:?}");
+    // With a known capacity the arrivals already hold the shed requests.
+    let known = demand(&DemandInputs { shed: &shed, ..inputs(&arrivals, &spilled, &[], Some(1_000.0)) });
+    assert!((known.overflow_rps - 500.0).abs() < 1e-6, "{known:?}");
 }

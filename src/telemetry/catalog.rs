@@ -72,6 +72,10 @@ catalog! {
     // Gate.
     GATE_DECISIONS: Counter "spillway_gate_decisions_total" ["route", "pool", "target", "reason"]
         "Gate decisions per request: where it went (primary, cloud, queue) and why.";
+    SHED: Counter "spillway_shed_total" ["route", "pool", "reason", "priority"]
+        "Requests that waited for a slot and got 503 with Retry-After, by route, its primary pool and priority: queue_full (the queue held only requests of an equal or higher rank), queue_timeout (no slot within queue_timeout), evicted (a higher-ranked request took its place).";
+    POOL_SHED_RATE: Gauge "spillway_pool_shed_per_second" ["pool"]
+        "Requests shed from the pool's queue per second (smoothed), at the last gate tick: demand no pool served.";
     POOL_IN_FLIGHT: Gauge "spillway_pool_in_flight" ["pool"]
         "Requests in flight to a pool, at the last gate tick.";
     POOL_LIMIT: Gauge "spillway_pool_limit" ["pool"]

@@ -149,7 +149,6 @@ pub struct Reply {
     pub at: Duration,
     #[allow(dead_code)] // read through Debug, in failure messages
     pub method: Method,
-    #[allow(dead_code)] // read through Debug, in failure messages
     pub path: String,
     pub status: Option<StatusCode>,
     pub served_by: Option<String>,
@@ -246,6 +245,17 @@ impl Schedule {
 /// requests it owes at once, as clients arriving meanwhile would). GETs of
 /// `/match/<n mod 50>` from 5000 sessions; returns every reply.
 pub async fn open_loop(client: &HttpClient, schedule: &Schedule, start: Instant) -> Vec<Reply> {
+    open_loop_with(client, schedule, start, |n| (Method::GET, format!("/match/{}", n % 50), format!("s{}", n % 5000)))
+        .await
+}
+
+/// [`open_loop`] with request n's method, path and session chosen by `pick(n)`.
+pub async fn open_loop_with(
+    client: &HttpClient,
+    schedule: &Schedule,
+    start: Instant,
+    pick: impl Fn(u64) -> (Method, String, String),
+) -> Vec<Reply> {
     let replies = Arc::new(Mutex::new(Vec::new()));
     let mut tick = tokio::time::interval_at(start, Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -258,9 +268,9 @@ pub async fn open_loop(client: &HttpClient, schedule: &Schedule, start: Instant)
         let due = schedule.due_by(t.min(end));
         while sent < due {
             let (client, replies) = (client.clone(), replies.clone());
-            let n = sent;
+            let (method, path, session) = pick(sent);
             tasks.push(tokio::spawn(async move {
-                let mut r = client.send(Method::GET, &format!("/match/{}", n % 50), &format!("s{}", n % 5000)).await;
+                let mut r = client.send(method, &path, &session).await;
                 r.at = t;
                 replies.lock().unwrap_or_else(|e| e.into_inner()).push(r);
             }));

@@ -90,8 +90,10 @@ fn gate_json(gate: &PoolGate) -> Value {
     json!({
         "mode": v.mode,
         "in_flight": v.in_flight,
-        "limit": v.limit,
+        // A cloud pool with neither its own limit nor a warm-capacity cap has none.
+        "limit": (v.limit != u32::MAX).then_some(v.limit),
         "queued": v.queued,
+        "shed_rps": v.shed_rps,
         "pressure": v.pressure,
         "replica_lag_ok": v.replica_lag_ok,
         "rpo_at_risk": v.rpo_at_risk,
