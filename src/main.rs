@@ -55,6 +55,9 @@ enum Command {
         /// Distinct client sessions (default 50000).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         sessions: Option<u32>,
+        /// Workers of the simulated cloud tier (default 256); e.g. 24 for a cold cloud that cannot take the overflow.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        cloud_workers: Option<u32>,
     },
     /// Run only the coordination role (heartbeat, lease, takeover of lost sites), with no listeners.
     Sentinel {
@@ -97,7 +100,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Demo { duration, peak_rps, listen, instances, without_pin_token, sessions } => {
+        Command::Demo { duration, peak_rps, listen, instances, without_pin_token, sessions, cloud_workers } => {
             match demo(spillway::demo::DemoOptions {
                 duration,
                 peak_rps,
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
                 instances: usize::from(instances),
                 pin_token: !without_pin_token,
                 sessions,
+                cloud_workers: cloud_workers.map(|w| w as usize),
             }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

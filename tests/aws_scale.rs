@@ -182,3 +182,33 @@ async fn throttling_backs_off_then_recovers() {
     eventually(Duration::from_secs(20), "recovered", || async { desired(&moto_sdk, GROUP).await == 8 }).await;
     run.shutdown.cancel();
 }
+
+/// Issue 16: a cold cloud serves 300 req/s of the spill and 400 req/s more
+/// are shed. Without a known on-prem capacity the group used to be sized for
+/// what the cloud managed to serve; the shed requests are demand too.
+#[tokio::test]
+async fn shed_demand_raises_desired_capacity() {
+    let (_moto, sdk) = moto_with_group().await;
+    let run = start(&sdk, ScaleConfig { onprem_capacity_rps: None, ..cfg() });
+    let signals = |shed_rps: f64| ControlSignals {
+        arrival_rps: 1700.0,
+        spilled_rps: 300.0,
+        shed_rps,
+        onprem_capacity_rps: None,
+        dr: false,
+        dr_capacity: false,
+        cloud_healthy: true,
+    };
+    run.signals.send_replace(signals(0.0));
+    // 300 × 1.2 headroom / 100 per instance: 4.
+    eventually(Duration::from_secs(10), "desired 4", || async { desired(&sdk, GROUP).await == 4 }).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(desired(&sdk, GROUP).await, 4, "sized for the served spill alone");
+    run.signals.send_replace(signals(400.0));
+    // (300 + 400) × 1.2 / 100: 9.
+    eventually(Duration::from_secs(10), "desired 9", || async { desired(&sdk, GROUP).await >= 9 }).await;
+    let st = run.handle.status();
+    assert!(st["scale"]["desired_capacity"].as_i64() >= Some(9), "{st}");
+    run.shutdown.cancel();
+    run.handle.join().await;
+}

@@ -70,6 +70,9 @@ pub struct DemoOptions {
     pub pin_token: bool,
     /// Distinct client sessions (default 50 000).
     pub sessions: Option<u32>,
+    /// Workers of the simulated cloud tier (default 256): a few make a
+    /// cold cloud that serves less than the overflow, so the excess is shed.
+    pub cloud_workers: Option<usize>,
 }
 
 impl Default for DemoOptions {
@@ -81,6 +84,7 @@ impl Default for DemoOptions {
             instances: 1,
             pin_token: true,
             sessions: None,
+            cloud_workers: None,
         }
     }
 }
@@ -137,7 +141,9 @@ pub async fn run(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Result<Vec<Second>, DemoError> {
     let onprem = Tier::start(onprem_spec()).await?;
-    let cloud = Tier::start(cloud_spec()).await?;
+    let mut cloud_spec = cloud_spec();
+    cloud_spec.workers = opts.cloud_workers.unwrap_or(cloud_spec.workers).max(1);
+    let cloud = Tier::start(cloud_spec).await?;
     let dir = std::env::temp_dir().join(format!("spillway-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let listen = opts.listen.unwrap_or_else(|| free_or_any("127.0.0.1:8080"));

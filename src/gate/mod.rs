@@ -84,6 +84,9 @@ pub(crate) struct PoolGate {
     grant_cap: AtomicU32,
     /// Requests completed per second (smoothed), for `Retry-After`.
     drain_rps: AtomicU32,
+    /// The pool's sliding p50 latency, in milliseconds: what a waiter
+    /// granted a slot will still take.
+    service_ms: AtomicU32,
     /// Requests shed from this pool's queue, ever (the tick takes rates).
     shed: AtomicU64,
     waiters: Waiters,
@@ -122,6 +125,7 @@ impl PoolGate {
             spill_cap: AtomicU32::new(u32::MAX),
             grant_cap: AtomicU32::new(spill.max_in_flight),
             drain_rps: AtomicU32::new(0),
+            service_ms: AtomicU32::new(0),
             shed: AtomicU64::new(0),
             waiters: Waiters::default(),
             tick: Mutex::new(TickState {
@@ -253,7 +257,13 @@ impl PoolGate {
         // HTTP/2 reset, a closed connection) leaves the queues, and a slot
         // granted to it just then goes on to the next waiter.
         let mut waiting = Waiting::join(&**primary, cloud.map(|c| &**c), rank, spill.max_queue)?;
-        let deadline = tokio::time::Instant::now() + spill.queue_timeout;
+        // A slot freed between this request's decision and its joining
+        // found nobody to hand it to: it goes to the queue now.
+        primary.dispatch();
+        if let Some(c) = cloud {
+            c.dispatch();
+        }
+        let deadline = tokio::time::Instant::now() + max_wait(primary, cloud, spill);
         let side = waiting.granted(deadline).await?;
         // The pool's latency counts from here: the wait is not the origin's.
         let now = Instant::now();
@@ -356,6 +366,7 @@ impl PoolGate {
             st.drain_rps += (window.completion_rps - st.drain_rps) * w;
             self.drain_rps.store(st.drain_rps.round().clamp(0.0, f64::from(u32::MAX)) as u32, Relaxed);
         }
+        self.service_ms.store(u32::try_from(window.p50_sliding.as_millis()).unwrap_or(u32::MAX), Relaxed);
         st.last = window;
         self.dispatch();
     }
@@ -425,6 +436,16 @@ pub(crate) struct GateView {
     pub(crate) rpo_at_risk: bool,
     pub(crate) rtt_baseline_ms: Option<f64>,
     pub(crate) window: WindowStats,
+}
+
+/// How long a request may wait for a slot: `queue_timeout`, and no longer
+/// than what leaves it within `latency_slo` once served — the SLO less the
+/// typical (sliding p50) latency of the slower pool it may be served by. A
+/// request that could only be served late is shed early instead.
+fn max_wait(primary: &PoolGate, cloud: Option<&Arc<PoolGate>>, spill: &SpillConfig) -> Duration {
+    let service = |g: &PoolGate| Duration::from_millis(u64::from(g.service_ms.load(Relaxed)));
+    let slowest = cloud.map_or(service(primary), |c| service(primary).max(service(c)));
+    spill.queue_timeout.min(spill.latency_slo.saturating_sub(slowest))
 }
 
 /// Little's law: a cloud serving `warm_rps` at latency `rtt` holds
