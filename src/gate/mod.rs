@@ -263,7 +263,10 @@ impl PoolGate {
         if let Some(c) = cloud {
             c.dispatch();
         }
-        let deadline = tokio::time::Instant::now() + max_wait(primary, cloud, spill);
+        // A write or a pinned reader (rank's low bit) waits out the whole
+        // queue_timeout: late is better than refused for them.
+        let wait = if rank & 1 == 1 { spill.queue_timeout } else { max_wait(primary, cloud, spill) };
+        let deadline = tokio::time::Instant::now() + wait;
         let side = waiting.granted(deadline).await?;
         // The pool's latency counts from here: the wait is not the origin's.
         let now = Instant::now();
@@ -438,10 +441,10 @@ pub(crate) struct GateView {
     pub(crate) window: WindowStats,
 }
 
-/// How long a request may wait for a slot: `queue_timeout`, and no longer
-/// than what leaves it within `latency_slo` once served — the SLO less the
-/// typical (sliding p50) latency of the slower pool it may be served by. A
-/// request that could only be served late is shed early instead.
+/// How long a sheddable read may wait for a slot: `queue_timeout`, and no
+/// longer than what leaves it within `latency_slo` once served — the SLO
+/// less the typical (sliding p50) latency of the slower pool it may be
+/// served by. A read that could only be served late is shed early instead.
 fn max_wait(primary: &PoolGate, cloud: Option<&Arc<PoolGate>>, spill: &SpillConfig) -> Duration {
     let service = |g: &PoolGate| Duration::from_millis(u64::from(g.service_ms.load(Relaxed)));
     let slowest = cloud.map_or(service(primary), |c| service(primary).max(service(c)));
@@ -662,6 +665,7 @@ mod tests {
     fn full_gate(spill: &SpillConfig) -> Arc<PoolGate> {
         let gate = Arc::new(PoolGate::new("p", spill));
         gate.limit.store(1, Relaxed);
+        gate.grant_cap.store(1, Relaxed);
         gate.signals.begin();
         gate
     }
@@ -765,6 +769,26 @@ mod tests {
         assert_eq!(served.len(), 2);
         drop(served);
         assert_eq!(gate.queued(), 0, "the last waiter got a slot one of them freed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_waits_no_longer_than_the_slo_leaves_a_write_the_whole_timeout() {
+        let spill = spill(10);
+        let gate = full_gate(&spill);
+        // The pool's typical latency is 200 ms of the 250 ms SLO.
+        gate.service_ms.store(200, Relaxed);
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(PoolGate::wait(&gate, None, 2, &spill).await.err(), Some(ShedReason::QueueTimeout));
+        assert_eq!(t0.elapsed(), Duration::from_millis(50), "a read served later would miss the SLO");
+        let t1 = tokio::time::Instant::now();
+        assert_eq!(PoolGate::wait(&gate, None, 3, &spill).await.err(), Some(ShedReason::QueueTimeout));
+        assert_eq!(t1.elapsed(), spill.queue_timeout, "a write waits the whole queue_timeout");
+        // A pool slower than the SLO: a read is shed at once.
+        gate.service_ms.store(400, Relaxed);
+        let t2 = tokio::time::Instant::now();
+        assert_eq!(PoolGate::wait(&gate, None, 2, &spill).await.err(), Some(ShedReason::QueueTimeout));
+        assert_eq!(t2.elapsed(), Duration::ZERO);
+        assert_eq!((gate.queued(), gate.signals.in_flight()), (0, 1));
     }
 
     #[test]
