@@ -512,8 +512,10 @@ async fn request_queued_on_the_old_snapshot_is_served_after_its_endpoint_is_remo
     // One request at a time (no overflow: the second waits in the gate's
     // queue), holding the snapshot it started on while a reload removes the
     // pool's only endpoint. It must still be served, not failed with 503.
+    // A read waits at most the SLO less the pool's latency: an SLO of 20 s
+    // lets it wait out the slow first request.
     let (a, b) = (Origin::start("a").await, Origin::start("b").await);
-    let spill = "\n[spill]\nmode = \"static\"\nmax_in_flight = 1\nqueue_timeout = \"10s\"\n";
+    let spill = "\n[spill]\nmode = \"static\"\nmax_in_flight = 1\nqueue_timeout = \"10s\"\nlatency_slo = \"20s\"\n";
     let sw = Spillway::start(&format!("{}{spill}", two_pools("pa", &[&a], &[&b], ""))).await;
     let slow_url = sw.url("web", "/first?delay_ms=1500");
     let first = tokio::spawn(async move { get(&slow_url).await });
