@@ -8,6 +8,7 @@
 mod moto;
 mod support;
 
+use http::Method;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -482,4 +483,200 @@ async fn without_dynamodb_an_instance_serves_and_never_writes() {
     assert_eq!(role(&sw).await, "follower");
     assert_eq!(writes_by(&w, "dc1-a"), 0, "no lease, no write: {:?}", w.proxy.calls_by("dc1-a"));
     assert_eq!(weights(&w, "dc1").await, None, "the records were not created");
+}
+
+/// dc1's instance `instance` in `engage = "confirm"` DR, with probes on both
+/// pools (no `[scale]`/`[dns]`: only the DR state is shared here).
+fn dr_config(w: &World, instance: &str) -> String {
+    let probe =
+        "{ path = \"/health\", interval = \"100ms\", timeout = \"90ms\", unhealthy_after = 1, healthy_after = 1 }";
+    format!(
+        "{ADMIN}\n[runtime]\nsite = \"dc1\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n\
+         [pools.onprem]\nendpoints = [\"{}\"]\nconnect_timeout = \"200ms\"\nhealth = {probe}\n\n\
+         [pools.aws]\nrole = \"cloud\"\nendpoints = [\"{}\"]\nhealth = {probe}\n\n\
+         [[route]]\nprimary = \"onprem\"\noverflow = \"aws\"\n\n\
+         [spill]\ntick = \"50ms\"\ndisaster_after = \"300ms\"\n\n\
+         [dr]\nengage = \"confirm\"\nfailback_after = \"1h\"\n\n\
+         [coordination]\ntable = \"{TABLE}\"\ninstance_id = \"{instance}\"\nheartbeat_interval = \"500ms\"\n\
+         lease_duration = \"2s\"\ntakeover_after = \"6s\"\nhandback_after = \"3s\"\n",
+        w.onprem.endpoint(),
+        w.cloud.endpoint(),
+    )
+}
+
+async fn dr_of(sw: &Spillway) -> serde_json::Value {
+    sw.status().await["dr"].clone()
+}
+
+async fn dr_call(sw: &Spillway, what: &str) -> support::Resp {
+    let json = vec![("content-type", "application/json".to_string())];
+    support::request(Method::POST, &sw.admin_url(&format!("/dr/{what}")), json, b"{}").await.expect("admin call")
+}
+
+/// Sends writes through both instances, one at a time, for `how_long`, and
+/// checks after each that no write reached the cloud once one reached
+/// on-prem (`to_onprem`) or the other way round: writes never go to two
+/// databases. Returns the number of writes each side took meanwhile.
+async fn writes_through_both(w: &World, both: [&Spillway; 2], to_onprem: bool, how_long: Duration) -> (usize, usize) {
+    let (old, new) = if to_onprem { (&w.cloud, &w.onprem) } else { (&w.onprem, &w.cloud) };
+    let (old0, new0) = (old.writes(), new.writes());
+    let mut old_at_first_new = None;
+    let end = Instant::now() + how_long;
+    while Instant::now() < end {
+        for sw in both {
+            let _ = support::request(Method::POST, &sw.url("web", "/save"), vec![], b"x").await;
+            if new.writes() > new0 && old_at_first_new.is_none() {
+                old_at_first_new = Some(old.writes());
+            }
+            if let Some(frozen) = old_at_first_new {
+                assert_eq!(old.writes(), frozen, "a write reached the old database after one reached the new");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (old.writes() - old0, new.writes() - new0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_holder_owns_the_sites_dr_state_and_writes_never_reach_two_databases() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let w = world().await;
+    let env_a = env(&w, "dc1-a");
+    let env_b = env(&w, "dc1-b");
+    let args = ["run", "--threads", "2"];
+    let a = Spillway::start_with_env(&dr_config(&w, "dc1-a"), &args, &env_a).await;
+    let b = Spillway::start_with_env(&dr_config(&w, "dc1-b"), &args, &env_b).await;
+    eventually(Duration::from_secs(5), "one holder", || async {
+        (role(&a).await == "holder") != (role(&b).await == "holder")
+    })
+    .await;
+    let (holder, follower, holder_id) = if role(&a).await == "holder" { (&a, &b, "dc1-a") } else { (&b, &a, "dc1-b") };
+    eventually(Duration::from_secs(5), "the follower follows", || async {
+        dr_of(follower).await["following"] == holder_id
+    })
+    .await;
+
+    // On-prem lost: the holder enters dr_pending; the follower takes its state.
+    w.onprem.set_healthy(false);
+    for sw in [holder, follower] {
+        eventually(Duration::from_secs(10), "dr_pending", || async { dr_of(sw).await["state"] == "dr_pending" }).await;
+    }
+    // The follower's machine is not the site's: its calls are refused and name the holder.
+    let refused = dr_call(follower, "engage").await;
+    assert_eq!((refused.status, refused.json()["reason"].as_str()), (409, Some("not_holder")), "{}", refused.text());
+    assert_eq!(refused.json()["holder"], holder_id);
+    assert_eq!(dr_of(follower).await["state"], "dr_pending");
+
+    // The holder engages: writes refused on both until the follower has the state, then all in the cloud.
+    let engaged = dr_call(holder, "engage").await;
+    assert_eq!(engaged.status, 200, "{}", engaged.text());
+    assert_eq!(dr_of(holder).await["writes"], "refused", "the write fence holds writes first");
+    let (onprem, cloud) = writes_through_both(&w, [holder, follower], false, Duration::from_secs(4)).await;
+    assert_eq!(onprem, 0);
+    assert!(cloud > 0, "writes reach the cloud after the fence");
+    assert_eq!(dr_of(follower).await["state"], "dr_active");
+    assert_eq!(dr_of(follower).await["reason"], "site_holder");
+
+    // On-prem back and failed back at the holder: writes come home on both, never split.
+    w.onprem.set_healthy(true);
+    eventually(Duration::from_secs(10), "on-prem reachable", || async {
+        dr_of(holder).await["observed"]["onprem_reachable"] == true
+    })
+    .await;
+    let back = dr_call(holder, "failback").await;
+    assert_eq!(back.status, 200, "{}", back.text());
+    let (cloud, onprem) = writes_through_both(&w, [holder, follower], true, Duration::from_secs(4)).await;
+    eprintln!("after failback: {cloud} writes to the cloud during the fence's end, {onprem} on-prem");
+    assert!(onprem > 0, "writes are back on-prem");
+    for sw in [holder, follower] {
+        assert_eq!(dr_of(sw).await["state"], "normal");
+    }
+
+    // The holder dies in dr_active: the survivor keeps the latch (writes stay in the cloud).
+    w.onprem.set_healthy(false);
+    eventually(Duration::from_secs(10), "dr_pending again", || async { dr_of(holder).await["state"] == "dr_pending" })
+        .await;
+    assert_eq!(dr_call(holder, "engage").await.status, 200);
+    eventually(Duration::from_secs(5), "the follower in dr_active", || async {
+        dr_of(follower).await["state"] == "dr_active"
+    })
+    .await;
+    w.onprem.set_healthy(true);
+    holder.signal("KILL");
+    eventually(Duration::from_secs(6), "the follower holds the lease", || async { role(follower).await == "holder" })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = dr_of(follower).await;
+    assert_eq!((st["state"].as_str(), st["following"].as_str()), (Some("dr_active"), None), "{st}");
+    let (onprem, _) = writes_through_both(&w, [follower, follower], false, Duration::from_secs(1)).await;
+    assert_eq!(onprem, 0, "the latch survived the holder: writes stay in the cloud");
+}
+
+/// dc1's instance with a static on-prem limit of 2 in front of a 100 ms
+/// origin (~20 req/s each), spilling the rest; `[scale]` only (no DNS share).
+fn spill_config(w: &World, instance: &str) -> String {
+    format!(
+        "{ADMIN}\n[runtime]\nsite = \"dc1\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\n\
+         [pools.onprem]\nendpoints = [\"{}\"]\n\n[pools.aws]\nrole = \"cloud\"\nendpoints = [\"{}\"]\n\n\
+         [[route]]\nprimary = \"onprem\"\noverflow = \"aws\"\n\n\
+         [spill]\nmode = \"static\"\nmax_in_flight = 2\ntick = \"100ms\"\n\n\
+         [scale]\nauto_scaling_group = \"sportchat-burst-dc1\"\nper_instance_rps = 10\nmin = 1\nmax = 20\n\
+         headroom = 0.0\ninterval = \"500ms\"\nwarmup = \"2s\"\nscale_in_cooldown = \"60s\"\n\n\
+         [coordination]\ntable = \"{TABLE}\"\ninstance_id = \"{instance}\"\nheartbeat_interval = \"500ms\"\n\
+         lease_duration = \"2s\"\ntakeover_after = \"6s\"\nhandback_after = \"3s\"\n",
+        w.onprem.endpoint(),
+        w.cloud.endpoint(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_sustained_spill_the_group_follows_both_instances_overflow() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let w = world().await;
+    let args = ["run", "--threads", "2"];
+    let a = Spillway::start_with_env(&spill_config(&w, "dc1-a"), &args, &env(&w, "dc1-a")).await;
+    let b = Spillway::start_with_env(&spill_config(&w, "dc1-b"), &args, &env(&w, "dc1-b")).await;
+    eventually(Duration::from_secs(5), "one holder", || async {
+        (role(&a).await == "holder") != (role(&b).await == "holder")
+    })
+    .await;
+    let (holder, follower) = if role(&a).await == "holder" { (&a, &b) } else { (&b, &a) };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loads =
+        [a.url("web", "/?delay_ms=100"), b.url("web", "/?delay_ms=100")].map(|u| paced_load(u, 50.0, stop.clone()));
+    // The forecast's trend needs the ramp behind it: sample after 15 s of steady load.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    // Over 6 s of sustained spill: the holder's overflow against what both instances spilled.
+    let (mut overflow, mut spilled, mut n) = (0.0, 0.0, 0.0);
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let h = holder.status().await;
+        let f = follower.status().await;
+        overflow += h["controllers"]["scale"]["last_decision"]["overflow_rps"].as_f64().unwrap_or(0.0);
+        spilled += h["gates"]["aws"]["arrival_rps"].as_f64().unwrap_or(0.0)
+            + f["gates"]["aws"]["arrival_rps"].as_f64().unwrap_or(0.0);
+        n += 1.0;
+    }
+    let (overflow, spilled) = (overflow / n, spilled / n);
+    let decision = holder.status().await["controllers"]["scale"]["last_decision"].clone();
+    let (target, decided) = (decision["target"].as_i64().unwrap_or(0), decision["desired"].as_i64().unwrap_or(0));
+    let in_moto = desired(&w.sdk, "sportchat-burst-dc1").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in loads {
+        let _ = l.await;
+    }
+    eprintln!(
+        "both spilled {spilled:.1} req/s; the holder's overflow {overflow:.1}; target {target}, desired {decided}, moto {in_moto}"
+    );
+    assert!(spilled > 30.0, "both instances spill: {spilled:.1} req/s");
+    assert!(
+        (overflow / spilled - 1.0).abs() <= 0.10,
+        "overflow {overflow:.1} vs the site's spill {spilled:.1} (±10 %)"
+    );
+    // 10 req/s per instance, no headroom: the site's spill needs ceil(spilled / 10).
+    let site = (spilled / 10.0).ceil() as i64;
+    assert!((target - site).abs() <= 1, "the target ({target}) is sized for the site's spill ({site})");
+    assert!(target > (spilled / 2.0 / 10.0).ceil() as i64, "not one instance's share");
+    // The desired capacity may stay above the target (the ramp's forecast, scale_in_cooldown), never below.
+    assert!(decided >= target && (i64::from(in_moto) - decided).abs() <= 1, "moto {in_moto}, decided {decided}");
 }

@@ -74,6 +74,7 @@ fn calm() -> ControlSignals {
         dr: false,
         dr_capacity: false,
         cloud_healthy: true,
+        dr_state: Default::default(),
     }
 }
 

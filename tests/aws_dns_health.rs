@@ -59,6 +59,7 @@ fn calm() -> ControlSignals {
         dr: false,
         dr_capacity: false,
         cloud_healthy: true,
+        dr_state: Default::default(),
     }
 }
 

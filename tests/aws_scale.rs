@@ -86,6 +86,7 @@ async fn a_ramp_raises_desired_capacity_before_spill_begins() {
             dr: false,
             dr_capacity: false,
             cloud_healthy: true,
+            dr_state: Default::default(),
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -198,6 +199,7 @@ async fn shed_demand_raises_desired_capacity() {
         dr: false,
         dr_capacity: false,
         cloud_healthy: true,
+        dr_state: Default::default(),
     };
     run.signals.send_replace(signals(0.0));
     // 300 × 1.2 headroom / 100 per instance: 4.
@@ -207,8 +209,11 @@ async fn shed_demand_raises_desired_capacity() {
     run.signals.send_replace(signals(400.0));
     // (300 + 400) × 1.2 / 100: 9.
     eventually(Duration::from_secs(10), "desired 9", || async { desired(&sdk, GROUP).await >= 9 }).await;
-    let st = run.handle.status();
-    assert!(st["scale"]["desired_capacity"].as_i64() >= Some(9), "{st}");
+    // The status shows the group as last read back (the tick after the write).
+    eventually(Duration::from_secs(5), "the status at 9", || async {
+        run.handle.status()["scale"]["desired_capacity"].as_i64() >= Some(9)
+    })
+    .await;
     run.shutdown.cancel();
     run.handle.join().await;
 }

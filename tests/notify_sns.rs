@@ -96,7 +96,7 @@ async fn events_reach_sqs_through_sns_with_filterable_attributes() {
     let (mut all, mut critical) = (Received::new(), Received::new());
     // Poll until the DR trigger arrived, then fail a reload.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !kinds(&all).contains(&"dr".to_string()) {
+    while !kinds(&all).contains(&"dr_engaged".to_string()) {
         assert!(tokio::time::Instant::now() < deadline, "no DR event reached SQS; log:\n{}", sw.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
         receive(&sqs, &all_url, &mut all).await;
@@ -110,21 +110,25 @@ async fn events_reach_sqs_through_sns_with_filterable_attributes() {
     }
     receive(&sqs, &critical_url, &mut critical).await;
 
-    let (dr, attrs) = all.iter().find(|(b, _)| b["kind"] == "dr").unwrap();
-    assert_eq!((&dr["action"], &dr["site"], &dr["subject"]), (&"trigger".into(), &"dc1".into(), &"onprem".into()));
-    assert_eq!(dr["dedup_key"], "spillway/dc1/dr/onprem");
+    let (dr, attrs) = all.iter().find(|(b, _)| b["kind"] == "dr_engaged").unwrap();
+    assert_eq!((&dr["action"], &dr["site"], &dr["subject"]), (&"trigger".into(), &"dc1".into(), &"dc1".into()));
+    assert_eq!(dr["dedup_key"], "spillway/dc1/dr_engaged/dc1");
     assert_eq!(attrs.get("severity").map(String::as_str), Some("critical"));
-    assert_eq!(attrs.get("kind").map(String::as_str), Some("dr"));
+    assert_eq!(attrs.get("kind").map(String::as_str), Some("dr_engaged"));
     assert_eq!(attrs.get("site").map(String::as_str), Some("dc1"));
+    // The pool's outage came too, as information (warning), not a second page.
+    let (pool_dr, _) = all.iter().find(|(b, _)| b["kind"] == "dr").expect("the pool's dr information");
+    assert_eq!((&pool_dr["action"], &pool_dr["severity"]), (&"info".into(), &"warning".into()));
     let (_, failed) = all.iter().find(|(b, _)| b["kind"] == "reload_failed").unwrap();
     assert_eq!(failed.get("severity").map(String::as_str), Some("error"));
-    // The pool's `dr` episode and the site's `dr_engaged` are both critical; reload_failed (error) is not.
+    // The site's `dr_engaged` is critical; the pool's `dr` (warning) and reload_failed (error) are not.
     assert!(
         critical.iter().all(|(b, _)| b["severity"] == "critical"),
         "the filter lets only critical events through: {critical:?}"
     );
     assert!(!kinds(&critical).contains(&"reload_failed".to_string()));
-    assert!(kinds(&critical).contains(&"dr".to_string()));
+    assert!(kinds(&critical).contains(&"dr_engaged".to_string()));
+    assert!(!kinds(&critical).contains(&"dr".to_string()), "the pool's outage is not a second critical event");
     assert!(sw.metric("spillway_notifications_sent_total").await >= 2.0);
 }
 

@@ -79,9 +79,15 @@ async fn disaster_recovery_and_a_failed_reload_are_notified() {
     })
     .await;
     let dr = first(&events, "dr");
-    assert_eq!((&dr["severity"], &dr["action"]), (&"critical".into(), &"trigger".into()));
+    assert_eq!((&dr["severity"], &dr["action"]), (&"warning".into(), &"info".into()), "the pool's outage informs");
     assert_eq!(dr["details"]["pool"], "onprem");
-    assert_eq!(dr["dedup_key"], "spillway/local/dr/onprem");
+    eventually(Duration::from_secs(10), "the site's DR page", || async {
+        events.lock().unwrap().iter().any(|e| e["kind"] == "dr_engaged")
+    })
+    .await;
+    let site = first(&events, "dr_engaged");
+    assert_eq!((&site["severity"], &site["action"]), (&"critical".into(), &"trigger".into()));
+    assert_eq!(site["dedup_key"], "spillway/local/dr_engaged/local");
 
     sw.write_config("[[listener]]\nname = broken");
     eventually(Duration::from_secs(10), "a reload-failure notification", || async {

@@ -24,6 +24,7 @@ pub struct ControlHandle {
     dns: Arc<Mutex<DnsStatus>>,
     capacity: watch::Receiver<Option<CloudCapacity>>,
     coordination: Option<Arc<Mutex<CoordStatus>>>,
+    holder_dr: Option<watch::Receiver<Option<coord::HolderDr>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -52,6 +53,14 @@ impl ControlHandle {
     pub fn coordination_status(&self) -> Value {
         let now = tokio::time::Instant::now();
         self.coordination.as_ref().map_or(Value::Null, |c| lock(c).to_json(now))
+    }
+
+    /// The site's DR state to follow: the holder's, as read from the lease
+    /// less than `max_age` ago; `None` when this instance decides itself
+    /// (no coordination, holding the lease, or no fresh read).
+    pub(crate) fn holder_dr(&self, max_age: std::time::Duration) -> Option<coord::HolderDr> {
+        let h = self.holder_dr.as_ref()?.borrow().clone()?;
+        (h.read_at.elapsed() < max_age).then_some(h)
     }
 
     /// Warm cloud capacity as last read from the group (for the gate).
@@ -90,13 +99,14 @@ pub(crate) fn start_coordinated(
     dns: Arc<dyn DnsApi>,
     coordination: Option<CoordInputs>,
 ) -> ControlHandle {
-    let (mut tasks, mut fence, mut coord_status) = (Vec::new(), Fence::default(), None);
+    let (mut tasks, mut fence, mut coord_status, mut holder_dr) = (Vec::new(), Fence::default(), None, None);
     if let Some(c) = coordination {
         let takeover = Takeover::new(scaling.clone(), dns.clone(), c.notifier);
         let co = coord::start(c.api, takeover, inputs.signals.clone(), c.config, inputs.shutdown.clone());
         inputs.signals = co.signals;
         fence = Fence::new(co.authority);
         coord_status = Some(co.status);
+        holder_dr = Some(co.holder_dr);
         tasks.extend(co.tasks);
     }
     let dns = DnsController::new(dns, inputs.signals.clone()).with_fence(fence.clone());
@@ -108,7 +118,7 @@ pub(crate) fn start_coordinated(
     let scale = Runner::new(scale, inputs.scale, inputs.shutdown);
     let (scale_status, dns_status) = (scale.status(), dns.status());
     tasks.extend([scale.spawn(), dns.spawn()]);
-    ControlHandle { scale: scale_status, dns: dns_status, capacity, coordination: coord_status, tasks }
+    ControlHandle { scale: scale_status, dns: dns_status, capacity, coordination: coord_status, holder_dr, tasks }
 }
 
 /// One controller loop as the notification watcher sees it.

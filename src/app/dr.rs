@@ -108,6 +108,11 @@ pub(crate) fn report_rpo(
 /// nothing changed), or 409 with the refusal.
 pub(crate) fn command(server: &Server, cmd: DrCommand, now: Instant) -> Result<Value, DrRefusal> {
     let cell = &server.data.gates.dr;
+    // A follower's DR state is its holder's: the call belongs there.
+    if server.control.site_dr(&server.data.runtime.load().config).holder.is_some() {
+        tracing::warn!(?cmd, "disaster-recovery call refused: this instance follows the site's lease holder");
+        return Err(DrRefusal::NotHolder);
+    }
     match cell.command(cmd, now) {
         Ok(t) => {
             if let Some(t) = t {
@@ -129,8 +134,13 @@ pub(crate) fn to_json(v: &DrView) -> Value {
         "reason": v.reason.as_str(),
         "for_secs": v.for_.as_secs(),
         "engage": match v.engage { crate::burst::EngageMode::Auto => "auto", crate::burst::EngageMode::Confirm => "confirm" },
-        "writes": if v.state.writes_in_cloud() { "cloud" } else if v.state == DrState::DrPending { "refused" } else { "onprem" },
+        "writes": match v.state {
+            _ if v.writes_fenced || v.state == DrState::DrPending => "refused",
+            s if s.writes_in_cloud() => "cloud",
+            _ => "onprem",
+        },
         "failback_in_secs": v.failback_in.map(|d| d.as_secs()),
+        "writes_fenced": v.writes_fenced,
         "drilling": v.drilling,
         "last_drill": v.last_drill,
         "observed": {

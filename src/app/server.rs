@@ -95,6 +95,22 @@ impl ControlPlane {
         cap.as_ref().and_then(|rx| rx.borrow().as_ref().map(|c| c.warm_rps))
     }
 
+    /// The site's DR as coordination sets it for this instance's machine:
+    /// the write fence (`3 × heartbeat_interval + 2 × spill.tick` with
+    /// `[coordination]`, else zero) and, to a follower with a read of its
+    /// holder's lease younger than `lease_duration`, the holder's state.
+    pub(crate) fn site_dr(&self, config: &crate::config::Config) -> super::ticker::SiteDr {
+        let Some(c) = config.coordination.as_ref().filter(|c| c.enabled) else {
+            return super::ticker::SiteDr::default();
+        };
+        // A follower sees the holder's change after the holder's next lease
+        // write (≤ 1 heartbeat), its own next Query (≤ 1 more) and its next
+        // tick; the third heartbeat is the margin for slow DynamoDB calls.
+        let fence = c.heartbeat_interval.saturating_mul(3) + config.spill.tick.saturating_mul(2);
+        let holder = lock(&self.handle).as_ref().and_then(|h| h.holder_dr(c.lease_duration));
+        super::ticker::SiteDr { fence, holder }
+    }
+
     /// The coordination document for `/status` (`null` without `[coordination]`).
     pub(crate) fn coordination_status(&self) -> serde_json::Value {
         lock(&self.handle).as_ref().map_or(serde_json::Value::Null, |h| h.coordination_status())

@@ -34,8 +34,18 @@ pub(crate) struct TickReport {
     pub(crate) shedding: Vec<(String, bool, f64)>,
 }
 
+/// What coordination says of the site's DR to this instance (see
+/// `ControlPlane::site_dr`); the default: decide alone, no fence.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SiteDr {
+    /// How long writes are refused after this instance's machine moved them.
+    pub(crate) fence: Duration,
+    /// The site's lease holder's state, which this instance follows.
+    pub(crate) holder: Option<crate::coord::HolderDr>,
+}
+
 /// One tick over every pool of the snapshot.
-pub(crate) fn tick(rt: &Runtime, dr: &DrCell, now: Instant, warm_rps: Option<f64>) -> TickReport {
+pub(crate) fn tick(rt: &Runtime, dr: &DrCell, site: &SiteDr, now: Instant, warm_rps: Option<f64>) -> TickReport {
     let spill = &rt.config.spill;
     let cloud_ok = rt.pools.values().any(|p| p.role() == PoolRole::Cloud && p.has_available(now));
     let mut changes = Vec::new();
@@ -78,10 +88,12 @@ pub(crate) fn tick(rt: &Runtime, dr: &DrCell, now: Instant, warm_rps: Option<f64
         }
     }
     control.onprem_capacity_rps = (capacity > 0.0).then_some(capacity);
-    let transition = dr.observe(super::dr::observation(rt, now), rt.config.dr.policy, now);
+    let holder = site.holder.as_ref().map(|h| h.state);
+    let transition = dr.observe(super::dr::observation(rt, now), rt.config.dr.policy, site.fence, holder, now);
     let state = dr.state();
     control.dr = state.writes_in_cloud();
     control.dr_capacity = state == DrState::DrPending || dr.drilling();
+    control.dr_state = dr.machine_state();
     TickReport { changes, control, cloud, dr: transition, rpo, shedding }
 }
 
@@ -98,9 +110,11 @@ pub(crate) async fn run(server: Arc<Server>) {
             interval = tokio::time::interval(rt.config.spill.tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
-        let report = tick(&rt, &server.data.gates.dr, Instant::now(), server.control.warm_rps());
+        let site = server.control.site_dr(&rt.config);
+        let report = tick(&rt, &server.data.gates.dr, &site, Instant::now(), server.control.warm_rps());
         if let Some(t) = report.dr {
-            super::dr::report(&server, t, "tick");
+            let by = site.holder.as_ref().map_or_else(|| "tick".to_string(), |h| format!("holder {}", h.holder));
+            super::dr::report(&server, t, &by);
         }
         metrics::gauge!(catalog::DR_STATE).set(f64::from(server.data.gates.dr.state() as u8));
         for (pool, at_risk, lag) in report.rpo {
@@ -150,28 +164,28 @@ pub(crate) async fn run(server: Arc<Server>) {
     }
 }
 
-/// A mode change as episodes: `spilling` is a spill episode, `disaster_recovery` a DR one.
+/// A mode change as notifications: `spilling` is a spill episode. A pool's
+/// `disaster_recovery` is informational (`dr`, warning on entry, info at
+/// the end): the site's DR episodes (`dr_pending`, `dr_engaged`, see
+/// `app::dr`) are the pages, so one disaster is one incident, not two.
 fn mode_events(pool: &str, from: PoolMode, to: PoolMode, at: SystemTime) -> Vec<Event> {
     let mut out = Vec::new();
-    let episodes = [
-        (PoolMode::Spilling, Kind::Spill, Severity::Warning),
-        (PoolMode::DisasterRecovery, Kind::Dr, Severity::Critical),
-    ];
-    for (mode, kind, _) in episodes {
-        if from == mode && to != mode {
-            out.push(Event::resolve(kind, pool, format!("pool {pool}: {} ended ({})", mode.as_str(), to.as_str()), at));
-        }
+    let spill = PoolMode::Spilling;
+    let dr = PoolMode::DisasterRecovery;
+    if from == spill && to != spill {
+        out.push(Event::resolve(Kind::Spill, pool, format!("pool {pool}: spilling ended ({})", to.as_str()), at));
     }
-    for (mode, kind, severity) in episodes {
-        if to == mode && from != mode {
-            out.push(Event::trigger(
-                kind,
-                severity,
-                pool,
-                format!("pool {pool}: {} -> {}", from.as_str(), to.as_str()),
-                at,
-            ));
-        }
+    if from == dr && to != dr {
+        let summary = format!("pool {pool}: disaster_recovery ended ({})", to.as_str());
+        out.push(Event::info(Kind::Dr, pool, summary, at));
+    }
+    if to == spill && from != spill {
+        let summary = format!("pool {pool}: {} -> {}", from.as_str(), to.as_str());
+        out.push(Event::trigger(Kind::Spill, Severity::Warning, pool, summary, at));
+    }
+    if to == dr && from != dr {
+        let summary = format!("pool {pool}: {} -> {} (outage declared)", from.as_str(), to.as_str());
+        out.push(Event::info(Kind::Dr, pool, summary, at).with_severity(Severity::Warning));
     }
     out
 }
@@ -246,7 +260,7 @@ mod tests {
         let gates = Gates::new(&loaded.config.spill);
         let rt = Runtime::build(&loaded, None, &gates).unwrap();
         let now = Instant::now();
-        tick(&rt, &gates.dr, now, Some(10.0));
+        tick(&rt, &gates.dr, &SiteDr::default(), now, Some(10.0));
         assert_eq!(
             rt.gates["aws"].spill_cap(),
             2000,
@@ -254,22 +268,22 @@ mod tests {
         );
         loaded.config.spill.cloud_limit = false;
         let rt = Runtime::build(&loaded, Some(&rt), &gates).unwrap();
-        tick(&rt, &gates.dr, now + Duration::from_millis(50), Some(10.0));
+        tick(&rt, &gates.dr, &SiteDr::default(), now + Duration::from_millis(50), Some(10.0));
         assert_eq!(rt.gates["aws"].spill_cap(), u32::MAX, "no limit, no cap");
         loaded.config.spill.cap_by_warm_capacity = true;
         let rt = Runtime::build(&loaded, Some(&rt), &gates).unwrap();
-        tick(&rt, &gates.dr, now + Duration::from_millis(100), Some(10.0));
+        tick(&rt, &gates.dr, &SiteDr::default(), now + Duration::from_millis(100), Some(10.0));
         assert_eq!(rt.gates["aws"].spill_cap(), 1, "10 req/s × 100 ms");
         for _ in 0..2 {
             rt.gates["aws"].signals.begin();
         }
         assert!(!rt.gates["aws"].has_spill_room());
-        tick(&rt, &gates.dr, now + Duration::from_millis(200), None);
+        tick(&rt, &gates.dr, &SiteDr::default(), now + Duration::from_millis(200), None);
         assert!(rt.gates["aws"].has_spill_room(), "no capacity report: no cap");
     }
 
     #[test]
-    fn mode_changes_become_spill_and_dr_episodes() {
+    fn mode_changes_become_a_spill_episode_and_dr_information() {
         use crate::notifications::event::Action;
         let at = SystemTime::UNIX_EPOCH;
         let names = |events: Vec<Event>| -> Vec<(Kind, Action)> { events.iter().map(|e| (e.kind, e.action)).collect() };
@@ -277,15 +291,15 @@ mod tests {
         assert_eq!(names(mode_events("p", PoolMode::Spilling, PoolMode::Normal, at)), [(Kind::Spill, Action::Resolve)]);
         assert_eq!(
             names(mode_events("p", PoolMode::Spilling, PoolMode::DisasterRecovery, at)),
-            [(Kind::Spill, Action::Resolve), (Kind::Dr, Action::Trigger)],
+            [(Kind::Spill, Action::Resolve), (Kind::Dr, Action::Info)],
             "the spill ends before DR begins"
         );
         assert_eq!(
             names(mode_events("p", PoolMode::DisasterRecovery, PoolMode::Normal, at)),
-            [(Kind::Dr, Action::Resolve)]
+            [(Kind::Dr, Action::Info)]
         );
         let dr = mode_events("p", PoolMode::Normal, PoolMode::DisasterRecovery, at);
-        assert_eq!(dr[0].severity, Severity::Critical);
+        assert_eq!(dr[0].severity, Severity::Warning, "the site's DR episode pages, not the pool's mode");
     }
 
     #[test]

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 /// Where the site stands; the discriminant is what the live atomic and the
 /// `spillway_dr_state` gauge hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum DrState {
+    #[default]
     Normal = 0,
     DrPending = 1,
     DrActive = 2,
@@ -86,6 +87,9 @@ pub enum DrReason {
     FailbackHeld,
     /// `POST /dr/failback`.
     OperatorFailback,
+    /// The state of the instance that holds the site's coordination lease,
+    /// taken over by this one (a follower's DR state is the holder's).
+    SiteHolder,
 }
 
 impl DrReason {
@@ -100,6 +104,7 @@ impl DrReason {
             DrReason::FailbackInterrupted => "failback_interrupted",
             DrReason::FailbackHeld => "failback_held",
             DrReason::OperatorFailback => "operator_failback",
+            DrReason::SiteHolder => "site_holder",
         }
     }
 }
@@ -142,6 +147,8 @@ pub enum DrRefusal {
     OnpremUnreachable,
     #[error("writes are not in the cloud: there is nothing to fail back")]
     NotEngaged,
+    #[error("another instance holds the site's coordination lease and owns its DR state: call that one")]
+    NotHolder,
 }
 
 impl DrRefusal {
@@ -150,6 +157,7 @@ impl DrRefusal {
             DrRefusal::CloudUnavailable => "cloud_unavailable",
             DrRefusal::OnpremUnreachable => "onprem_unreachable",
             DrRefusal::NotEngaged => "not_engaged",
+            DrRefusal::NotHolder => "not_holder",
         }
     }
 }
@@ -169,11 +177,20 @@ pub struct DrMachine {
     reason: DrReason,
     since: Instant,
     failback_since: Option<Instant>,
+    /// When writes last changed site by a decision of this machine (not by
+    /// following the site's holder): the start of the write fence.
+    writes_moved: Option<Instant>,
 }
 
 impl DrMachine {
     pub fn new(now: Instant) -> Self {
-        DrMachine { state: DrState::Normal, reason: DrReason::Start, since: now, failback_since: None }
+        DrMachine {
+            state: DrState::Normal,
+            reason: DrReason::Start,
+            since: now,
+            failback_since: None,
+            writes_moved: None,
+        }
     }
 
     pub fn state(&self) -> DrState {
@@ -185,7 +202,41 @@ impl DrMachine {
     /// its full `failback_after` again, never less.
     pub fn resume(state: DrState, since: Instant, now: Instant) -> Self {
         let failback_since = (state == DrState::FailbackPending).then_some(now);
-        DrMachine { state, reason: DrReason::Start, since, failback_since }
+        DrMachine { state, reason: DrReason::Start, since, failback_since, writes_moved: None }
+    }
+
+    /// Takes the state of the site's lease holder (this instance follows):
+    /// one transition when it differs, none otherwise. A follower never
+    /// fences its own writes: the holder's fence covers the time followers
+    /// take to see its change.
+    pub fn follow(&mut self, state: DrState, now: Instant) -> Option<DrTransition> {
+        if state == self.state {
+            return None;
+        }
+        let failback_since = (state == DrState::FailbackPending).then_some(now);
+        let t = self.go(state, DrReason::SiteHolder, now);
+        self.failback_since = failback_since;
+        self.writes_moved = None;
+        Some(t)
+    }
+
+    /// The write fence: for `fence` after this machine moved writes to the
+    /// other site, writes are refused everywhere, so that the site's other
+    /// instances (which learn of the move through the coordination table)
+    /// cannot still be writing to the old database while this one writes to
+    /// the new. `fence` is zero without coordination.
+    pub fn writes_fenced(&self, fence: Duration, now: Instant) -> bool {
+        self.writes_moved.is_some_and(|at| now.saturating_duration_since(at) < fence)
+    }
+
+    /// The state the request path acts on: while writes are fenced, that of
+    /// `DrPending` (reads to the cloud, writes refused read-only).
+    pub fn effective(&self, fence: Duration, now: Instant) -> DrState {
+        if self.writes_fenced(fence, now) {
+            DrState::DrPending
+        } else {
+            self.state
+        }
     }
 
     pub fn reason(&self) -> DrReason {
@@ -253,6 +304,9 @@ impl DrMachine {
         debug_assert_ne!(from, to, "a transition changes the state");
         if to != DrState::FailbackPending {
             self.failback_since = None;
+        }
+        if from.writes_in_cloud() != to.writes_in_cloud() {
+            self.writes_moved = Some(now);
         }
         self.state = to;
         self.reason = reason;

@@ -274,3 +274,56 @@ fn a_resumed_machine_keeps_its_state_and_waits_the_whole_failback_latch_again() 
         assert_eq!(done, Some(DrState::Normal), "{mode:?}");
     }
 }
+
+#[test]
+fn a_follower_takes_the_holders_state_and_never_fences_itself() {
+    let t0 = Instant::now();
+    let mut m = DrMachine::new(t0);
+    assert_eq!(m.follow(DrState::Normal, t0), None, "the same state is no transition");
+    let t = m.follow(DrState::DrActive, t0 + Duration::from_secs(1)).unwrap();
+    assert_eq!((t.from, t.to, t.reason), (DrState::Normal, DrState::DrActive, DrReason::SiteHolder));
+    assert_eq!(m.since(), t0 + Duration::from_secs(1));
+    let fence = Duration::from_secs(10);
+    assert_eq!(m.effective(fence, t0 + Duration::from_secs(1)), DrState::DrActive, "followers do not fence");
+    // Every state can be followed from every state, in one transition.
+    for from in DrState::ALL {
+        for to in DrState::ALL {
+            let mut m = DrMachine::resume(from, t0, t0);
+            assert_eq!(m.follow(to, t0).map(|t| (t.from, t.to)), (from != to).then_some((from, to)));
+            assert_eq!(m.state(), to);
+            assert_eq!(m.failback_in(&policy(EngageMode::Confirm), t0).is_some(), to == DrState::FailbackPending);
+        }
+    }
+}
+
+#[test]
+fn writes_that_change_site_are_fenced_for_the_fence_then_flow() {
+    let t0 = Instant::now();
+    let fence = Duration::from_secs(5);
+    let lost = DrObservation { onprem_lost: true, cloud_ok: true, ..Default::default() };
+    // Confirm: dr_pending refuses writes anyway; the engage that moves them starts the fence.
+    let mut m = DrMachine::new(t0);
+    m.observe(&lost, &policy(EngageMode::Confirm), t0).unwrap();
+    assert_eq!(m.effective(fence, t0), DrState::DrPending);
+    assert!(!m.writes_fenced(fence, t0), "entering dr_pending moves no write");
+    let at = t0 + Duration::from_secs(20);
+    m.command(DrCommand::Engage, &lost, at).unwrap().unwrap();
+    assert_eq!(m.effective(fence, at + Duration::from_secs(4)), DrState::DrPending, "fenced: still read-only");
+    assert_eq!(m.effective(fence, at + fence), DrState::DrActive, "then writes go to the cloud");
+    assert_eq!(m.effective(Duration::ZERO, at), DrState::DrActive, "no fence without coordination");
+    // The failback that brings writes home is fenced too.
+    let back = DrObservation { onprem_reachable: true, cloud_ok: true, ..Default::default() };
+    let home = at + Duration::from_secs(100);
+    m.command(DrCommand::Failback, &back, home).unwrap().unwrap();
+    assert_eq!(m.effective(fence, home), DrState::DrPending);
+    assert_eq!(m.effective(fence, home + fence), DrState::Normal);
+    // Auto: the outage moves writes at once, fenced the same way.
+    let mut m = DrMachine::new(t0);
+    m.observe(&lost, &policy(EngageMode::Auto), t0).unwrap();
+    assert_eq!((m.state(), m.effective(fence, t0)), (DrState::DrActive, DrState::DrPending));
+    // failback_pending keeps writes in the cloud: no fence at its start.
+    let mut m = DrMachine::resume(DrState::DrActive, t0, t0);
+    let signal = DrObservation { onprem_reachable: true, onprem_primary: true, cloud_ok: true, ..Default::default() };
+    assert_eq!(m.observe(&signal, &policy(EngageMode::Confirm), t0).map(|t| t.to), Some(DrState::FailbackPending));
+    assert!(!m.writes_fenced(fence, t0));
+}

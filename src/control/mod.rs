@@ -40,6 +40,9 @@ pub struct ControlSignals {
     /// drill runs (no user moves).
     pub dr_capacity: bool,
     pub cloud_healthy: bool,
+    /// The site's DR state as this instance's machine holds it (the lease
+    /// holder writes it into the lease for its followers).
+    pub dr_state: crate::burst::DrState,
 }
 
 /// The channels the controllers read; the caller keeps the senders.

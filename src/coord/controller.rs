@@ -2,8 +2,11 @@
 //! `heartbeat_interval`: Query the own site's partition → write this
 //! instance's heartbeat → acquire, renew or follow the site's lease
 //! (conditional PutItem; pure decision in `policy.rs`) → publish the
-//! [`Authority`] and the peers' summed signals → look after the covered
-//! sites (`takeover.rs`).
+//! [`Authority`], the peers' summed signals and, to a follower, the site's
+//! DR state its holder wrote into the lease ([`HolderDr`]) → look after the
+//! covered sites (`takeover.rs`). The holder writes its own DR state into
+//! every lease write, so a change reaches the followers within about two
+//! heartbeats; the lease's condition fences it like every holder write.
 //!
 //! Invariants: a DynamoDB failure never ends the loop nor delays it past
 //! the next heartbeat (each call is made once per tick; the next tick is
@@ -24,6 +27,7 @@ use super::api::{CoordApi, LeaseCondition};
 use super::policy::{self, Heartbeat, Lease, LeaseMode, OwnStep, SiteView, Timing};
 use super::takeover::{CoverState, Takeover};
 use crate::aws::AwsError;
+use crate::burst::DrState;
 use crate::config::CoordinationConfig;
 use crate::control::runner::{Context, ControlLoop, LoopStatus, Report, Settings};
 use crate::control::{rfc3339, Authority, ControlSignals, ErrorRecord};
@@ -79,7 +83,8 @@ impl Report for CoordReport {
             .iter()
             .map(|p| {
                 json!({"instance": p.instance, "age_ms": p.age_ms, "arrival_rps": p.signals.arrival_rps,
-                       "spilled_rps": p.signals.spilled_rps, "dr": p.signals.dr, "mode": policy::mode_of(&p.signals)})
+                       "spilled_rps": p.signals.spilled_rps, "dr": p.signals.dr, "mode": policy::mode_of(&p.signals),
+                       "dr_state": p.signals.dr_state.as_str()})
             })
             .collect();
         let covers: serde_json::Map<String, Value> =
@@ -100,12 +105,22 @@ pub(crate) struct CoordController {
     local: watch::Receiver<ControlSignals>,
     authority: watch::Sender<Authority>,
     peers: watch::Sender<(ControlSignals, usize)>,
+    holder_dr: watch::Sender<Option<HolderDr>>,
     hostname: String,
     /// `(last successful heartbeat, streak start)`, wall ms.
     streak: Option<(u64, u64)>,
 }
 
 type Cx = Context<CoordReport>;
+
+/// The site's DR state as a follower last read it from its holder's lease.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HolderDr {
+    pub(crate) state: DrState,
+    pub(crate) holder: String,
+    /// When the Query that returned it was answered.
+    pub(crate) read_at: std::time::Instant,
+}
 
 pub(crate) fn timing(cfg: &CoordinationConfig) -> Timing {
     Timing {
@@ -178,8 +193,9 @@ impl CoordController {
         local: watch::Receiver<ControlSignals>,
         authority: watch::Sender<Authority>,
         peers: watch::Sender<(ControlSignals, usize)>,
+        holder_dr: watch::Sender<Option<HolderDr>>,
     ) -> Self {
-        Self { api, takeover, local, authority, peers, hostname: hostname(), streak: None }
+        Self { api, takeover, local, authority, peers, holder_dr, hostname: hostname(), streak: None }
     }
 
     fn instance<'a>(&'a self, cfg: &'a CoordinationConfig) -> &'a str {
@@ -199,6 +215,12 @@ impl CoordController {
         let view = once(self.api.query_site(table, site)).await?;
         let now_ms = wall_ms(cx.wall_time(now));
         self.publish_peers(cx, &view, me, &t, now_ms);
+        let holder = policy::holder_dr(me, &view, now_ms).map(|(state, holder)| HolderDr {
+            state,
+            holder: holder.to_owned(),
+            read_at: std::time::Instant::now(),
+        });
+        self.holder_dr.send_replace(holder);
         let heartbeat = self.heartbeat(cfg, me, cx).await;
         self.lease_step(cfg, me, &view, cx).await?;
         heartbeat
@@ -243,6 +265,7 @@ impl CoordController {
             renewed_ms: now_ms,
             expires_ms: now_ms + ms(cfg.lease_duration),
             mode: LeaseMode::Normal,
+            dr_state: Some(self.local.borrow().dr_state),
         };
         if once(self.api.put_lease(&cfg.table, &cfg.site, &lease, &condition)).await? {
             let act_until = sent + cfg.lease_duration - timing(cfg).margin();

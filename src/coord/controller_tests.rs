@@ -94,9 +94,10 @@ fn cfg(instance: &str) -> CoordinationConfig {
 
 struct Instance {
     authority: watch::Receiver<Authority>,
+    holder_dr: watch::Receiver<Option<HolderDr>>,
     shutdown: CancellationToken,
     _config: watch::Sender<Option<CoordinationConfig>>,
-    _signals: watch::Sender<ControlSignals>,
+    signals: watch::Sender<ControlSignals>,
 }
 
 fn start(db: &Arc<FakeDb>, instance: &str) -> Instance {
@@ -105,13 +106,14 @@ fn start(db: &Arc<FakeDb>, instance: &str) -> Instance {
     let peers = watch::channel((ControlSignals::default(), 0)).0;
     let sim = Arc::new(SimAws::new(1, 10));
     let takeover = Takeover::new(sim.clone(), sim, None);
-    let controller = CoordController::new(db.clone(), takeover, local, authority_tx, peers);
+    let (holder_dr_tx, holder_dr) = watch::channel(None);
+    let controller = CoordController::new(db.clone(), takeover, local, authority_tx, peers, holder_dr_tx);
     let (config, config_rx) = watch::channel(Some(cfg(instance)));
     let shutdown = CancellationToken::new();
     Runner::new(controller, config_rx, shutdown.clone())
         .with_wall_clock(UNIX_EPOCH + Duration::from_secs(1_000_000))
         .spawn();
-    Instance { authority, shutdown, _config: config, _signals: signals }
+    Instance { authority, holder_dr, shutdown, _config: config, signals }
 }
 
 fn holds(i: &Instance) -> bool {
@@ -142,6 +144,35 @@ async fn one_holder_and_a_stopped_holder_is_replaced_within_lease_and_heartbeat(
     let took = stopped.elapsed();
     assert!(took <= Duration::from_secs(12), "took {took:?}: lease 10 s + heartbeat 2 s");
     assert_eq!(db.0.lock().unwrap().sites["dc1"].lease.as_ref().unwrap().version, 2, "one change of holder");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_holders_dr_state_reaches_its_followers_through_the_lease() {
+    let db = Arc::new(FakeDb::default());
+    let (a, b) = (start(&db, "a"), start(&db, "b"));
+    secs(0.1).await;
+    let (holder, follower) = if holds(&a) { (a, b) } else { (b, a) };
+    // The follower's own machine says dr_active: followers never write it anywhere but their heartbeat.
+    follower.signals.send_modify(|s| s.dr_state = DrState::DrActive);
+    holder.signals.send_modify(|s| s.dr_state = DrState::DrPending);
+    secs(4.1).await;
+    let seen = follower.holder_dr.borrow().clone().expect("the follower reads the holder's state");
+    let holder_id = db.0.lock().unwrap().sites["dc1"].lease.as_ref().unwrap().holder.clone();
+    assert_eq!((seen.state, seen.holder), (DrState::DrPending, holder_id));
+    assert_eq!(*holder.holder_dr.borrow(), None, "the holder follows nobody");
+    assert_eq!(db.0.lock().unwrap().sites["dc1"].lease.as_ref().unwrap().dr_state, Some(DrState::DrPending));
+    // A change at the holder is in the lease, and at the follower, within two heartbeats.
+    holder.signals.send_modify(|s| s.dr_state = DrState::DrActive);
+    secs(4.1).await;
+    assert_eq!(follower.holder_dr.borrow().as_ref().map(|h| h.state), Some(DrState::DrActive));
+    // The holder stops: once the follower holds the lease it follows nobody,
+    // and writes its own state (the one it followed) into the lease.
+    holder.shutdown.cancel();
+    while !holds(&follower) {
+        secs(0.1).await;
+    }
+    assert_eq!(*follower.holder_dr.borrow(), None);
+    assert_eq!(db.0.lock().unwrap().sites["dc1"].lease.as_ref().unwrap().dr_state, Some(DrState::DrActive));
 }
 
 #[tokio::test(start_paused = true)]
@@ -190,6 +221,7 @@ async fn a_lost_site_is_taken_over_written_once_and_handed_back() {
         renewed_ms: old,
         expires_ms: old + 10_000,
         mode: LeaseMode::Normal,
+        dr_state: Some(crate::burst::DrState::Normal),
     };
     let view = SiteView { lease: Some(lease), heartbeats: vec![heartbeat("z", old, old - 1000)] };
     db.0.lock().unwrap().sites.insert("dc2".into(), view);
@@ -202,7 +234,7 @@ async fn a_lost_site_is_taken_over_written_once_and_handed_back() {
     let (authority_tx, _authority) = watch::channel(Authority::Follower);
     let peers = watch::channel((ControlSignals::default(), 0)).0;
     let takeover = Takeover::new(sim.clone(), sim.clone(), None);
-    let controller = CoordController::new(db.clone(), takeover, local, authority_tx, peers);
+    let controller = CoordController::new(db.clone(), takeover, local, authority_tx, peers, watch::channel(None).0);
     let (_config, config_rx) = watch::channel(Some(c));
     let shutdown = CancellationToken::new();
     let runner = Runner::new(controller, config_rx, shutdown.clone())

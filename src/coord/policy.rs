@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use crate::burst::DrState;
 use crate::control::ControlSignals;
 
 /// Whether a lease is held by its own site or by a taker in lost mode.
@@ -50,6 +51,10 @@ pub(crate) struct Lease {
     /// Past this, anyone may acquire it (0: released).
     pub(crate) expires_ms: u64,
     pub(crate) mode: LeaseMode,
+    /// The site's DR state as its holder last wrote it (the holder owns
+    /// it; followers take it). `None` in lost mode: a taker does not speak
+    /// for the lost site's DR.
+    pub(crate) dr_state: Option<DrState>,
 }
 
 /// One instance's heartbeat item (`sk = "hb#<instance>"`).
@@ -115,6 +120,15 @@ pub(crate) fn own_step(me: &str, view: &SiteView, now_ms: u64) -> OwnStep {
         Some(l) if l.expires_ms <= now_ms => OwnStep::Acquire { seen: Some(l.version) },
         Some(_) => OwnStep::Follow,
     }
+}
+
+/// The DR state a follower takes from the site's lease: that of a live
+/// lease in normal mode held by another instance, when it carries one.
+pub(crate) fn holder_dr<'a>(me: &str, view: &'a SiteView, now_ms: u64) -> Option<(DrState, &'a str)> {
+    let l = view.lease.as_ref()?;
+    let live = l.holder != me && l.mode == LeaseMode::Normal && l.expires_ms > now_ms;
+    live.then_some(())?;
+    Some((l.dr_state?, l.holder.as_str()))
 }
 
 /// Why a covered site is left alone.

@@ -20,6 +20,7 @@ fn lease(holder: &str, site: &str, version: u64, renewed_ms: u64, mode: LeaseMod
         renewed_ms,
         expires_ms: renewed_ms + 10 * S,
         mode,
+        dr_state: None,
     }
 }
 
@@ -36,6 +37,7 @@ fn hb(instance: &str, at_ms: u64, streak_since_ms: u64, arrival: f64, spilled: f
             dr: false,
             dr_capacity: false,
             cloud_healthy: true,
+            dr_state: Default::default(),
         },
     }
 }
@@ -160,6 +162,7 @@ fn peers_sum_counts_fresh_heartbeats_once_and_skips_me_and_stale_ones() {
         dr: false,
         dr_capacity: true,
         cloud_healthy: false,
+        dr_state: Default::default(),
     };
     let all = combine(&local, &sum, n);
     assert_eq!((all.arrival_rps, all.spilled_rps, all.onprem_capacity_rps), (800.0, 150.0, Some(2000.0)));

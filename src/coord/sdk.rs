@@ -2,7 +2,9 @@
 //! (the contract with `deploy/aws`): `pk = "site#<site>"` (S), `sk` (S) =
 //! `"lease"` or `"hb#<instance>"`; heartbeats carry the TTL attribute
 //! `expires_at` (N, epoch seconds); the lease has none, so a lost site's
-//! last lease stays readable however long it is gone.
+//! last lease stays readable however long it is gone. The lease carries
+//! the site's DR state (`dr_state`, S: `normal`, `dr_pending`, `dr_active`,
+//! `failback_pending`), written by its holder and taken by its followers.
 
 use std::collections::HashMap;
 
@@ -12,6 +14,7 @@ use aws_sdk_dynamodb::Client;
 use super::api::{CoordApi, LeaseCondition};
 use super::policy::{Heartbeat, Lease, LeaseMode, SiteView};
 use crate::aws::{classify, ApiFuture};
+use crate::burst::DrState;
 use crate::control::ControlSignals;
 
 const QUERY: &str = "Query";
@@ -58,7 +61,7 @@ fn get_bool(item: &Item, key: &str) -> bool {
 }
 
 fn lease_item(site: &str, l: &Lease) -> Item {
-    HashMap::from([
+    [
         ("pk".into(), pk(site)),
         ("sk".into(), s("lease")),
         ("holder".into(), s(&l.holder)),
@@ -67,7 +70,10 @@ fn lease_item(site: &str, l: &Lease) -> Item {
         ("renewed_ms".into(), n(l.renewed_ms)),
         ("expires_ms".into(), n(l.expires_ms)),
         ("mode".into(), s(l.mode.as_str())),
-    ])
+    ]
+    .into_iter()
+    .chain(l.dr_state.map(|d| ("dr_state".into(), s(d.as_str()))))
+    .collect()
 }
 
 fn heartbeat_item(site: &str, h: &Heartbeat, ttl_secs: u64) -> Item {
@@ -85,6 +91,7 @@ fn heartbeat_item(site: &str, h: &Heartbeat, ttl_secs: u64) -> Item {
         ("dr".into(), AttributeValue::Bool(sig.dr)),
         ("dr_capacity".into(), AttributeValue::Bool(sig.dr_capacity)),
         ("cloud_healthy".into(), AttributeValue::Bool(sig.cloud_healthy)),
+        ("dr_state".into(), s(sig.dr_state.as_str())),
         ("mode".into(), s(super::policy::mode_of(sig))),
         ("expires_at".into(), n(h.at_ms / 1000 + ttl_secs)),
     ]);
@@ -102,6 +109,7 @@ fn parse_lease(item: &Item) -> Option<Lease> {
         renewed_ms: get_n(item, "renewed_ms").unwrap_or(0),
         expires_ms: get_n(item, "expires_ms")?,
         mode: LeaseMode::parse(get_s(item, "mode").unwrap_or("normal"))?,
+        dr_state: dr_state(item),
     })
 }
 
@@ -119,8 +127,14 @@ fn parse_heartbeat(item: &Item) -> Option<Heartbeat> {
             dr: get_bool(item, "dr"),
             dr_capacity: get_bool(item, "dr_capacity"),
             cloud_healthy: get_bool(item, "cloud_healthy"),
+            dr_state: dr_state(item).unwrap_or_default(),
         },
     })
+}
+
+fn dr_state(item: &Item) -> Option<DrState> {
+    let text = get_s(item, "dr_state")?;
+    DrState::ALL.into_iter().find(|d| d.as_str() == text)
 }
 
 /// Items that do not parse are skipped (another version's, or edited by hand).
@@ -219,6 +233,7 @@ mod tests {
             renewed_ms: 10,
             expires_ms: 20,
             mode: LeaseMode::Lost,
+            dr_state: Some(DrState::FailbackPending),
         };
         let signals = ControlSignals {
             arrival_rps: 10.5,
@@ -228,6 +243,7 @@ mod tests {
             dr: true,
             dr_capacity: true,
             cloud_healthy: true,
+            dr_state: DrState::DrActive,
         };
         let hb = Heartbeat { instance: "a".into(), at_ms: 5_000, streak_since_ms: 1_000, signals };
         let item = heartbeat_item("dc1", &hb, 60);

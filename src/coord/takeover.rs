@@ -251,5 +251,6 @@ fn lost_lease(cfg: &CoordinationConfig, me: &str, version: u64, now_ms: u64) -> 
         renewed_ms: now_ms,
         expires_ms: now_ms + u64::try_from(cfg.lease_duration.as_millis()).unwrap_or(u64::MAX),
         mode: LeaseMode::Lost,
+        dr_state: None,
     }
 }

@@ -13,6 +13,7 @@ fn sig(arrival: f64, spilled: f64) -> ControlSignals {
         dr: false,
         dr_capacity: false,
         cloud_healthy: true,
+        dr_state: Default::default(),
     }
 }
 

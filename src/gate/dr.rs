@@ -32,6 +32,8 @@ struct Inner {
     /// The latest tick's observation, against which commands are judged.
     last: DrObservation,
     policy: DrPolicy,
+    /// The write fence (`DrMachine::writes_fenced`): zero without coordination.
+    fence: Duration,
 }
 
 /// The state as `/status` and the dashboard show it.
@@ -41,6 +43,8 @@ pub(crate) struct DrView {
     pub(crate) reason: DrReason,
     pub(crate) for_: Duration,
     pub(crate) failback_in: Option<Duration>,
+    /// Writes are refused for the write fence after they changed site.
+    pub(crate) writes_fenced: bool,
     pub(crate) engage: EngageMode,
     pub(crate) observed: DrObservation,
     pub(crate) drilling: bool,
@@ -76,7 +80,8 @@ impl Drop for DrillSlot<'_> {
 impl DrCell {
     pub(crate) fn new(now: Instant) -> Self {
         let policy = DrPolicy { engage: EngageMode::Auto, failback_after: Duration::from_secs(300) };
-        let inner = Inner { machine: DrMachine::new(now), last: DrObservation::default(), policy };
+        let inner =
+            Inner { machine: DrMachine::new(now), last: DrObservation::default(), policy, fence: Duration::ZERO };
         DrCell {
             state: AtomicU8::new(DrState::Normal as u8),
             inner: Mutex::new(inner),
@@ -99,19 +104,39 @@ impl DrCell {
         *lock(&self.last_drill) = Some(report);
     }
 
-    /// The state, for the request path.
+    /// The state the request path acts on: the machine's, or `DrPending`
+    /// while writes are fenced.
     #[inline]
     pub(crate) fn state(&self) -> DrState {
         DrState::from_code(self.state.load(Relaxed))
     }
 
-    /// One tick: the observation, under the current config's policy.
-    pub(crate) fn observe(&self, obs: DrObservation, policy: DrPolicy, now: Instant) -> Option<DrTransition> {
+    /// The machine's own state (what a holder tells its followers).
+    pub(crate) fn machine_state(&self) -> DrState {
+        lock(&self.inner).machine.state()
+    }
+
+    /// One tick: the observation, under the current config's policy and
+    /// write fence; with `holder` (this instance follows the site's lease
+    /// holder, whose state that is) the holder's state instead of this
+    /// instance's own decision.
+    pub(crate) fn observe(
+        &self,
+        obs: DrObservation,
+        policy: DrPolicy,
+        fence: Duration,
+        holder: Option<DrState>,
+        now: Instant,
+    ) -> Option<DrTransition> {
         let mut inner = lock(&self.inner);
         inner.last = obs;
         inner.policy = policy;
-        let t = inner.machine.observe(&obs, &policy, now);
-        self.publish(&inner);
+        inner.fence = fence;
+        let t = match holder {
+            Some(state) => inner.machine.follow(state, now),
+            None => inner.machine.observe(&obs, &policy, now),
+        };
+        self.publish(&inner, now);
         t
     }
 
@@ -120,7 +145,7 @@ impl DrCell {
         let mut inner = lock(&self.inner);
         let obs = inner.last;
         let t = inner.machine.command(cmd, &obs, now);
-        self.publish(&inner);
+        self.publish(&inner, now);
         t
     }
 
@@ -132,6 +157,7 @@ impl DrCell {
             reason: m.reason(),
             for_: now.saturating_duration_since(m.since()),
             failback_in: m.failback_in(&inner.policy, now),
+            writes_fenced: m.writes_fenced(inner.fence, now),
             engage: inner.policy.engage,
             observed: inner.last,
             drilling: self.drilling(),
@@ -156,12 +182,12 @@ impl DrCell {
         let since = now.checked_sub(Duration::from_millis(carry.for_ms)).unwrap_or(now);
         let mut inner = lock(&self.inner);
         inner.machine = DrMachine::resume(state, since, now);
-        self.publish(&inner);
+        self.publish(&inner, now);
         Some(state)
     }
 
-    fn publish(&self, inner: &Inner) {
-        self.state.store(inner.machine.state() as u8, Relaxed);
+    fn publish(&self, inner: &Inner, now: Instant) {
+        self.state.store(inner.machine.effective(inner.fence, now) as u8, Relaxed);
     }
 }
 
@@ -176,7 +202,7 @@ mod tests {
         let policy = DrPolicy { engage: EngageMode::Confirm, failback_after: Duration::from_secs(60) };
         assert_eq!(cell.command(DrCommand::Engage, t0), Err(DrRefusal::CloudUnavailable), "no tick yet: no cloud seen");
         let obs = DrObservation { onprem_lost: true, cloud_ok: true, ..Default::default() };
-        assert_eq!(cell.observe(obs, policy, t0).map(|t| t.to), Some(DrState::DrPending));
+        assert_eq!(cell.observe(obs, policy, Duration::ZERO, None, t0).map(|t| t.to), Some(DrState::DrPending));
         assert_eq!(cell.state(), DrState::DrPending);
         let t = cell.command(DrCommand::Engage, t0 + Duration::from_secs(5)).unwrap().unwrap();
         assert_eq!((t.from, t.to), (DrState::DrPending, DrState::DrActive));
@@ -185,6 +211,33 @@ mod tests {
         assert_eq!(
             (view.reason, view.for_, view.engage),
             (DrReason::OperatorEngage, Duration::from_secs(2), policy.engage)
+        );
+    }
+
+    #[test]
+    fn the_request_path_sees_the_fence_and_a_follower_the_holders_state() {
+        let t0 = Instant::now();
+        let cell = DrCell::new(t0);
+        let policy = DrPolicy { engage: EngageMode::Auto, failback_after: Duration::from_secs(60) };
+        let lost = DrObservation { onprem_lost: true, cloud_ok: true, ..Default::default() };
+        let fence = Duration::from_secs(2);
+        let t = cell.observe(lost, policy, fence, None, t0).unwrap();
+        assert_eq!((t.to, cell.machine_state()), (DrState::DrActive, DrState::DrActive));
+        assert_eq!(cell.state(), DrState::DrPending, "fenced: the request path refuses writes");
+        assert!(cell.view(t0).writes_fenced);
+        cell.observe(lost, policy, fence, None, t0 + fence);
+        assert_eq!(cell.state(), DrState::DrActive, "the next tick after the fence lets writes go");
+        // Following: the holder's state whatever this instance observes.
+        let healthy =
+            DrObservation { onprem_reachable: true, onprem_primary: true, cloud_ok: true, ..Default::default() };
+        let later = t0 + Duration::from_secs(10);
+        let t = cell.observe(healthy, policy, fence, Some(DrState::Normal), later).unwrap();
+        assert_eq!((t.to, t.reason), (DrState::Normal, DrReason::SiteHolder));
+        assert_eq!(cell.state(), DrState::Normal, "a follower does not fence: the holder did");
+        assert_eq!(
+            cell.observe(lost, policy, fence, Some(DrState::Normal), later),
+            None,
+            "its own probes decide nothing"
         );
     }
 }

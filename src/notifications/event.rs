@@ -20,7 +20,8 @@ pub(crate) use crate::config::Severity;
 pub(crate) enum Kind {
     /// A primary pool spills overflow to the cloud.
     Spill,
-    /// A primary pool is in disaster recovery (everything to the cloud).
+    /// A primary pool's outage is declared or over (informational: the
+    /// site's `DrPending`/`DrEngaged` episodes are the pages).
     Dr,
     /// Another site stopped heartbeating and was taken over (coordination).
     SiteLost,
@@ -122,6 +123,11 @@ impl Event {
 
     fn new(kind: Kind, action: Action, severity: Severity, subject: &str, summary: String, at: SystemTime) -> Event {
         Event { kind, action, severity, subject: subject.to_string(), summary, at, details: json!({}) }
+    }
+
+    pub(crate) fn with_severity(mut self, severity: Severity) -> Event {
+        self.severity = severity;
+        self
     }
 
     pub(crate) fn with_details(mut self, details: Value) -> Event {

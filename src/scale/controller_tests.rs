@@ -140,6 +140,7 @@ fn spill_signals(arrival: f64, capacity: f64) -> ControlSignals {
         dr: false,
         dr_capacity: false,
         cloud_healthy: true,
+        dr_state: Default::default(),
     }
 }
 

@@ -127,10 +127,13 @@ async fn reload(admin: &Admin, settings: &AdminSettings) -> Response<Body> {
 fn dr(admin: &Admin, cmd: crate::burst::DrCommand) -> Response<Body> {
     match crate::app::dr::command(&admin.server, cmd, Instant::now()) {
         Ok(body) => json(StatusCode::OK, &body),
-        Err(refusal) => json(
-            StatusCode::CONFLICT,
-            &serde_json::json!({ "ok": false, "reason": refusal.as_str(), "error": refusal.to_string() }),
-        ),
+        Err(refusal) => {
+            let mut body = serde_json::json!({ "ok": false, "reason": refusal.as_str(), "error": refusal.to_string() });
+            if refusal == crate::burst::DrRefusal::NotHolder {
+                body["holder"] = admin.server.control.coordination_status()["holder"].clone();
+            }
+            json(StatusCode::CONFLICT, &body)
+        }
     }
 }
 

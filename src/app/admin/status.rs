@@ -33,6 +33,9 @@ pub(super) async fn snapshot(server: &Server) -> Value {
         .collect();
     let gates: serde_json::Map<String, Value> =
         rt.gates.iter().map(|(name, gate)| (name.clone(), gate_json(gate))).collect();
+    let mut dr = crate::app::dr::to_json(&server.data.gates.dr.view(now));
+    // The holder whose state this follower takes (null: it decides itself).
+    dr["following"] = server.control.site_dr(&rt.config).holder.map(|h| h.holder).into();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
@@ -42,7 +45,7 @@ pub(super) async fn snapshot(server: &Server) -> Value {
             "pins": server.data.gates.pins.len(),
             "pin_evictions": server.data.gates.pins.evictions(),
         },
-        "dr": crate::app::dr::to_json(&server.data.gates.dr.view(now)),
+        "dr": dr,
         "gates": gates,
         "controllers": server.control.status(),
         "coordination": server.control.coordination_status(),
