@@ -43,6 +43,7 @@ fn inputs(in_flight: u32) -> GateInputs {
         replica_lag_ok: true,
         cloud_room: true,
         queue_ahead: false,
+        hard_queue_ahead: false,
         primary_healthy: true,
         dr: DrState::Normal,
         write: false,

@@ -53,7 +53,7 @@ pub(crate) struct Route {
     pub(crate) overflow: Option<(Arc<Pool>, Arc<PoolGate>)>,
     pub(crate) decisions: DecisionCounters,
     /// `spillway_shed_total` of this route, by `ShedReason` (in `ShedReason::ALL` order).
-    pub(crate) shed: [metrics::Counter; 3],
+    pub(crate) shed: [metrics::Counter; crate::burst::ShedReason::ALL.len()],
     /// `spillway_requests_total` of this route: [primary, overflow].
     pub(crate) requests: [ClassCounters; 2],
 }

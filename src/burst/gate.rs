@@ -31,9 +31,15 @@
 //!    (`Primary(PrimaryDown)`: a 503 from the empty pool). A write never
 //!    reaches the cloud's database before DR is declared.
 //! 3. **Under the limit** (`in_flight ≤ min(limit, max_in_flight)`) with
-//!    nobody queued for the pool (`queue_ahead`: a newcomer does not take
-//!    a slot ahead of the queue, `burst::shed`) → `Primary(UnderLimit)`.
-//!    `in_flight` includes this request.
+//!    nobody queued for the pool who ranks at least as high (`queue_ahead`:
+//!    a newcomer does not take a slot ahead of the queue, `burst::shed`) →
+//!    `Primary(UnderLimit)`. `in_flight` includes this request. **Behind
+//!    the queue**: wherever a later rule would admit the request to the
+//!    primary (rules 4, 5 and 6's "on-prem anyway") while a waiter ranking
+//!    at least as high could take that slot — under the limit any waiter,
+//!    over it a *hard* one (`hard_queue_ahead`: queued over the hard cap or
+//!    behind the queue, so it may go up to `max_in_flight`) — it queues
+//!    instead (`Queue(QueueAhead)`): no newcomer overtakes a waiter.
 //! 4. Over the limit but not over the hard cap while the phase is `Calm` →
 //!    `Primary(NotSpilling)`: pressure has not lasted `enter_after` yet.
 //!    Over the hard cap (`in_flight > max_in_flight`) the request is treated as
@@ -234,8 +240,12 @@ pub struct GateInputs {
     /// The overflow pool is under its limit and warm-capacity cap with
     /// nobody queued for it (ignored in DR and with the primary down).
     pub cloud_room: bool,
-    /// Requests are queued for a primary slot.
+    /// Requests ranking at least this one's are queued for a primary slot.
     pub queue_ahead: bool,
+    /// Of them, some may take a slot up to the hard cap (they would have
+    /// been admitted there had nobody been waiting): a newcomer that would
+    /// take such a slot waits behind them (`QueueReason::QueueAhead`).
+    pub hard_queue_ahead: bool,
     /// The primary pool has an endpoint serving now.
     pub primary_healthy: bool,
     /// The site's disaster-recovery state (`burst::dr`).
@@ -261,7 +271,7 @@ pub enum SpillDecision {
 
 impl SpillDecision {
     /// Every decision [`decide`] can return (counters are registered for each).
-    pub const ALL: [SpillDecision; 22] = [
+    pub const ALL: [SpillDecision; 23] = [
         SpillDecision::Primary(StayReason::UnderLimit),
         SpillDecision::Cloud(SpillReason::OverLimit),
         SpillDecision::Primary(StayReason::NotSpilling),
@@ -284,6 +294,7 @@ impl SpillDecision {
         SpillDecision::ReadOnly,
         SpillDecision::Primary(StayReason::CloudFull),
         SpillDecision::Queue(QueueReason::CloudFull),
+        SpillDecision::Queue(QueueReason::QueueAhead),
     ];
 
     /// The target, as a metrics label: `primary`, `cloud` or `queue`.
@@ -376,6 +387,9 @@ pub enum QueueReason {
     UnknownMethod,
     /// The cloud is at its limit: wait for a slot on either side.
     CloudFull,
+    /// It would take a primary slot that a request already waiting may
+    /// have: it waits behind (no newcomer overtakes the queue).
+    QueueAhead,
 }
 
 impl QueueReason {
@@ -387,7 +401,15 @@ impl QueueReason {
             Self::OverHardLimit => "over_hard_limit",
             Self::UnknownMethod => "unknown_method",
             Self::CloudFull => "cloud_full",
+            Self::QueueAhead => "queue_ahead",
         }
+    }
+
+    /// Whether a waiter queued for this reason may take a primary slot up
+    /// to the hard cap (`max_in_flight`), as it would have been admitted
+    /// had nobody been waiting, rather than only under the limit.
+    pub fn waits_to_hard_cap(self) -> bool {
+        matches!(self, Self::OverHardLimit | Self::QueueAhead)
     }
 }
 
@@ -405,11 +427,18 @@ pub fn decide(i: &GateInputs) -> SpillDecision {
         };
     }
     let over_hard = i.in_flight > i.max_in_flight;
-    if i.in_flight <= i.limit.min(i.max_in_flight) && !i.queue_ahead {
+    let under = i.in_flight <= i.limit.min(i.max_in_flight);
+    if under && !i.queue_ahead {
         return SpillDecision::Primary(StayReason::UnderLimit);
     }
+    // A primary slot now would be one a waiter may have: behind them.
+    let behind = (under && i.queue_ahead) || i.hard_queue_ahead;
+    let primary = |reason| match behind {
+        true => SpillDecision::Queue(QueueReason::QueueAhead),
+        false => SpillDecision::Primary(reason),
+    };
     if !over_hard && i.phase == SpillPhase::Calm {
-        return SpillDecision::Primary(StayReason::NotSpilling);
+        return primary(StayReason::NotSpilling);
     }
     if let Some(reason) = ineligible(i) {
         return if over_hard {
@@ -417,12 +446,12 @@ pub fn decide(i: &GateInputs) -> SpillDecision {
         } else if !i.method_known {
             SpillDecision::Queue(QueueReason::UnknownMethod)
         } else {
-            SpillDecision::Primary(reason)
+            primary(reason)
         };
     }
     match unavailable(i) {
         Some((_, queue)) if i.shed_when_cloud_unavailable || over_hard => SpillDecision::Queue(queue),
-        Some((stay, _)) => SpillDecision::Primary(stay),
+        Some((stay, _)) => primary(stay),
         None if over_hard => SpillDecision::Cloud(SpillReason::OverHardLimit),
         None => SpillDecision::Cloud(SpillReason::OverLimit),
     }

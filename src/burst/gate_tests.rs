@@ -19,6 +19,7 @@ fn base() -> GateInputs {
         replica_lag_ok: true,
         cloud_room: true,
         queue_ahead: false,
+        hard_queue_ahead: false,
         primary_healthy: true,
         dr: DrState::Normal,
         write: false,
@@ -41,6 +42,7 @@ fn random_inputs(rng: &mut fastrand::Rng) -> GateInputs {
         replica_lag_ok: rng.u8(0..5) != 0,
         cloud_room: rng.u8(0..4) != 0,
         queue_ahead: rng.u8(0..4) == 0,
+        hard_queue_ahead: rng.u8(0..8) == 0,
         primary_healthy: rng.u8(0..6) != 0,
         dr: match rng.u8(0..9) {
             0 => DrState::DrPending,
@@ -139,9 +141,39 @@ fn table_of_reasons() {
             },
             Queue(QueueReason::CloudFull),
         ),
+        // A write under the limit while others queue waits behind them (it ranks among them).
         (
             GateInputs { queue_ahead: true, in_flight: 5, write: true, method_may_spill: false, ..base() },
+            Queue(QueueReason::QueueAhead),
+        ),
+        // Over the limit, under the hard cap: admitted, unless a hard waiter waits for just such a slot.
+        (
+            GateInputs { in_flight: 15, write: true, method_may_spill: false, ..base() },
             Primary(StayReason::MethodNotSpillable),
+        ),
+        (
+            GateInputs {
+                in_flight: 15,
+                write: true,
+                method_may_spill: false,
+                queue_ahead: true,
+                hard_queue_ahead: true,
+                ..base()
+            },
+            Queue(QueueReason::QueueAhead),
+        ),
+        (
+            GateInputs { in_flight: 15, phase: SpillPhase::Calm, queue_ahead: true, ..base() },
+            Primary(StayReason::NotSpilling),
+        ),
+        (
+            GateInputs { in_flight: 15, phase: SpillPhase::Calm, queue_ahead: true, hard_queue_ahead: true, ..base() },
+            Queue(QueueReason::QueueAhead),
+        ),
+        // An eligible read still spills past the hard waiters (it takes no primary slot).
+        (
+            GateInputs { in_flight: 15, queue_ahead: true, hard_queue_ahead: true, ..base() },
+            Cloud(SpillReason::OverLimit),
         ),
     ];
     for (inputs, want) in cases {
@@ -196,7 +228,10 @@ fn property_more_in_flight_never_returns_to_primary() {
     for _ in 0..CASES {
         let i = random_inputs(&mut rng);
         let more = GateInputs { in_flight: i.in_flight + rng.u32(1..30), ..i };
-        if !matches!(decide(&i), SpillDecision::Primary(_)) {
+        // Waiting behind a queue whose waiters may use only slots under the
+        // limit: over it, nobody is overtaken (the one non-monotone case).
+        let behind_under_limit = decide(&i) == SpillDecision::Queue(QueueReason::QueueAhead) && !i.hard_queue_ahead;
+        if !matches!(decide(&i), SpillDecision::Primary(_)) && !behind_under_limit {
             assert!(!matches!(decide(&more), SpillDecision::Primary(_)), "seed {SEED}: {i:?} then {more:?}");
         }
     }
@@ -222,7 +257,9 @@ fn property_pinned_and_writes_stay_on_primary_outside_dr() {
         } else {
             assert!(!matches!(got, SpillDecision::Cloud(_)), "seed {SEED}: {i:?} -> {got:?}");
             if matches!(got, SpillDecision::Queue(_)) {
-                assert!(i.primary_healthy && (i.in_flight > i.max_in_flight || !i.method_known), "{i:?}");
+                let behind =
+                    got == SpillDecision::Queue(QueueReason::QueueAhead) && (i.queue_ahead || i.hard_queue_ahead);
+                assert!(i.primary_healthy && (i.in_flight > i.max_in_flight || !i.method_known || behind), "{i:?}");
             }
         }
     }
@@ -251,7 +288,11 @@ fn property_cloud_only_when_eligible_and_available() {
             assert!(i.primary_healthy && (i.in_flight > i.limit.min(i.max_in_flight) || i.queue_ahead), "{i:?}");
             let eligible = i.method_may_spill && !i.pinned && !i.path_never_spills;
             let over_hard = i.in_flight > i.max_in_flight;
-            assert!(over_hard || (eligible && i.shed_when_cloud_unavailable) || !i.method_known, "{i:?}");
+            let behind = decide(&i) == SpillDecision::Queue(QueueReason::QueueAhead);
+            assert!(over_hard || (eligible && i.shed_when_cloud_unavailable) || !i.method_known || behind, "{i:?}");
+            if behind {
+                assert!(i.queue_ahead || i.hard_queue_ahead, "behind nobody: {i:?}");
+            }
         }
     }
 }

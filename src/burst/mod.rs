@@ -48,5 +48,5 @@ pub use gate::{
 pub use limit::{ConcurrencyLimit, LearntLimit, LimitParams, QueueAllowance, SloLimit};
 pub use pin_token::{pin_window, PinKeyError, PinKeys, PinVerdict};
 pub use pins::{address_key, client_key, Pinned, WritePins};
-pub use shed::{rank, retry_after, Priority, ShedReason};
+pub use shed::{rank, retry_after, wait_rank, Priority, ShedReason};
 pub use signals::{LoadSignals, Outcome, SignalsConfig, WindowStats};

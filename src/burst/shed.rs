@@ -54,6 +54,18 @@ pub fn rank(priority: Priority, protected: bool) -> u8 {
     (priority as u8) * 2 + u8::from(protected)
 }
 
+/// A waiting request's rank from what it is. Protected: a write by its
+/// method (one RFC 9110 or RFC 5789 defines), or a client pinned after a
+/// write. A method-override field alone protects nothing (any client can
+/// send one; it still keeps the request off replicas), and a method
+/// outside those ranks lowest of all, whatever its route: shed first.
+pub fn wait_rank(priority: Priority, write_method: bool, method_known: bool, pinned: bool) -> u8 {
+    if !method_known {
+        return rank(Priority::Low, false);
+    }
+    rank(priority, write_method || pinned)
+}
+
 /// Why a request that had to wait got 503.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ShedReason {
@@ -63,16 +75,21 @@ pub enum ShedReason {
     QueueTimeout,
     /// A higher-ranked request took its place in a full queue.
     Evicted,
+    /// Its HTTP/1 client closed or reset the connection while it waited:
+    /// it leaves the queue and is never sent upstream.
+    ClientGone,
 }
 
 impl ShedReason {
-    pub const ALL: [ShedReason; 3] = [ShedReason::QueueFull, ShedReason::QueueTimeout, ShedReason::Evicted];
+    pub const ALL: [ShedReason; 4] =
+        [ShedReason::QueueFull, ShedReason::QueueTimeout, ShedReason::Evicted, ShedReason::ClientGone];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ShedReason::QueueFull => "queue_full",
             ShedReason::QueueTimeout => "queue_timeout",
             ShedReason::Evicted => "evicted",
+            ShedReason::ClientGone => "client_gone",
         }
     }
 }
@@ -109,6 +126,18 @@ mod tests {
             assert!(rank(w[0], false) < rank(w[1], false));
         }
         assert_eq!(Priority::default(), Priority::Normal);
+    }
+
+    #[test]
+    fn only_a_real_write_or_a_pin_protects_and_an_unknown_method_ranks_last() {
+        assert_eq!(wait_rank(Priority::High, true, true, false), rank(Priority::High, true));
+        assert_eq!(wait_rank(Priority::High, false, true, true), rank(Priority::High, true), "pinned");
+        assert_eq!(wait_rank(Priority::High, false, true, false), rank(Priority::High, false), "an override header");
+        for p in Priority::ALL {
+            for (write, pinned) in [(false, false), (true, false), (true, true)] {
+                assert_eq!(wait_rank(p, write, false, pinned), 0, "PURGE, FOO: below every read");
+            }
+        }
     }
 
     #[test]

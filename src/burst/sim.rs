@@ -128,6 +128,7 @@ fn run(seed: u64) -> Vec<TickLog> {
                 replica_lag_ok: true,
                 cloud_room: true,
                 queue_ahead: false,
+                hard_queue_ahead: false,
                 primary_healthy: true,
                 dr: super::DrState::Normal,
                 write,

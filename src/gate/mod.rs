@@ -82,6 +82,10 @@ pub(crate) struct PoolGate {
     /// Most requests in flight a freed slot is handed to a waiter under:
     /// `min(limit, max_in_flight)` on a primary, `spill_cap` on a cloud pool.
     grant_cap: AtomicU32,
+    /// The cap under which a freed slot goes to a *hard* waiter (one that
+    /// would have been admitted up to the hard cap): `max_in_flight` on a
+    /// primary, 0 on a cloud pool (it has none).
+    hard_cap: AtomicU32,
     /// Requests completed per second (smoothed), for `Retry-After`.
     drain_rps: AtomicU32,
     /// The pool's sliding p50 latency, in milliseconds: what a waiter
@@ -124,6 +128,7 @@ impl PoolGate {
             pin_lag_ms: AtomicU64::new(u64::MAX),
             spill_cap: AtomicU32::new(u32::MAX),
             grant_cap: AtomicU32::new(spill.max_in_flight),
+            hard_cap: AtomicU32::new(spill.max_in_flight),
             drain_rps: AtomicU32::new(0),
             service_ms: AtomicU32::new(0),
             shed: AtomicU64::new(0),
@@ -223,49 +228,80 @@ impl PoolGate {
     }
 
     /// Ends a request counted by `signals.begin()` without a guard. Under
-    /// the grant cap its slot goes straight to the first waiter instead.
+    /// the grant cap its slot goes straight to the first waiter instead;
+    /// over it but under the hard cap, to the first hard waiter.
     pub(crate) fn leave(&self) {
-        if self.waiters.len() > 0 && self.signals.in_flight() <= self.grant_cap.load(Relaxed) && self.waiters.grant() {
-            return;
+        if self.waiters.len() > 0 {
+            let in_flight = self.signals.in_flight();
+            if in_flight <= self.grant_cap.load(Relaxed) && self.waiters.grant(false) {
+                return;
+            }
+            let hard = self.waiters.hard_len() > 0 && in_flight <= self.hard_cap.load(Relaxed);
+            if hard && self.waiters.grant(true) {
+                return;
+            }
         }
         self.signals.end();
     }
 
-    /// Hands the slots free under the grant cap to waiters (after the cap
-    /// grew; a release that raced a newcomer).
+    /// Hands the slots free under the grant cap (or, to hard waiters, the
+    /// hard cap) to waiters: after a cap grew, a release that raced a newcomer.
     fn dispatch(&self) {
-        while self.waiters.len() > 0 && self.signals.in_flight() < self.grant_cap.load(Relaxed) {
+        while self.waiters.len() > 0 {
+            let in_flight = self.signals.in_flight();
+            let hard_only = if in_flight < self.grant_cap.load(Relaxed) {
+                false
+            } else if self.waiters.hard_len() > 0 && in_flight < self.hard_cap.load(Relaxed) {
+                true
+            } else {
+                break;
+            };
             self.signals.take_slot();
-            if !self.waiters.grant() {
+            if !self.waiters.grant(hard_only) {
                 self.signals.end();
                 break;
             }
         }
     }
 
+    /// Whether requests ranking at least `rank` wait for this pool: (any,
+    /// one a slot up to the hard cap would serve). A newcomer that would
+    /// take a slot such a waiter may have queues behind it instead.
+    #[inline]
+    pub(crate) fn queued_ahead_of(&self, rank: u8) -> (bool, bool) {
+        self.waiters.ahead_of(rank)
+    }
+
     /// Waits up to `spill.queue_timeout` for a slot of `primary` or, when
     /// given, of `cloud`, ranked by `rank` (`burst::shed`), at most
-    /// `spill.max_queue` waiting for `primary`. On success the request is
-    /// counted in-flight where it was granted (`true`: in the cloud).
+    /// `spill.max_queue` waiting for `primary`; `hard`: a primary slot up
+    /// to the hard cap serves it (`burst::waits_to_hard_cap`). On success
+    /// the request is counted in-flight where it was granted (`true`: in
+    /// the cloud).
     pub(crate) async fn wait(
         primary: &Arc<PoolGate>,
         cloud: Option<&Arc<PoolGate>>,
         rank: u8,
+        hard: bool,
         spill: &SpillConfig,
     ) -> Result<(InFlight, bool), ShedReason> {
+        // A write or a pinned reader (rank's low bit) waits out the whole
+        // queue_timeout: late is better than refused for them.
+        let wait = if rank & 1 == 1 { spill.queue_timeout } else { max_wait(primary, cloud, spill) };
+        // No time to wait: shed now, without taking anyone's place.
+        if wait.is_zero() {
+            return Err(ShedReason::QueueTimeout);
+        }
         // The wait is a guard: a request cancelled while it waits (an
         // HTTP/2 reset, a closed connection) leaves the queues, and a slot
         // granted to it just then goes on to the next waiter.
-        let mut waiting = Waiting::join(&**primary, cloud.map(|c| &**c), rank, spill.max_queue)?;
+        let mut waiting = Waiting::join(&**primary, cloud.map(|c| &**c), rank, spill.max_queue, hard)?;
         // A slot freed between this request's decision and its joining
         // found nobody to hand it to: it goes to the queue now.
         primary.dispatch();
         if let Some(c) = cloud {
             c.dispatch();
         }
-        // A write or a pinned reader (rank's low bit) waits out the whole
-        // queue_timeout: late is better than refused for them.
-        let wait = if rank & 1 == 1 { spill.queue_timeout } else { max_wait(primary, cloud, spill) };
         let deadline = tokio::time::Instant::now() + wait;
         let side = waiting.granted(deadline).await?;
         // The pool's latency counts from here: the wait is not the origin's.
@@ -309,6 +345,7 @@ impl PoolGate {
         self.limit.store(limit, Relaxed);
         self.spilling.store(phase == SpillPhase::Spilling, Relaxed);
         self.grant_cap.store(limit.min(spill.max_in_flight), Relaxed);
+        self.hard_cap.store(spill.max_in_flight, Relaxed);
         self.after_tick(&mut st, window);
         let outage = st.outage.observe(reachable, now, spill.disaster_after);
         let mode = match (outage, phase) {
@@ -343,6 +380,7 @@ impl PoolGate {
         let cap = own.min(warm);
         self.spill_cap.store(cap, Relaxed);
         self.grant_cap.store(cap, Relaxed);
+        self.hard_cap.store(0, Relaxed);
         self.limit.store(cap, Relaxed);
         self.after_tick(&mut st, window);
         drop(st);
@@ -366,7 +404,10 @@ impl PoolGate {
             // About a second's memory at the default 100 ms tick.
             let w = (secs / 1.0).min(1.0);
             st.shed_rps += (rate - st.shed_rps) * w;
-            st.drain_rps += (window.completion_rps - st.drain_rps) * w;
+            // Until something completed, the first window's rate is the
+            // estimate (a cold start's Retry-After is not the 60 s maximum).
+            let w_drain = if st.drain_rps <= 0.0 { 1.0 } else { w };
+            st.drain_rps += (window.completion_rps - st.drain_rps) * w_drain;
             self.drain_rps.store(st.drain_rps.round().clamp(0.0, f64::from(u32::MAX)) as u32, Relaxed);
         }
         self.service_ms.store(u32::try_from(window.p50_sliding.as_millis()).unwrap_or(u32::MAX), Relaxed);
@@ -675,12 +716,12 @@ mod tests {
         let spill = spill(2);
         let gate = full_gate(&spill);
         for _ in 0..10 {
-            let wait = PoolGate::wait(&gate, None, 2, &spill);
+            let wait = PoolGate::wait(&gate, None, 2, false, &spill);
             // Dropped at its await, as an HTTP/2 reset drops the request's future.
             assert!(tokio::time::timeout(Duration::from_millis(10), wait).await.is_err());
             assert_eq!(gate.queued(), 0, "a cancelled waiter leaked its queue place");
         }
-        let refused = PoolGate::wait(&gate, None, 2, &spill);
+        let refused = PoolGate::wait(&gate, None, 2, false, &spill);
         assert_eq!(refused.await.err(), Some(ShedReason::QueueTimeout), "times out after queue_timeout");
         assert_eq!(gate.queued(), 0);
         assert_eq!(gate.signals.in_flight(), 1, "only the slot the test holds");
@@ -692,11 +733,11 @@ mod tests {
         let gate = full_gate(&spill);
         let first = tokio::spawn({
             let (gate, spill) = (gate.clone(), spill.clone());
-            async move { PoolGate::wait(&gate, None, 2, &spill).await.is_ok() }
+            async move { PoolGate::wait(&gate, None, 2, false, &spill).await.is_ok() }
         });
         tokio::task::yield_now().await;
         assert_eq!(gate.queued(), 1);
-        let refused = PoolGate::wait(&gate, None, 2, &spill).await;
+        let refused = PoolGate::wait(&gate, None, 2, false, &spill).await;
         assert_eq!(refused.err(), Some(ShedReason::QueueFull), "over max_queue: refused at once");
         assert_eq!(gate.queued(), 1, "a refused request gives its place back");
         gate.leave();
@@ -711,7 +752,7 @@ mod tests {
         let gate = full_gate(&spill);
         let waiter = tokio::spawn({
             let (gate, spill) = (gate.clone(), spill.clone());
-            async move { PoolGate::wait(&gate, None, 2, &spill).await }
+            async move { PoolGate::wait(&gate, None, 2, false, &spill).await }
         });
         tokio::task::yield_now().await;
         gate.leave();
@@ -730,7 +771,7 @@ mod tests {
         cloud.grant_cap.store(1, Relaxed);
         let waiter = tokio::spawn({
             let (p, c, spill) = (primary.clone(), cloud.clone(), spill.clone());
-            async move { PoolGate::wait(&p, Some(&c), 2, &spill).await }
+            async move { PoolGate::wait(&p, Some(&c), 2, false, &spill).await }
         });
         tokio::task::yield_now().await;
         assert_eq!((primary.queued(), cloud.queued()), (1, 1));
@@ -752,7 +793,7 @@ mod tests {
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let (gate, spill) = (gate.clone(), spill.clone());
-                tokio::spawn(async move { PoolGate::wait(&gate, None, 2, &spill).await.map(|(g, _)| g) })
+                tokio::spawn(async move { PoolGate::wait(&gate, None, 2, false, &spill).await.map(|(g, _)| g) })
             })
             .collect();
         tokio::task::yield_now().await;
@@ -778,17 +819,52 @@ mod tests {
         // The pool's typical latency is 200 ms of the 250 ms SLO.
         gate.service_ms.store(200, Relaxed);
         let t0 = tokio::time::Instant::now();
-        assert_eq!(PoolGate::wait(&gate, None, 2, &spill).await.err(), Some(ShedReason::QueueTimeout));
+        assert_eq!(PoolGate::wait(&gate, None, 2, false, &spill).await.err(), Some(ShedReason::QueueTimeout));
         assert_eq!(t0.elapsed(), Duration::from_millis(50), "a read served later would miss the SLO");
         let t1 = tokio::time::Instant::now();
-        assert_eq!(PoolGate::wait(&gate, None, 3, &spill).await.err(), Some(ShedReason::QueueTimeout));
+        assert_eq!(PoolGate::wait(&gate, None, 3, false, &spill).await.err(), Some(ShedReason::QueueTimeout));
         assert_eq!(t1.elapsed(), spill.queue_timeout, "a write waits the whole queue_timeout");
         // A pool slower than the SLO: a read is shed at once.
         gate.service_ms.store(400, Relaxed);
         let t2 = tokio::time::Instant::now();
-        assert_eq!(PoolGate::wait(&gate, None, 2, &spill).await.err(), Some(ShedReason::QueueTimeout));
+        assert_eq!(PoolGate::wait(&gate, None, 2, false, &spill).await.err(), Some(ShedReason::QueueTimeout));
         assert_eq!(t2.elapsed(), Duration::ZERO);
         assert_eq!((gate.queued(), gate.signals.in_flight()), (0, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_freed_over_the_limit_goes_to_a_hard_waiter_and_a_read_without_time_takes_no_place() {
+        let spill = spill(1);
+        // Limit 1, hard cap max_in_flight: three in flight.
+        let gate = full_gate(&spill);
+        gate.signals.begin();
+        gate.signals.begin();
+        let read = tokio::spawn({
+            let (gate, spill) = (gate.clone(), spill.clone());
+            async move { PoolGate::wait(&gate, None, 2, false, &spill).await.map(|(g, _)| g) }
+        });
+        tokio::task::yield_now().await;
+        // A pool slower than the SLO leaves a read no time: it is shed at
+        // once and evicts nobody, though it ranks higher than the waiter.
+        gate.service_ms.store(10_000, Relaxed);
+        assert_eq!(PoolGate::wait(&gate, None, 6, false, &spill).await.err(), Some(ShedReason::QueueTimeout));
+        assert_eq!(gate.queued(), 1, "the waiting read kept its place");
+        gate.service_ms.store(0, Relaxed);
+        // A write over the hard cap evicts the read (full queue of one) and waits as a hard waiter.
+        let write = tokio::spawn({
+            let (gate, spill) = (gate.clone(), spill.clone());
+            async move { PoolGate::wait(&gate, None, 3, true, &spill).await.map(|(g, _)| g) }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(read.await.unwrap().err(), Some(ShedReason::Evicted));
+        // 3 in flight, limit 1: a slot freed at 3 → 2 is over the limit but under the hard cap.
+        gate.leave();
+        let guard = write.await.unwrap().expect("the hard waiter got the slot freed over the limit");
+        assert_eq!((gate.signals.in_flight(), gate.queued()), (3, 0), "handed over, not freed");
+        drop(guard);
+        gate.leave();
+        gate.leave();
+        assert_eq!(gate.signals.in_flight(), 0);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! is handed on by [`Waiting`]'s drop: nothing leaks on any path.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -55,12 +55,34 @@ impl Waiter {
     }
 }
 
+/// The waiters of one pool's slots, and which of them may be granted up to
+/// the pool's hard cap (`max_in_flight`) rather than only under its limit.
+#[derive(Default)]
+struct Maps {
+    all: BTreeMap<Key, (Arc<Waiter>, u8)>,
+    /// Keys of `all` whose request would have been admitted up to the hard
+    /// cap had nobody been waiting (a write, a pinned or calm-phase
+    /// request): a slot freed above the limit but under the cap is theirs.
+    hard: BTreeSet<Key>,
+}
+
+impl Maps {
+    fn remove(&mut self, key: &Key) -> Option<(Arc<Waiter>, u8)> {
+        self.hard.remove(key);
+        self.all.remove(key)
+    }
+}
+
 /// The waiters of one pool's slots.
 #[derive(Default)]
 pub(crate) struct Waiters {
-    map: Mutex<BTreeMap<Key, (Arc<Waiter>, u8)>>,
-    /// `map.len()`, for the request path to read without the lock.
+    maps: Mutex<Maps>,
+    /// `all.len()` and `hard.len()`, for the request path to read without the lock.
     len: AtomicU32,
+    hard_len: AtomicU32,
+    /// The first waiter's rank + 1 (0: nobody), of all and of the hard ones.
+    top: AtomicU8,
+    hard_top: AtomicU8,
     next: AtomicU64,
 }
 
@@ -71,46 +93,77 @@ impl Waiters {
         self.len.load(Relaxed)
     }
 
-    /// Adds `waiter` to be granted as `side`. With `max` waiters already
-    /// there, the lowest-ranked newest one ranking below `waiter` is
-    /// evicted to make room; if none does, the queue is full.
-    fn push(&self, waiter: &Arc<Waiter>, side: u8, max: u32) -> Result<Key, ShedReason> {
-        let mut map = lock(&self.map);
-        while map.len() >= max as usize {
-            let Some(entry) = map.last_entry() else { break };
-            if entry.get().0.rank >= waiter.rank {
+    /// How many of them may take a slot up to the hard cap.
+    #[inline]
+    pub(crate) fn hard_len(&self) -> u32 {
+        self.hard_len.load(Relaxed)
+    }
+
+    /// Whether a waiter ranking at least `rank` waits: (any, a hard one).
+    #[inline]
+    pub(crate) fn ahead_of(&self, rank: u8) -> (bool, bool) {
+        (self.top.load(Relaxed) > rank, self.hard_top.load(Relaxed) > rank)
+    }
+
+    fn publish(&self, maps: &Maps) {
+        self.len.store(maps.all.len() as u32, Relaxed);
+        self.hard_len.store(maps.hard.len() as u32, Relaxed);
+        let top = |key: Option<&Key>| key.map_or(0, |k| k.0 .0.saturating_add(1));
+        self.top.store(top(maps.all.first_key_value().map(|(k, _)| k)), Relaxed);
+        self.hard_top.store(top(maps.hard.first()), Relaxed);
+    }
+
+    /// Adds `waiter` to be granted as `side` (`hard`: up to the hard cap).
+    /// With `max` waiters already there, the lowest-ranked newest one
+    /// ranking below `waiter` is evicted to make room; if none does (or
+    /// `max` is 0: no queue), the queue is full.
+    fn push(&self, waiter: &Arc<Waiter>, side: u8, max: u32, hard: bool) -> Result<Key, ShedReason> {
+        if max == 0 {
+            return Err(ShedReason::QueueFull);
+        }
+        let mut maps = lock(&self.maps);
+        while maps.all.len() >= max as usize {
+            let Some((&key, (lowest, _))) = maps.all.last_key_value() else { break };
+            if lowest.rank >= waiter.rank {
                 return Err(ShedReason::QueueFull);
             }
-            let (lowest, _) = entry.remove();
-            if lowest.settle(EVICTED) {
-                lowest.wake.notify_one();
+            if let Some((lowest, _)) = maps.remove(&key) {
+                if lowest.settle(EVICTED) {
+                    lowest.wake.notify_one();
+                }
             }
         }
         let key = (Reverse(waiter.rank), self.next.fetch_add(1, Relaxed));
-        map.insert(key, (waiter.clone(), side));
-        self.len.store(map.len() as u32, Relaxed);
+        maps.all.insert(key, (waiter.clone(), side));
+        if hard {
+            maps.hard.insert(key);
+        }
+        self.publish(&maps);
         Ok(key)
     }
 
     fn remove(&self, key: &Key) {
-        let mut map = lock(&self.map);
-        if map.remove(key).is_some() {
-            self.len.store(map.len() as u32, Relaxed);
+        let mut maps = lock(&self.maps);
+        if maps.remove(key).is_some() {
+            self.publish(&maps);
         }
     }
 
-    /// Hands one slot to the first waiter still waiting; false if none is.
-    pub(crate) fn grant(&self) -> bool {
-        let mut map = lock(&self.map);
+    /// Hands one slot to the first waiter still waiting (`hard_only`: the
+    /// first of those that may go up to the hard cap); false if none is.
+    pub(crate) fn grant(&self, hard_only: bool) -> bool {
+        let mut maps = lock(&self.maps);
         let mut granted = false;
-        while let Some((_, (waiter, side))) = map.pop_first() {
+        loop {
+            let key = if hard_only { maps.hard.first().copied() } else { maps.all.first_key_value().map(|(k, _)| *k) };
+            let Some((waiter, side)) = key.and_then(|k| maps.remove(&k)) else { break };
             if waiter.settle(side) {
                 waiter.wake.notify_one();
                 granted = true;
                 break;
             }
         }
-        self.len.store(map.len() as u32, Relaxed);
+        self.publish(&maps);
         granted
     }
 }
@@ -132,14 +185,21 @@ pub(crate) struct Waiting<'a, G: SlotSource> {
 }
 
 impl<'a, G: SlotSource> Waiting<'a, G> {
-    /// Joins `primary`'s queue (bounded by `max`) and, if given, `cloud`'s.
-    pub(crate) fn join(primary: &'a G, cloud: Option<&'a G>, rank: u8, max: u32) -> Result<Self, ShedReason> {
+    /// Joins `primary`'s queue (bounded by `max`; `hard`: the request may
+    /// take a primary slot up to the hard cap) and, if given, `cloud`'s.
+    pub(crate) fn join(
+        primary: &'a G,
+        cloud: Option<&'a G>,
+        rank: u8,
+        max: u32,
+        hard: bool,
+    ) -> Result<Self, ShedReason> {
         let waiter = Waiter::new(rank);
-        let key = primary.waiters().push(&waiter, PRIMARY, max)?;
+        let key = primary.waiters().push(&waiter, PRIMARY, max, hard)?;
         let mut waiting = Waiting { waiter, primary: (primary, key), cloud: None };
         if let Some(c) = cloud {
             // The cloud's map is bounded by its primaries' ones: no eviction there.
-            if let Ok(k) = c.waiters().push(&waiting.waiter, CLOUD, u32::MAX) {
+            if let Ok(k) = c.waiters().push(&waiting.waiter, CLOUD, u32::MAX, false) {
                 waiting.cloud = Some((c, k));
             }
         }
@@ -206,7 +266,7 @@ mod tests {
             &self.waiters
         }
         fn release(&self) {
-            if !self.waiters.grant() {
+            if !self.waiters.grant(false) {
                 self.released.fetch_add(1, Relaxed);
             }
         }
@@ -219,50 +279,50 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn slots_go_to_the_highest_rank_then_the_oldest() {
         let pool = Slots::default();
-        let mut low = Waiting::join(&pool, None, 0, 10).unwrap();
-        let mut high_old = Waiting::join(&pool, None, 4, 10).unwrap();
-        let mut high_new = Waiting::join(&pool, None, 4, 10).unwrap();
+        let mut low = Waiting::join(&pool, None, 0, 10, false).unwrap();
+        let mut high_old = Waiting::join(&pool, None, 4, 10, false).unwrap();
+        let mut high_new = Waiting::join(&pool, None, 4, 10, false).unwrap();
         assert_eq!(pool.waiters.len(), 3);
-        assert!(pool.waiters.grant());
+        assert!(pool.waiters.grant(false));
         assert_eq!(high_old.granted(deadline()).await, Ok(PRIMARY));
-        assert!(pool.waiters.grant());
+        assert!(pool.waiters.grant(false));
         assert_eq!(high_new.granted(deadline()).await, Ok(PRIMARY));
-        assert!(pool.waiters.grant());
+        assert!(pool.waiters.grant(false));
         assert_eq!(low.granted(deadline()).await, Ok(PRIMARY));
-        assert!(!pool.waiters.grant(), "nobody left");
+        assert!(!pool.waiters.grant(false), "nobody left");
         assert_eq!(pool.waiters.len(), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_full_queue_evicts_only_a_lower_rank() {
         let pool = Slots::default();
-        let mut low = Waiting::join(&pool, None, 0, 2).unwrap();
-        let _normal = Waiting::join(&pool, None, 2, 2).unwrap();
-        assert_eq!(Waiting::join(&pool, None, 0, 2).err(), Some(ShedReason::QueueFull), "same rank: refused");
-        let _high = Waiting::join(&pool, None, 4, 2).unwrap();
+        let mut low = Waiting::join(&pool, None, 0, 2, false).unwrap();
+        let _normal = Waiting::join(&pool, None, 2, 2, false).unwrap();
+        assert_eq!(Waiting::join(&pool, None, 0, 2, false).err(), Some(ShedReason::QueueFull), "same rank: refused");
+        let _high = Waiting::join(&pool, None, 4, 2, false).unwrap();
         assert_eq!(low.granted(deadline()).await, Err(ShedReason::Evicted));
         assert_eq!(pool.waiters.len(), 2);
-        assert_eq!(Waiting::join(&pool, None, 2, 2).err(), Some(ShedReason::QueueFull));
+        assert_eq!(Waiting::join(&pool, None, 2, 2, false).err(), Some(ShedReason::QueueFull));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_waiter_times_out_and_leaves_both_queues() {
         let (primary, cloud) = (Slots::default(), Slots::default());
-        let mut w = Waiting::join(&primary, Some(&cloud), 2, 10).unwrap();
+        let mut w = Waiting::join(&primary, Some(&cloud), 2, 10, false).unwrap();
         assert_eq!((primary.waiters.len(), cloud.waiters.len()), (1, 1));
         let t = tokio::time::Instant::now() + Duration::from_millis(250);
         assert_eq!(w.granted(t).await, Err(ShedReason::QueueTimeout));
         drop(w);
         assert_eq!((primary.waiters.len(), cloud.waiters.len()), (0, 0));
-        assert!(!cloud.waiters.grant());
+        assert!(!cloud.waiters.grant(false));
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_first_slot_of_either_pool_serves_and_the_other_is_not_taken() {
         let (primary, cloud) = (Slots::default(), Slots::default());
-        let mut w = Waiting::join(&primary, Some(&cloud), 2, 10).unwrap();
-        assert!(cloud.waiters.grant());
-        assert!(!primary.waiters.grant(), "already served by the cloud: the primary's slot stays free");
+        let mut w = Waiting::join(&primary, Some(&cloud), 2, 10, false).unwrap();
+        assert!(cloud.waiters.grant(false));
+        assert!(!primary.waiters.grant(false), "already served by the cloud: the primary's slot stays free");
         assert_eq!(w.granted(deadline()).await, Ok(CLOUD));
         drop(w);
         assert_eq!(
@@ -275,15 +335,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_grant_to_a_cancelled_request_is_handed_on() {
         let pool = Slots::default();
-        let first = Waiting::join(&pool, None, 2, 10).unwrap();
-        let mut second = Waiting::join(&pool, None, 2, 10).unwrap();
-        assert!(pool.waiters.grant());
+        let first = Waiting::join(&pool, None, 2, 10, false).unwrap();
+        let mut second = Waiting::join(&pool, None, 2, 10, false).unwrap();
+        assert!(pool.waiters.grant(false));
         // Dropped before it polled again, as an HTTP/2 reset drops the request's future.
         drop(first);
         assert_eq!(second.granted(deadline()).await, Ok(PRIMARY), "the slot went on to the next");
         drop(second);
-        let third = Waiting::join(&pool, None, 2, 10).unwrap();
-        assert!(pool.waiters.grant());
+        let third = Waiting::join(&pool, None, 2, 10, false).unwrap();
+        assert!(pool.waiters.grant(false));
         drop(third);
         assert_eq!(pool.released.load(Relaxed), 1, "nobody waits: the slot is released");
         assert_eq!(pool.waiters.len(), 0);
@@ -293,12 +353,32 @@ mod tests {
     async fn a_cancelled_waiter_is_never_granted() {
         let pool = Slots::default();
         for _ in 0..100 {
-            let mut w = Waiting::join(&pool, None, 2, 10).unwrap();
+            let mut w = Waiting::join(&pool, None, 2, 10, false).unwrap();
             let t = tokio::time::Instant::now() + Duration::from_millis(10);
             assert!(tokio::time::timeout_at(t, w.granted(deadline())).await.is_err());
             drop(w);
         }
         assert_eq!(pool.waiters.len(), 0);
-        assert!(!pool.waiters.grant());
+        assert!(!pool.waiters.grant(false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_above_the_limit_goes_only_to_a_hard_waiter_and_no_queue_is_no_queue() {
+        let pool = Slots::default();
+        let mut read = Waiting::join(&pool, None, 4, 10, false).unwrap();
+        let mut write = Waiting::join(&pool, None, 3, 10, true).unwrap();
+        assert_eq!((pool.waiters.len(), pool.waiters.hard_len()), (2, 1));
+        assert!(pool.waiters.grant(true), "a slot under the hard cap: the write's, though the read ranks higher");
+        assert_eq!(write.granted(deadline()).await, Ok(PRIMARY));
+        assert!(!pool.waiters.grant(true), "no hard waiter left");
+        assert!(pool.waiters.grant(false));
+        assert_eq!(read.granted(deadline()).await, Ok(PRIMARY));
+        assert_eq!((pool.waiters.len(), pool.waiters.hard_len()), (0, 0));
+        assert_eq!(Waiting::join(&pool, None, 7, 0, true).err(), Some(ShedReason::QueueFull), "max_queue = 0");
+        // An evicted hard waiter leaves the hard set too.
+        let mut low = Waiting::join(&pool, None, 1, 1, true).unwrap();
+        let _high = Waiting::join(&pool, None, 5, 1, false).unwrap();
+        assert_eq!(low.granted(deadline()).await, Err(ShedReason::Evicted));
+        assert_eq!((pool.waiters.len(), pool.waiters.hard_len()), (1, 0));
     }
 }

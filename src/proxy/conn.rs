@@ -65,6 +65,10 @@ pub(crate) struct ConnInfo {
     pub(crate) send_timeout: Duration,
     /// The listener's `readiness_path` (shared, not copied).
     pub(crate) readiness_path: Option<Arc<str>>,
+    /// The client's TCP socket (-1: none), peeked at while one of its
+    /// requests waits in a queue ([`ConnInfo::client_gone`]). Valid for as
+    /// long as a request of the connection runs: the connection owns it.
+    fd: std::os::fd::RawFd,
     hold: Hold,
 }
 
@@ -102,6 +106,7 @@ impl ConnInfo {
         tls: bool,
         listener: &ListenerConfig,
         tunnels: Arc<tokio::sync::Semaphore>,
+        fd: std::os::fd::RawFd,
     ) -> Self {
         let hold = Hold::new(plane, permit);
         let forwarded_for = headers::forwarded_for_value(remote.ip());
@@ -125,7 +130,36 @@ impl ConnInfo {
             tunnel_idle_timeout: listener.tunnel_idle_timeout,
             send_timeout: listener.client_send_timeout,
             readiness_path: listener.readiness_path.clone(),
+            fd,
             hold,
+        }
+    }
+
+    /// Resolves once the client of this HTTP/1.x connection has closed or
+    /// reset it (a look every [`GONE_EVERY`]); never for HTTP/2, whose
+    /// resets and closes cancel the request themselves. The listener runs
+    /// HTTP/1 with half-close on (no read probe per request), so hyper
+    /// learns of a client gone mid-request only when it writes; a request
+    /// waiting in a queue asks here instead, as nginx does on a client
+    /// abort: a FIN or a reset while waiting means nobody takes the answer.
+    pub(crate) async fn client_gone(&self) {
+        if self.fd < 0 {
+            return std::future::pending().await;
+        }
+        let mut every = tokio::time::interval(GONE_EVERY);
+        loop {
+            every.tick().await;
+            if self.h2.load(Relaxed) {
+                return std::future::pending().await;
+            }
+            let mut byte = [0u8; 1];
+            let flags = nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+            match nix::sys::socket::recv(self.fd, &mut byte, flags) {
+                // Closed (FIN), or gone (a reset, any other error).
+                Ok(0) => return,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) | Ok(_) => {}
+                Err(_) => return,
+            }
         }
     }
 
@@ -187,6 +221,9 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
         v4 => v4,
     }
 }
+
+/// How often a queued request looks whether its HTTP/1 client is still there.
+const GONE_EVERY: Duration = Duration::from_millis(50);
 
 /// One request on a connection, from hyper's call to the end of its
 /// response body. Dropped without [`ActiveRequest::finish`]: cancelled.

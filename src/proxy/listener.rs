@@ -251,7 +251,8 @@ async fn connection(
     };
     // The connection's permit and count live as long as its ConnInfo: an
     // upgraded tunnel keeps them.
-    let info = Arc::new(ConnInfo::new(plane.clone(), Some(permit), remote, acceptor.is_some(), &config, tunnels));
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+    let info = Arc::new(ConnInfo::new(plane.clone(), Some(permit), remote, acceptor.is_some(), &config, tunnels, fd));
     let bytes = counters.bytes.clone();
     match acceptor {
         None => serve_io(plane, info, &config, grace, tcp, bytes).await,

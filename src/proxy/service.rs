@@ -14,8 +14,8 @@ use hyper::body::Incoming;
 
 use super::DataPlane;
 use crate::burst::{
-    address_key, client_key, decide, rank, retry_after, DrState, GateInputs, Outcome, Pinned, QueueReason,
-    SpillDecision, StayReason, WritePins,
+    address_key, client_key, decide, retry_after, wait_rank, DrState, GateInputs, Outcome, Pinned, QueueReason,
+    ShedReason, SpillDecision, StayReason, WritePins,
 };
 use crate::gate::{InFlight, PoolGate};
 use crate::proxy::body::Body;
@@ -231,8 +231,23 @@ async fn gate<'r>(
             gate.leave();
             // Only a cloud that is merely full may serve the waiter too.
             let cloud = route.overflow.as_ref().filter(|_| reason == QueueReason::CloudFull);
-            let rank = rank(route.config.priority, write || was_pinned);
-            match PoolGate::wait(gate, cloud.map(|(_, g)| g), rank, spill).await {
+            let method = req.method();
+            let rank = wait_rank(route.config.priority, is_write(method), is_known(method), was_pinned);
+            let hard = reason.waits_to_hard_cap();
+            let waited = tokio::select! {
+                waited = PoolGate::wait(gate, cloud.map(|(_, g)| g), rank, hard, spill) => waited,
+                // Dropping the wait gives its place (or a slot granted just then) back.
+                () = conn.client_gone() => Err(ShedReason::ClientGone),
+            };
+            match waited {
+                // DR moved while it waited: an on-prem slot is no longer
+                // where this request belongs (a write there would reach the
+                // demoted database). The slot goes back; the client retries.
+                Ok((guard, false)) if plane.gates.dr.state() != dr => {
+                    drop(guard);
+                    let retry_after = std::time::Duration::from_secs(1);
+                    Err(shed(trace, &route.primary, ProxyError::Overloaded { reason: "dr_changed", retry_after }))
+                }
                 Ok((guard, false)) => Ok((note_pool(trace, &route.primary), guard, Instant::now(), pin, header)),
                 Ok((guard, true)) => {
                     let pool = cloud.map_or(&route.primary, |(p, _)| p);
@@ -313,6 +328,9 @@ fn over_limit(
     let failback = load.dr == DrState::FailbackPending;
     let pinned = (failback || method_may_spill && !path_never_spills) && pinned(!failback);
     // Over its limit or warm-capacity cap the cloud takes no spill (the policy ignores that in DR).
+    // Only waiters this request would not be served before hold it back.
+    let rank = wait_rank(route.config.priority, is_write(req.method()), is_known(req.method()), pinned);
+    let (queue_ahead, hard_queue_ahead) = route.primary_gate.queued_ahead_of(rank);
     let (cloud_healthy, cloud_room, replica_lag_ok) = route
         .overflow
         .as_ref()
@@ -329,7 +347,8 @@ fn over_limit(
         cloud_healthy,
         replica_lag_ok,
         cloud_room,
-        queue_ahead: route.primary_gate.queued() > 0,
+        queue_ahead,
+        hard_queue_ahead,
         primary_healthy: load.primary_healthy,
         dr: load.dr,
         write: load.write,
