@@ -1,6 +1,12 @@
-//! One access-log entry as the data plane captures it: copies of numbers
-//! and reference-counted clones of what the request already holds (`Uri`,
-//! `HeaderValue`, `Arc` names), nothing formatted. The writer formats it.
+//! One access-log entry as the data plane captures it: copies of numbers,
+//! the request's text (host, path, referer, user agent) copied into the
+//! entry itself ([`Texts`]), `Arc`s of the route, pool and endpoint,
+//! nothing formatted. The writer formats it.
+//!
+//! The text is copied, not cloned: a `Uri` or `HeaderValue` clone is a
+//! reference into hyper's read buffer, which kept that buffer alive until
+//! the writer had formatted the line (so hyper allocated a new one for the
+//! next request) and freed it on the writer's thread.
 //!
 //! Request ids: a trusted peer's `X-Request-Id` is kept as it came; ours
 //! are a per-process random prefix and a counter, 32 hex digits written
@@ -11,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderValue, Method, Uri, Version};
+use http::{HeaderValue, Method, Version};
 
 use crate::burst::SpillDecision;
 use crate::upstream::{Endpoint, Pool};
@@ -98,6 +104,57 @@ fn hex(n: u64, out: &mut [u8; 16]) {
     }
 }
 
+/// Bytes kept inline before [`Texts`] moves to the heap (a long URL or
+/// user agent): enough for the host and path of nearly every request, and
+/// for the referer and user agent of most.
+const INLINE: usize = 320;
+
+/// The request text an entry keeps: its host, path (with the query), and
+/// for the combined format its referer and user agent, one after another.
+pub(crate) struct Texts {
+    inline: [u8; INLINE],
+    /// Used instead of `inline` when the texts do not fit.
+    heap: Vec<u8>,
+    /// Where each text ends; `None`: absent.
+    ends: [Option<u32>; 4],
+}
+
+impl Texts {
+    pub(crate) const HOST: usize = 0;
+    pub(crate) const PATH: usize = 1;
+    pub(crate) const REFERER: usize = 2;
+    pub(crate) const USER_AGENT: usize = 3;
+
+    /// Copies `parts` (host, path, referer, user agent).
+    pub(crate) fn new(parts: [Option<&[u8]>; 4]) -> Self {
+        let total: usize = parts.iter().flatten().map(|p| p.len()).sum();
+        let mut t = Texts { inline: [0; INLINE], heap: Vec::new(), ends: [None; 4] };
+        if total > INLINE {
+            t.heap.reserve_exact(total);
+        }
+        let mut at = 0;
+        for (i, part) in parts.iter().enumerate() {
+            let Some(p) = part else { continue };
+            if t.heap.capacity() > 0 {
+                t.heap.extend_from_slice(p);
+            } else {
+                t.inline[at..at + p.len()].copy_from_slice(p);
+            }
+            at += p.len();
+            t.ends[i] = u32::try_from(at).ok();
+        }
+        t
+    }
+
+    /// Text `i` (one of the constants above), if the request had it.
+    pub(crate) fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = self.ends[i]? as usize;
+        let start = self.ends[..i].iter().rev().flatten().next().map_or(0, |&e| e as usize);
+        let buf = if self.heap.capacity() > 0 { &self.heap[..] } else { &self.inline[..] };
+        buf.get(start..end)
+    }
+}
+
 /// What the request's way through the proxy decided (filled as it goes).
 #[derive(Default)]
 pub(crate) struct Trace {
@@ -125,10 +182,8 @@ pub(crate) struct Entry {
     pub(crate) client: SocketAddr,
     pub(crate) method: Method,
     pub(crate) version: Version,
-    pub(crate) uri: Uri,
-    pub(crate) host: Option<HeaderValue>,
-    pub(crate) referer: Option<HeaderValue>,
-    pub(crate) user_agent: Option<HeaderValue>,
+    /// Host, path and query, referer, user agent.
+    pub(crate) texts: Texts,
     pub(crate) include_query: bool,
     pub(crate) status: u16,
     /// The request body's length when framed by one; for a body with no
@@ -146,6 +201,19 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    pub(crate) fn host(&self) -> Option<&[u8]> {
+        self.texts.get(Texts::HOST)
+    }
+
+    /// The path, with the query when the log includes it.
+    pub(crate) fn path(&self) -> &[u8] {
+        let full = self.texts.get(Texts::PATH).unwrap_or(b"/");
+        match self.include_query {
+            true => full,
+            false => full.iter().position(|&b| b == b'?').map_or(full, |q| &full[..q]),
+        }
+    }
+
     /// The decision as logged: `primary`, `cloud`, `queue`, `shed`, or none.
     pub(crate) fn decision(&self) -> Option<(&'static str, &'static str)> {
         let d = self.trace.decision?;
@@ -173,6 +241,22 @@ mod tests {
         assert_eq!(ta[..16], tb[..16], "one prefix per process");
         assert_ne!(ta, tb);
         assert_eq!(a.header_value().as_bytes(), &ta[..]);
+    }
+
+    #[test]
+    fn texts_are_kept_inline_or_on_the_heap_and_absent_ones_stay_absent() {
+        let t = Texts::new([Some(b"www.example"), Some(b"/a?b=c"), None, Some(b"curl/8")]);
+        assert!(t.heap.capacity() == 0, "small texts stay inline");
+        assert_eq!(t.get(Texts::HOST), Some(&b"www.example"[..]));
+        assert_eq!(t.get(Texts::PATH), Some(&b"/a?b=c"[..]));
+        assert_eq!(t.get(Texts::REFERER), None);
+        assert_eq!(t.get(Texts::USER_AGENT), Some(&b"curl/8"[..]));
+        let long = vec![b'x'; 1000];
+        let t = Texts::new([None, Some(&long), Some(b"r"), None]);
+        assert_eq!((t.get(Texts::HOST), t.get(Texts::PATH)), (None, Some(&long[..])));
+        assert_eq!(t.get(Texts::REFERER), Some(&b"r"[..]));
+        let empty = Texts::new([Some(b""), Some(b"/"), None, None]);
+        assert_eq!((empty.get(Texts::HOST), empty.get(Texts::PATH)), (Some(&b""[..]), Some(&b"/"[..])));
     }
 
     #[test]

@@ -15,10 +15,7 @@ fn entry() -> Entry {
         client: "[::ffff:192.0.2.7]:50000".parse().unwrap(),
         method: http::Method::POST,
         version: http::Version::HTTP_11,
-        uri: "/chat/send?room=final".parse().unwrap(),
-        host: Some(HeaderValue::from_static("www.sportchat.test")),
-        referer: None,
-        user_agent: Some(HeaderValue::from_bytes(b"bot \"x\" \xff").unwrap()),
+        texts: Texts::new([Some(b"www.sportchat.test"), Some(b"/chat/send?room=final"), None, Some(b"bot \"x\" \xff")]),
         include_query: true,
         status: 201,
         bytes_in: None,
@@ -59,6 +56,24 @@ fn the_query_is_left_out_unless_asked_for() {
     Formatter::default().line(&e, LogFormat::Json, &mut out);
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["path"], "/chat/send");
+}
+
+#[test]
+fn the_word_at_a_time_check_agrees_with_the_table() {
+    let table = |v: &[u8]| v.iter().all(|&b| PLAIN[usize::from(b)]);
+    for b in 0..=255u8 {
+        for at in 0..9 {
+            let mut v = b"abcdefghijklmnop".to_vec();
+            v[at] = b;
+            assert_eq!(plain(&v), table(&v), "byte {b:#x} at {at}");
+        }
+    }
+    let mut rng = fastrand::Rng::with_seed(14);
+    for _ in 0..20_000 {
+        let n = rng.usize(0..40);
+        let v: Vec<u8> = (0..n).map(|_| if rng.u8(0..8) == 0 { rng.u8(..) } else { rng.u8(0x20..0x7f) }).collect();
+        assert_eq!(plain(&v), table(&v), "{v:?}");
+    }
 }
 
 #[test]

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{HeaderName, HOST, REFERER, USER_AGENT};
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 
 use super::body::Body;
 use super::error::ProxyError;
 use super::ConnInfo;
-use crate::accesslog::entry::IdText;
+use crate::accesslog::entry::{IdText, Texts};
 use crate::accesslog::{Entry, RequestId, Trace};
 use crate::config::{AccessLogConfig, LogFormat};
 use crate::upstream::{Endpoint, Pool};
@@ -45,6 +45,15 @@ impl Capture {
         let h = req.headers();
         let combined = cfg.format == LogFormat::Combined;
         let peer = if conn.trusted { h.get(&X_REQUEST_ID) } else { None };
+        let uri = req.uri();
+        let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+        let header = |name| if combined { h.get(name).map(HeaderValue::as_bytes) } else { None };
+        let texts = Texts::new([
+            h.get(HOST).map(HeaderValue::as_bytes),
+            Some(path.as_bytes()),
+            header(REFERER),
+            header(USER_AGENT),
+        ]);
         let entry = Entry {
             time: SystemTime::now(),
             started,
@@ -52,10 +61,7 @@ impl Capture {
             client: conn.remote,
             method: req.method().clone(),
             version: req.version(),
-            uri: req.uri().clone(),
-            host: h.get(HOST).cloned(),
-            referer: if combined { h.get(REFERER).cloned() } else { None },
-            user_agent: if combined { h.get(USER_AGENT).cloned() } else { None },
+            texts,
             include_query: cfg.include_query,
             status: 0,
             // Exact for a length-framed or empty body; the rest is counted

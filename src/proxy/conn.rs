@@ -309,7 +309,7 @@ impl Drop for ActiveRequest {
             if let Some(seen) = entry.upload.take() {
                 entry.bytes_in = Some(seen.load(Relaxed));
             }
-            self.conn.hold.plane.access_log.submit(entry);
+            self.conn.hold.plane.access_log.submit(*entry);
         }
     }
 }
