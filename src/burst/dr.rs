@@ -206,9 +206,9 @@ impl DrMachine {
     }
 
     /// Takes the state of the site's lease holder (this instance follows):
-    /// one transition when it differs, none otherwise. A follower never
-    /// fences its own writes: the holder's fence covers the time followers
-    /// take to see its change.
+    /// one transition when it differs, none otherwise. A follower fences
+    /// its writes too when the state it takes moves them: another follower
+    /// may see the change up to a heartbeat later.
     pub fn follow(&mut self, state: DrState, now: Instant) -> Option<DrTransition> {
         if state == self.state {
             return None;
@@ -216,7 +216,6 @@ impl DrMachine {
         let failback_since = (state == DrState::FailbackPending).then_some(now);
         let t = self.go(state, DrReason::SiteHolder, now);
         self.failback_since = failback_since;
-        self.writes_moved = None;
         Some(t)
     }
 

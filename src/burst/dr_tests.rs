@@ -276,7 +276,7 @@ fn a_resumed_machine_keeps_its_state_and_waits_the_whole_failback_latch_again() 
 }
 
 #[test]
-fn a_follower_takes_the_holders_state_and_never_fences_itself() {
+fn a_follower_takes_the_holders_state_and_fences_a_move_of_writes() {
     let t0 = Instant::now();
     let mut m = DrMachine::new(t0);
     assert_eq!(m.follow(DrState::Normal, t0), None, "the same state is no transition");
@@ -284,7 +284,8 @@ fn a_follower_takes_the_holders_state_and_never_fences_itself() {
     assert_eq!((t.from, t.to, t.reason), (DrState::Normal, DrState::DrActive, DrReason::SiteHolder));
     assert_eq!(m.since(), t0 + Duration::from_secs(1));
     let fence = Duration::from_secs(10);
-    assert_eq!(m.effective(fence, t0 + Duration::from_secs(1)), DrState::DrActive, "followers do not fence");
+    assert_eq!(m.effective(fence, t0 + Duration::from_secs(1)), DrState::DrPending, "a follower fences a move too");
+    assert_eq!(m.effective(fence, t0 + Duration::from_secs(11)), DrState::DrActive);
     // Every state can be followed from every state, in one transition.
     for from in DrState::ALL {
         for to in DrState::ALL {

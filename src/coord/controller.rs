@@ -212,13 +212,15 @@ impl CoordController {
     ) -> Result<(), AwsError> {
         let t = timing(cfg);
         let (table, site) = (cfg.table.as_str(), cfg.site.as_str());
+        // Stamped before the call: a slow answer is not fresher than its question.
+        let asked = std::time::Instant::now();
         let view = once(self.api.query_site(table, site)).await?;
         let now_ms = wall_ms(cx.wall_time(now));
         self.publish_peers(cx, &view, me, &t, now_ms);
         let holder = policy::holder_dr(me, &view, now_ms).map(|(state, holder)| HolderDr {
             state,
             holder: holder.to_owned(),
-            read_at: std::time::Instant::now(),
+            read_at: asked,
         });
         self.holder_dr.send_replace(holder);
         let heartbeat = self.heartbeat(cfg, me, cx).await;

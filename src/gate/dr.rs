@@ -233,7 +233,9 @@ mod tests {
         let later = t0 + Duration::from_secs(10);
         let t = cell.observe(healthy, policy, fence, Some(DrState::Normal), later).unwrap();
         assert_eq!((t.to, t.reason), (DrState::Normal, DrReason::SiteHolder));
-        assert_eq!(cell.state(), DrState::Normal, "a follower does not fence: the holder did");
+        assert_eq!(cell.state(), DrState::DrPending, "a follower fences the move back too");
+        cell.observe(healthy, policy, fence, Some(DrState::Normal), later + fence);
+        assert_eq!(cell.state(), DrState::Normal);
         assert_eq!(
             cell.observe(lost, policy, fence, Some(DrState::Normal), later),
             None,

@@ -288,8 +288,9 @@ impl PoolGate {
         // A write or a pinned reader (rank's low bit) waits out the whole
         // queue_timeout: late is better than refused for them.
         let wait = if rank & 1 == 1 { spill.queue_timeout } else { max_wait(primary, cloud, spill) };
-        // No time to wait: shed now, without taking anyone's place.
-        if wait.is_zero() {
+        // No time to wait: only a slot free right now serves it, and it
+        // takes nobody's place in a full queue (no eviction).
+        if wait.is_zero() && primary.queued() >= spill.max_queue {
             return Err(ShedReason::QueueTimeout);
         }
         // The wait is a guard: a request cancelled while it waits (an

@@ -254,7 +254,10 @@ async fn gate<'r>(
                     Ok((note_pool(trace, pool), guard, Instant::now(), pin, header))
                 }
                 Err(why) => {
-                    gate.count_shed();
+                    // A client that left is not demand the pools could not serve.
+                    if why != ShedReason::ClientGone {
+                        gate.count_shed();
+                    }
                     route.shed[why as usize].increment(1);
                     let drain = gate.drain_rps() + cloud.map_or(0.0, |(_, g)| g.drain_rps());
                     let retry_after = retry_after(gate.queued(), drain);
