@@ -37,22 +37,33 @@ async fn shed_by(sw: &Spillway, reason: &str) -> f64 {
         .sum()
 }
 
+/// An origin and a Spillway (hard cap `max`, `extra` in `[spill]`) with
+/// `n` slow writes (`ms` each) in flight at the origin: the pool is full.
+async fn full(max: u32, extra: &str, n: usize, ms: u64) -> (Origin, Spillway, Vec<tokio::task::JoinHandle<u16>>) {
+    let origin = Origin::start("onprem").await;
+    let sw = Spillway::start(&config(&origin, max, extra)).await;
+    let held = hold(&sw, n, ms);
+    eventually(Duration::from_secs(5), "the pool full", || async { origin.in_flight() == n }).await;
+    (origin, sw, held)
+}
+
+/// A POST to `path`, sent after `after`: its status (0: no answer).
+fn post(sw: &Spillway, path: &str, after: Duration) -> tokio::task::JoinHandle<u16> {
+    let url = sw.url("web", path);
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        request(Method::POST, &url, vec![], b"x").await.map_or(0, |r| r.status)
+    })
+}
+
 /// Keeps `n` slow POSTs in flight for about `ms`.
 fn hold(sw: &Spillway, n: usize, ms: u64) -> Vec<tokio::task::JoinHandle<u16>> {
-    (0..n)
-        .map(|_| {
-            let url = sw.url("web", &format!("/hold?delay_ms={ms}"));
-            tokio::spawn(async move { request(Method::POST, &url, vec![], b"x").await.map_or(0, |r| r.status) })
-        })
-        .collect()
+    (0..n).map(|_| post(sw, &format!("/hold?delay_ms={ms}"), Duration::ZERO)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_while_queued_is_dropped_from_the_queue_and_never_forwarded() {
-    let origin = Origin::start("onprem").await;
-    let sw = Spillway::start(&config(&origin, 2, "")).await;
-    let held = hold(&sw, 2, 1500);
-    eventually(Duration::from_secs(5), "two writes at the origin", || async { origin.in_flight() == 2 }).await;
+    let (origin, sw, held) = full(2, "", 2, 1500).await;
     // Six writes over the cap queue (a write waits the whole queue_timeout);
     // three clients then close (FIN), three reset (RST).
     let addr = sw.addr("web");
@@ -82,12 +93,9 @@ async fn a_client_that_leaves_while_queued_is_dropped_from_the_queue_and_never_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_write_is_served_before_newer_writes() {
-    let origin = Origin::start("onprem").await;
     // Slow writes breach the 50 ms SLO: the static limit falls under the
     // cap, so a slot freed over the limit must still go to the waiter.
-    let sw = Spillway::start(&config(&origin, 2, "latency_slo = \"50ms\"\n")).await;
-    let held = hold(&sw, 2, 700);
-    eventually(Duration::from_secs(5), "two writes at the origin", || async { origin.in_flight() == 2 }).await;
+    let (_origin, sw, held) = full(2, "latency_slo = \"50ms\"\n", 2, 700).await;
     let url = sw.url("web", "/first?delay_ms=10");
     let waiter = tokio::spawn(async move {
         let t = Instant::now();
@@ -95,15 +103,7 @@ async fn a_queued_write_is_served_before_newer_writes() {
     });
     eventually(Duration::from_secs(5), "the write queued", || async { queued(&sw).await == 1 }).await;
     // Newer writes keep arriving every 20 ms while it waits.
-    let newer: Vec<_> = (0..40)
-        .map(|i| {
-            let url = sw.url("web", "/newer?delay_ms=700");
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(20 * i)).await;
-                request(Method::POST, &url, vec![], b"x").await.map_or(0, |r| r.status)
-            })
-        })
-        .collect();
+    let newer: Vec<_> = (0..40).map(|i| post(&sw, "/newer?delay_ms=700", Duration::from_millis(20 * i))).collect();
     let (status, waited) = waiter.await.unwrap();
     assert_eq!(status, 200, "the queued write was served");
     assert!(waited < Duration::from_millis(1500), "served at the first freed slot, not overtaken: {waited:?}");
@@ -119,12 +119,8 @@ async fn a_queued_write_is_served_before_newer_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_override_header_or_an_unknown_method_buys_no_place_ahead_of_a_write() {
-    let origin = Origin::start("onprem").await;
-    let sw = Spillway::start(&config(&origin, 1, "max_queue = 1\n")).await;
-    let held = hold(&sw, 1, 1200);
-    eventually(Duration::from_secs(5), "one write at the origin", || async { origin.in_flight() == 1 }).await;
-    let url = sw.url("web", "/legit");
-    let legit = tokio::spawn(async move { request(Method::POST, &url, vec![], b"x").await.map_or(0, |r| r.status) });
+    let (_origin, sw, held) = full(1, "max_queue = 1\n", 1, 1200).await;
+    let legit = post(&sw, "/legit", Duration::ZERO);
     eventually(Duration::from_secs(5), "the write queued", || async { queued(&sw).await == 1 }).await;
     // A GET that claims to be a DELETE, and a made-up method: neither may
     // evict the queued write from the full queue (one place).
@@ -150,10 +146,7 @@ async fn an_override_header_or_an_unknown_method_buys_no_place_ahead_of_a_write(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_queue_zero_queues_nobody() {
-    let origin = Origin::start("onprem").await;
-    let sw = Spillway::start(&config(&origin, 1, "max_queue = 0\n")).await;
-    let held = hold(&sw, 1, 800);
-    eventually(Duration::from_secs(5), "one write at the origin", || async { origin.in_flight() == 1 }).await;
+    let (_origin, sw, held) = full(1, "max_queue = 0\n", 1, 800).await;
     let t = Instant::now();
     let r = request(Method::POST, &sw.url("web", "/x"), vec![], b"x").await.unwrap();
     assert_eq!(r.status, 503);
