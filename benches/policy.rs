@@ -46,6 +46,7 @@ fn inputs(in_flight: u32) -> GateInputs {
         hard_queue_ahead: false,
         primary_healthy: true,
         dr: DrState::Normal,
+        writes_held: false,
         write: false,
         method_known: true,
         shed_when_cloud_unavailable: true,

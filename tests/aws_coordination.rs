@@ -610,6 +610,56 @@ async fn the_holder_owns_the_sites_dr_state_and_writes_never_reach_two_databases
     assert_eq!((st["state"].as_str(), st["following"].as_str()), (Some("dr_active"), None), "{st}");
     let (onprem, _) = writes_through_both(&w, [follower, follower], false, Duration::from_secs(1)).await;
     assert_eq!(onprem, 0, "the latch survived the holder: writes stay in the cloud");
+
+    // Every process is gone past the lease (a power cut): a fresh one
+    // acquires the expired lease and continues dr_active from it, never a
+    // fresh `normal` that would send writes back to the demoted database.
+    follower.signal("KILL");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let fresh = Spillway::start_with_env(&dr_config(&w, holder_id), &args, &env(&w, holder_id)).await;
+    eventually(Duration::from_secs(5), "the fresh process holds the lease", || async {
+        role(&fresh).await == "holder"
+    })
+    .await;
+    let st = dr_of(&fresh).await;
+    assert_eq!(
+        (st["state"].as_str(), st["reason"].as_str(), st["source"].as_str()),
+        (Some("dr_active"), Some("site_holder"), Some("holder")),
+        "{st}"
+    );
+    let (onprem, cloud) = writes_through_both(&w, [&fresh, &fresh], false, Duration::from_secs(2)).await;
+    assert_eq!(onprem, 0, "the restarted site keeps its writes in the cloud");
+    assert!(cloud > 0, "after the fence");
+
+    // DynamoDB unreachable: nobody may hold the lease, so the instance keeps
+    // dr_active and refuses writes (the holder could be moving them); reads
+    // are served. When DynamoDB answers again, writes flow where they were.
+    w.proxy.set_throttling_dynamodb(true);
+    eventually(Duration::from_secs(5), "writes held without a lease read", || async {
+        dr_of(&fresh).await["writes_held"] == "no_lease_read"
+    })
+    .await;
+    let st = dr_of(&fresh).await;
+    assert_eq!(
+        (st["state"].as_str(), st["source"].as_str(), st["writes"].as_str()),
+        (Some("dr_active"), Some("stale"), Some("refused")),
+        "{st}"
+    );
+    let (onprem0, cloud0) = (w.onprem.writes(), w.cloud.writes());
+    let write = support::request(Method::POST, &fresh.url("web", "/save"), vec![], b"x").await.expect("answered");
+    assert_eq!(write.status, 503, "{}", write.text());
+    assert_eq!((w.onprem.writes(), w.cloud.writes()), (onprem0, cloud0), "no write reached either database");
+    let read = support::get(&fresh.url("web", "/")).await.expect("answered");
+    assert_eq!(read.status, 200, "reads go on");
+    let refused = dr_call(&fresh, "failback").await;
+    assert_eq!((refused.status, refused.json()["reason"].as_str()), (409, Some("not_holder")), "{}", refused.text());
+    w.proxy.set_throttling_dynamodb(false);
+    eventually(Duration::from_secs(6), "holder again, writes flowing", || async {
+        role(&fresh).await == "holder" && dr_of(&fresh).await["writes"] == "cloud"
+    })
+    .await;
+    let (onprem, cloud) = writes_through_both(&w, [&fresh, &fresh], false, Duration::from_secs(1)).await;
+    assert_eq!((onprem, cloud > 0), (0, true));
 }
 
 /// dc1's instance with a static on-prem limit of 2 in front of a 100 ms

@@ -75,6 +75,7 @@ fn calm() -> ControlSignals {
         dr_capacity: false,
         cloud_healthy: true,
         dr_state: Default::default(),
+        dr_synced: None,
     }
 }
 

@@ -87,6 +87,7 @@ async fn a_ramp_raises_desired_capacity_before_spill_begins() {
             dr_capacity: false,
             cloud_healthy: true,
             dr_state: Default::default(),
+            dr_synced: None,
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -200,6 +201,7 @@ async fn shed_demand_raises_desired_capacity() {
         dr_capacity: false,
         cloud_healthy: true,
         dr_state: Default::default(),
+        dr_synced: None,
     };
     run.signals.send_replace(signals(0.0));
     // 300 × 1.2 headroom / 100 per instance: 4.

@@ -338,6 +338,8 @@ async fn spillway_upgrade_reports_the_successor() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // The predecessor prints its line after the successor answered the CLI: it may come a moment later.
+    eventually(Duration::from_secs(10), "the handover line", || async { !sw.handed_over().is_empty() }).await;
     let successor: u32 = sw.handed_over()[0];
     assert!(stdout.contains(&format!("pid {successor} took over")), "{stdout}");
     assert_eq!(sw.wait_pid(old, Duration::from_secs(30)).await, Some(0));

@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::burst::DrSource;
 use crate::config::CoordinationConfig;
 use crate::control::runner::{LoopStatus, Report, Runner};
-use crate::control::{ControlInputs, Fence};
+use crate::control::{Authority, ControlInputs, Fence};
 use crate::coord::{self, CoordApi, CoordStatus, Takeover};
 use crate::dns::{DnsApi, DnsController, DnsStatus, Route53Api};
 use crate::notifications::Notifier;
@@ -24,7 +25,8 @@ pub struct ControlHandle {
     dns: Arc<Mutex<DnsStatus>>,
     capacity: watch::Receiver<Option<CloudCapacity>>,
     coordination: Option<Arc<Mutex<CoordStatus>>>,
-    holder_dr: Option<watch::Receiver<Option<coord::HolderDr>>>,
+    /// With coordination: the lease's authority and what the DR machine needs of the lease.
+    lease: Option<(watch::Receiver<Authority>, watch::Receiver<coord::LeaseDr>)>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -55,12 +57,25 @@ impl ControlHandle {
         self.coordination.as_ref().map_or(Value::Null, |c| lock(c).to_json(now))
     }
 
-    /// The site's DR state to follow: the holder's, as read from the lease
-    /// less than `max_age` ago; `None` when this instance decides itself
-    /// (no coordination, holding the lease, or no fresh read).
-    pub(crate) fn holder_dr(&self, max_age: std::time::Duration) -> Option<coord::HolderDr> {
-        let h = self.holder_dr.as_ref()?.borrow().clone()?;
-        (h.read_at.elapsed() < max_age).then_some(h)
+    /// Where this instance's DR state comes from (`burst::DrSource`), and
+    /// the lease's holder as last read: alone without coordination; the
+    /// holder while the lease's authority lasts; otherwise the lease's
+    /// state as read less than `fresh` ago, else stale.
+    pub(crate) fn dr_source(&self, fresh: std::time::Duration) -> (DrSource, Option<String>) {
+        let Some((authority, lease)) = &self.lease else { return (DrSource::Alone, None) };
+        let lease = lease.borrow();
+        let holder = lease.read.as_ref().and_then(|r| r.holder.clone());
+        if let Authority::Holder { version, act_until } = *authority.borrow() {
+            if tokio::time::Instant::now() < act_until {
+                let written = lease.written.filter(|w| w.version == version);
+                let inherited = written.and_then(|w| w.inherited);
+                return (DrSource::Holder { version, inherited, published: written.map(|w| w.ack) }, holder);
+            }
+        }
+        match lease.read.as_ref().filter(|r| r.read_at.elapsed() < fresh) {
+            Some(r) => (DrSource::Lease { state: r.state }, holder),
+            None => (DrSource::Stale, holder),
+        }
     }
 
     /// Warm cloud capacity as last read from the group (for the gate).
@@ -99,14 +114,14 @@ pub(crate) fn start_coordinated(
     dns: Arc<dyn DnsApi>,
     coordination: Option<CoordInputs>,
 ) -> ControlHandle {
-    let (mut tasks, mut fence, mut coord_status, mut holder_dr) = (Vec::new(), Fence::default(), None, None);
+    let (mut tasks, mut fence, mut coord_status, mut lease) = (Vec::new(), Fence::default(), None, None);
     if let Some(c) = coordination {
         let takeover = Takeover::new(scaling.clone(), dns.clone(), c.notifier);
         let co = coord::start(c.api, takeover, inputs.signals.clone(), c.config, inputs.shutdown.clone());
         inputs.signals = co.signals;
+        lease = Some((co.authority.clone(), co.lease_dr));
         fence = Fence::new(co.authority);
         coord_status = Some(co.status);
-        holder_dr = Some(co.holder_dr);
         tasks.extend(co.tasks);
     }
     let dns = DnsController::new(dns, inputs.signals.clone()).with_fence(fence.clone());
@@ -118,7 +133,7 @@ pub(crate) fn start_coordinated(
     let scale = Runner::new(scale, inputs.scale, inputs.shutdown);
     let (scale_status, dns_status) = (scale.status(), dns.status());
     tasks.extend([scale.spawn(), dns.spawn()]);
-    ControlHandle { scale: scale_status, dns: dns_status, capacity, coordination: coord_status, holder_dr, tasks }
+    ControlHandle { scale: scale_status, dns: dns_status, capacity, coordination: coord_status, lease, tasks }
 }
 
 /// One controller loop as the notification watcher sees it.

@@ -108,9 +108,10 @@ pub(crate) fn report_rpo(
 /// nothing changed), or 409 with the refusal.
 pub(crate) fn command(server: &Server, cmd: DrCommand, now: Instant) -> Result<Value, DrRefusal> {
     let cell = &server.data.gates.dr;
-    // A follower's DR state is its holder's: the call belongs there.
-    if server.control.site_dr(&server.data.runtime.load().config).holder.is_some() {
-        tracing::warn!(?cmd, "disaster-recovery call refused: this instance follows the site's lease holder");
+    // Only the site's lease holder decides its DR state: the call belongs there.
+    let site = server.control.site_dr(&server.data.runtime.load().config);
+    if !site.source.decides() {
+        tracing::warn!(?cmd, holder = ?site.holder, "disaster-recovery call refused: this instance does not hold the site's lease");
         return Err(DrRefusal::NotHolder);
     }
     match cell.command(cmd, now) {
@@ -135,12 +136,14 @@ pub(crate) fn to_json(v: &DrView) -> Value {
         "for_secs": v.for_.as_secs(),
         "engage": match v.engage { crate::burst::EngageMode::Auto => "auto", crate::burst::EngageMode::Confirm => "confirm" },
         "writes": match v.state {
-            _ if v.writes_fenced || v.state == DrState::DrPending => "refused",
+            _ if v.writes_held.is_some() || v.state == DrState::DrPending => "refused",
             s if s.writes_in_cloud() => "cloud",
             _ => "onprem",
         },
         "failback_in_secs": v.failback_in.map(|d| d.as_secs()),
-        "writes_fenced": v.writes_fenced,
+        "writes_fenced": v.writes_held.is_some(),
+        "writes_held": v.writes_held.map(|h| h.as_str()),
+        "source": v.source,
         "drilling": v.drilling,
         "last_drill": v.last_drill,
         "observed": {

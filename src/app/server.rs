@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::burst::DrSource;
 use crate::config::Severity;
 use crate::config::{self, ConfigError, LoadedConfig};
 use crate::gate::Gates;
@@ -95,20 +96,30 @@ impl ControlPlane {
         cap.as_ref().and_then(|rx| rx.borrow().as_ref().map(|c| c.warm_rps))
     }
 
-    /// The site's DR as coordination sets it for this instance's machine:
-    /// the write fence (`3 × heartbeat_interval + 2 × spill.tick` with
-    /// `[coordination]`, else zero) and, to a follower with a read of its
-    /// holder's lease younger than `lease_duration`, the holder's state.
+    /// The site's DR as coordination sets it for this instance's machine
+    /// (see `ControlHandle::dr_source`): where its state comes from, the
+    /// lease's holder, and the write fence. A non-holder follows the
+    /// lease's state only from a read younger than `2 × heartbeat_interval`
+    /// (one failed Query tolerated), else its writes are held; so after the
+    /// holder's move is in the lease (acknowledged at `w`), no instance
+    /// admits a write to the old database later than two heartbeat
+    /// intervals and a tick after `w`, and none to the new one before the fence,
+    /// `3 × heartbeat_interval + 2 × spill.tick`, has passed since it
+    /// learnt the move (the holder: since `w`): a heartbeat of margin for
+    /// a late tick. Before the controllers started, nothing was read.
     pub(crate) fn site_dr(&self, config: &crate::config::Config) -> super::ticker::SiteDr {
         let Some(c) = config.coordination.as_ref().filter(|c| c.enabled) else {
             return super::ticker::SiteDr::default();
         };
-        // A follower sees the holder's change after the holder's next lease
-        // write (≤ 1 heartbeat), its own next Query (≤ 1 more) and its next
-        // tick; the third heartbeat is the margin for slow DynamoDB calls.
+        let fresh = c.heartbeat_interval.saturating_mul(2);
         let fence = c.heartbeat_interval.saturating_mul(3) + config.spill.tick.saturating_mul(2);
-        let holder = lock(&self.handle).as_ref().and_then(|h| h.holder_dr(c.lease_duration));
-        super::ticker::SiteDr { fence, holder }
+        // No controllers yet (the process is starting): nothing read, writes held.
+        let (mut source, holder) = lock(&self.handle).as_ref().map_or((DrSource::Stale, None), |h| h.dr_source(fresh));
+        if source == DrSource::Stale && !c.refuse_writes_when_stale {
+            // The operator's choice: keep the state and keep writing (a split is possible if the holder moves writes meanwhile).
+            source = DrSource::Lease { state: None };
+        }
+        super::ticker::SiteDr { source, holder, fence: Some(fence) }
     }
 
     /// The coordination document for `/status` (`null` without `[coordination]`).

@@ -36,12 +36,19 @@ pub(crate) struct TickReport {
 
 /// What coordination says of the site's DR to this instance (see
 /// `ControlPlane::site_dr`); the default: decide alone, no fence.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct SiteDr {
-    /// How long writes are refused after this instance's machine moved them.
-    pub(crate) fence: Duration,
-    /// The site's lease holder's state, which this instance follows.
-    pub(crate) holder: Option<crate::coord::HolderDr>,
+    pub(crate) source: crate::burst::DrSource,
+    /// The site's lease holder as last read.
+    pub(crate) holder: Option<String>,
+    /// How long writes are refused after a move of writes became known (`None`: alone).
+    pub(crate) fence: Option<Duration>,
+}
+
+impl Default for SiteDr {
+    fn default() -> Self {
+        SiteDr { source: crate::burst::DrSource::Alone, holder: None, fence: None }
+    }
 }
 
 /// One tick over every pool of the snapshot.
@@ -88,12 +95,11 @@ pub(crate) fn tick(rt: &Runtime, dr: &DrCell, site: &SiteDr, now: Instant, warm_
         }
     }
     control.onprem_capacity_rps = (capacity > 0.0).then_some(capacity);
-    let holder = site.holder.as_ref().map(|h| h.state);
-    let transition = dr.observe(super::dr::observation(rt, now), rt.config.dr.policy, site.fence, holder, now);
+    let transition = dr.observe(super::dr::observation(rt, now), rt.config.dr.policy, site.source, site.fence, now);
     let state = dr.state();
     control.dr = state.writes_in_cloud();
     control.dr_capacity = state == DrState::DrPending || dr.drilling();
-    control.dr_state = dr.machine_state();
+    (control.dr_state, control.dr_synced) = dr.machine_state();
     TickReport { changes, control, cloud, dr: transition, rpo, shedding }
 }
 
@@ -113,10 +119,18 @@ pub(crate) async fn run(server: Arc<Server>) {
         let site = server.control.site_dr(&rt.config);
         let report = tick(&rt, &server.data.gates.dr, &site, Instant::now(), server.control.warm_rps());
         if let Some(t) = report.dr {
-            let by = site.holder.as_ref().map_or_else(|| "tick".to_string(), |h| format!("holder {}", h.holder));
+            let by = match (&site.source, &site.holder) {
+                (crate::burst::DrSource::Lease { .. }, Some(h)) => format!("holder {h}"),
+                (crate::burst::DrSource::Holder { .. }, _) if t.reason == crate::burst::DrReason::SiteHolder => {
+                    "lease".to_string()
+                }
+                _ => "tick".to_string(),
+            };
             super::dr::report(&server, t, &by);
         }
-        metrics::gauge!(catalog::DR_STATE).set(f64::from(server.data.gates.dr.state() as u8));
+        let dr = server.data.gates.dr.now();
+        metrics::gauge!(catalog::DR_STATE).set(f64::from(dr.state as u8));
+        metrics::gauge!(catalog::DR_WRITES_HELD).set(f64::from(u8::from(dr.writes_held)));
         for (pool, at_risk, lag) in report.rpo {
             super::dr::report_rpo(&server, &pool, at_risk, lag, rt.config.dr.rpo_budget.unwrap_or_default());
         }

@@ -87,8 +87,9 @@ pub enum DrReason {
     FailbackHeld,
     /// `POST /dr/failback`.
     OperatorFailback,
-    /// The state of the instance that holds the site's coordination lease,
-    /// taken over by this one (a follower's DR state is the holder's).
+    /// The site's state as its coordination lease carries it, taken over
+    /// by this instance (a follower's DR state is the holder's; a new holder
+    /// continues from the state the lease carried when it took it).
     SiteHolder,
 }
 
@@ -147,7 +148,7 @@ pub enum DrRefusal {
     OnpremUnreachable,
     #[error("writes are not in the cloud: there is nothing to fail back")]
     NotEngaged,
-    #[error("another instance holds the site's coordination lease and owns its DR state: call that one")]
+    #[error("this instance does not hold the site's coordination lease, whose holder owns the site's DR state: call the holder")]
     NotHolder,
 }
 
@@ -158,6 +159,77 @@ impl DrRefusal {
             DrRefusal::OnpremUnreachable => "onprem_unreachable",
             DrRefusal::NotEngaged => "not_engaged",
             DrRefusal::NotHolder => "not_holder",
+        }
+    }
+}
+
+/// Where this instance's DR state comes from, once per tick (see
+/// `DrMachine::tick`). Without `[coordination]` the machine decides alone;
+/// with it, only the holder of the site's lease decides, and the others
+/// take the state the lease carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrSource {
+    /// No coordination: this instance is the site.
+    Alone,
+    /// This instance holds the site's lease at `version`, which carried
+    /// `inherited` when it was acquired (`None`: no state, e.g. a new
+    /// site); `published`: the latest lease write under this version that
+    /// DynamoDB acknowledged.
+    Holder { version: u64, inherited: Option<DrState>, published: Option<LeaseAck> },
+    /// Not the holder; the lease as this instance last read it (recently
+    /// enough to follow): the state it carries (`None`: no lease, or one
+    /// written without a state).
+    Lease { state: Option<DrState> },
+    /// Not the holder, and no read of the lease recent enough to follow:
+    /// the state is kept and writes are refused.
+    Stale,
+}
+
+impl DrSource {
+    /// Whether this instance may decide the site's DR state (and take the DR calls).
+    pub fn decides(&self) -> bool {
+        matches!(self, DrSource::Alone | DrSource::Holder { .. })
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DrSource::Alone => "alone",
+            DrSource::Holder { .. } => "holder",
+            DrSource::Lease { .. } => "lease",
+            DrSource::Stale => "stale",
+        }
+    }
+}
+
+/// A lease write that DynamoDB acknowledged: the DR state it carried, when
+/// it was sent and when the acknowledgement came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseAck {
+    pub state: DrState,
+    pub sent: Instant,
+    pub received: Instant,
+}
+
+/// Why writes are refused although the state would let them through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteHold {
+    /// The holder moved writes and no lease write carrying the move has
+    /// been acknowledged yet: the site's other instances cannot know.
+    Unpublished,
+    /// The write fence after a move: the time the site's other instances
+    /// take to see it.
+    Fence,
+    /// No read of the site's lease recent enough (DynamoDB unreachable):
+    /// the holder may have moved writes meanwhile.
+    NoLeaseRead,
+}
+
+impl WriteHold {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteHold::Unpublished => "unpublished",
+            WriteHold::Fence => "fence",
+            WriteHold::NoLeaseRead => "no_lease_read",
         }
     }
 }
@@ -177,9 +249,15 @@ pub struct DrMachine {
     reason: DrReason,
     since: Instant,
     failback_since: Option<Instant>,
-    /// When writes last changed site by a decision of this machine (not by
-    /// following the site's holder): the start of the write fence.
+    /// When writes last changed site (by a decision or by following).
     writes_moved: Option<Instant>,
+    /// When that move became known to the site: at once when it was taken
+    /// from the lease; for the holder's own decision, when the first lease
+    /// write carrying it (sent after it) was acknowledged. The write fence
+    /// runs from here.
+    published: Option<Instant>,
+    /// The lease version whose inherited state this machine took (holder).
+    synced: Option<u64>,
 }
 
 impl DrMachine {
@@ -190,6 +268,8 @@ impl DrMachine {
             since: now,
             failback_since: None,
             writes_moved: None,
+            published: None,
+            synced: None,
         }
     }
 
@@ -197,44 +277,102 @@ impl DrMachine {
         self.state
     }
 
+    /// The lease version whose inherited state this machine has taken.
+    pub fn synced(&self) -> Option<u64> {
+        self.synced
+    }
+
     /// A machine that continues a predecessor process's state, in it since
     /// `since`. The failback latch starts over: a failback in progress waits
     /// its full `failback_after` again, never less.
     pub fn resume(state: DrState, since: Instant, now: Instant) -> Self {
         let failback_since = (state == DrState::FailbackPending).then_some(now);
-        DrMachine { state, reason: DrReason::Start, since, failback_since, writes_moved: None }
+        DrMachine {
+            state,
+            reason: DrReason::Start,
+            since,
+            failback_since,
+            writes_moved: None,
+            published: None,
+            synced: None,
+        }
     }
 
-    /// Takes the state of the site's lease holder (this instance follows):
-    /// one transition when it differs, none otherwise. A follower fences
-    /// its writes too when the state it takes moves them: another follower
-    /// may see the change up to a heartbeat later.
+    /// Takes the site's state as its lease carries it (this instance
+    /// follows, or continues as the new holder): one transition when it
+    /// differs, none otherwise. A move of writes taken this way is known to
+    /// the site already (it was read from the lease): the fence runs from now.
     pub fn follow(&mut self, state: DrState, now: Instant) -> Option<DrTransition> {
         if state == self.state {
             return None;
         }
         let failback_since = (state == DrState::FailbackPending).then_some(now);
+        let moves = state.writes_in_cloud() != self.state.writes_in_cloud();
         let t = self.go(state, DrReason::SiteHolder, now);
         self.failback_since = failback_since;
+        if moves {
+            self.published = Some(now);
+        }
         Some(t)
     }
 
-    /// The write fence: for `fence` after this machine moved writes to the
-    /// other site, writes are refused everywhere, so that the site's other
-    /// instances (which learn of the move through the coordination table)
-    /// cannot still be writing to the old database while this one writes to
-    /// the new. `fence` is zero without coordination.
-    pub fn writes_fenced(&self, fence: Duration, now: Instant) -> bool {
-        self.writes_moved.is_some_and(|at| now.saturating_duration_since(at) < fence)
+    /// One tick under `source`, at most one transition: alone or as the
+    /// holder the machine decides from `obs` (a new holder first takes the
+    /// state the lease carried when it acquired it, so a restarted process
+    /// never overwrites the site's state with a fresh `normal`); otherwise
+    /// it takes the lease's state, or keeps its own when there is none to
+    /// take.
+    pub fn tick(
+        &mut self,
+        source: &DrSource,
+        obs: &DrObservation,
+        policy: &DrPolicy,
+        now: Instant,
+    ) -> Option<DrTransition> {
+        match *source {
+            DrSource::Alone => self.observe(obs, policy, now),
+            DrSource::Holder { version, inherited, published } => {
+                if let Some(ack) = published {
+                    self.note_published(ack);
+                }
+                if self.synced != Some(version) {
+                    self.synced = Some(version);
+                    if let Some(t) = inherited.and_then(|s| self.follow(s, now)) {
+                        return Some(t);
+                    }
+                }
+                self.observe(obs, policy, now)
+            }
+            // `synced` stays: a holder that lost its authority for a moment
+            // and renews the same version must not take the acquisition's
+            // state again (versions only grow; a new one is a new acquisition).
+            DrSource::Lease { state } => state.and_then(|s| self.follow(s, now)),
+            DrSource::Stale => None,
+        }
     }
 
-    /// The state the request path acts on: while writes are fenced, that of
-    /// `DrPending` (reads to the cloud, writes refused read-only).
-    pub fn effective(&self, fence: Duration, now: Instant) -> DrState {
-        if self.writes_fenced(fence, now) {
-            DrState::DrPending
-        } else {
-            self.state
+    /// A lease write was acknowledged: it publishes the last move of writes
+    /// if it carried the state's side of the move and was sent after it.
+    pub fn note_published(&mut self, ack: LeaseAck) {
+        let Some(moved) = self.writes_moved else { return };
+        if self.published.is_none() && ack.sent >= moved && ack.state.writes_in_cloud() == self.state.writes_in_cloud()
+        {
+            self.published = Some(ack.received);
+        }
+    }
+
+    /// Whether writes are refused now although the state lets them through,
+    /// and why. Alone (`fence: None`) never. Coordinated, after writes
+    /// changed site: until the move is published, then for `fence` (the
+    /// time the site's other instances take to see it, so no write reaches
+    /// the new database while another instance still writes to the old one).
+    pub fn writes_held(&self, fence: Option<Duration>, now: Instant) -> Option<WriteHold> {
+        let fence = fence?;
+        self.writes_moved?;
+        match self.published {
+            None => Some(WriteHold::Unpublished),
+            Some(at) if now.saturating_duration_since(at) < fence => Some(WriteHold::Fence),
+            Some(_) => None,
         }
     }
 
@@ -306,6 +444,7 @@ impl DrMachine {
         }
         if from.writes_in_cloud() != to.writes_in_cloud() {
             self.writes_moved = Some(now);
+            self.published = None;
         }
         self.state = to;
         self.reason = reason;

@@ -283,9 +283,11 @@ fn a_follower_takes_the_holders_state_and_fences_a_move_of_writes() {
     let t = m.follow(DrState::DrActive, t0 + Duration::from_secs(1)).unwrap();
     assert_eq!((t.from, t.to, t.reason), (DrState::Normal, DrState::DrActive, DrReason::SiteHolder));
     assert_eq!(m.since(), t0 + Duration::from_secs(1));
-    let fence = Duration::from_secs(10);
-    assert_eq!(m.effective(fence, t0 + Duration::from_secs(1)), DrState::DrPending, "a follower fences a move too");
-    assert_eq!(m.effective(fence, t0 + Duration::from_secs(11)), DrState::DrActive);
+    let fence = Some(Duration::from_secs(10));
+    let at = |s| t0 + Duration::from_secs(s);
+    assert_eq!(m.writes_held(fence, at(1)), Some(WriteHold::Fence), "a follower fences a move too: read = published");
+    assert_eq!(m.writes_held(fence, at(11)), None);
+    assert_eq!(m.writes_held(None, at(1)), None, "alone: no fence");
     // Every state can be followed from every state, in one transition.
     for from in DrState::ALL {
         for to in DrState::ALL {
@@ -297,34 +299,111 @@ fn a_follower_takes_the_holders_state_and_fences_a_move_of_writes() {
     }
 }
 
+fn ack(state: DrState, sent: Instant, received: Instant) -> LeaseAck {
+    LeaseAck { state, sent, received }
+}
+
 #[test]
-fn writes_that_change_site_are_fenced_for_the_fence_then_flow() {
+fn a_holders_move_of_writes_is_held_until_a_lease_write_carrying_it_is_acknowledged_then_fenced() {
     let t0 = Instant::now();
-    let fence = Duration::from_secs(5);
+    let fence = Some(Duration::from_secs(5));
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
     let lost = DrObservation { onprem_lost: true, cloud_ok: true, ..Default::default() };
-    // Confirm: dr_pending refuses writes anyway; the engage that moves them starts the fence.
+    // Confirm: dr_pending refuses writes anyway and moves none; the engage that moves them holds them.
     let mut m = DrMachine::new(t0);
     m.observe(&lost, &policy(EngageMode::Confirm), t0).unwrap();
-    assert_eq!(m.effective(fence, t0), DrState::DrPending);
-    assert!(!m.writes_fenced(fence, t0), "entering dr_pending moves no write");
-    let at = t0 + Duration::from_secs(20);
-    m.command(DrCommand::Engage, &lost, at).unwrap().unwrap();
-    assert_eq!(m.effective(fence, at + Duration::from_secs(4)), DrState::DrPending, "fenced: still read-only");
-    assert_eq!(m.effective(fence, at + fence), DrState::DrActive, "then writes go to the cloud");
-    assert_eq!(m.effective(Duration::ZERO, at), DrState::DrActive, "no fence without coordination");
-    // The failback that brings writes home is fenced too.
+    assert_eq!(m.writes_held(fence, t0), None, "entering dr_pending moves no write");
+    m.command(DrCommand::Engage, &lost, at(20_000)).unwrap().unwrap();
+    assert_eq!(m.writes_held(fence, at(20_000)), Some(WriteHold::Unpublished));
+    // A renewal sent before the engage carried the old state: it publishes nothing.
+    m.note_published(ack(DrState::DrPending, at(19_900), at(20_100)));
+    assert_eq!(m.writes_held(fence, at(60_000)), Some(WriteHold::Unpublished), "held however long it takes");
+    // One sent after it but still carrying the old side publishes nothing either.
+    m.note_published(ack(DrState::Normal, at(20_050), at(20_200)));
+    assert_eq!(m.writes_held(fence, at(60_000)), Some(WriteHold::Unpublished));
+    // The first one carrying it starts the fence at its acknowledgement; later ones do not move it.
+    m.note_published(ack(DrState::DrActive, at(60_000), at(60_300)));
+    m.note_published(ack(DrState::DrActive, at(62_000), at(62_100)));
+    assert_eq!(m.writes_held(fence, at(65_299)), Some(WriteHold::Fence));
+    assert_eq!(m.writes_held(fence, at(65_300)), None, "then writes go to the cloud");
+    assert_eq!(m.writes_held(None, at(20_000)), None, "no hold without coordination");
+    // The failback that brings writes home is held the same way.
     let back = DrObservation { onprem_reachable: true, cloud_ok: true, ..Default::default() };
-    let home = at + Duration::from_secs(100);
-    m.command(DrCommand::Failback, &back, home).unwrap().unwrap();
-    assert_eq!(m.effective(fence, home), DrState::DrPending);
-    assert_eq!(m.effective(fence, home + fence), DrState::Normal);
-    // Auto: the outage moves writes at once, fenced the same way.
+    m.command(DrCommand::Failback, &back, at(100_000)).unwrap().unwrap();
+    assert_eq!(m.writes_held(fence, at(100_000)), Some(WriteHold::Unpublished));
+    m.note_published(ack(DrState::Normal, at(100_010), at(100_020)));
+    assert_eq!(m.writes_held(fence, at(105_019)), Some(WriteHold::Fence));
+    assert_eq!(m.writes_held(fence, at(105_020)), None);
+    // Auto: the outage moves writes at once, held the same way.
     let mut m = DrMachine::new(t0);
     m.observe(&lost, &policy(EngageMode::Auto), t0).unwrap();
-    assert_eq!((m.state(), m.effective(fence, t0)), (DrState::DrActive, DrState::DrPending));
-    // failback_pending keeps writes in the cloud: no fence at its start.
+    assert_eq!((m.state(), m.writes_held(fence, t0)), (DrState::DrActive, Some(WriteHold::Unpublished)));
+    // failback_pending keeps writes in the cloud: nothing held at its start.
     let mut m = DrMachine::resume(DrState::DrActive, t0, t0);
     let signal = DrObservation { onprem_reachable: true, onprem_primary: true, cloud_ok: true, ..Default::default() };
     assert_eq!(m.observe(&signal, &policy(EngageMode::Confirm), t0).map(|t| t.to), Some(DrState::FailbackPending));
-    assert!(!m.writes_fenced(fence, t0));
+    assert_eq!(m.writes_held(fence, t0), None);
+}
+
+#[test]
+fn only_alone_or_as_the_holder_does_the_machine_decide() {
+    let t0 = Instant::now();
+    let lost = DrObservation { onprem_lost: true, cloud_ok: true, ..Default::default() };
+    let auto = policy(EngageMode::Auto);
+    let holder = |version| DrSource::Holder { version, inherited: None, published: None };
+    for source in [DrSource::Alone, holder(1)] {
+        let mut m = DrMachine::new(t0);
+        assert_eq!(m.tick(&source, &lost, &auto, t0).map(|t| t.to), Some(DrState::DrActive), "{source:?}");
+        assert!(source.decides());
+    }
+    // Without the lease, the own probes decide nothing: the lease's state, else the own one kept.
+    for source in [DrSource::Lease { state: None }, DrSource::Stale] {
+        let mut m = DrMachine::new(t0);
+        assert_eq!(m.tick(&source, &lost, &auto, t0), None, "{source:?}");
+        assert_eq!(m.state(), DrState::Normal);
+        assert!(!source.decides());
+    }
+    let mut m = DrMachine::resume(DrState::DrActive, t0, t0);
+    let t = m.tick(&DrSource::Lease { state: Some(DrState::FailbackPending) }, &lost, &auto, t0).unwrap();
+    assert_eq!((t.to, t.reason), (DrState::FailbackPending, DrReason::SiteHolder));
+    assert_eq!(m.tick(&DrSource::Stale, &DrObservation::default(), &auto, t0), None, "stale: kept");
+    assert_eq!(m.state(), DrState::FailbackPending);
+}
+
+#[test]
+fn a_new_holder_continues_from_the_state_the_lease_carried_and_then_decides() {
+    let t0 = Instant::now();
+    let at = |s| t0 + Duration::from_secs(s);
+    let healthy = DrObservation { onprem_reachable: true, onprem_primary: true, cloud_ok: true, ..Default::default() };
+    let confirm = DrPolicy { engage: EngageMode::Confirm, failback_after: Duration::from_secs(60) };
+    // A restarted process (fresh `normal`) acquires a lease that carried dr_active: it takes it first.
+    let mut m = DrMachine::new(t0);
+    let acquired = DrSource::Holder { version: 7, inherited: Some(DrState::DrActive), published: None };
+    let t = m.tick(&acquired, &healthy, &confirm, t0).unwrap();
+    assert_eq!((t.from, t.to, t.reason), (DrState::Normal, DrState::DrActive, DrReason::SiteHolder));
+    assert_eq!(
+        m.writes_held(Some(Duration::from_secs(5)), t0),
+        Some(WriteHold::Fence),
+        "taken from the lease: published"
+    );
+    // Then, under the same version, it decides: the failback signal starts the latch (writes stay in the cloud).
+    let t = m.tick(&acquired, &healthy, &confirm, at(1)).unwrap();
+    assert_eq!(t.to, DrState::FailbackPending);
+    // The inherited state is taken once per version: the latch runs on, it is not reset to dr_active.
+    assert_eq!(m.tick(&acquired, &healthy, &confirm, at(2)), None);
+    assert_eq!(m.state(), DrState::FailbackPending);
+    // Losing the authority for a moment and renewing the same version does
+    // not take the acquisition's state again (the latch is not reset).
+    m.tick(&DrSource::Stale, &healthy, &confirm, at(2));
+    m.tick(&DrSource::Lease { state: Some(DrState::FailbackPending) }, &healthy, &confirm, at(2));
+    assert_eq!(m.tick(&acquired, &healthy, &confirm, at(2)), None);
+    assert_eq!((m.state(), m.synced()), (DrState::FailbackPending, Some(7)));
+    // A later acquisition (another version) takes what that lease carried.
+    let again = DrSource::Holder { version: 9, inherited: Some(DrState::DrActive), published: None };
+    assert_eq!(m.tick(&again, &healthy, &confirm, at(3)).map(|t| t.to), Some(DrState::DrActive));
+    // A lease without a state (a new site, an older version's item) changes nothing.
+    let mut m = DrMachine::resume(DrState::DrActive, t0, t0);
+    let bare = DrSource::Holder { version: 1, inherited: None, published: None };
+    assert_eq!(m.tick(&bare, &DrObservation { cloud_ok: true, ..Default::default() }, &confirm, t0), None);
+    assert_eq!(m.state(), DrState::DrActive);
 }

@@ -16,6 +16,8 @@
 //! turn one window into a long pressure).
 //!
 //! # The decision, in order
+//! 0. **Writes held** (`writes_held`, see `burst::WriteHold`): a write gets
+//!    `ReadOnly`; a read goes on to the rules below.
 //! 1. **Disaster recovery** (`dr`, the site's [`DrState`], see `burst::dr`).
 //!    `DrPending`: a write gets `ReadOnly` (503, nothing moves before an
 //!    engage); a read goes to a healthy cloud (`Cloud(DrPending)`).
@@ -250,6 +252,10 @@ pub struct GateInputs {
     pub primary_healthy: bool,
     /// The site's disaster-recovery state (`burst::dr`).
     pub dr: DrState,
+    /// Writes are refused although `dr` would let them through
+    /// (`burst::WriteHold`: a move of writes not yet known to the site's
+    /// other instances, or no recent read of the site's lease).
+    pub writes_held: bool,
     /// The request may change state (any method but GET, HEAD, OPTIONS, TRACE).
     pub write: bool,
     /// The method is one of RFC 9110's (GET, HEAD, POST, PUT, DELETE,
@@ -415,6 +421,9 @@ impl QueueReason {
 
 /// The per-request decision; pure and allocation-free. See the module doc.
 pub fn decide(i: &GateInputs) -> SpillDecision {
+    if i.writes_held && i.write {
+        return SpillDecision::ReadOnly;
+    }
     if i.dr != DrState::Normal {
         if let Some(d) = disaster(i) {
             return d;

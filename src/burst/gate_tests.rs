@@ -22,6 +22,7 @@ fn base() -> GateInputs {
         hard_queue_ahead: false,
         primary_healthy: true,
         dr: DrState::Normal,
+        writes_held: false,
         write: false,
         method_known: true,
         shed_when_cloud_unavailable: false,
@@ -50,6 +51,7 @@ fn random_inputs(rng: &mut fastrand::Rng) -> GateInputs {
             2 => DrState::FailbackPending,
             _ => DrState::Normal,
         },
+        writes_held: rng.u8(0..8) == 0,
         write: rng.u8(0..4) == 0,
         method_known: rng.u8(0..5) != 0,
         shed_when_cloud_unavailable: rng.bool(),
@@ -216,6 +218,7 @@ fn property_nothing_leaves_primary_at_or_under_the_limit_outside_dr() {
         let mut i = random_inputs(&mut rng);
         i.primary_healthy = true;
         i.dr = DrState::Normal;
+        i.writes_held = false;
         i.queue_ahead = false;
         i.in_flight = i.in_flight.min(i.limit).min(i.max_in_flight);
         assert_eq!(decide(&i), SpillDecision::Primary(StayReason::UnderLimit), "seed {SEED}: {i:?}");
@@ -242,7 +245,7 @@ fn property_pinned_and_writes_stay_on_primary_outside_dr() {
     let mut rng = fastrand::Rng::with_seed(SEED + 2);
     for _ in 0..CASES {
         let mut i = random_inputs(&mut rng);
-        if !matches!(i.dr, DrState::Normal | DrState::DrActive) {
+        if !matches!(i.dr, DrState::Normal | DrState::DrActive) || i.writes_held {
             continue; // the DR properties below cover these
         }
         let dr = i.dr == DrState::DrActive && (i.write || i.has_overflow && i.cloud_healthy);
@@ -315,11 +318,26 @@ fn property_writes_follow_the_dr_state() {
         let i = GateInputs { write: true, ..random_inputs(&mut rng) };
         let got = decide(&i);
         match i.dr {
+            _ if i.writes_held => assert_eq!(got, SpillDecision::ReadOnly, "held: {i:?}"),
             DrState::DrPending => assert_eq!(got, SpillDecision::ReadOnly, "seed {SEED}: {i:?}"),
             DrState::DrActive | DrState::FailbackPending => {
                 assert_eq!(got, SpillDecision::Cloud(SpillReason::DisasterRecovery), "seed {SEED}: {i:?}")
             }
             DrState::Normal => assert_ne!(got, SpillDecision::ReadOnly, "{i:?}"),
+        }
+    }
+}
+
+#[test]
+fn held_writes_are_refused_and_reads_go_on_by_the_state() {
+    let mut rng = fastrand::Rng::with_seed(SEED + 9);
+    for _ in 0..CASES {
+        let i = random_inputs(&mut rng);
+        let held = GateInputs { writes_held: true, ..i };
+        if i.write {
+            assert_eq!(decide(&held), SpillDecision::ReadOnly, "{i:?}");
+        } else {
+            assert_eq!(decide(&held), decide(&GateInputs { writes_held: false, ..i }), "a read is not held: {i:?}");
         }
     }
 }

@@ -39,7 +39,8 @@ pub mod signals;
 mod sim;
 
 pub use dr::{
-    DrCommand, DrMachine, DrObservation, DrPolicy, DrReason, DrRefusal, DrState, DrTransition, EngageMode, RpoGuard,
+    DrCommand, DrMachine, DrObservation, DrPolicy, DrReason, DrRefusal, DrSource, DrState, DrTransition, EngageMode,
+    LeaseAck, RpoGuard, WriteHold,
 };
 pub use gate::{
     decide, pressure, GateInputs, OutageTimer, Pressure, QueueReason, SpillController, SpillDecision, SpillPhase,

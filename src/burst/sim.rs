@@ -131,6 +131,7 @@ fn run(seed: u64) -> Vec<TickLog> {
                 hard_queue_ahead: false,
                 primary_healthy: true,
                 dr: super::DrState::Normal,
+                writes_held: false,
                 write,
                 method_known: true,
                 shed_when_cloud_unavailable: true,

@@ -382,6 +382,8 @@ pub(crate) struct RawCoordination {
     pub(crate) lease_duration: Option<Dur>,
     pub(crate) takeover_after: Option<Dur>,
     pub(crate) handback_after: Option<Dur>,
+    /// Refuse writes while the site's lease cannot be read (default true).
+    pub(crate) refuse_writes_when_stale: Option<bool>,
     /// The sites this instance may take over, with what it writes for each.
     #[serde(default)]
     pub(crate) cover: Vec<RawCover>,

@@ -400,6 +400,10 @@ pub struct CoordinationConfig {
     pub lease_duration: Duration,
     pub takeover_after: Duration,
     pub handback_after: Duration,
+    /// A non-holder without a recent read of the site's lease refuses
+    /// writes (`burst::WriteHold::NoLeaseRead`); `false`: it keeps writing
+    /// where its last state sends them.
+    pub refuse_writes_when_stale: bool,
     pub cover: Vec<CoverConfig>,
 }
 

@@ -51,6 +51,7 @@ pub(super) fn coordination(
         lease_duration,
         takeover_after,
         handback_after,
+        refuse_writes_when_stale: k.refuse_writes_when_stale.unwrap_or(true),
         cover,
     }
 }

@@ -43,6 +43,10 @@ pub struct ControlSignals {
     /// The site's DR state as this instance's machine holds it (the lease
     /// holder writes it into the lease for its followers).
     pub dr_state: crate::burst::DrState,
+    /// The lease version whose inherited DR state this instance's machine
+    /// has taken (`burst::DrMachine::synced`): until it has, a new holder
+    /// writes the inherited state into the lease, not `dr_state`.
+    pub dr_synced: Option<u64>,
 }
 
 /// The channels the controllers read; the caller keeps the senders.

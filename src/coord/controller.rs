@@ -2,11 +2,13 @@
 //! `heartbeat_interval`: Query the own site's partition → write this
 //! instance's heartbeat → acquire, renew or follow the site's lease
 //! (conditional PutItem; pure decision in `policy.rs`) → publish the
-//! [`Authority`], the peers' summed signals and, to a follower, the site's
-//! DR state its holder wrote into the lease ([`HolderDr`]) → look after the
-//! covered sites (`takeover.rs`). The holder writes its own DR state into
-//! every lease write, so a change reaches the followers within about two
-//! heartbeats; the lease's condition fences it like every holder write.
+//! [`Authority`], the peers' summed signals and what the DR machine needs
+//! of the lease ([`LeaseDr`]: the site's DR state as last read, and this
+//! instance's acknowledged lease writes) → look after the covered sites
+//! (`takeover.rs`). The holder writes its DR state into every lease write
+//! (a new holder first the state the lease carried: it continues the
+//! site's), so a change reaches the followers within about two heartbeats;
+//! the lease's condition fences it like every holder write.
 //!
 //! Invariants: a DynamoDB failure never ends the loop nor delays it past
 //! the next heartbeat (each call is made once per tick; the next tick is
@@ -27,7 +29,7 @@ use super::api::{CoordApi, LeaseCondition};
 use super::policy::{self, Heartbeat, Lease, LeaseMode, OwnStep, SiteView, Timing};
 use super::takeover::{CoverState, Takeover};
 use crate::aws::AwsError;
-use crate::burst::DrState;
+use crate::burst::{DrState, LeaseAck};
 use crate::config::CoordinationConfig;
 use crate::control::runner::{Context, ControlLoop, LoopStatus, Report, Settings};
 use crate::control::{rfc3339, Authority, ControlSignals, ErrorRecord};
@@ -105,21 +107,42 @@ pub(crate) struct CoordController {
     local: watch::Receiver<ControlSignals>,
     authority: watch::Sender<Authority>,
     peers: watch::Sender<(ControlSignals, usize)>,
-    holder_dr: watch::Sender<Option<HolderDr>>,
+    lease_dr: watch::Sender<LeaseDr>,
     hostname: String,
     /// `(last successful heartbeat, streak start)`, wall ms.
     streak: Option<(u64, u64)>,
+    /// The version this instance holds and the DR state its lease carried when acquired.
+    inherited: Option<(u64, Option<DrState>)>,
 }
 
 type Cx = Context<CoordReport>;
 
-/// The site's DR state as a follower last read it from its holder's lease.
+/// What the DR machine needs of the site's lease (`burst::DrSource`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct LeaseDr {
+    /// The lease as last read (every successful Query).
+    pub(crate) read: Option<LeaseRead>,
+    /// This instance's latest lease write that DynamoDB acknowledged.
+    pub(crate) written: Option<LeaseWrite>,
+}
+
+/// The site's lease as one Query returned it.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct HolderDr {
-    pub(crate) state: DrState,
-    pub(crate) holder: String,
-    /// When the Query that returned it was answered.
+pub(crate) struct LeaseRead {
+    /// The DR state it carries (`None`: no lease, or one without a state).
+    pub(crate) state: Option<DrState>,
+    pub(crate) holder: Option<String>,
+    /// When the Query was asked (a slow answer is not fresher than its question).
     pub(crate) read_at: std::time::Instant,
+}
+
+/// One acknowledged write of the own site's lease.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LeaseWrite {
+    pub(crate) version: u64,
+    /// The DR state the lease carried when this version was acquired.
+    pub(crate) inherited: Option<DrState>,
+    pub(crate) ack: LeaseAck,
 }
 
 pub(crate) fn timing(cfg: &CoordinationConfig) -> Timing {
@@ -182,6 +205,9 @@ impl ControlLoop for CoordController {
     }
 
     fn stopped(&self) {
+        // A process handing over to its successor (same instance id) or
+        // shutting down acts no longer: the successor renews the lease.
+        self.authority.send_replace(Authority::Follower);
         tracing::info!("coordination stopped");
     }
 }
@@ -193,9 +219,9 @@ impl CoordController {
         local: watch::Receiver<ControlSignals>,
         authority: watch::Sender<Authority>,
         peers: watch::Sender<(ControlSignals, usize)>,
-        holder_dr: watch::Sender<Option<HolderDr>>,
+        lease_dr: watch::Sender<LeaseDr>,
     ) -> Self {
-        Self { api, takeover, local, authority, peers, holder_dr, hostname: hostname(), streak: None }
+        Self { api, takeover, local, authority, peers, lease_dr, hostname: hostname(), streak: None, inherited: None }
     }
 
     fn instance<'a>(&'a self, cfg: &'a CoordinationConfig) -> &'a str {
@@ -217,12 +243,12 @@ impl CoordController {
         let view = once(self.api.query_site(table, site)).await?;
         let now_ms = wall_ms(cx.wall_time(now));
         self.publish_peers(cx, &view, me, &t, now_ms);
-        let holder = policy::holder_dr(me, &view, now_ms).map(|(state, holder)| HolderDr {
-            state,
-            holder: holder.to_owned(),
+        let read = LeaseRead {
+            state: view.lease.as_ref().and_then(|l| l.dr_state),
+            holder: view.lease.as_ref().map(|l| l.holder.clone()),
             read_at: asked,
-        });
-        self.holder_dr.send_replace(holder);
+        };
+        self.lease_dr.send_modify(|d| d.read = Some(read));
         let heartbeat = self.heartbeat(cfg, me, cx).await;
         self.lease_step(cfg, me, &view, cx).await?;
         heartbeat
@@ -260,6 +286,23 @@ impl CoordController {
             OwnStep::Acquire { seen: Some(v) } => (v + 1, LeaseCondition::Expired { seen: v, now_ms }),
             OwnStep::Renew { version } => (version, LeaseCondition::Held { holder: me.to_owned(), version }),
         };
+        // A new holder continues the site's DR state (the lease's, when it
+        // carries one) and writes it until its own machine has taken it
+        // (`dr_synced`); from then on, its machine's state. A restarted
+        // process that finds its own unexpired lease (same instance id) is
+        // a new holder too.
+        let (local, synced) = {
+            let l = self.local.borrow();
+            (l.dr_state, l.dr_synced == Some(version))
+        };
+        let inherited = match (step, self.inherited) {
+            (OwnStep::Renew { .. }, Some((v, state))) if v == version => state,
+            _ => view.lease.as_ref().and_then(|l| l.dr_state),
+        };
+        let dr_state = match inherited {
+            Some(s) if !synced => s,
+            _ => local,
+        };
         let lease = Lease {
             holder: me.to_owned(),
             holder_site: cfg.site.clone(),
@@ -267,10 +310,15 @@ impl CoordController {
             renewed_ms: now_ms,
             expires_ms: now_ms + ms(cfg.lease_duration),
             mode: LeaseMode::Normal,
-            dr_state: Some(self.local.borrow().dr_state),
+            dr_state: Some(dr_state),
         };
+        let sent_at = std::time::Instant::now();
         if once(self.api.put_lease(&cfg.table, &cfg.site, &lease, &condition)).await? {
             let act_until = sent + cfg.lease_duration - timing(cfg).margin();
+            self.inherited = Some((version, inherited));
+            let ack = LeaseAck { state: dr_state, sent: sent_at, received: std::time::Instant::now() };
+            // Before the authority: the DR machine's first tick as holder sees what it inherits.
+            self.lease_dr.send_modify(|d| d.written = Some(LeaseWrite { version, inherited, ack }));
             self.become_holder(cfg, cx, me, version, act_until);
         } else {
             tracing::info!(site = cfg.site.as_str(), ?step, "coordination: lease write refused (another instance won)");

@@ -88,13 +88,14 @@ fn cfg(instance: &str) -> CoordinationConfig {
         lease_duration: Duration::from_secs(10),
         takeover_after: Duration::from_secs(30),
         handback_after: Duration::from_secs(60),
+        refuse_writes_when_stale: true,
         cover: Vec::new(),
     }
 }
 
 struct Instance {
     authority: watch::Receiver<Authority>,
-    holder_dr: watch::Receiver<Option<HolderDr>>,
+    lease_dr: watch::Receiver<LeaseDr>,
     shutdown: CancellationToken,
     _config: watch::Sender<Option<CoordinationConfig>>,
     signals: watch::Sender<ControlSignals>,
@@ -106,14 +107,14 @@ fn start(db: &Arc<FakeDb>, instance: &str) -> Instance {
     let peers = watch::channel((ControlSignals::default(), 0)).0;
     let sim = Arc::new(SimAws::new(1, 10));
     let takeover = Takeover::new(sim.clone(), sim, None);
-    let (holder_dr_tx, holder_dr) = watch::channel(None);
-    let controller = CoordController::new(db.clone(), takeover, local, authority_tx, peers, holder_dr_tx);
+    let (lease_dr_tx, lease_dr) = watch::channel(LeaseDr::default());
+    let controller = CoordController::new(db.clone(), takeover, local, authority_tx, peers, lease_dr_tx);
     let (config, config_rx) = watch::channel(Some(cfg(instance)));
     let shutdown = CancellationToken::new();
     Runner::new(controller, config_rx, shutdown.clone())
         .with_wall_clock(UNIX_EPOCH + Duration::from_secs(1_000_000))
         .spawn();
-    Instance { authority, holder_dr, shutdown, _config: config, signals }
+    Instance { authority, lease_dr, shutdown, _config: config, signals }
 }
 
 fn holds(i: &Instance) -> bool {
@@ -146,6 +147,10 @@ async fn one_holder_and_a_stopped_holder_is_replaced_within_lease_and_heartbeat(
     assert_eq!(db.0.lock().unwrap().sites["dc1"].lease.as_ref().unwrap().version, 2, "one change of holder");
 }
 
+fn lease_state(db: &FakeDb) -> Option<DrState> {
+    db.0.lock().unwrap().sites["dc1"].lease.as_ref().unwrap().dr_state
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_holders_dr_state_reaches_its_followers_through_the_lease() {
     let db = Arc::new(FakeDb::default());
@@ -156,23 +161,83 @@ async fn the_holders_dr_state_reaches_its_followers_through_the_lease() {
     follower.signals.send_modify(|s| s.dr_state = DrState::DrActive);
     holder.signals.send_modify(|s| s.dr_state = DrState::DrPending);
     secs(4.1).await;
-    let seen = follower.holder_dr.borrow().clone().expect("the follower reads the holder's state");
+    let seen = follower.lease_dr.borrow().read.clone().expect("the follower reads the lease");
     let holder_id = db.0.lock().unwrap().sites["dc1"].lease.as_ref().unwrap().holder.clone();
-    assert_eq!((seen.state, seen.holder), (DrState::DrPending, holder_id));
-    assert_eq!(*holder.holder_dr.borrow(), None, "the holder follows nobody");
-    assert_eq!(db.0.lock().unwrap().sites["dc1"].lease.as_ref().unwrap().dr_state, Some(DrState::DrPending));
+    assert_eq!((seen.state, seen.holder), (Some(DrState::DrPending), Some(holder_id)));
+    assert_eq!(follower.lease_dr.borrow().written, None, "a follower writes no lease");
+    let written = holder.lease_dr.borrow().written.expect("the holder's writes are acknowledged");
+    assert_eq!((written.inherited, written.ack.state), (None, DrState::DrPending), "a new site: nothing inherited");
+    assert!(written.ack.sent <= written.ack.received);
+    assert_eq!(lease_state(&db), Some(DrState::DrPending));
     // A change at the holder is in the lease, and at the follower, within two heartbeats.
     holder.signals.send_modify(|s| s.dr_state = DrState::DrActive);
     secs(4.1).await;
-    assert_eq!(follower.holder_dr.borrow().as_ref().map(|h| h.state), Some(DrState::DrActive));
-    // The holder stops: once the follower holds the lease it follows nobody,
-    // and writes its own state (the one it followed) into the lease.
+    assert_eq!(follower.lease_dr.borrow().read.as_ref().and_then(|r| r.state), Some(DrState::DrActive));
+    // The follower's machine lags (it says normal) when the holder stops:
+    // the new holder writes the state the lease carried, not its own, until
+    // its machine has taken it.
+    follower.signals.send_modify(|s| s.dr_state = DrState::Normal);
     holder.shutdown.cancel();
     while !holds(&follower) {
         secs(0.1).await;
     }
-    assert_eq!(*follower.holder_dr.borrow(), None);
-    assert_eq!(db.0.lock().unwrap().sites["dc1"].lease.as_ref().unwrap().dr_state, Some(DrState::DrActive));
+    let written = follower.lease_dr.borrow().written.expect("acquired");
+    assert_eq!((written.inherited, written.ack.state), (Some(DrState::DrActive), DrState::DrActive));
+    secs(4.1).await;
+    assert_eq!(lease_state(&db), Some(DrState::DrActive), "renewals keep the inherited state");
+    // Its machine says it took it (under this version); from then on its
+    // own decisions are written, even one that left the inherited state
+    // before the next renewal.
+    follower.signals.send_modify(|s| (s.dr_state, s.dr_synced) = (DrState::FailbackPending, Some(written.version)));
+    secs(2.1).await;
+    assert_eq!(lease_state(&db), Some(DrState::FailbackPending));
+    // A sync to another version says nothing about this one.
+    follower.signals.send_modify(|s| (s.dr_state, s.dr_synced) = (DrState::Normal, Some(written.version + 1)));
+    secs(2.1).await;
+    assert_eq!(lease_state(&db), Some(DrState::DrActive), "back to the inherited state until synced");
+    assert_eq!(follower.lease_dr.borrow().written.map(|w| w.inherited), Some(Some(DrState::DrActive)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_holder_continues_the_sites_dr_state_instead_of_writing_a_fresh_normal() {
+    let db = Arc::new(FakeDb::default());
+    let a = start(&db, "a");
+    secs(0.1).await;
+    a.signals.send_modify(|s| s.dr_state = DrState::DrActive);
+    secs(2.1).await;
+    assert_eq!(lease_state(&db), Some(DrState::DrActive));
+    // The process dies and a new one with the same instance id starts
+    // within the lease: it renews "its" lease (same holder, same version)
+    // but carries on the lease's state, not its fresh machine's normal.
+    a.shutdown.cancel();
+    let again = start(&db, "a");
+    secs(0.1).await;
+    assert!(holds(&again));
+    let written = again.lease_dr.borrow().written.expect("renewed");
+    assert_eq!(
+        (written.version, written.inherited, written.ack.state),
+        (1, Some(DrState::DrActive), DrState::DrActive)
+    );
+    for _ in 0..3 {
+        secs(2.0).await;
+        assert_eq!(lease_state(&db), Some(DrState::DrActive), "until its machine took it");
+    }
+    // After the lease expired (the process was gone longer): acquired at version 2, same inheritance.
+    again.shutdown.cancel();
+    secs(11.0).await;
+    let third = start(&db, "c");
+    // (Each runner's wall clock starts at the same instant: the new one waits its own lease duration.)
+    for _ in 0..300 {
+        if holds(&third) {
+            break;
+        }
+        secs(0.1).await;
+    }
+    let written = third.lease_dr.borrow().written.expect("acquired");
+    assert_eq!(
+        (written.version, written.inherited, written.ack.state),
+        (2, Some(DrState::DrActive), DrState::DrActive)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -221,7 +286,7 @@ async fn a_lost_site_is_taken_over_written_once_and_handed_back() {
         renewed_ms: old,
         expires_ms: old + 10_000,
         mode: LeaseMode::Normal,
-        dr_state: Some(crate::burst::DrState::Normal),
+        dr_state: Some(crate::burst::DrState::FailbackPending),
     };
     let view = SiteView { lease: Some(lease), heartbeats: vec![heartbeat("z", old, old - 1000)] };
     db.0.lock().unwrap().sites.insert("dc2".into(), view);
@@ -234,7 +299,8 @@ async fn a_lost_site_is_taken_over_written_once_and_handed_back() {
     let (authority_tx, _authority) = watch::channel(Authority::Follower);
     let peers = watch::channel((ControlSignals::default(), 0)).0;
     let takeover = Takeover::new(sim.clone(), sim.clone(), None);
-    let controller = CoordController::new(db.clone(), takeover, local, authority_tx, peers, watch::channel(None).0);
+    let controller =
+        CoordController::new(db.clone(), takeover, local, authority_tx, peers, watch::channel(LeaseDr::default()).0);
     let (_config, config_rx) = watch::channel(Some(c));
     let shutdown = CancellationToken::new();
     let runner = Runner::new(controller, config_rx, shutdown.clone())
@@ -244,6 +310,7 @@ async fn a_lost_site_is_taken_over_written_once_and_handed_back() {
     secs(0.5).await;
     let lease = |db: &FakeDb| db.0.lock().unwrap().sites["dc2"].lease.clone().unwrap();
     assert_eq!((lease(&db).holder.as_str(), lease(&db).version, lease(&db).mode), ("a", 4, LeaseMode::Lost));
+    assert_eq!(lease(&db).dr_state, Some(DrState::FailbackPending), "the lost site's DR state is carried, not decided");
     assert_eq!(sim.desired(), 8, "the group at dr_capacity");
     let mut w = sim.weights();
     w.sort();
@@ -253,6 +320,7 @@ async fn a_lost_site_is_taken_over_written_once_and_handed_back() {
     db.0.lock().unwrap().sites.get_mut("dc2").unwrap().heartbeats = vec![heartbeat("z", now, now - 50_000)];
     secs(2.0).await;
     assert!(lease(&db).expires_ms > 0, "kept");
+    assert_eq!(lease(&db).dr_state, Some(DrState::FailbackPending), "every lost-mode write carries it");
     let st = lock_status(&status);
     assert_eq!(st["role"], "holder");
     assert_eq!(st["covers"]["dc2"]["records_to_aws"], true, "{st}");
@@ -261,6 +329,7 @@ async fn a_lost_site_is_taken_over_written_once_and_handed_back() {
     db.0.lock().unwrap().sites.get_mut("dc2").unwrap().heartbeats = vec![heartbeat("z", now, now - 61_000)];
     secs(2.0).await;
     assert_eq!((lease(&db).expires_ms, lease(&db).version), (0, 4), "handed back");
+    assert_eq!(lease(&db).dr_state, Some(DrState::FailbackPending), "for dc2's next holder to continue");
     assert_eq!(lock_status(&status)["covers"]["dc2"]["step"], "handed_back");
     shutdown.cancel();
 }

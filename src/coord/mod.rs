@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use api::CoordApi;
-pub(crate) use controller::{CoordController, CoordStatus, HolderDr};
+pub(crate) use controller::{CoordController, CoordStatus, LeaseDr};
 pub(crate) use sdk::DynamoApi;
 pub(crate) use takeover::Takeover;
 
@@ -41,9 +41,9 @@ pub(crate) struct Coordination {
     /// The site's summed signals (local + fresh peers).
     pub(crate) signals: watch::Receiver<ControlSignals>,
     pub(crate) status: Arc<Mutex<CoordStatus>>,
-    /// To a follower: the site's DR state its holder wrote (`None` while
-    /// this instance holds the lease or no live holder wrote one).
-    pub(crate) holder_dr: watch::Receiver<Option<HolderDr>>,
+    /// What the DR machine needs of the site's lease: its state as last
+    /// read, and this instance's acknowledged lease writes.
+    pub(crate) lease_dr: watch::Receiver<LeaseDr>,
     pub(crate) tasks: Vec<JoinHandle<()>>,
 }
 
@@ -58,12 +58,12 @@ pub(crate) fn start(
     let (authority_tx, authority) = watch::channel(Authority::Follower);
     let (peers_tx, peers) = watch::channel((ControlSignals::default(), 0));
     let (summed_tx, signals) = watch::channel(local.borrow().clone());
-    let (holder_dr_tx, holder_dr) = watch::channel(None);
-    let controller = CoordController::new(api, takeover, local.clone(), authority_tx, peers_tx, holder_dr_tx);
+    let (lease_dr_tx, lease_dr) = watch::channel(LeaseDr::default());
+    let controller = CoordController::new(api, takeover, local.clone(), authority_tx, peers_tx, lease_dr_tx);
     let runner = Runner::new(controller, config, shutdown.clone());
     let status = runner.status();
     let combiner = tokio::spawn(combine(local, peers, summed_tx, shutdown));
-    Coordination { authority, signals, status, holder_dr, tasks: vec![runner.spawn(), combiner] }
+    Coordination { authority, signals, status, lease_dr, tasks: vec![runner.spawn(), combiner] }
 }
 
 /// Republishes local + peers whenever either changes.

@@ -52,8 +52,9 @@ pub(crate) struct Lease {
     pub(crate) expires_ms: u64,
     pub(crate) mode: LeaseMode,
     /// The site's DR state as its holder last wrote it (the holder owns
-    /// it; followers take it). `None` in lost mode: a taker does not speak
-    /// for the lost site's DR.
+    /// it; the site's other instances take it). In lost mode, the state the
+    /// lost site's lease carried when it was taken over, kept unchanged: a
+    /// taker does not decide the lost site's DR, it only carries it.
     pub(crate) dr_state: Option<DrState>,
 }
 
@@ -122,15 +123,6 @@ pub(crate) fn own_step(me: &str, view: &SiteView, now_ms: u64) -> OwnStep {
     }
 }
 
-/// The DR state a follower takes from the site's lease: that of a live
-/// lease in normal mode held by another instance, when it carries one.
-pub(crate) fn holder_dr<'a>(me: &str, view: &'a SiteView, now_ms: u64) -> Option<(DrState, &'a str)> {
-    let l = view.lease.as_ref()?;
-    let live = l.holder != me && l.mode == LeaseMode::Normal && l.expires_ms > now_ms;
-    live.then_some(())?;
-    Some((l.dr_state?, l.holder.as_str()))
-}
-
 /// Why a covered site is left alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WatchReason {
@@ -181,13 +173,12 @@ fn last_sign_ms(view: &SiteView) -> Option<u64> {
 }
 
 /// Whether the site is back: one of its instances is heartbeating and has
-/// been for `handback_after`, and its DR latch lets it take its writes
-/// back — none of its fresh heartbeats reports writes in the cloud
-/// (`dr_active` or `failback_pending`: failed over and not yet failed back,
-/// by `POST /dr/failback` or `failback_after` of on-prem primary).
+/// been for `handback_after`. Its DR state does not matter: the lost-mode
+/// lease carries it (copied at the takeover), the site's instances follow
+/// it meanwhile, and its own next holder continues from it.
 fn back_for(view: &SiteView, t: &Timing, now_ms: u64) -> bool {
     let fresh = || view.heartbeats.iter().filter(|h| now_ms.saturating_sub(h.at_ms) < t.fresh_ms());
-    fresh().any(|h| now_ms.saturating_sub(h.streak_since_ms) >= ms(t.handback_after)) && !fresh().any(|h| h.signals.dr)
+    fresh().any(|h| now_ms.saturating_sub(h.streak_since_ms) >= ms(t.handback_after))
 }
 
 /// The step for a covered site. `own_holder`: this instance holds its own site's lease.

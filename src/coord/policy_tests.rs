@@ -38,6 +38,7 @@ fn hb(instance: &str, at_ms: u64, streak_since_ms: u64, arrival: f64, spilled: f
             dr_capacity: false,
             cloud_healthy: true,
             dr_state: Default::default(),
+            dr_synced: None,
         },
     }
 }
@@ -108,16 +109,12 @@ fn a_taken_site_is_kept_until_it_heartbeats_again_for_handback_after() {
     let back = view(Some(ours.clone()), vec![hb("a", NOW - S, NOW - 59 * S, 0.0, 0.0)]);
     assert_eq!(cover_step("x", true, &back, &t, NOW), CoverStep::KeepLost { version: 5 });
     assert_eq!(cover_step("x", true, &back, &t, NOW + S), CoverStep::HandBack { version: 5 });
-    // Back for long enough, but its DR latch still has the writes in the
-    // cloud (one of its instances reports it): kept until it fails back.
+    // Back for long enough with its DR latch holding the writes in the
+    // cloud: handed back too. The lease carries the site's DR state (the
+    // taker copied it), so the site's own holder continues it; its
+    // followers cannot fail back while another site holds their lease.
     let mut latched = back.clone();
     latched.heartbeats.push(hb("b", NOW - S, NOW - 10 * S, 0.0, 0.0));
-    latched.heartbeats[1].signals.dr = true;
-    assert_eq!(cover_step("x", true, &latched, &t, NOW + S), CoverStep::KeepLost { version: 5 });
-    latched.heartbeats[1].signals.dr = false;
-    assert_eq!(cover_step("x", true, &latched, &t, NOW + S), CoverStep::HandBack { version: 5 });
-    // A stale heartbeat's DR report no longer counts.
-    latched.heartbeats[1] = Heartbeat { at_ms: NOW - 40 * S, ..latched.heartbeats[1].clone() };
     latched.heartbeats[1].signals.dr = true;
     assert_eq!(cover_step("x", true, &latched, &t, NOW + S), CoverStep::HandBack { version: 5 });
     // Kept even when this instance no longer holds its own site.
@@ -163,6 +160,7 @@ fn peers_sum_counts_fresh_heartbeats_once_and_skips_me_and_stale_ones() {
         dr_capacity: true,
         cloud_healthy: false,
         dr_state: Default::default(),
+        dr_synced: None,
     };
     let all = combine(&local, &sum, n);
     assert_eq!((all.arrival_rps, all.spilled_rps, all.onprem_capacity_rps), (800.0, 150.0, Some(2000.0)));

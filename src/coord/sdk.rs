@@ -128,6 +128,7 @@ fn parse_heartbeat(item: &Item) -> Option<Heartbeat> {
             dr_capacity: get_bool(item, "dr_capacity"),
             cloud_healthy: get_bool(item, "cloud_healthy"),
             dr_state: dr_state(item).unwrap_or_default(),
+            dr_synced: None,
         },
     })
 }
@@ -244,6 +245,7 @@ mod tests {
             dr_capacity: true,
             cloud_healthy: true,
             dr_state: DrState::DrActive,
+            dr_synced: None,
         };
         let hb = Heartbeat { instance: "a".into(), at_ms: 5_000, streak_since_ms: 1_000, signals };
         let item = heartbeat_item("dc1", &hb, 60);

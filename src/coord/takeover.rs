@@ -128,7 +128,7 @@ impl Takeover {
             }
             CoverStep::TakeOver { seen } => self.take_over(cfg, cover, me, &view, seen, api, cx).await,
             CoverStep::KeepLost { version } => {
-                let lease = lost_lease(cfg, me, version, now_ms);
+                let lease = lost_lease(cfg, me, version, now_ms, carried(&view));
                 let cond = LeaseCondition::Held { holder: me.to_owned(), version };
                 let sent = Instant::now();
                 let kept = once(api.put_lease(&cfg.table, &cover.site, &lease, &cond)).await?;
@@ -138,7 +138,7 @@ impl Takeover {
                 self.apply(cover, cx).await
             }
             CoverStep::HandBack { version } => {
-                let lease = Lease { expires_ms: 0, ..lost_lease(cfg, me, version, now_ms) };
+                let lease = Lease { expires_ms: 0, ..lost_lease(cfg, me, version, now_ms, carried(&view)) };
                 let cond = LeaseCondition::Held { holder: me.to_owned(), version };
                 once(api.put_lease(&cfg.table, &cover.site, &lease, &cond)).await?;
                 tracing::info!(
@@ -165,7 +165,7 @@ impl Takeover {
     ) -> Result<(), AwsError> {
         let sent = Instant::now();
         let now_ms = wall_ms(cx.wall_time(sent));
-        let lease = lost_lease(cfg, me, seen + 1, now_ms);
+        let lease = lost_lease(cfg, me, seen + 1, now_ms, carried(view));
         let cond = LeaseCondition::Expired { seen, now_ms };
         if !once(api.put_lease(&cfg.table, &cover.site, &lease, &cond)).await? {
             self.states.entry(cover.site.clone()).or_default().step = WatchReason::LeaseLive.as_str();
@@ -243,7 +243,20 @@ impl Takeover {
     }
 }
 
-fn lost_lease(cfg: &CoordinationConfig, me: &str, version: u64, now_ms: u64) -> Lease {
+/// The lost site's DR state as its lease carries it: every lost-mode write
+/// keeps it, so the site's instances follow it and its next holder
+/// continues from it.
+fn carried(view: &SiteView) -> Option<crate::burst::DrState> {
+    view.lease.as_ref().and_then(|l| l.dr_state)
+}
+
+fn lost_lease(
+    cfg: &CoordinationConfig,
+    me: &str,
+    version: u64,
+    now_ms: u64,
+    dr_state: Option<crate::burst::DrState>,
+) -> Lease {
     Lease {
         holder: me.to_owned(),
         holder_site: cfg.site.clone(),
@@ -251,6 +264,6 @@ fn lost_lease(cfg: &CoordinationConfig, me: &str, version: u64, now_ms: u64) -> 
         renewed_ms: now_ms,
         expires_ms: now_ms + u64::try_from(cfg.lease_duration.as_millis()).unwrap_or(u64::MAX),
         mode: LeaseMode::Lost,
-        dr_state: None,
+        dr_state,
     }
 }

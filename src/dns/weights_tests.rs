@@ -14,6 +14,7 @@ fn sig(arrival: f64, spilled: f64) -> ControlSignals {
         dr_capacity: false,
         cloud_healthy: true,
         dr_state: Default::default(),
+        dr_synced: None,
     }
 }
 

@@ -1,21 +1,38 @@
 //! The site's live disaster-recovery state: the one place that holds it.
 //!
-//! The request path reads [`DrCell::state`], one relaxed atomic load. The
-//! ticker feeds [`DrCell::observe`] once per tick and the admin API calls
-//! [`DrCell::command`]; both go through the pure `burst::DrMachine` under a
-//! short mutex and publish the state to the atomic before they return. The
-//! cell lives in `Gates`, so it survives config reloads. A later change can
-//! make a coordination lease holder the only writer (it would call
-//! `observe`/`command` and the other instances would mirror its state)
-//! without touching the request path.
+//! The request path reads [`DrCell::now`], one relaxed atomic load: the
+//! state and whether writes are held (`burst::WriteHold`). The ticker feeds
+//! [`DrCell::observe`] once per tick with the observation and where the
+//! state comes from (`burst::DrSource`: alone, the site's lease holder, or
+//! the lease's state) and the admin API calls [`DrCell::command`]; both go
+//! through the pure `burst::DrMachine` under a short mutex and publish to
+//! the atomic before they return. The cell lives in `Gates`, so it survives
+//! config reloads.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::burst::{
-    DrCommand, DrMachine, DrObservation, DrPolicy, DrReason, DrRefusal, DrState, DrTransition, EngageMode,
+    DrCommand, DrMachine, DrObservation, DrPolicy, DrReason, DrRefusal, DrSource, DrState, DrTransition, EngageMode,
+    WriteHold,
 };
+
+/// The bit of the live atomic that says writes are held.
+const HELD: u8 = 0x80;
+
+/// What the request path acts on: the state, and whether writes are
+/// refused although the state would let them through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DrNow {
+    pub(crate) state: DrState,
+    pub(crate) writes_held: bool,
+}
+
+impl DrNow {
+    /// Nothing to do with DR: the request path's fast case.
+    pub(crate) const CLEAR: DrNow = DrNow { state: DrState::Normal, writes_held: false };
+}
 use crate::sync::lock;
 
 pub(crate) struct DrCell {
@@ -32,8 +49,10 @@ struct Inner {
     /// The latest tick's observation, against which commands are judged.
     last: DrObservation,
     policy: DrPolicy,
-    /// The write fence (`DrMachine::writes_fenced`): zero without coordination.
-    fence: Duration,
+    /// The write fence (`DrMachine::writes_held`): `None` without coordination.
+    fence: Option<Duration>,
+    /// Where the latest tick took the state from.
+    source: DrSource,
 }
 
 /// The state as `/status` and the dashboard show it.
@@ -43,8 +62,10 @@ pub(crate) struct DrView {
     pub(crate) reason: DrReason,
     pub(crate) for_: Duration,
     pub(crate) failback_in: Option<Duration>,
-    /// Writes are refused for the write fence after they changed site.
-    pub(crate) writes_fenced: bool,
+    /// Why writes are refused although the state would let them through.
+    pub(crate) writes_held: Option<WriteHold>,
+    /// Where the state comes from (`DrSource::as_str`).
+    pub(crate) source: &'static str,
     pub(crate) engage: EngageMode,
     pub(crate) observed: DrObservation,
     pub(crate) drilling: bool,
@@ -80,8 +101,13 @@ impl Drop for DrillSlot<'_> {
 impl DrCell {
     pub(crate) fn new(now: Instant) -> Self {
         let policy = DrPolicy { engage: EngageMode::Auto, failback_after: Duration::from_secs(300) };
-        let inner =
-            Inner { machine: DrMachine::new(now), last: DrObservation::default(), policy, fence: Duration::ZERO };
+        let inner = Inner {
+            machine: DrMachine::new(now),
+            last: DrObservation::default(),
+            policy,
+            fence: None,
+            source: DrSource::Alone,
+        };
         DrCell {
             state: AtomicU8::new(DrState::Normal as u8),
             inner: Mutex::new(inner),
@@ -104,45 +130,55 @@ impl DrCell {
         *lock(&self.last_drill) = Some(report);
     }
 
-    /// The state the request path acts on: the machine's, or `DrPending`
-    /// while writes are fenced.
+    /// What the request path acts on.
+    #[inline]
+    pub(crate) fn now(&self) -> DrNow {
+        let code = self.state.load(Relaxed);
+        DrNow { state: DrState::from_code(code & !HELD), writes_held: code & HELD != 0 }
+    }
+
+    /// The state (the machine's).
     #[inline]
     pub(crate) fn state(&self) -> DrState {
-        DrState::from_code(self.state.load(Relaxed))
+        self.now().state
     }
 
-    /// The machine's own state (what a holder tells its followers).
-    pub(crate) fn machine_state(&self) -> DrState {
-        lock(&self.inner).machine.state()
+    /// The machine's own state (what a holder tells its followers), and
+    /// the lease version whose inherited state it has taken.
+    pub(crate) fn machine_state(&self) -> (DrState, Option<u64>) {
+        let inner = lock(&self.inner);
+        (inner.machine.state(), inner.machine.synced())
     }
 
-    /// One tick: the observation, under the current config's policy and
-    /// write fence; with `holder` (this instance follows the site's lease
-    /// holder, whose state that is) the holder's state instead of this
-    /// instance's own decision.
+    /// One tick: the observation, under the current config's policy, from
+    /// `source` (`DrMachine::tick`), with the write fence (`None` without
+    /// coordination).
     pub(crate) fn observe(
         &self,
         obs: DrObservation,
         policy: DrPolicy,
-        fence: Duration,
-        holder: Option<DrState>,
+        source: DrSource,
+        fence: Option<Duration>,
         now: Instant,
     ) -> Option<DrTransition> {
         let mut inner = lock(&self.inner);
         inner.last = obs;
         inner.policy = policy;
         inner.fence = fence;
-        let t = match holder {
-            Some(state) => inner.machine.follow(state, now),
-            None => inner.machine.observe(&obs, &policy, now),
-        };
+        inner.source = source;
+        let t = inner.machine.tick(&source, &obs, &policy, now);
         self.publish(&inner, now);
         t
     }
 
-    /// An operator's call, judged against the latest observation.
+    /// An operator's call, judged against the latest observation; refused
+    /// unless this instance decides the site's state (alone, or holding
+    /// the site's lease at the latest tick).
     pub(crate) fn command(&self, cmd: DrCommand, now: Instant) -> Result<Option<DrTransition>, DrRefusal> {
         let mut inner = lock(&self.inner);
+        if !inner.source.decides() {
+            return Err(DrRefusal::NotHolder);
+        }
         let obs = inner.last;
         let t = inner.machine.command(cmd, &obs, now);
         self.publish(&inner, now);
@@ -157,7 +193,8 @@ impl DrCell {
             reason: m.reason(),
             for_: now.saturating_duration_since(m.since()),
             failback_in: m.failback_in(&inner.policy, now),
-            writes_fenced: m.writes_fenced(inner.fence, now),
+            writes_held: hold(&inner, now),
+            source: inner.source.as_str(),
             engage: inner.policy.engage,
             observed: inner.last,
             drilling: self.drilling(),
@@ -187,13 +224,25 @@ impl DrCell {
     }
 
     fn publish(&self, inner: &Inner, now: Instant) {
-        self.state.store(inner.machine.effective(inner.fence, now) as u8, Relaxed);
+        let held = if hold(inner, now).is_some() { HELD } else { 0 };
+        self.state.store(inner.machine.state() as u8 | held, Relaxed);
+    }
+}
+
+/// Why writes are held: without a recent read of the lease, always; else
+/// as the machine says after a move of writes.
+fn hold(inner: &Inner, now: Instant) -> Option<WriteHold> {
+    match inner.source {
+        DrSource::Alone => None,
+        DrSource::Stale => Some(WriteHold::NoLeaseRead),
+        DrSource::Holder { .. } | DrSource::Lease { .. } => inner.machine.writes_held(inner.fence, now),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::burst::LeaseAck;
 
     #[test]
     fn commands_are_judged_against_the_last_tick_and_published() {
@@ -202,44 +251,59 @@ mod tests {
         let policy = DrPolicy { engage: EngageMode::Confirm, failback_after: Duration::from_secs(60) };
         assert_eq!(cell.command(DrCommand::Engage, t0), Err(DrRefusal::CloudUnavailable), "no tick yet: no cloud seen");
         let obs = DrObservation { onprem_lost: true, cloud_ok: true, ..Default::default() };
-        assert_eq!(cell.observe(obs, policy, Duration::ZERO, None, t0).map(|t| t.to), Some(DrState::DrPending));
-        assert_eq!(cell.state(), DrState::DrPending);
+        let t = cell.observe(obs, policy, DrSource::Alone, None, t0);
+        assert_eq!(t.map(|t| t.to), Some(DrState::DrPending));
+        assert_eq!(cell.now(), DrNow { state: DrState::DrPending, writes_held: false });
         let t = cell.command(DrCommand::Engage, t0 + Duration::from_secs(5)).unwrap().unwrap();
         assert_eq!((t.from, t.to), (DrState::DrPending, DrState::DrActive));
-        assert_eq!(cell.state(), DrState::DrActive);
+        assert_eq!(cell.now(), DrNow { state: DrState::DrActive, writes_held: false }, "alone: nothing held");
         let view = cell.view(t0 + Duration::from_secs(7));
         assert_eq!(
-            (view.reason, view.for_, view.engage),
-            (DrReason::OperatorEngage, Duration::from_secs(2), policy.engage)
+            (view.reason, view.for_, view.engage, view.source),
+            (DrReason::OperatorEngage, Duration::from_secs(2), policy.engage, "alone")
         );
     }
 
     #[test]
-    fn the_request_path_sees_the_fence_and_a_follower_the_holders_state() {
+    fn the_request_path_sees_held_writes_and_a_follower_the_leases_state() {
         let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let cell = DrCell::new(t0);
         let policy = DrPolicy { engage: EngageMode::Auto, failback_after: Duration::from_secs(60) };
         let lost = DrObservation { onprem_lost: true, cloud_ok: true, ..Default::default() };
-        let fence = Duration::from_secs(2);
-        let t = cell.observe(lost, policy, fence, None, t0).unwrap();
-        assert_eq!((t.to, cell.machine_state()), (DrState::DrActive, DrState::DrActive));
-        assert_eq!(cell.state(), DrState::DrPending, "fenced: the request path refuses writes");
-        assert!(cell.view(t0).writes_fenced);
-        cell.observe(lost, policy, fence, None, t0 + fence);
-        assert_eq!(cell.state(), DrState::DrActive, "the next tick after the fence lets writes go");
-        // Following: the holder's state whatever this instance observes.
+        let fence = Some(Duration::from_secs(2));
+        let holder = |published| DrSource::Holder { version: 3, inherited: None, published };
+        let t = cell.observe(lost, policy, holder(None), fence, t0).unwrap();
+        assert_eq!(t.to, DrState::DrActive);
+        let held = DrNow { state: DrState::DrActive, writes_held: true };
+        assert_eq!(cell.now(), held, "unpublished: the request path refuses writes");
+        assert_eq!(cell.view(t0).writes_held, Some(WriteHold::Unpublished));
+        let ack = LeaseAck { state: DrState::DrActive, sent: at(100), received: at(300) };
+        cell.observe(lost, policy, holder(Some(ack)), fence, at(350));
+        assert_eq!((cell.now(), cell.view(at(350)).writes_held), (held, Some(WriteHold::Fence)));
+        cell.observe(lost, policy, holder(Some(ack)), fence, at(2_300));
+        assert_eq!(cell.now(), DrNow { state: DrState::DrActive, writes_held: false }, "the tick after the fence");
+        // Following: the lease's state whatever this instance observes, fenced from the read.
         let healthy =
             DrObservation { onprem_reachable: true, onprem_primary: true, cloud_ok: true, ..Default::default() };
-        let later = t0 + Duration::from_secs(10);
-        let t = cell.observe(healthy, policy, fence, Some(DrState::Normal), later).unwrap();
+        let lease = DrSource::Lease { state: Some(DrState::Normal) };
+        let t = cell.observe(healthy, policy, lease, fence, at(10_000)).unwrap();
         assert_eq!((t.to, t.reason), (DrState::Normal, DrReason::SiteHolder));
-        assert_eq!(cell.state(), DrState::DrPending, "a follower fences the move back too");
-        cell.observe(healthy, policy, fence, Some(DrState::Normal), later + fence);
-        assert_eq!(cell.state(), DrState::Normal);
+        assert_eq!(cell.now(), DrNow { state: DrState::Normal, writes_held: true }, "a follower fences the move too");
         assert_eq!(
-            cell.observe(lost, policy, fence, Some(DrState::Normal), later),
-            None,
-            "its own probes decide nothing"
+            cell.command(DrCommand::Engage, at(10_000)),
+            Err(DrRefusal::NotHolder),
+            "a follower decides nothing"
         );
+        cell.observe(healthy, policy, lease, fence, at(12_000));
+        assert_eq!(cell.now(), DrNow::CLEAR);
+        assert_eq!(cell.observe(lost, policy, lease, fence, at(12_050)), None, "its own probes decide nothing");
+        // No recent read of the lease: the state is kept and writes are held, reads go on.
+        assert_eq!(cell.observe(lost, policy, DrSource::Stale, fence, at(13_000)), None);
+        assert_eq!(cell.now(), DrNow { state: DrState::Normal, writes_held: true });
+        assert_eq!(cell.view(at(13_000)).writes_held, Some(WriteHold::NoLeaseRead));
+        assert_eq!(cell.command(DrCommand::Engage, at(13_000)), Err(DrRefusal::NotHolder));
+        cell.observe(healthy, policy, lease, fence, at(14_000));
+        assert_eq!(cell.now(), DrNow::CLEAR, "a read again: writes flow");
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 mod dr;
 mod queue;
-pub(crate) use dr::{DrCarry, DrCell, DrView};
+pub(crate) use dr::{DrCarry, DrCell, DrNow, DrView};
 use queue::{SlotSource, Waiters, Waiting};
 
 use crate::burst::{

@@ -17,7 +17,7 @@ use crate::burst::{
     address_key, client_key, decide, retry_after, wait_rank, DrState, GateInputs, Outcome, Pinned, QueueReason,
     ShedReason, SpillDecision, StayReason, WritePins,
 };
-use crate::gate::{InFlight, PoolGate};
+use crate::gate::{DrNow, InFlight, PoolGate};
 use crate::proxy::body::Body;
 use crate::request::method::{idempotent, is_known, is_write, session_cookie, writes};
 use crate::request::{host, path};
@@ -192,28 +192,25 @@ async fn gate<'r>(
     let in_flight = gate.signals.begin();
     let limit = gate.limit();
     let primary_healthy = route.primary.has_available(started);
-    let dr = plane.gates.dr.state();
+    let dr = plane.gates.dr.now();
     let mut was_pinned = false;
-    let decision = if in_flight <= limit.min(spill.max_in_flight)
-        && primary_healthy
-        && dr == DrState::Normal
-        && gate.queued() == 0
-    {
-        SpillDecision::Primary(StayReason::UnderLimit)
-    } else {
-        // A token only ever keeps a read on-prem: not asked where a pin sends it to the cloud.
-        let pinned = |tokens_count: bool| {
-            let by_token = tokens_count && token.as_ref().is_some_and(TokenCheck::pins);
-            was_pinned = by_token || pins.is_client_pinned(key(), address_key(ip), started);
-            was_pinned
+    let decision =
+        if in_flight <= limit.min(spill.max_in_flight) && primary_healthy && dr == DrNow::CLEAR && gate.queued() == 0 {
+            SpillDecision::Primary(StayReason::UnderLimit)
+        } else {
+            // A token only ever keeps a read on-prem: not asked where a pin sends it to the cloud.
+            let pinned = |tokens_count: bool| {
+                let by_token = tokens_count && token.as_ref().is_some_and(TokenCheck::pins);
+                was_pinned = by_token || pins.is_client_pinned(key(), address_key(ip), started);
+                was_pinned
+            };
+            let load = Load { in_flight, limit, primary_healthy, dr, write, now: started };
+            let d = over_limit(route, spill, req, path, pinned, load);
+            if let Some(t) = trace.as_deref_mut() {
+                t.pinned = was_pinned;
+            }
+            d
         };
-        let load = Load { in_flight, limit, primary_healthy, dr, write, now: started };
-        let d = over_limit(route, spill, req, path, pinned, load);
-        if let Some(t) = trace.as_deref_mut() {
-            t.pinned = was_pinned;
-        }
-        d
-    };
     route.decisions.count(decision);
     if let Some(t) = trace.as_deref_mut() {
         t.decision = Some(decision);
@@ -240,10 +237,11 @@ async fn gate<'r>(
                 () = conn.client_gone() => Err(ShedReason::ClientGone),
             };
             match waited {
-                // DR moved while it waited: an on-prem slot is no longer
-                // where this request belongs (a write there would reach the
-                // demoted database). The slot goes back; the client retries.
-                Ok((guard, false)) if plane.gates.dr.state() != dr => {
+                // DR moved while it waited (or, for a write, writes are
+                // held now): an on-prem slot is no longer where this request
+                // belongs (a write there would reach the demoted database).
+                // The slot goes back; the client retries.
+                Ok((guard, false)) if dr_moved(dr, plane.gates.dr.now(), write) => {
                     drop(guard);
                     let retry_after = std::time::Duration::from_secs(1);
                     Err(shed(trace, &route.primary, ProxyError::Overloaded { reason: "dr_changed", retry_after }))
@@ -300,13 +298,18 @@ impl PinOnSuccess<'_> {
     }
 }
 
+/// Whether the DR state a waiter was queued under no longer holds for it.
+fn dr_moved(queued: DrNow, now: DrNow, write: bool) -> bool {
+    now.state != queued.state || (write && now.writes_held && !queued.writes_held)
+}
+
 /// The primary pool's state as this request found it.
 struct Load {
     in_flight: u32,
     limit: u32,
     primary_healthy: bool,
-    /// The site's DR state (one atomic load).
-    dr: DrState,
+    /// The site's DR state and whether writes are held (one atomic load).
+    dr: DrNow,
     /// The request writes, by its method or a method-override field.
     write: bool,
     now: Instant,
@@ -328,7 +331,7 @@ fn over_limit(
     let path_never_spills = route.never_spills(path, spill.never_spill_ignore_case);
     // In failback_pending a pin keeps a reader with its writes, in the cloud:
     // the in-process pins only there (a token never sends a read away).
-    let failback = load.dr == DrState::FailbackPending;
+    let failback = load.dr.state == DrState::FailbackPending;
     let pinned = (failback || method_may_spill && !path_never_spills) && pinned(!failback);
     // Over its limit or warm-capacity cap the cloud takes no spill (the policy ignores that in DR).
     // Only waiters this request would not be served before hold it back.
@@ -353,7 +356,8 @@ fn over_limit(
         queue_ahead,
         hard_queue_ahead,
         primary_healthy: load.primary_healthy,
-        dr: load.dr,
+        dr: load.dr.state,
+        writes_held: load.dr.writes_held,
         write: load.write,
         method_known: is_known(req.method()),
         shed_when_cloud_unavailable: spill.shed_when_cloud_unavailable,

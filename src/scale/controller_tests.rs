@@ -141,6 +141,7 @@ fn spill_signals(arrival: f64, capacity: f64) -> ControlSignals {
         dr_capacity: false,
         cloud_healthy: true,
         dr_state: Default::default(),
+        dr_synced: None,
     }
 }
 

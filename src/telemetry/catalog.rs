@@ -86,6 +86,8 @@ catalog! {
         "Pool mode changes, by the mode entered.";
     DR_STATE: Gauge "spillway_dr_state" []
         "The site's disaster-recovery state: 0 normal, 1 dr_pending, 2 dr_active, 3 failback_pending.";
+    DR_WRITES_HELD: Gauge "spillway_dr_writes_held" []
+        "1 while writes are refused although the DR state lets them through (a move of writes not yet published or fenced, or no recent read of the site's lease), else 0.";
     DR_TRANSITIONS: Counter "spillway_dr_transitions_total" ["to", "reason"]
         "Disaster-recovery state changes, by the state entered and why.";
     REPLICA_LAG: Gauge "spillway_replica_lag_seconds" ["pool"]

@@ -34,8 +34,10 @@ pub(super) async fn snapshot(server: &Server) -> Value {
     let gates: serde_json::Map<String, Value> =
         rt.gates.iter().map(|(name, gate)| (name.clone(), gate_json(gate))).collect();
     let mut dr = crate::app::dr::to_json(&server.data.gates.dr.view(now));
-    // The holder whose state this follower takes (null: it decides itself).
-    dr["following"] = server.control.site_dr(&rt.config).holder.map(|h| h.holder).into();
+    // The holder whose state this instance takes from the lease (null: it decides itself, or holds none).
+    let site = server.control.site_dr(&rt.config);
+    let following = matches!(site.source, crate::burst::DrSource::Lease { .. }).then_some(site.holder).flatten();
+    dr["following"] = following.into();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
