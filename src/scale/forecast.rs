@@ -2,7 +2,10 @@
 //!
 //! Arrival and spill rates are sampled into bounded rings ([`History`]);
 //! Holt's double exponential smoothing ([`Holt::fit`]) turns a ring into a
-//! level and a slope, which is projected `warmup` ahead. Scheduled events
+//! level and a slope, which is projected `warmup` ahead ([`confirmed`]:
+//! only as far as a fast fit of the same ring agrees, so the end of a ramp
+//! stops the projection within a few samples instead of carrying the slow
+//! fit's trend past the plateau). Scheduled events
 //! (`[[scale.event]]`) count once `now + lead` reaches their start, so the
 //! instances are in service at kickoff. [`demand`] combines both into the
 //! overflow the cloud must absorb: what the gate spills plus what DNS sends
@@ -220,9 +223,32 @@ pub(crate) fn effective_share(shares: &History, now_secs: f64, ttl: Duration) ->
     (area / ttl).clamp(0.0, 1.0)
 }
 
+/// The slope factor of the fast fit [`confirmed`] checks the trend against.
+pub(crate) const FAST_BETA: f64 = 0.5;
+
+/// The trend a ring supports: the configured (slow) fit's, as far as a fast
+/// fit (`beta = FAST_BETA`) of the same samples agrees. While demand keeps
+/// ramping both fits rise alike and the projection leads it by `warmup`;
+/// once it levels off the fast slope falls to zero within a few samples
+/// while the slow one decays over `1/beta` of them, and the slow level,
+/// which carries its trend, overshoots the plateau. So: the slope is the
+/// smaller of the two when they have the same sign (none otherwise), and
+/// while it rises the level is the lower of the two.
+pub(crate) fn confirmed(holt: Holt, history: &History) -> Option<Trend> {
+    let slow = holt.fit(history.iter())?;
+    let fast = Holt { beta: FAST_BETA.max(holt.beta), ..holt }.fit(history.iter())?;
+    let slope = match (slow.slope, fast.slope) {
+        (a, b) if a > 0.0 && b > 0.0 => a.min(b),
+        (a, b) if a < 0.0 && b < 0.0 => a.max(b),
+        _ => 0.0,
+    };
+    let level = if slope > 0.0 { slow.level.min(fast.level) } else { slow.level };
+    Some(Trend { level, slope })
+}
+
 /// (level now, projection ahead) of a ring; zeros without history.
 fn project(holt: Holt, history: &History, ahead: Duration) -> (f64, f64) {
-    holt.fit(history.iter()).map_or((0.0, 0.0), |t| (t.level, t.at(ahead)))
+    confirmed(holt, history).map_or((0.0, 0.0), |t| (t.level, t.at(ahead)))
 }
 
 #[cfg(test)]

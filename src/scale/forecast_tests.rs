@@ -75,6 +75,42 @@ fn a_ramp_is_projected_ahead() {
 }
 
 #[test]
+fn a_ramp_keeps_its_lead_and_stops_projecting_soon_after_it_levels_off() {
+    let ahead = Duration::from_secs(180);
+    // 600 s from 0 to 1000 rps, then flat: during the ramp the projection
+    // leads by about slope × warmup, as the slow fit alone would.
+    let ramp: Vec<f64> = (0..600).map(|i| f64::from(i) * 1000.0 / 600.0).collect();
+    let h = ring(ramp.iter().copied());
+    let (slow, both) = (HOLT.fit(h.iter()).unwrap(), confirmed(HOLT, &h).unwrap());
+    assert!((both.at(ahead) - slow.at(ahead)).abs() < 0.02 * slow.at(ahead), "{both:?} vs {slow:?}");
+    assert!(both.at(ahead) > 1200.0, "leads the ramp: {}", both.at(ahead));
+    // 20 s after the plateau the slow fit still projects well past it; the confirmed trend does not.
+    let h = ring(ramp.iter().copied().chain(std::iter::repeat_n(1000.0, 20)));
+    let (slow, both) = (HOLT.fit(h.iter()).unwrap(), confirmed(HOLT, &h).unwrap());
+    assert!(slow.at(ahead) > 1100.0, "the slow fit overshoots: {}", slow.at(ahead));
+    assert!(both.at(ahead) < 1010.0, "{both:?}");
+    // A step (measured as a short ramp, one sample a second) overshoots the plateau by 20 % at most at any point.
+    let mut rates: Vec<f64> = vec![0.0; 10];
+    rates.extend((1..=6).map(|i| f64::from(i) * 100.0 / 6.0));
+    let mut h = ring(rates.iter().copied());
+    let mut worst = 0.0_f64;
+    for _ in 0..60 {
+        h.push(h.last().unwrap().at_secs + 1.0, 100.0);
+        worst = worst.max(confirmed(HOLT, &h).unwrap().at(Duration::from_secs(2)));
+    }
+    assert!(worst <= 120.0, "worst projection after the step {worst}");
+}
+
+#[test]
+fn noise_on_flat_demand_projects_less_than_the_slow_fit() {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let h = ring((0..300).map(|_| 500.0 * (1.0 + 0.1 * (rng.f64() - 0.5))));
+    let (slow, both) = (HOLT.fit(h.iter()).unwrap(), confirmed(HOLT, &h).unwrap());
+    assert!(both.slope.abs() <= slow.slope.abs());
+    assert!((both.level - 500.0).abs() < 30.0);
+}
+
+#[test]
 fn a_single_spike_moves_the_level_not_the_projection_much() {
     let mut rates = vec![1000.0; 200];
     rates.push(10_000.0);
