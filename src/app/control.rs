@@ -57,24 +57,31 @@ impl ControlHandle {
         self.coordination.as_ref().map_or(Value::Null, |c| lock(c).to_json(now))
     }
 
-    /// Where this instance's DR state comes from (`burst::DrSource`), and
-    /// the lease's holder as last read: alone without coordination; the
-    /// holder while the lease's authority lasts; otherwise the lease's
-    /// state as read less than `fresh` ago, else stale.
-    pub(crate) fn dr_source(&self, fresh: std::time::Duration) -> (DrSource, Option<String>) {
-        let Some((authority, lease)) = &self.lease else { return (DrSource::Alone, None) };
+    /// Where this instance's DR state comes from (`burst::DrSource`), the
+    /// lease's holder as last read, and until when that source is valid:
+    /// alone without coordination (always); the holder while the lease's
+    /// authority lasts (`act_until`); otherwise the lease's state as read
+    /// less than `fresh` ago (until the read is `fresh` old), else stale.
+    pub(crate) fn dr_source(&self, fresh: std::time::Duration) -> SourceNow {
+        let Some((authority, lease)) = &self.lease else {
+            return SourceNow { source: DrSource::Alone, holder: None, valid_until: None };
+        };
         let lease = lease.borrow();
         let holder = lease.read.as_ref().and_then(|r| r.holder.clone());
         if let Authority::Holder { version, act_until } = *authority.borrow() {
             if tokio::time::Instant::now() < act_until {
                 let written = lease.written.filter(|w| w.version == version);
                 let inherited = written.and_then(|w| w.inherited);
-                return (DrSource::Holder { version, inherited, published: written.map(|w| w.ack) }, holder);
+                let source = DrSource::Holder { version, inherited, published: written.map(|w| w.ack) };
+                return SourceNow { source, holder, valid_until: Some(act_until.into_std()) };
             }
         }
-        match lease.read.as_ref().filter(|r| r.read_at.elapsed() < fresh) {
-            Some(r) => (DrSource::Lease { state: r.state }, holder),
-            None => (DrSource::Stale, holder),
+        let now = std::time::Instant::now();
+        match lease.read.as_ref().filter(|r| now.saturating_duration_since(r.read_at) < fresh) {
+            Some(r) => {
+                SourceNow { source: DrSource::Lease { state: r.state }, holder, valid_until: Some(r.read_at + fresh) }
+            }
+            None => SourceNow { source: DrSource::Stale, holder, valid_until: Some(now) },
         }
     }
 
@@ -89,6 +96,14 @@ impl ControlHandle {
             let _ = t.await;
         }
     }
+}
+
+/// What [`ControlHandle::dr_source`] found.
+pub(crate) struct SourceNow {
+    pub(crate) source: DrSource,
+    pub(crate) holder: Option<String>,
+    /// Past this the source no longer holds (`None`: never).
+    pub(crate) valid_until: Option<std::time::Instant>,
 }
 
 /// Starts both controllers over SDK clients built from an `SdkConfig` the caller built (tests add dummy

@@ -114,12 +114,16 @@ impl ControlPlane {
         let fresh = c.heartbeat_interval.saturating_mul(2);
         let fence = c.heartbeat_interval.saturating_mul(3) + config.spill.tick.saturating_mul(2);
         // No controllers yet (the process is starting): nothing read, writes held.
-        let (mut source, holder) = lock(&self.handle).as_ref().map_or((DrSource::Stale, None), |h| h.dr_source(fresh));
+        let found = lock(&self.handle).as_ref().map(|h| h.dr_source(fresh));
+        let (mut source, holder, mut valid_until) = match found {
+            Some(f) => (f.source, f.holder, f.valid_until),
+            None => (DrSource::Stale, None, Some(std::time::Instant::now())),
+        };
         if source == DrSource::Stale && !c.refuse_writes_when_stale {
             // The operator's choice: keep the state and keep writing (a split is possible if the holder moves writes meanwhile).
-            source = DrSource::Lease { state: None };
+            (source, valid_until) = (DrSource::Lease { state: None }, None);
         }
-        super::ticker::SiteDr { source, holder, fence: Some(fence) }
+        super::ticker::SiteDr { source, holder, fence: Some(fence), valid_until }
     }
 
     /// The coordination document for `/status` (`null` without `[coordination]`).

@@ -43,11 +43,14 @@ pub(crate) struct SiteDr {
     pub(crate) holder: Option<String>,
     /// How long writes are refused after a move of writes became known (`None`: alone).
     pub(crate) fence: Option<Duration>,
+    /// Past this the source no longer holds: the request path refuses
+    /// writes from then on even if no tick came (`None`: never).
+    pub(crate) valid_until: Option<Instant>,
 }
 
 impl Default for SiteDr {
     fn default() -> Self {
-        SiteDr { source: crate::burst::DrSource::Alone, holder: None, fence: None }
+        SiteDr { source: crate::burst::DrSource::Alone, holder: None, fence: None, valid_until: None }
     }
 }
 
@@ -95,7 +98,9 @@ pub(crate) fn tick(rt: &Runtime, dr: &DrCell, site: &SiteDr, now: Instant, warm_
         }
     }
     control.onprem_capacity_rps = (capacity > 0.0).then_some(capacity);
-    let transition = dr.observe(super::dr::observation(rt, now), rt.config.dr.policy, site.source, site.fence, now);
+    let policy = rt.config.dr.policy;
+    let transition =
+        dr.observe(super::dr::observation(rt, now), policy, site.source, site.fence, site.valid_until, now);
     let state = dr.state();
     control.dr = state.writes_in_cloud();
     control.dr_capacity = state == DrState::DrPending || dr.drilling();

@@ -9,8 +9,8 @@
 //! the atomic before they return. The cell lives in `Gates`, so it survives
 //! config reloads.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::burst::{
@@ -37,6 +37,10 @@ use crate::sync::lock;
 
 pub(crate) struct DrCell {
     state: AtomicU8,
+    /// Until when the latest tick's source holds, in nanoseconds since
+    /// [`origin`] (`u64::MAX`: always): a write after it is held even
+    /// when no tick came to say so (a late ticker never extends a read).
+    writes_until: AtomicU64,
     inner: Mutex<Inner>,
     /// A drill is running (the scale controller holds `dr_capacity`).
     drilling: AtomicBool,
@@ -110,6 +114,7 @@ impl DrCell {
         };
         DrCell {
             state: AtomicU8::new(DrState::Normal as u8),
+            writes_until: AtomicU64::new(u64::MAX),
             inner: Mutex::new(inner),
             drilling: AtomicBool::new(false),
             last_drill: Mutex::new(None),
@@ -137,6 +142,18 @@ impl DrCell {
         DrNow { state: DrState::from_code(code & !HELD), writes_held: code & HELD != 0 }
     }
 
+    /// What a request that writes (`write`) acts on at `at`: as [`Self::now`],
+    /// with writes held once the latest tick's source has run out.
+    #[inline]
+    pub(crate) fn now_for(&self, write: bool, at: Instant) -> DrNow {
+        let mut now = self.now();
+        if write && !now.writes_held {
+            let until = self.writes_until.load(Relaxed);
+            now.writes_held = until != u64::MAX && nanos_since_origin(at) >= until;
+        }
+        now
+    }
+
     /// The state (the machine's).
     #[inline]
     pub(crate) fn state(&self) -> DrState {
@@ -151,16 +168,18 @@ impl DrCell {
     }
 
     /// One tick: the observation, under the current config's policy, from
-    /// `source` (`DrMachine::tick`), with the write fence (`None` without
-    /// coordination).
+    /// `source` (`DrMachine::tick`), valid until `valid_until` (`None`:
+    /// always), with the write fence (`None` without coordination).
     pub(crate) fn observe(
         &self,
         obs: DrObservation,
         policy: DrPolicy,
         source: DrSource,
         fence: Option<Duration>,
+        valid_until: Option<Instant>,
         now: Instant,
     ) -> Option<DrTransition> {
+        self.writes_until.store(valid_until.map_or(u64::MAX, nanos_since_origin), Relaxed);
         let mut inner = lock(&self.inner);
         inner.last = obs;
         inner.policy = policy;
@@ -229,6 +248,13 @@ impl DrCell {
     }
 }
 
+/// The clock [`DrCell::now_for`] compares on: nanoseconds since the first call.
+fn nanos_since_origin(at: Instant) -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(|| at.checked_sub(Duration::from_secs(1)).unwrap_or(at));
+    u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX - 1)
+}
+
 /// Why writes are held: without a recent read of the lease, always; else
 /// as the machine says after a move of writes.
 fn hold(inner: &Inner, now: Instant) -> Option<WriteHold> {
@@ -251,7 +277,7 @@ mod tests {
         let policy = DrPolicy { engage: EngageMode::Confirm, failback_after: Duration::from_secs(60) };
         assert_eq!(cell.command(DrCommand::Engage, t0), Err(DrRefusal::CloudUnavailable), "no tick yet: no cloud seen");
         let obs = DrObservation { onprem_lost: true, cloud_ok: true, ..Default::default() };
-        let t = cell.observe(obs, policy, DrSource::Alone, None, t0);
+        let t = cell.observe(obs, policy, DrSource::Alone, None, None, t0);
         assert_eq!(t.map(|t| t.to), Some(DrState::DrPending));
         assert_eq!(cell.now(), DrNow { state: DrState::DrPending, writes_held: false });
         let t = cell.command(DrCommand::Engage, t0 + Duration::from_secs(5)).unwrap().unwrap();
@@ -273,21 +299,21 @@ mod tests {
         let lost = DrObservation { onprem_lost: true, cloud_ok: true, ..Default::default() };
         let fence = Some(Duration::from_secs(2));
         let holder = |published| DrSource::Holder { version: 3, inherited: None, published };
-        let t = cell.observe(lost, policy, holder(None), fence, t0).unwrap();
+        let t = cell.observe(lost, policy, holder(None), fence, None, t0).unwrap();
         assert_eq!(t.to, DrState::DrActive);
         let held = DrNow { state: DrState::DrActive, writes_held: true };
         assert_eq!(cell.now(), held, "unpublished: the request path refuses writes");
         assert_eq!(cell.view(t0).writes_held, Some(WriteHold::Unpublished));
         let ack = LeaseAck { state: DrState::DrActive, sent: at(100), received: at(300) };
-        cell.observe(lost, policy, holder(Some(ack)), fence, at(350));
+        cell.observe(lost, policy, holder(Some(ack)), fence, None, at(350));
         assert_eq!((cell.now(), cell.view(at(350)).writes_held), (held, Some(WriteHold::Fence)));
-        cell.observe(lost, policy, holder(Some(ack)), fence, at(2_300));
+        cell.observe(lost, policy, holder(Some(ack)), fence, None, at(2_300));
         assert_eq!(cell.now(), DrNow { state: DrState::DrActive, writes_held: false }, "the tick after the fence");
         // Following: the lease's state whatever this instance observes, fenced from the read.
         let healthy =
             DrObservation { onprem_reachable: true, onprem_primary: true, cloud_ok: true, ..Default::default() };
         let lease = DrSource::Lease { state: Some(DrState::Normal) };
-        let t = cell.observe(healthy, policy, lease, fence, at(10_000)).unwrap();
+        let t = cell.observe(healthy, policy, lease, fence, None, at(10_000)).unwrap();
         assert_eq!((t.to, t.reason), (DrState::Normal, DrReason::SiteHolder));
         assert_eq!(cell.now(), DrNow { state: DrState::Normal, writes_held: true }, "a follower fences the move too");
         assert_eq!(
@@ -295,15 +321,22 @@ mod tests {
             Err(DrRefusal::NotHolder),
             "a follower decides nothing"
         );
-        cell.observe(healthy, policy, lease, fence, at(12_000));
+        cell.observe(healthy, policy, lease, fence, None, at(12_000));
         assert_eq!(cell.now(), DrNow::CLEAR);
-        assert_eq!(cell.observe(lost, policy, lease, fence, at(12_050)), None, "its own probes decide nothing");
+        assert_eq!(cell.observe(lost, policy, lease, fence, None, at(12_050)), None, "its own probes decide nothing");
         // No recent read of the lease: the state is kept and writes are held, reads go on.
-        assert_eq!(cell.observe(lost, policy, DrSource::Stale, fence, at(13_000)), None);
+        assert_eq!(cell.observe(lost, policy, DrSource::Stale, fence, None, at(13_000)), None);
         assert_eq!(cell.now(), DrNow { state: DrState::Normal, writes_held: true });
         assert_eq!(cell.view(at(13_000)).writes_held, Some(WriteHold::NoLeaseRead));
         assert_eq!(cell.command(DrCommand::Engage, at(13_000)), Err(DrRefusal::NotHolder));
-        cell.observe(healthy, policy, lease, fence, at(14_000));
+        cell.observe(healthy, policy, lease, fence, None, at(14_000));
         assert_eq!(cell.now(), DrNow::CLEAR, "a read again: writes flow");
+        // The read holds until it is too old, tick or no tick: a write after that is held.
+        cell.observe(healthy, policy, lease, fence, Some(at(15_000)), at(14_100));
+        assert_eq!(cell.now_for(true, at(14_999)), DrNow::CLEAR);
+        assert_eq!(cell.now_for(true, at(15_000)), DrNow { state: DrState::Normal, writes_held: true });
+        assert_eq!(cell.now_for(false, at(60_000)), DrNow::CLEAR, "reads are not held");
+        cell.observe(healthy, policy, DrSource::Alone, None, None, at(14_200));
+        assert_eq!(cell.now_for(true, at(60_000)), DrNow::CLEAR, "alone: no deadline");
     }
 }

@@ -192,7 +192,7 @@ async fn gate<'r>(
     let in_flight = gate.signals.begin();
     let limit = gate.limit();
     let primary_healthy = route.primary.has_available(started);
-    let dr = plane.gates.dr.now();
+    let dr = plane.gates.dr.now_for(write, started);
     let mut was_pinned = false;
     let decision =
         if in_flight <= limit.min(spill.max_in_flight) && primary_healthy && dr == DrNow::CLEAR && gate.queued() == 0 {
@@ -241,7 +241,7 @@ async fn gate<'r>(
                 // held now): an on-prem slot is no longer where this request
                 // belongs (a write there would reach the demoted database).
                 // The slot goes back; the client retries.
-                Ok((guard, false)) if dr_moved(dr, plane.gates.dr.now(), write) => {
+                Ok((guard, false)) if dr_moved(dr, plane.gates.dr.now_for(write, Instant::now()), write) => {
                     drop(guard);
                     let retry_after = std::time::Duration::from_secs(1);
                     Err(shed(trace, &route.primary, ProxyError::Overloaded { reason: "dr_changed", retry_after }))
