@@ -115,7 +115,8 @@ impl ControlLoop for ScaleController {
 
     fn sample(&mut self, _cfg: &ScaleConfig, cx: &Cx, now: Instant) {
         let share = self.dns_share.as_ref().map_or(0.0, |(r, _)| *r.borrow());
-        self.state.sample(&self.signals.borrow(), share, cx.since_start(now));
+        let ttl = self.dns_ttl();
+        self.state.sample(&self.signals.borrow(), share, ttl, cx.since_start(now));
     }
 
     fn failed(&mut self, err: &AwsError, delay: Duration) {
@@ -128,6 +129,12 @@ impl ControlLoop for ScaleController {
 }
 
 impl ScaleController {
+    /// The `[dns]` records' TTL (zero without DNS).
+    fn dns_ttl(&self) -> Duration {
+        let ttl = self.dns_share.as_ref().and_then(|(_, d)| d.borrow().as_ref().map(|d| d.ttl)).unwrap_or(0);
+        Duration::from_secs(u64::from(ttl))
+    }
+
     pub(crate) fn new(api: Arc<dyn ScalingApi>, signals: watch::Receiver<ControlSignals>) -> Self {
         let capacity = watch::channel(None).0;
         Self { api, signals, capacity, dns_share: None, fence: Fence::default(), state: LoopState::new() }
@@ -157,9 +164,8 @@ impl ScaleController {
     /// Forecasts and decides (pure), then records the decision.
     fn decide(&mut self, cfg: &ScaleConfig, cx: &Cx, group: &GroupState, now: Instant) -> ScaleDecision {
         let signals = self.signals.borrow().clone();
-        let ttl = self.dns_share.as_ref().and_then(|(_, d)| d.borrow().as_ref().map(|d| d.ttl)).unwrap_or(0);
         let since = cx.since_start(now).as_secs_f64();
-        let dns_share = forecast::effective_share(&self.state.shares, since, Duration::from_secs(u64::from(ttl)));
+        let dns_share = forecast::effective_share(&self.state.shares, since, self.dns_ttl());
         let at = cx.wall_time(now);
         let demand = self.state.demand(cfg, &signals, dns_share, at);
         let inputs = ScaleInputs {
@@ -254,6 +260,8 @@ fn record_decision(cfg: &ScaleConfig, group: &GroupState, d: &ScaleDecision, dem
 /// What the loop carries from tick to tick (survives reloads).
 struct LoopState {
     arrivals: History,
+    /// The site's total demand (`forecast::total_sample`), sampled with the arrivals.
+    totals: History,
     spilled: History,
     shed: History,
     /// The DNS cloud share as written, sampled with the signals.
@@ -266,6 +274,7 @@ impl LoopState {
     fn new() -> Self {
         Self {
             arrivals: History::new(HISTORY_SAMPLES),
+            totals: History::new(HISTORY_SAMPLES),
             spilled: History::new(HISTORY_SAMPLES),
             shed: History::new(HISTORY_SAMPLES),
             shares: History::new(HISTORY_SAMPLES),
@@ -274,13 +283,16 @@ impl LoopState {
         }
     }
 
-    /// Records the signals `since_start` the loop began.
-    fn sample(&mut self, s: &ControlSignals, dns_share: f64, since_start: Duration) {
+    /// Records the signals `since_start` the loop began; `dns_share` as
+    /// written, in effect after `ttl`.
+    fn sample(&mut self, s: &ControlSignals, dns_share: f64, ttl: Duration, since_start: Duration) {
         let at = since_start.as_secs_f64();
         self.arrivals.push(at, s.arrival_rps);
         self.spilled.push(at, s.spilled_rps);
         self.shed.push(at, s.shed_rps);
         self.shares.push(at, dns_share);
+        let in_effect = forecast::effective_share(&self.shares, at, ttl);
+        self.totals.push(at, forecast::total_sample(s.arrival_rps, in_effect));
         if let Some(c) = s.onprem_capacity_rps.filter(|c| c.is_finite() && *c > 0.0) {
             self.learned_capacity = Some(c);
         }
@@ -294,6 +306,7 @@ impl LoopState {
             .or(cfg.onprem_capacity_rps.map(f64::from));
         forecast::demand(&DemandInputs {
             arrivals: &self.arrivals,
+            totals: Some(&self.totals),
             spilled: &self.spilled,
             shed: &self.shed,
             holt: Holt { alpha: cfg.forecast_alpha, beta: cfg.forecast_beta },

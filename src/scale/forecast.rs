@@ -129,6 +129,13 @@ pub(crate) fn scheduled_demand(events: &[ScheduledEvent], now: SystemTime, lead:
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DemandInputs<'a> {
     pub(crate) arrivals: &'a History,
+    /// The site's total demand, sampled with the arrivals: each arrival
+    /// sample scaled by `1 / (1 − share in effect then)` ([`total_sample`]).
+    /// Projected instead of the arrivals when given: a DNS shift moves
+    /// traffic without changing the total, and projecting the gate's
+    /// falling arrivals (whose smoothed level lags the fall) and scaling
+    /// them by today's `1 / (1 − share)` multiplied that lag.
+    pub(crate) totals: Option<&'a History>,
     pub(crate) spilled: &'a History,
     /// Requests shed after waiting for a slot: demand that neither pool served.
     pub(crate) shed: &'a History,
@@ -175,8 +182,17 @@ pub(crate) fn demand(inp: &DemandInputs) -> Demand {
     let (arrival_now, arrival_ahead) = project(inp.holt, inp.arrivals, inp.warmup);
     let (spill_now, spill_ahead) = project(inp.holt, inp.spilled, inp.warmup);
     let (shed_now, shed_ahead) = project(inp.holt, inp.shed, inp.warmup);
-    let gate_ahead = arrival_ahead.max(arrival_now);
-    let direct = gate_ahead * direct_per_gate;
+    let (gate_ahead, direct) = match inp.totals.filter(|t| t.iter().next().is_some()) {
+        Some(totals) => {
+            let (total_now, total_ahead) = project(inp.holt, totals, inp.warmup);
+            let total = total_ahead.max(total_now);
+            (total * (1.0 - share), total * share)
+        }
+        None => {
+            let gate = arrival_ahead.max(arrival_now);
+            (gate, gate * direct_per_gate)
+        }
+    };
     let forecast = gate_ahead + direct;
     let served_now = (arrival_now - spill_now).max(0.0);
     let spill = match inp.onprem_capacity_rps {
@@ -195,6 +211,12 @@ pub(crate) fn demand(inp: &DemandInputs) -> Demand {
     }
     debug_assert!(overflow.is_finite());
     Demand { arrival_rps: arrival_now, forecast_rps: forecast, overflow_rps: overflow, event }
+}
+
+/// One sample of the site's total demand: the gate's arrivals over the
+/// share of traffic that still reaches the gate (`1 − share in effect`).
+pub(crate) fn total_sample(arrival_rps: f64, share_in_effect: f64) -> f64 {
+    arrival_rps / (1.0 - share_in_effect.clamp(0.0, MAX_DNS_SHARE))
 }
 
 /// The DNS share in effect at `now_secs`: the time-weighted mean of the

@@ -30,6 +30,7 @@ fn inputs<'a>(
     static NO_SHED: std::sync::LazyLock<History> = std::sync::LazyLock::new(|| History::new(HISTORY_SAMPLES));
     DemandInputs {
         arrivals,
+        totals: None,
         spilled,
         shed: &NO_SHED,
         holt: HOLT,
@@ -250,4 +251,33 @@ fn without_a_known_capacity_shed_demand_counts_as_overflow() {
     // With a known capacity the arrivals already hold the shed requests.
     let known = demand(&DemandInputs { shed: &shed, ..inputs(&arrivals, &spilled, &[], Some(1_000.0)) });
     assert!((known.overflow_rps - 500.0).abs() < 1e-6, "{known:?}");
+}
+
+#[test]
+fn a_dns_shift_of_a_steady_total_is_not_mistaken_for_more_demand() {
+    // 3000 rps in all, on-prem 1000; at t = 100 s DNS is set to 60 % cloud
+    // (TTL 10 s): the gate's arrivals fall to 1200 as resolvers follow.
+    let (total, cap, ttl) = (3000.0, 1000.0, Duration::from_secs(10));
+    let (mut shares, mut arrivals, mut totals, mut spilled) = (ring([]), ring([]), ring([]), ring([]));
+    let (mut worst_totals, mut worst_gate) = (0.0_f64, 0.0_f64);
+    for t in 0..200 {
+        let at = f64::from(t);
+        shares.push(at, if t < 100 { 0.0 } else { 0.6 });
+        let in_effect = effective_share(&shares, at, ttl);
+        let gate = total * (1.0 - in_effect);
+        arrivals.push(at, gate);
+        spilled.push(at, (gate - cap).max(0.0));
+        totals.push(at, total_sample(gate, in_effect));
+        let truth = cloud_load(total, cap, in_effect);
+        let mut inp = inputs(&arrivals, &spilled, &[], Some(cap));
+        inp.warmup = Duration::from_secs(5);
+        inp.dns_cloud_share = in_effect;
+        let by_gate = demand(&inp).overflow_rps;
+        inp.totals = Some(&totals);
+        let by_totals = demand(&inp).overflow_rps;
+        worst_totals = worst_totals.max(by_totals / truth);
+        worst_gate = worst_gate.max(by_gate / truth);
+    }
+    assert!(worst_totals < 1.05, "the total's projection: at most {worst_totals:.2}× the cloud's load");
+    assert!(worst_gate > 1.3, "projecting the gate's falling arrivals overshot ({worst_gate:.2}×)");
 }
