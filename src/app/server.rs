@@ -119,9 +119,12 @@ impl ControlPlane {
             Some(f) => (f.source, f.holder, f.valid_until),
             None => (DrSource::Stale, None, Some(std::time::Instant::now())),
         };
-        if source == DrSource::Stale && !c.refuse_writes_when_stale {
+        if !c.refuse_writes_when_stale {
             // The operator's choice: keep the state and keep writing (a split is possible if the holder moves writes meanwhile).
-            (source, valid_until) = (DrSource::Lease { state: None }, None);
+            valid_until = None;
+            if source == DrSource::Stale {
+                source = DrSource::Lease { state: None };
+            }
         }
         super::ticker::SiteDr { source, holder, fence: Some(fence), valid_until }
     }

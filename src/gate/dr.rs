@@ -10,7 +10,7 @@
 //! config reloads.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::burst::{
@@ -38,9 +38,11 @@ use crate::sync::lock;
 pub(crate) struct DrCell {
     state: AtomicU8,
     /// Until when the latest tick's source holds, in nanoseconds since
-    /// [`origin`] (`u64::MAX`: always): a write after it is held even
+    /// `origin` (`u64::MAX`: always): a write after it is held even
     /// when no tick came to say so (a late ticker never extends a read).
     writes_until: AtomicU64,
+    /// The clock `writes_until` counts on (the cell's creation).
+    origin: Instant,
     inner: Mutex<Inner>,
     /// A drill is running (the scale controller holds `dr_capacity`).
     drilling: AtomicBool,
@@ -115,6 +117,7 @@ impl DrCell {
         DrCell {
             state: AtomicU8::new(DrState::Normal as u8),
             writes_until: AtomicU64::new(u64::MAX),
+            origin: now,
             inner: Mutex::new(inner),
             drilling: AtomicBool::new(false),
             last_drill: Mutex::new(None),
@@ -149,7 +152,7 @@ impl DrCell {
         let mut now = self.now();
         if write && !now.writes_held {
             let until = self.writes_until.load(Relaxed);
-            now.writes_held = until != u64::MAX && nanos_since_origin(at) >= until;
+            now.writes_held = until != u64::MAX && self.nanos(at) >= until;
         }
         now
     }
@@ -179,7 +182,7 @@ impl DrCell {
         valid_until: Option<Instant>,
         now: Instant,
     ) -> Option<DrTransition> {
-        self.writes_until.store(valid_until.map_or(u64::MAX, nanos_since_origin), Relaxed);
+        self.writes_until.store(valid_until.map_or(u64::MAX, |t| self.nanos(t)), Relaxed);
         let mut inner = lock(&self.inner);
         inner.last = obs;
         inner.policy = policy;
@@ -242,17 +245,15 @@ impl DrCell {
         Some(state)
     }
 
+    /// `at` on the clock [`DrCell::now_for`] compares on (before the origin: 0).
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
     fn publish(&self, inner: &Inner, now: Instant) {
         let held = if hold(inner, now).is_some() { HELD } else { 0 };
         self.state.store(inner.machine.state() as u8 | held, Relaxed);
     }
-}
-
-/// The clock [`DrCell::now_for`] compares on: nanoseconds since the first call.
-fn nanos_since_origin(at: Instant) -> u64 {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    let origin = *ORIGIN.get_or_init(|| at.checked_sub(Duration::from_secs(1)).unwrap_or(at));
-    u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX - 1)
 }
 
 /// Why writes are held: without a recent read of the lease, always; else

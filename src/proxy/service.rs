@@ -238,10 +238,11 @@ async fn gate<'r>(
             };
             match waited {
                 // DR moved while it waited (or, for a write, writes are
-                // held now): an on-prem slot is no longer where this request
-                // belongs (a write there would reach the demoted database).
-                // The slot goes back; the client retries.
-                Ok((guard, false)) if dr_moved(dr, plane.gates.dr.now_for(write, Instant::now()), write) => {
+                // held now): the slot it got, on-prem or in the cloud, was
+                // granted under a state that no longer holds (a write
+                // there could reach the demoted database). The slot goes
+                // back; the client retries.
+                Ok((guard, _)) if dr_moved(dr, plane.gates.dr.now_for(write, Instant::now()), write) => {
                     drop(guard);
                     let retry_after = std::time::Duration::from_secs(1);
                     Err(shed(trace, &route.primary, ProxyError::Overloaded { reason: "dr_changed", retry_after }))

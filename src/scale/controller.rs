@@ -292,7 +292,9 @@ impl LoopState {
         self.shed.push(at, s.shed_rps);
         self.shares.push(at, dns_share);
         let in_effect = forecast::effective_share(&self.shares, at, ttl);
-        self.totals.push(at, forecast::total_sample(s.arrival_rps, in_effect));
+        if let Some(total) = forecast::total_sample(s.arrival_rps, in_effect) {
+            self.totals.push(at, total);
+        }
         if let Some(c) = s.onprem_capacity_rps.filter(|c| c.is_finite() && *c > 0.0) {
             self.learned_capacity = Some(c);
         }

@@ -214,9 +214,12 @@ pub(crate) fn demand(inp: &DemandInputs) -> Demand {
 }
 
 /// One sample of the site's total demand: the gate's arrivals over the
-/// share of traffic that still reaches the gate (`1 − share in effect`).
-pub(crate) fn total_sample(arrival_rps: f64, share_in_effect: f64) -> f64 {
-    arrival_rps / (1.0 - share_in_effect.clamp(0.0, MAX_DNS_SHARE))
+/// share of traffic that still reaches the gate (`1 − share in effect`);
+/// none while DNS sends nearly everything to the cloud (over
+/// `MAX_DNS_SHARE`: DR, an operator's target), when the gate's view says
+/// too little about the total (the projection bridges the gap).
+pub(crate) fn total_sample(arrival_rps: f64, share_in_effect: f64) -> Option<f64> {
+    (share_in_effect <= MAX_DNS_SHARE).then(|| arrival_rps / (1.0 - share_in_effect.max(0.0)))
 }
 
 /// The DNS share in effect at `now_secs`: the time-weighted mean of the
@@ -255,7 +258,7 @@ pub(crate) const FAST_BETA: f64 = 0.5;
 /// while the slow one decays over `1/beta` of them, and the slow level,
 /// which carries its trend, overshoots the plateau. So: the slope is the
 /// smaller of the two when they have the same sign (none otherwise), and
-/// while it rises the level is the lower of the two.
+/// the level is the lower of the two while it rises, else the higher.
 pub(crate) fn confirmed(holt: Holt, history: &History) -> Option<Trend> {
     let slow = holt.fit(history.iter())?;
     let fast = Holt { beta: FAST_BETA.max(holt.beta), ..holt }.fit(history.iter())?;
@@ -264,7 +267,9 @@ pub(crate) fn confirmed(holt: Holt, history: &History) -> Option<Trend> {
         (a, b) if a < 0.0 && b < 0.0 => a.max(b),
         _ => 0.0,
     };
-    let level = if slope > 0.0 { slow.level.min(fast.level) } else { slow.level };
+    // Rising: the lower level (the slow one carries its trend past a
+    // plateau); otherwise the higher (the same lag undershoots after a fall).
+    let level = if slope > 0.0 { slow.level.min(fast.level) } else { slow.level.max(fast.level) };
     Some(Trend { level, slope })
 }
 
