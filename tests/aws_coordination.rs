@@ -508,6 +508,16 @@ async fn dr_of(sw: &Spillway) -> serde_json::Value {
     sw.status().await["dr"].clone()
 }
 
+/// `/status` `dr`'s fields `keys`, as strings (`None`: absent or null).
+async fn dr_fields<const N: usize>(sw: &Spillway, keys: [&str; N]) -> [Option<String>; N] {
+    let dr = dr_of(sw).await;
+    keys.map(|k| dr[k].as_str().map(str::to_owned))
+}
+
+fn some<const N: usize>(values: [&str; N]) -> [Option<String>; N] {
+    values.map(|v| Some(v.to_owned()))
+}
+
 async fn dr_call(sw: &Spillway, what: &str) -> support::Resp {
     let json = vec![("content-type", "application/json".to_string())];
     support::request(Method::POST, &sw.admin_url(&format!("/dr/{what}")), json, b"{}").await.expect("admin call")
@@ -621,12 +631,8 @@ async fn the_holder_owns_the_sites_dr_state_and_writes_never_reach_two_databases
         role(&fresh).await == "holder"
     })
     .await;
-    let st = dr_of(&fresh).await;
-    assert_eq!(
-        (st["state"].as_str(), st["reason"].as_str(), st["source"].as_str()),
-        (Some("dr_active"), Some("site_holder"), Some("holder")),
-        "{st}"
-    );
+    let seen = dr_fields(&fresh, ["state", "reason", "source"]).await;
+    assert_eq!(seen, some(["dr_active", "site_holder", "holder"]));
     let (onprem, cloud) = writes_through_both(&w, [&fresh, &fresh], false, Duration::from_secs(2)).await;
     assert_eq!(onprem, 0, "the restarted site keeps its writes in the cloud");
     assert!(cloud > 0, "after the fence");
@@ -639,12 +645,8 @@ async fn the_holder_owns_the_sites_dr_state_and_writes_never_reach_two_databases
         dr_of(&fresh).await["writes_held"] == "no_lease_read"
     })
     .await;
-    let st = dr_of(&fresh).await;
-    assert_eq!(
-        (st["state"].as_str(), st["source"].as_str(), st["writes"].as_str()),
-        (Some("dr_active"), Some("stale"), Some("refused")),
-        "{st}"
-    );
+    let seen = dr_fields(&fresh, ["state", "source", "writes"]).await;
+    assert_eq!(seen, some(["dr_active", "stale", "refused"]));
     let (onprem0, cloud0) = (w.onprem.writes(), w.cloud.writes());
     let write = support::request(Method::POST, &fresh.url("web", "/save"), vec![], b"x").await.expect("answered");
     assert_eq!(write.status, 503, "{}", write.text());
@@ -653,6 +655,23 @@ async fn the_holder_owns_the_sites_dr_state_and_writes_never_reach_two_databases
     assert_eq!(read.status, 200, "reads go on");
     let refused = dr_call(&fresh, "failback").await;
     assert_eq!((refused.status, refused.json()["reason"].as_str()), (409, Some("not_holder")), "{}", refused.text());
+    // The operator's escape hatch, hot-reloaded: keep writing where the
+    // last state sends them (the cloud), then back to refusing.
+    let config = dr_config(&w, holder_id);
+    // (Written, not POSTed: the file watcher reloads it.)
+    fresh.write_config(&format!("{config}refuse_writes_when_stale = false\n"));
+    eventually(Duration::from_secs(3), "writes allowed while stale", || async {
+        dr_fields(&fresh, ["source", "writes"]).await == some(["lease", "cloud"])
+    })
+    .await;
+    let write = support::request(Method::POST, &fresh.url("web", "/save"), vec![], b"x").await.expect("answered");
+    assert_eq!(write.status, 200, "{}", write.text());
+    assert_eq!((w.onprem.writes(), w.cloud.writes()), (onprem0, cloud0 + 1), "to the cloud, where dr_active sends it");
+    fresh.write_config(&config);
+    eventually(Duration::from_secs(3), "refusing again", || async {
+        dr_fields(&fresh, ["writes_held"]).await == some(["no_lease_read"])
+    })
+    .await;
     w.proxy.set_throttling_dynamodb(false);
     eventually(Duration::from_secs(6), "holder again, writes flowing", || async {
         role(&fresh).await == "holder" && dr_of(&fresh).await["writes"] == "cloud"

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::ticker::SiteDr;
 use crate::burst::DrSource;
 use crate::config::CoordinationConfig;
 use crate::control::runner::{LoopStatus, Report, Runner};
@@ -62,10 +63,9 @@ impl ControlHandle {
     /// alone without coordination (always); the holder while the lease's
     /// authority lasts (`act_until`); otherwise the lease's state as read
     /// less than `fresh` ago (until the read is `fresh` old), else stale.
-    pub(crate) fn dr_source(&self, fresh: std::time::Duration) -> SourceNow {
-        let Some((authority, lease)) = &self.lease else {
-            return SourceNow { source: DrSource::Alone, holder: None, valid_until: None };
-        };
+    /// The fence is the caller's (`ControlPlane::site_dr`).
+    pub(crate) fn dr_source(&self, fresh: std::time::Duration) -> SiteDr {
+        let Some((authority, lease)) = &self.lease else { return SiteDr::default() };
         let lease = lease.borrow();
         let holder = lease.read.as_ref().and_then(|r| r.holder.clone());
         if let Authority::Holder { version, act_until } = *authority.borrow() {
@@ -73,16 +73,16 @@ impl ControlHandle {
                 let written = lease.written.filter(|w| w.version == version);
                 let inherited = written.and_then(|w| w.inherited);
                 let source = DrSource::Holder { version, inherited, published: written.map(|w| w.ack) };
-                return SourceNow { source, holder, valid_until: Some(act_until.into_std()) };
+                return SiteDr { source, holder, fence: None, valid_until: Some(act_until.into_std()) };
             }
         }
         let now = std::time::Instant::now();
-        match lease.read.as_ref().filter(|r| now.saturating_duration_since(r.read_at) < fresh) {
-            Some(r) => {
-                SourceNow { source: DrSource::Lease { state: r.state }, holder, valid_until: Some(r.read_at + fresh) }
-            }
-            None => SourceNow { source: DrSource::Stale, holder, valid_until: Some(now) },
-        }
+        let (source, valid_until) =
+            match lease.read.as_ref().filter(|r| now.saturating_duration_since(r.read_at) < fresh) {
+                Some(r) => (DrSource::Lease { state: r.state }, r.read_at + fresh),
+                None => (DrSource::Stale, now),
+            };
+        SiteDr { source, holder, fence: None, valid_until: Some(valid_until) }
     }
 
     /// Warm cloud capacity as last read from the group (for the gate).
@@ -96,14 +96,6 @@ impl ControlHandle {
             let _ = t.await;
         }
     }
-}
-
-/// What [`ControlHandle::dr_source`] found.
-pub(crate) struct SourceNow {
-    pub(crate) source: DrSource,
-    pub(crate) holder: Option<String>,
-    /// Past this the source no longer holds (`None`: never).
-    pub(crate) valid_until: Option<std::time::Instant>,
 }
 
 /// Starts both controllers over SDK clients built from an `SdkConfig` the caller built (tests add dummy

@@ -114,19 +114,22 @@ impl ControlPlane {
         let fresh = c.heartbeat_interval.saturating_mul(2);
         let fence = c.heartbeat_interval.saturating_mul(3) + config.spill.tick.saturating_mul(2);
         // No controllers yet (the process is starting): nothing read, writes held.
-        let found = lock(&self.handle).as_ref().map(|h| h.dr_source(fresh));
-        let (mut source, holder, mut valid_until) = match found {
-            Some(f) => (f.source, f.holder, f.valid_until),
-            None => (DrSource::Stale, None, Some(std::time::Instant::now())),
-        };
+        let mut site = lock(&self.handle).as_ref().map_or_else(
+            || super::ticker::SiteDr {
+                source: DrSource::Stale,
+                valid_until: Some(std::time::Instant::now()),
+                ..Default::default()
+            },
+            |h| h.dr_source(fresh),
+        );
         if !c.refuse_writes_when_stale {
             // The operator's choice: keep the state and keep writing (a split is possible if the holder moves writes meanwhile).
-            valid_until = None;
-            if source == DrSource::Stale {
-                source = DrSource::Lease { state: None };
+            site.valid_until = None;
+            if site.source == DrSource::Stale {
+                site.source = DrSource::Lease { state: None };
             }
         }
-        super::ticker::SiteDr { source, holder, fence: Some(fence), valid_until }
+        super::ticker::SiteDr { fence: Some(fence), ..site }
     }
 
     /// The coordination document for `/status` (`null` without `[coordination]`).
