@@ -493,6 +493,44 @@ async fn a_request_reset_at_the_upstream_keeps_its_slot_while_the_origin_works()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_reset_at_the_upstream_finishes_there_and_gives_back_its_slot_and_connection() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let a = Origin::start("a").await;
+    let spill =
+        "\n[spill]\nmode = \"static\"\nmax_in_flight = 1\nmin_limit = 1\nqueue_timeout = \"0s\"\ntick = \"50ms\"\n";
+    let sw = Spillway::start(&(support::simple_config(&[&a], "", "") + spill)).await;
+    let warm = request(Method::GET, &sw.url("web", "/"), vec![], b"").await.unwrap();
+    assert_eq!(warm.status, 200);
+    let tcp = TcpStream::connect(sw.addr("web")).await.unwrap();
+    let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let (conns0, probes0) = (a.state.connections.load(SeqCst), a.state.probes.load(SeqCst));
+    let in_flight = || async { sw.status().await["gates"]["app"]["in_flight"].as_u64() };
+    for n in 0..6 {
+        send = send.ready().await.unwrap();
+        let (resp, _) = send.send_request(Request::get("http://a/slow?delay_ms=400").body(()).unwrap(), true).unwrap();
+        eventually(Duration::from_secs(3), "the request at the origin", || async {
+            a.state.in_flight.load(SeqCst) == 1
+        })
+        .await;
+        drop(resp); // RST_STREAM(CANCEL)
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(in_flight().await, Some(1), "request {n}: the slot was given back while the origin still worked");
+        eventually(Duration::from_secs(3), "the origin answered", || async { a.state.in_flight.load(SeqCst) == 0 })
+            .await;
+        // Given back at the answer, not after a guessed time.
+        eventually(Duration::from_millis(300), "the slot given back", || async { in_flight().await == Some(0) }).await;
+    }
+    // Each answer was read to its end and its connection pooled again: no
+    // new connection per cancelled request (health probes open their own).
+    let new = a.state.connections.load(SeqCst) - conns0 - (a.state.probes.load(SeqCst) - probes0);
+    assert!(new <= 1, "{new} new upstream connections for 6 cancelled requests");
+    let m = reqwest_free_metrics(&sw).await;
+    assert!(m.contains("spillway_upstream_abandoned_total{outcome=\"answered\"} 6"), "{m}");
+    assert!(m.contains("spillway_cancelled_at_upstream_total{pool=\"app\"} 6"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_older_than_max_connection_age_is_closed_between_requests() {
     let a = Origin::start("a").await;
     let sw = Spillway::start(&support::simple_config(&[&a], "max_connection_age = \"1s\"", "")).await;

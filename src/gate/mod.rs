@@ -515,21 +515,17 @@ fn cloud_limit_params(spill: &SpillConfig) -> LimitParams {
 }
 
 /// A request counted in a pool's in-flight; ends when dropped (at the last
-/// byte of the response body, or when the request fails).
+/// byte of the response body, or when the request fails), unless its slot
+/// was handed to an exchange that finishes without it (`detach`).
 pub(crate) struct InFlight {
     gate: Arc<PoolGate>,
     started: Instant,
-    /// While the request is at the upstream: the longest the slot stays
-    /// taken if the request is dropped (0: not at the upstream), and the
-    /// endpoint's own estimate of how long it takes.
-    linger_cap_ms: std::sync::atomic::AtomicU32,
-    linger_hint_ms: std::sync::atomic::AtomicU32,
+    detached: std::sync::atomic::AtomicBool,
 }
 
 impl InFlight {
     fn new(gate: Arc<PoolGate>, started: Instant) -> Self {
-        use std::sync::atomic::AtomicU32;
-        InFlight { gate, started, linger_cap_ms: AtomicU32::new(0), linger_hint_ms: AtomicU32::new(0) }
+        InFlight { gate, started, detached: std::sync::atomic::AtomicBool::new(false) }
     }
 
     /// Response headers arrived (or the exchange failed) at `now`.
@@ -537,51 +533,36 @@ impl InFlight {
         self.gate.signals.record(now.saturating_duration_since(self.started), outcome);
     }
 
-    /// The request is at the upstream. Dropped before its answer (the
-    /// client reset or closed), the slot is held as long as the origin is
-    /// likely still working on it — the larger of `hint` and twice the
-    /// pool's recent p99, at most `cap` — so cancelling cannot hand the
-    /// origin more work than the ceiling admits.
-    #[inline]
-    pub(crate) fn at_upstream(&self, hint: Duration, cap: Duration) {
-        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1);
-        self.linger_hint_ms.store(ms(hint), Relaxed);
-        self.linger_cap_ms.store(ms(cap), Relaxed);
-    }
-
-    /// The upstream answered (or failed): no linger.
-    #[inline]
-    pub(crate) fn answered(&self) {
-        self.linger_cap_ms.store(0, Relaxed);
-    }
-
-    /// How long a slot dropped now stays taken (zero: not at the upstream).
-    fn linger(&self) -> Duration {
-        let cap = self.linger_cap_ms.load(Relaxed);
-        if cap == 0 {
-            return Duration::ZERO;
+    /// The request was cancelled while the upstream works on it: its slot
+    /// moves to the returned guard, which the exchange finishing in the
+    /// background drops when the upstream answers. Cancelling therefore
+    /// cannot hand the origin more work than the ceiling admits. Once only:
+    /// a second call hands over nothing.
+    pub(crate) fn detach(&self) -> Option<Slot> {
+        if self.detached.swap(true, Relaxed) {
+            return None;
         }
-        let recent = lock(&self.gate.tick).last.p99_sliding * 2;
-        let hint = Duration::from_millis(u64::from(self.linger_hint_ms.load(Relaxed)));
-        hint.max(recent).max(LINGER_MIN).min(Duration::from_millis(u64::from(cap)))
+        metrics::counter!(catalog::CANCELLED_AT_UPSTREAM, "pool" => self.gate.name.clone()).increment(1);
+        Some(Slot { gate: self.gate.clone() })
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let linger = self.linger();
-        let handle = (!linger.is_zero()).then(tokio::runtime::Handle::try_current).and_then(Result::ok);
-        match handle {
-            None => self.gate.leave(),
-            Some(rt) => {
-                metrics::counter!(catalog::CANCELLED_AT_UPSTREAM, "pool" => self.gate.name.clone()).increment(1);
-                let gate = self.gate.clone();
-                rt.spawn(async move {
-                    tokio::time::sleep(linger).await;
-                    gate.leave();
-                });
-            }
+        if !*self.detached.get_mut() {
+            self.gate.leave();
         }
+    }
+}
+
+/// A pool slot taken from its request (`InFlight::detach`); given back when dropped.
+pub(crate) struct Slot {
+    gate: Arc<PoolGate>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gate.leave();
     }
 }
 
@@ -630,9 +611,6 @@ impl PoolGate {
 /// it must stop for its resolve.
 const SHEDDING_AFTER: Duration = Duration::from_secs(10);
 const SHEDDING_ENDS_AFTER: Duration = Duration::from_secs(30);
-
-/// Least time a request cancelled at the upstream keeps its slot.
-const LINGER_MIN: Duration = Duration::from_millis(100);
 
 /// All gates plus the read-after-write pins; lives as long as the server.
 pub(crate) struct Gates {

@@ -25,7 +25,7 @@ use crate::request::{host, path};
 use super::record::{give_up, note_resend, note_retry_connect, record_answer, record_passive};
 use crate::runtime::{Route, Runtime};
 use crate::telemetry::{self, catalog, error_chain, LogBudget};
-use crate::upstream::client::{Conn, RequestBody, Resend, SendFailure, Timeouts, UpstreamBody};
+use crate::upstream::client::{Abandon, Conn, RequestBody, Resend, SendFailure, Timeouts, UpstreamBody};
 use crate::upstream::retry::{after_failure, Failure, Retry};
 use crate::upstream::{Endpoint, Pool};
 
@@ -417,15 +417,15 @@ async fn forward(
             connected
         };
         let pending = endpoint.start();
-        // Cancelled from here on, the origin still works on it: see `InFlight::at_upstream`.
-        guard.at_upstream(endpoint.rtt_estimate() * 4, pool.config.response_timeout);
+        // Cancelled from here on, the exchange finishes in the background
+        // with the slot (the origin works on it either way): `Abandon`.
         let sent = match out {
-            Outgoing::Resend(back) => upstream.resend(back, timeouts).await,
+            Outgoing::Resend(back) => upstream.resend(back, timeouts, Some(&guard)).await,
             Outgoing::Request(req) => {
-                upstream.send(req, timeouts, hop_headers(conn, client_version, upgrade, log.id, pin_header)).await
+                let headers = hop_headers(conn, client_version, upgrade, log.id, pin_header);
+                upstream.send(req, timeouts, headers, Some(&guard)).await
             }
         };
-        guard.answered();
         let now = Instant::now();
         let failure = match sent {
             Ok(mut resp) => {
@@ -453,6 +453,14 @@ async fn forward(
                 return Err(give_up(pool, &endpoint, failure, pending, &guard, now));
             }
         }
+    }
+}
+
+/// A request cancelled at the upstream hands its slot to the exchange that
+/// finishes in the background.
+impl Abandon for InFlight {
+    fn hand_over(&self) -> Box<dyn Send> {
+        Box::new(self.detach())
     }
 }
 

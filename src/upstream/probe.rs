@@ -153,6 +153,7 @@ async fn send(
                 // A probe's connection is its own: closed after, never pooled.
                 h1::write_header(out, b"connection", b"close");
             },
+            None,
         )
         .await
         .map_err(|e| error_chain(e.error()))?;

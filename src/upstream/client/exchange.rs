@@ -21,7 +21,7 @@ use super::body::UpstreamBody;
 use super::state::{Reading, State, Writing};
 use super::timer::ConnTimer;
 use super::upload::{Upload, UploadError};
-use super::{Conn, Resend, SendFailure, Timeouts, UpstreamError};
+use super::{Abandon, Conn, Resend, SendFailure, Timeouts, UpstreamError};
 
 /// The one deadline an exchange waits under, and which limit it enforces.
 #[derive(Default)]
@@ -32,24 +32,62 @@ struct Deadline {
     timing_upload: bool,
 }
 
+/// An exchange waiting for its response head. Dropped before the head
+/// (the client reset or went away), it finishes in the background
+/// (`abandoned.rs`).
+pub(super) struct Pending<'a> {
+    /// Taken when the head is in (or the exchange failed).
+    pub(super) live: Option<Live>,
+    pub(super) method: &'a Method,
+    pub(super) timeouts: Timeouts,
+    pub(super) abandon: Option<&'a dyn Abandon>,
+}
+
+/// What an exchange in progress owns.
+pub(super) struct Live {
+    pub(super) conn: Conn,
+    pub(super) state: State<Upload>,
+    deadline: Deadline,
+}
+
+impl Live {
+    pub(super) fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        method: &Method,
+        timeouts: Timeouts,
+    ) -> Poll<Result<ResponseHead, UpstreamError>> {
+        self.conn.poll_head(cx, &mut self.state, &mut self.deadline, method, timeouts)
+    }
+}
+
 impl Conn {
     pub(super) async fn exchange(
-        mut self,
+        self,
         upload: Upload,
         method: Method,
         timeouts: Timeouts,
+        abandon: Option<&dyn Abandon>,
     ) -> Result<Response<UpstreamBody>, SendFailure> {
         // Kept only while it could be needed: a bodyless request on a
         // reused connection (the keep-alive race).
         let again = (self.reused && upload.body.is_none()).then(|| upload.out.first.clone()).flatten();
-        let mut state = State::new(upload);
-        let mut deadline = Deadline::default();
-        let result = poll_fn(|cx| self.poll_head(cx, &mut state, &mut deadline, &method, timeouts)).await;
-        self.wire.timer.disarm();
+        let live = Live { conn: self, state: State::new(upload), deadline: Deadline::default() };
+        let mut pending = Pending { live: Some(live), method: &method, timeouts, abandon };
+        let result = poll_fn(|cx| match pending.live.as_mut() {
+            Some(live) => live.poll_head(cx, &method, timeouts),
+            None => Poll::Ready(Err(UpstreamError::ClosedBeforeHead)),
+        })
+        .await;
+        let Some(Live { conn: mut this, state, .. }) = pending.live.take() else {
+            return Err(SendFailure::Failed(UpstreamError::ClosedBeforeHead));
+        };
+        drop(pending);
+        this.wire.timer.disarm();
         match result {
             Ok(head) => {
                 let state = state.answered(head.keep_alive, head.framing);
-                let body = UpstreamBody::new(self, state, timeouts.response);
+                let body = UpstreamBody::new(this, state, timeouts.response);
                 let mut resp = Response::new(body);
                 *resp.status_mut() = head.status;
                 *resp.version_mut() = head.version;

@@ -24,11 +24,16 @@
 //!   nothing: the upstream's FIN or stray bytes retire it. With tokio's
 //!   readiness tracking that read costs no system call when the socket is quiet.
 //!
+//! - An exchange whose client goes away after the request reached the
+//!   upstream is finished in the background (`abandoned.rs`).
+//!
 //! Files: `wire.rs` the socket and its buffers, `idle.rs` the idle list,
 //! `upload.rs` the request on its way out, `exchange.rs` the request and the
 //! response head, `state.rs` the named reading/writing state, `body.rs` the
-//! response body (decoded by `upstream/decode.rs`).
+//! response body (decoded by `upstream/decode.rs`), `abandoned.rs` an
+//! exchange finished after its client went away.
 
+mod abandoned;
 mod body;
 mod exchange;
 mod idle;
@@ -52,6 +57,7 @@ use super::endpoint::Endpoint;
 use super::h1::{self, RequestCodingError, RequestFraming, WireError};
 use super::retry::Failure;
 
+pub(crate) use abandoned::Abandon;
 pub(crate) use body::{Upgraded, UpstreamBody};
 pub(crate) use idle::IdleConns;
 pub(crate) use request::RequestBody;
@@ -210,11 +216,17 @@ impl Conn {
     /// `timeout` bounds the wait for the response head; it starts when the
     /// request has been sent whole, so a slow uploader is not taken for a
     /// slow upstream.
+    ///
+    /// With `abandon`, an exchange dropped before its response head (the
+    /// client went away) finishes in the background and keeps what
+    /// `abandon` hands over until the upstream answers (`abandoned.rs`);
+    /// without, dropping it closes the connection.
     pub(crate) async fn send(
         mut self,
         req: Request<RequestBody>,
         timeouts: Timeouts,
         write_headers: impl FnOnce(&http::request::Parts, &mut BytesMut),
+        abandon: Option<&dyn Abandon>,
     ) -> Result<Response<UpstreamBody>, SendFailure> {
         let (parts, body) = req.into_parts();
         let framing = match body.size_hint().exact() {
@@ -242,13 +254,18 @@ impl Conn {
         let method = parts.method.clone();
         drop(parts);
         let body = (framing != RequestFraming::Empty).then_some(body);
-        self.exchange(Upload::new(head, body, framing == RequestFraming::Chunked), method, timeouts).await
+        self.exchange(Upload::new(head, body, framing == RequestFraming::Chunked), method, timeouts, abandon).await
     }
 
     /// Sends again, on this (fresh) connection, a request that failed in a
     /// way that allows it (`SendFailure::NotSent` / `NoResponse`).
-    pub(crate) async fn resend(self, again: Resend, timeouts: Timeouts) -> Result<Response<UpstreamBody>, SendFailure> {
-        self.exchange(Upload::new(again.head, None, false), again.method, timeouts).await
+    pub(crate) async fn resend(
+        self,
+        again: Resend,
+        timeouts: Timeouts,
+        abandon: Option<&dyn Abandon>,
+    ) -> Result<Response<UpstreamBody>, SendFailure> {
+        self.exchange(Upload::new(again.head, None, false), again.method, timeouts, abandon).await
     }
 
     /// The exchange ended cleanly: keep the connection for the next request

@@ -37,7 +37,7 @@ fn get(path: &str) -> Request<RequestBody> {
 }
 
 async fn send(conn: Conn, req: Request<RequestBody>) -> Result<http::Response<UpstreamBody>, SendFailure> {
-    conn.send(req, TIMEOUTS, |parts, out| h1::write_plain_headers(out, &parts.headers)).await
+    conn.send(req, TIMEOUTS, |parts, out| h1::write_plain_headers(out, &parts.headers), None).await
 }
 
 /// What the upstream reads of the request: up to the end of its head.
@@ -87,7 +87,7 @@ async fn a_reused_connection_closed_before_the_request_hands_it_back() {
         peer.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
         peer
     };
-    let (resp, _peer) = tokio::join!(c.resend(again, TIMEOUTS), upstream);
+    let (resp, _peer) = tokio::join!(c.resend(again, TIMEOUTS, None), upstream);
     assert_eq!(resp.unwrap().status(), StatusCode::NO_CONTENT);
 }
 
@@ -266,4 +266,98 @@ async fn a_coding_that_cannot_be_forwarded_sends_nothing_and_keeps_the_connectio
     let mut byte = [0u8; 1];
     let nothing = tokio::time::timeout(Duration::from_millis(50), peer.read(&mut byte)).await;
     assert!(nothing.is_err(), "the upstream received no byte");
+}
+
+/// Counts the slots handed over by cancelled exchanges that are still held.
+#[derive(Default)]
+struct Slots(Arc<std::sync::atomic::AtomicUsize>);
+
+struct Held(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl super::Abandon for Slots {
+    fn hand_over(&self) -> Box<dyn Send> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::new(Held(self.0.clone()))
+    }
+}
+
+impl Slots {
+    fn held(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Sends `req` and drops the exchange once the upstream has read its head
+/// (the client went away): the upstream's half of the pipe comes back.
+async fn send_and_cancel(c: Conn, req: Request<RequestBody>, slots: &Slots, mut peer: DuplexStream) -> DuplexStream {
+    let exchange = c.send(req, TIMEOUTS, |parts, out| h1::write_plain_headers(out, &parts.headers), Some(slots));
+    tokio::select! {
+        _ = exchange => panic!("answered before the upstream said anything"),
+        _ = read_head(&mut peer) => {}
+    }
+    peer
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("never: {what}");
+}
+
+#[tokio::test]
+async fn a_cancelled_exchange_keeps_its_slot_until_the_answer_then_pools_its_connection() {
+    let ep = endpoint();
+    let slots = Slots::default();
+    let (c, peer) = conn(&ep, false, 4096);
+    let mut peer = send_and_cancel(c, get("/slow"), &slots, peer).await;
+    assert_eq!(slots.held(), 1, "the slot went with the exchange");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(slots.held(), 1, "held while the upstream works");
+    peer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await.unwrap();
+    until("the slot given back", || slots.held() == 0).await;
+    until("the connection pooled", || ep.idle.len() == 1).await;
+}
+
+#[tokio::test]
+async fn a_cancelled_exchange_with_a_long_body_closes_its_connection() {
+    let ep = endpoint();
+    let slots = Slots::default();
+    let (c, peer) = conn(&ep, false, 4096);
+    let mut peer = send_and_cancel(c, get("/big"), &slots, peer).await;
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", super::abandoned::DRAIN_LIMIT + 1);
+    peer.write_all(head.as_bytes()).await.unwrap();
+    until("the slot given back", || slots.held() == 0).await;
+    // Not read: the upstream's side sees the close.
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(2), peer.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+    assert_eq!(ep.idle.len(), 0);
+}
+
+#[tokio::test]
+async fn a_cancelled_exchange_still_uploading_is_closed_and_keeps_no_slot() {
+    let ep = endpoint();
+    let slots = Slots::default();
+    let (c, mut peer) = conn(&ep, false, 1024);
+    let req = Request::post("/upload").body(RequestBody::from(Bytes::from(vec![b'x'; 64 * 1024]))).unwrap();
+    let exchange = c.send(req, TIMEOUTS, |parts, out| h1::write_plain_headers(out, &parts.headers), Some(&slots));
+    tokio::select! {
+        _ = exchange => panic!("answered"),
+        _ = read_head(&mut peer) => {}
+    }
+    assert_eq!(slots.held(), 0, "nothing handed over");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), peer.read_to_end(&mut rest)).await;
+    assert!(read.is_ok_and(|r| r.is_ok()), "the connection was closed");
+    assert!(rest.len() < 64 * 1024, "the upload was cut");
 }
