@@ -526,7 +526,7 @@ async fn a_request_reset_at_the_upstream_finishes_there_and_gives_back_its_slot_
     let new = a.state.connections.load(SeqCst) - conns0 - (a.state.probes.load(SeqCst) - probes0);
     assert!(new <= 1, "{new} new upstream connections for 6 cancelled requests");
     let m = reqwest_free_metrics(&sw).await;
-    assert!(m.contains("spillway_upstream_abandoned_total{outcome=\"answered\"} 6"), "{m}");
+    assert!(m.contains("spillway_upstream_abandoned_total{outcome=\"reused\"} 6"), "{m}");
     assert!(m.contains("spillway_cancelled_at_upstream_total{pool=\"app\"} 6"), "{m}");
 }
 

@@ -146,12 +146,22 @@ impl Upstream<'_> {
         }
     }
 
-    /// The endpoint that answered (or failed last), and how fast.
+    /// The endpoint that answered, sent to at `sent` and answering at
+    /// `now` (the time is worked out only when the log is on).
     #[inline]
-    pub(crate) fn answered(&mut self, endpoint: &Arc<Endpoint>, upstream_time: Option<Duration>) {
+    pub(crate) fn answered(&mut self, endpoint: &Arc<Endpoint>, sent: Instant, now: Instant) {
         if let Some(t) = self.trace.as_deref_mut() {
             t.endpoint = Some(endpoint.clone());
-            t.upstream_time = upstream_time;
+            t.upstream_time = Some(now.saturating_duration_since(sent));
+        }
+    }
+
+    /// The endpoint that failed last.
+    #[inline]
+    pub(crate) fn failed(&mut self, endpoint: &Arc<Endpoint>) {
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.endpoint = Some(endpoint.clone());
+            t.upstream_time = None;
         }
     }
 }

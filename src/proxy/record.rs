@@ -29,8 +29,9 @@ pub(super) fn record_answer(
     guard: &InFlight,
     now: Instant,
 ) {
-    pending.finish(now - started, now);
-    pool.metrics.first_byte.record(now - started);
+    let first_byte = now.saturating_duration_since(started);
+    pending.finish(first_byte, now);
+    pool.metrics.first_byte.record(first_byte);
     let ok = !status.is_server_error();
     record_passive(pool, endpoint, !pool.is_endpoint_fault(status), now);
     guard.record(if ok { Outcome::Ok } else { Outcome::ServerError }, now);

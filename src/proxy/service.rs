@@ -429,7 +429,7 @@ async fn forward(
         let now = Instant::now();
         let failure = match sent {
             Ok(mut resp) => {
-                log.answered(&endpoint, Some(now - started));
+                log.answered(&endpoint, started, now);
                 record_answer(pool, &endpoint, pending, started, resp.status(), &guard, now);
                 if let Some(cookie) = pin.and_then(|pin| pin.after(resp.status(), now)) {
                     resp.headers_mut().append(http::header::SET_COOKIE, cookie);
@@ -449,7 +449,7 @@ async fn forward(
                 tries.resend_to = Some(endpoint.clone());
             }
             (_, failure) => {
-                log.answered(&endpoint, None);
+                log.failed(&endpoint);
                 return Err(give_up(pool, &endpoint, failure, pending, &guard, now));
             }
         }

@@ -49,7 +49,7 @@ catalog! {
     CANCELLED_AT_UPSTREAM: Counter "spillway_cancelled_at_upstream_total" ["pool"]
         "Requests the client cancelled (HTTP/2 reset, closed connection) while the upstream was working on them; each keeps its in-flight slot until the upstream answers (at most response_timeout), since the origin's worker goes on with it.";
     UPSTREAM_ABANDONED: Counter "spillway_upstream_abandoned_total" ["outcome"]
-        "Exchanges whose client went away after the request reached the upstream, finished in the background: answered (the body was read and the connection kept), closed (a request body still coming, an upgrade, or a body over 256 KiB or response_timeout: the connection is closed), failed (the upstream failed or timed out).";
+        "Exchanges whose client went away after the request reached the upstream, by how they ended: reused (finished in the background, body read, connection back in the idle list), answered (finished, but the connection could not be kept), closed (a request body still coming, an upgrade, a body over 256 KiB or slower than 5 s: closed), failed (the upstream failed or timed out), overflow (1024 already finishing: closed at once).";
     TUNNELS_CLOSED: Counter "spillway_tunnels_closed_total" ["reason"]
         "Upgraded tunnels Spillway closed itself: idle (tunnel_idle_timeout), send_timeout (a side took nothing for client_send_timeout), drain (the drain deadline).";
     PROXY_ERRORS: Counter "spillway_proxy_errors_total" ["kind"]

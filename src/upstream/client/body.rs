@@ -30,6 +30,8 @@ pub(crate) struct UpstreamBody {
     conn: Option<Conn>,
     state: State<Box<Upload>>,
     stall: Stall,
+    /// The connection went back to its idle list at the end of the body.
+    pooled: bool,
 }
 
 /// The stall timer: armed the first time a read has to wait (most bodies
@@ -54,7 +56,7 @@ type Polled = Poll<Option<Result<Frame<Bytes>, UpstreamError>>>;
 impl UpstreamBody {
     pub(super) fn new(conn: Conn, state: State<Box<Upload>>, stall_timeout: Duration) -> UpstreamBody {
         let stall = Stall { timeout: stall_timeout, timer: None, read_since_armed: false };
-        let mut body = UpstreamBody { conn: Some(conn), state, stall };
+        let mut body = UpstreamBody { conn: Some(conn), state, stall, pooled: false };
         if matches!(body.state.reading, Reading::Done) {
             body.finish();
         }
@@ -76,7 +78,13 @@ impl UpstreamBody {
         let Some(conn) = self.conn.take() else { return };
         if self.state.can_reuse(conn.wire.rbuf.len()) {
             conn.release(Instant::now());
+            self.pooled = true;
         }
+    }
+
+    /// The body ended and its connection went back to the idle list.
+    pub(super) fn pooled(&self) -> bool {
+        self.pooled
     }
 
     /// The body is given up: the connection is closed.

@@ -34,12 +34,15 @@ struct Deadline {
 
 /// An exchange waiting for its response head. Dropped before the head
 /// (the client reset or went away), it finishes in the background
-/// (`abandoned.rs`).
+/// (`abandoned.rs`). It borrows the exchange's state, which stays where the
+/// exchange keeps it (moving it in and out cost a few hundred bytes of
+/// copying per request).
 pub(super) struct Pending<'a> {
-    /// Taken when the head is in (or the exchange failed).
-    pub(super) live: Option<Live>,
+    /// Left `Some` while the exchange waits; taken by the background task.
+    pub(super) live: &'a mut Option<Live>,
     pub(super) method: &'a Method,
     pub(super) timeouts: Timeouts,
+    /// None once the head is in (or the exchange failed): nothing to finish.
     pub(super) abandon: Option<&'a dyn Abandon>,
 }
 
@@ -48,6 +51,15 @@ pub(super) struct Live {
     pub(super) conn: Conn,
     pub(super) state: State<Upload>,
     deadline: Deadline,
+}
+
+impl Pending<'_> {
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<ResponseHead, UpstreamError>> {
+        match self.live.as_mut() {
+            Some(live) => live.poll_head(cx, self.method, self.timeouts),
+            None => Poll::Ready(Err(UpstreamError::ClosedBeforeHead)),
+        }
+    }
 }
 
 impl Live {
@@ -72,17 +84,16 @@ impl Conn {
         // Kept only while it could be needed: a bodyless request on a
         // reused connection (the keep-alive race).
         let again = (self.reused && upload.body.is_none()).then(|| upload.out.first.clone()).flatten();
-        let live = Live { conn: self, state: State::new(upload), deadline: Deadline::default() };
-        let mut pending = Pending { live: Some(live), method: &method, timeouts, abandon };
-        let result = poll_fn(|cx| match pending.live.as_mut() {
-            Some(live) => live.poll_head(cx, &method, timeouts),
-            None => Poll::Ready(Err(UpstreamError::ClosedBeforeHead)),
-        })
-        .await;
-        let Some(Live { conn: mut this, state, .. }) = pending.live.take() else {
-            return Err(SendFailure::Failed(UpstreamError::ClosedBeforeHead));
-        };
+        let mut live = Some(Live { conn: self, state: State::new(upload), deadline: Deadline::default() });
+        let mut pending = Pending { live: &mut live, method: &method, timeouts, abandon };
+        let result = poll_fn(|cx| pending.poll_head(cx)).await;
+        // Ended here: nothing for `Pending`'s drop to finish (it looks at
+        // `abandon` before it takes the state).
+        pending.abandon = None;
         drop(pending);
+        let Some(Live { conn: mut this, state, .. }) = live else {
+            unreachable!("only a dropped exchange gives its state away")
+        };
         this.wire.timer.disarm();
         match result {
             Ok(head) => {

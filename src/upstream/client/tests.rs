@@ -323,9 +323,43 @@ async fn a_cancelled_exchange_keeps_its_slot_until_the_answer_then_pools_its_con
     assert_eq!(slots.held(), 1, "the slot went with the exchange");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(slots.held(), 1, "held while the upstream works");
-    peer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await.unwrap();
+    peer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(slots.held(), 1, "held while the body comes");
+    peer.write_all(b"lo").await.unwrap();
     until("the slot given back", || slots.held() == 0).await;
     until("the connection pooled", || ep.idle.len() == 1).await;
+}
+
+#[tokio::test]
+async fn a_cancelled_exchange_answered_with_close_gives_its_slot_back_and_keeps_no_connection() {
+    let ep = endpoint();
+    let slots = Slots::default();
+    let (c, peer) = conn(&ep, false, 4096);
+    let mut peer = send_and_cancel(c, get("/bye"), &slots, peer).await;
+    assert_eq!(slots.held(), 1);
+    peer.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+    until("the slot given back", || slots.held() == 0).await;
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(2), peer.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+    assert_eq!(ep.idle.len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_exchange_with_no_answer_gives_its_slot_back_at_the_response_timeout() {
+    let ep = endpoint();
+    let slots = Slots::default();
+    let (c, peer) = conn(&ep, false, 4096);
+    let _peer = send_and_cancel(c, get("/never"), &slots, peer).await;
+    tokio::time::sleep(TIMEOUTS.response - Duration::from_millis(100)).await;
+    assert_eq!(slots.held(), 1, "held while the upstream may still answer");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(slots.held(), 0, "given back at the response timeout");
+    assert_eq!(ep.idle.len(), 0);
 }
 
 #[tokio::test]
@@ -334,6 +368,7 @@ async fn a_cancelled_exchange_with_a_long_body_closes_its_connection() {
     let slots = Slots::default();
     let (c, peer) = conn(&ep, false, 4096);
     let mut peer = send_and_cancel(c, get("/big"), &slots, peer).await;
+    assert_eq!(slots.held(), 1, "the slot went with the exchange");
     let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", super::abandoned::DRAIN_LIMIT + 1);
     peer.write_all(head.as_bytes()).await.unwrap();
     until("the slot given back", || slots.held() == 0).await;
