@@ -101,13 +101,16 @@ fn json_outcome(e: &Entry, out: &mut Vec<u8>) {
     opt(e.trace.route.as_deref().map(str::as_bytes), out);
     out.extend_from_slice(b",\"pool\":");
     opt(e.trace.pool.as_ref().map(|p| p.name.as_bytes()), out);
+    // An endpoint is a URI authority (no quote, backslash or control
+    // byte can be in one), decisions and reasons are our own words:
+    // nothing to escape.
     out.extend_from_slice(b",\"endpoint\":");
-    opt(e.trace.endpoint.as_ref().map(|p| p.addr.as_bytes()), out);
+    opt_plain(e.trace.endpoint.as_ref().map(|p| p.addr.as_bytes()), out);
     let decision = e.decision();
     out.extend_from_slice(b",\"decision\":");
-    opt(decision.map(|d| d.0.as_bytes()), out);
+    opt_plain(decision.map(|d| d.0.as_bytes()), out);
     out.extend_from_slice(b",\"reason\":");
-    opt(decision.map(|d| d.1.as_bytes()), out);
+    opt_plain(decision.map(|d| d.1.as_bytes()), out);
     out.extend_from_slice(if e.pinned() { b",\"pinned\":true" } else { b",\"pinned\":false" });
     out.extend_from_slice(b",\"retries\":");
     num(u64::from(e.trace.retries), out);
@@ -153,6 +156,19 @@ fn opt(value: Option<&[u8]>, out: &mut Vec<u8>) {
         Some(v) => {
             out.push(b'"');
             escaped(v, out);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `"value"` of bytes known to need no escaping, or `null`.
+fn opt_plain(value: Option<&[u8]>, out: &mut Vec<u8>) {
+    match value {
+        Some(v) => {
+            debug_assert!(plain(v), "{v:?} needs escaping");
+            out.push(b'"');
+            out.extend_from_slice(v);
             out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),

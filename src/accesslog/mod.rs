@@ -2,14 +2,17 @@
 //! (`proxy::ActiveRequest` hands its [`Entry`] over when it drops).
 //!
 //! Between the data plane and the sink there is one bounded queue and one
-//! writer thread. The data plane only `try_send`s: a full queue drops the
-//! line and counts it (`spillway_access_log_dropped_total{reason=
+//! writer thread. The queue is a vector behind a lock that the writer
+//! swaps for an empty one (double buffering: the two vectors keep their
+//! capacity, so a line costs the data plane a lock and a copy, no channel
+//! slot and no wake-up). The data plane never waits for room: a full queue
+//! drops the line and counts it (`spillway_access_log_dropped_total{reason=
 //! "queue_full"}`), never holds the request. The writer wakes every
 //! [`TICK`], takes what is queued, formats it (`format.rs`) and writes it
 //! to the sink of the running config (`sink.rs`: stdout, a file reopened
 //! on SIGHUP and after rotation; `syslog.rs`: RFC 5424 over TLS with
 //! octet counting). It polls rather than waits on the queue, so a
-//! request's send never has to wake a sleeping thread.
+//! request's hand-over never has to wake a sleeping thread.
 
 pub(crate) mod entry;
 pub(crate) mod format;
@@ -17,7 +20,6 @@ mod sink;
 mod syslog;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,34 +32,53 @@ use crate::telemetry::catalog;
 /// How often the writer takes the queue.
 const TICK: Duration = Duration::from_millis(20);
 
+/// Room the queue starts with (it grows up to its capacity under load).
+const INITIAL_ROOM: usize = 256;
+
 /// The data plane's end of the access log.
 pub(crate) struct AccessLog {
-    // Entries by value: the channel's slots are allocated once, and the box
-    // an entry lives in while its request runs is freed on the data plane's
-    // thread (a box freed by the writer left each request's malloc the slow,
-    // cross-thread path).
-    tx: SyncSender<Entry>,
-    rx: Mutex<Option<Receiver<Entry>>>,
+    // Entries by value: the box an entry lives in while its request runs
+    // is freed on the data plane's thread (a box freed by the writer left
+    // each request's malloc the slow, cross-thread path).
+    queue: Arc<Queue>,
+    writer_started: Mutex<bool>,
     queue_full: metrics::Counter,
     reopen: Arc<AtomicBool>,
+}
+
+/// The entries waiting for the writer, at most `capacity`.
+struct Queue {
+    entries: Mutex<Vec<Entry>>,
+    capacity: usize,
+    /// The data plane is gone: the writer ends.
+    closed: AtomicBool,
 }
 
 impl AccessLog {
     /// A queue of `capacity` lines (the writer starts with [`AccessLog::spawn_writer`]).
     pub(crate) fn new(capacity: usize) -> Self {
-        let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+        let capacity = capacity.max(1);
+        let queue = Queue {
+            entries: Mutex::new(Vec::with_capacity(capacity.min(INITIAL_ROOM))),
+            capacity,
+            closed: AtomicBool::new(false),
+        };
         AccessLog {
-            tx,
-            rx: Mutex::new(Some(rx)),
+            queue: Arc::new(queue),
+            writer_started: Mutex::new(false),
             queue_full: metrics::counter!(catalog::ACCESS_LOG_DROPPED, "reason" => "queue_full"),
             reopen: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Queues a line; never blocks.
+    /// Queues a line; never waits for room.
     #[inline]
     pub(crate) fn submit(&self, entry: Entry) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(entry) {
+        let mut q = lock(&self.queue.entries);
+        if q.len() < self.queue.capacity {
+            q.push(entry);
+        } else {
+            drop(q);
             self.queue_full.increment(1);
         }
     }
@@ -70,13 +91,24 @@ impl AccessLog {
     /// Starts the writer; `settings` is the running config (`None`: the
     /// server is gone, the writer ends). A second call does nothing.
     pub(crate) fn spawn_writer(&self, settings: impl Fn() -> Option<Arc<Config>> + Send + 'static) {
-        let Some(rx) = lock(&self.rx).take() else { return };
-        let reopen = self.reopen.clone();
-        let spawned =
-            std::thread::Builder::new().name("access-log".into()).spawn(move || Writer::new(reopen).run(rx, settings));
+        let mut started = lock(&self.writer_started);
+        if *started {
+            return;
+        }
+        *started = true;
+        let (queue, reopen) = (self.queue.clone(), self.reopen.clone());
+        let spawned = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || Writer::new(reopen).run(&queue, settings));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the access log writer");
         }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.queue.closed.store(true, Relaxed);
     }
 }
 
@@ -100,12 +132,20 @@ impl Writer {
         }
     }
 
-    fn run(mut self, rx: Receiver<Entry>, settings: impl Fn() -> Option<Arc<Config>>) {
+    fn run(mut self, queue: &Queue, settings: impl Fn() -> Option<Arc<Config>>) {
+        let mut batch = Vec::with_capacity(queue.capacity.min(INITIAL_ROOM));
         loop {
             std::thread::sleep(TICK);
             let Some(config) = settings() else { return };
             let open = self.prepare(&config);
-            if !self.drain(&rx, &config, open) {
+            // Read before the swap: once closed, nothing more is queued,
+            // so this batch is the last.
+            let closed = queue.closed.load(Relaxed);
+            // The data plane's vector is swapped for the empty one: the
+            // lock is held for the swap alone.
+            std::mem::swap(&mut *lock(&queue.entries), &mut batch);
+            self.drain(&mut batch, &config, open);
+            if closed {
                 return;
             }
         }
@@ -127,23 +167,19 @@ impl Writer {
         true
     }
 
-    /// Writes what is queued; false once the data plane is gone.
-    fn drain(&mut self, rx: &Receiver<Entry>, config: &Config, open: bool) -> bool {
+    /// Writes the batch (and empties it).
+    fn drain(&mut self, batch: &mut Vec<Entry>, config: &Config, open: bool) {
         let format = config.access_log.as_ref().map_or(crate::config::LogFormat::Json, |a| a.format);
         let mut written = 0;
-        let alive = loop {
-            match rx.try_recv() {
-                Ok(entry) => {
-                    let Some((_, sink)) = self.sink.as_mut().filter(|_| open) else { continue };
-                    self.line.clear();
-                    self.format.line(&entry, format, &mut self.line);
-                    sink.push(&entry, &self.line);
-                    written += 1;
-                }
-                Err(TryRecvError::Empty) => break true,
-                Err(TryRecvError::Disconnected) => break false,
+        if let Some((_, sink)) = self.sink.as_mut().filter(|_| open) {
+            for entry in batch.iter() {
+                self.line.clear();
+                self.format.line(entry, format, &mut self.line);
+                sink.push(entry, &self.line);
+                written += 1;
             }
-        };
+        }
+        batch.clear();
         if let Some((_, sink)) = &mut self.sink {
             let lost = sink.flush();
             self.lines.increment(written - lost.min(written));
@@ -151,6 +187,5 @@ impl Writer {
                 metrics::counter!(catalog::ACCESS_LOG_DROPPED, "reason" => "sink").increment(lost);
             }
         }
-        alive
     }
 }
