@@ -139,7 +139,7 @@ wait_http() {
     local name=$1 url=$2 deadline
     deadline=$(($(date +%s) + $3))
     while (($(date +%s) < deadline)); do
-        curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
+        curl -kfsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
         alive "${ROOT_PID[$name]}" || break
         sleep 0.1
     done
