@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use super::DataPlane;
 use crate::config::ListenerConfig;
@@ -254,22 +255,41 @@ async fn connection(
     let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
     let info = Arc::new(ConnInfo::new(plane.clone(), Some(permit), remote, acceptor.is_some(), &config, tunnels, fd));
     let bytes = counters.bytes.clone();
+    // Each kind boxed, so a connection holds the state of its own kind
+    // only: inline, the larger (the handshake and rustls' stream state, a
+    // few kilobytes) sized every connection's task, and a TLS one carried
+    // the plain one's too once the handshake was boxed alone (measured
+    // with `benches/load/run --idle`).
     match acceptor {
-        None => serve_io(plane, info, &config, grace, tcp, bytes).await,
-        Some(acceptor) => match tokio::time::timeout(config.header_read_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => {
-                counters.tls_ok.increment(1);
-                serve_io(plane, info, &config, grace, tls, bytes).await
-            }
-            Ok(Err(e)) => {
-                counters.tls_failed.increment(1);
-                tracing::debug!(client = %remote, error = %e, "TLS handshake failed")
-            }
-            Err(_) => {
-                counters.tls_timeout.increment(1);
-                tracing::debug!(client = %remote, "TLS handshake timed out")
-            }
-        },
+        None => Box::pin(serve_io(plane, info, &config, grace, tcp, bytes)).await,
+        Some(acceptor) => Box::pin(serve_tls(plane, info, &config, grace, tcp, acceptor, counters)).await,
+    }
+}
+
+/// The TLS handshake (within `header_read_timeout`), then the connection.
+async fn serve_tls(
+    plane: Arc<DataPlane>,
+    info: Arc<ConnInfo>,
+    config: &ListenerConfig,
+    grace: Duration,
+    tcp: TcpStream,
+    acceptor: TlsAcceptor,
+    counters: Arc<ListenerCounters>,
+) {
+    let remote = info.remote;
+    match tokio::time::timeout(config.header_read_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => {
+            counters.tls_ok.increment(1);
+            serve_io(plane, info, config, grace, tls, counters.bytes.clone()).await
+        }
+        Ok(Err(e)) => {
+            counters.tls_failed.increment(1);
+            tracing::debug!(client = %remote, error = %e, "TLS handshake failed")
+        }
+        Err(_) => {
+            counters.tls_timeout.increment(1);
+            tracing::debug!(client = %remote, "TLS handshake timed out")
+        }
     }
 }
 

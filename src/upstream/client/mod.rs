@@ -185,7 +185,10 @@ impl Transport {
                 return Ok(self.conn(idle.wire, endpoint, true));
             }
         }
-        self.connect(endpoint).await
+        // Boxed: a new connection is the rare path, and its future (DNS,
+        // TCP, the TLS handshake: 1.4 KB) inline would grow every request's
+        // future, and with it the box hyper keeps per client connection.
+        Box::pin(self.connect(endpoint)).await
     }
 
     /// A new connection, never a pooled one.
