@@ -186,3 +186,21 @@ fn check_refuses_what_the_writer_could_not_use() {
     assert_ne!(code, 0);
     assert!(err.contains("access_log.path") && err.contains("access_log.sample"), "{err}");
 }
+
+/// A SIGTERM right after a burst of requests: the writer takes what is
+/// queued before the process exits (it used to be given 10 ms, half a
+/// batch interval).
+#[tokio::test]
+async fn every_line_is_written_before_the_process_exits() {
+    let origin = Origin::start("o1").await;
+    let mut sw = Spillway::start(&(simple_config(&[&origin], "", "") + FILE_LOG)).await;
+    let log = sw.dir().join("access.log");
+    for round in 0..5 {
+        let url = sw.url("web", &format!("/last?round={round}"));
+        let sent = futures_util::future::join_all((0..20).map(|_| request(Method::GET, &url, vec![], b""))).await;
+        assert!(sent.iter().all(|r| r.as_ref().is_ok_and(|r| r.status == 200)));
+    }
+    sw.signal("TERM");
+    assert!(sw.wait_exit(Duration::from_secs(10)).await.success());
+    assert_eq!(lines(&log).len(), 100, "lines lost at exit");
+}

@@ -35,30 +35,54 @@ async def h1_answer(r):
         raise RuntimeError(head[:40])
 
 
+async def h2_frame(r, w):
+    """Reads one frame, acknowledging SETTINGS and PING as a live client does
+    (a server may close a connection whose PINGs go unanswered)."""
+    hdr = await r.readexactly(9)
+    n = int.from_bytes(hdr[:3], "big")
+    kind, flags, stream = hdr[3], hdr[4], int.from_bytes(hdr[5:9], "big") & 0x7FFFFFFF
+    payload = await r.readexactly(n)
+    if kind == 4 and not flags & 1:
+        w.write(SETTINGS_ACK)
+    if kind == 6 and not flags & 1:
+        w.write(b"\x00\x00\x08\x06\x01\x00\x00\x00\x00" + payload)
+    if kind == 7:
+        raise RuntimeError("GOAWAY")
+    if kind == 3 and stream == 1:
+        raise RuntimeError("RST_STREAM")
+    return kind, flags, stream
+
+
 async def h2_answer(r, w):
     while True:
-        hdr = await r.readexactly(9)
-        n = int.from_bytes(hdr[:3], "big")
-        kind, flags, stream = hdr[3], hdr[4], int.from_bytes(hdr[5:9], "big") & 0x7FFFFFFF
-        await r.readexactly(n)
-        if kind == 4 and not flags & 1:
-            w.write(SETTINGS_ACK)
-        if kind == 7:
-            raise RuntimeError("GOAWAY")
+        kind, flags, stream = await h2_frame(r, w)
         if stream == 1 and kind in (0, 1) and flags & 1:
             return
+
+
+async def h2_keep(r, w):
+    """After the answer: keep answering the server's PINGs until it closes."""
+    try:
+        while True:
+            await h2_frame(r, w)
+    except (asyncio.IncompleteReadError, ConnectionError, RuntimeError):
+        return
 
 
 async def one(port, mode, ctx, held, gate):
     async with gate:
         r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost" if ctx else None)
-        if mode == "h2":
-            w.write(PREFACE + SETTINGS + HEADERS)
-            await asyncio.wait_for(h2_answer(r, w), 30)
-        else:
-            w.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            await asyncio.wait_for(h1_answer(r), 30)
-        held.append((r, w))
+        try:
+            if mode == "h2":
+                w.write(PREFACE + SETTINGS + HEADERS)
+                await asyncio.wait_for(h2_answer(r, w), 30)
+            else:
+                w.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                await asyncio.wait_for(h1_answer(r), 30)
+        except BaseException:
+            w.close()  # a failed connection is not left open on the proxy
+            raise
+        held.append((r, w, asyncio.ensure_future(h2_keep(r, w)) if mode == "h2" else None))
 
 
 async def main():

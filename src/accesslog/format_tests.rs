@@ -129,3 +129,16 @@ fn the_cached_second_moves_on() {
     let v: serde_json::Value = serde_json::from_slice(&second).unwrap();
     assert_eq!(v["time"], "2026-12-02T16:30:03.050Z");
 }
+
+#[test]
+fn the_fields_written_unescaped_need_no_escaping() {
+    // `opt_plain` writes decisions and reasons as they are.
+    for d in SpillDecision::ALL {
+        assert!(plain(d.target().as_bytes()) && plain(d.reason().as_bytes()), "{d:?}");
+    }
+    assert!(plain(b"shed"));
+    // An endpoint is a parsed URI authority: no quote, backslash, control byte or space.
+    for bad in ["a\"b:80", "a\\b:80", "a b:80", "a\u{1}b:80"] {
+        assert!(bad.parse::<http::uri::Authority>().is_err(), "{bad:?} parses as an authority");
+    }
+}

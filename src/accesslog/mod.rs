@@ -19,7 +19,10 @@ pub(crate) mod format;
 mod sink;
 mod syslog;
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +45,8 @@ pub(crate) struct AccessLog {
     // each request's malloc the slow, cross-thread path).
     queue: Arc<Queue>,
     writer_started: Mutex<bool>,
+    /// The writer thread, until `close` waits for it.
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     queue_full: metrics::Counter,
     reopen: Arc<AtomicBool>,
 }
@@ -66,6 +71,7 @@ impl AccessLog {
         AccessLog {
             queue: Arc::new(queue),
             writer_started: Mutex::new(false),
+            writer: Mutex::new(None),
             queue_full: metrics::counter!(catalog::ACCESS_LOG_DROPPED, "reason" => "queue_full"),
             reopen: Arc::new(AtomicBool::new(false)),
         }
@@ -100,15 +106,32 @@ impl AccessLog {
         let spawned = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || Writer::new(reopen).run(&queue, settings));
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the access log writer");
+        match spawned {
+            Ok(handle) => *lock(&self.writer) = Some(handle),
+            Err(e) => tracing::error!(error = %e, "cannot start the access log writer"),
+        }
+    }
+
+    /// Shutdown: the writer takes what is queued, writes it and ends;
+    /// waits for that at most `within`. Lines of requests that end later
+    /// (connections cut at the drain deadline) are not written.
+    pub(crate) async fn close(&self, within: Duration) {
+        self.queue.closed.store(true, Release);
+        let Some(writer) = lock(&self.writer).take() else { return };
+        writer.thread().unpark();
+        let deadline = std::time::Instant::now() + within;
+        while !writer.is_finished() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 }
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
-        self.queue.closed.store(true, Relaxed);
+        self.queue.closed.store(true, Release);
+        if let Some(writer) = lock(&self.writer).as_ref() {
+            writer.thread().unpark();
+        }
     }
 }
 
@@ -134,20 +157,27 @@ impl Writer {
 
     fn run(mut self, queue: &Queue, settings: impl Fn() -> Option<Arc<Config>>) {
         let mut batch = Vec::with_capacity(queue.capacity.min(INITIAL_ROOM));
+        // The config of the last batch: the final one (the server gone) is
+        // written with it.
+        let mut last: Option<Arc<Config>> = None;
         loop {
-            std::thread::sleep(TICK);
-            let Some(config) = settings() else { return };
-            let open = self.prepare(&config);
+            // `close` unparks it at once.
+            std::thread::park_timeout(TICK);
             // Read before the swap: once closed, nothing more is queued,
             // so this batch is the last.
-            let closed = queue.closed.load(Relaxed);
+            let closed = queue.closed.load(Acquire);
+            let current = settings();
+            let ending = closed || current.is_none();
+            let Some(config) = current.or_else(|| last.take()) else { return };
+            let open = self.prepare(&config);
             // The data plane's vector is swapped for the empty one: the
             // lock is held for the swap alone.
             std::mem::swap(&mut *lock(&queue.entries), &mut batch);
             self.drain(&mut batch, &config, open);
-            if closed {
+            if ending {
                 return;
             }
+            last = Some(config);
         }
     }
 

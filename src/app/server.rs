@@ -391,7 +391,10 @@ impl Server {
         self.data.begin_drain();
         self.control.shutdown.cancel();
         let _ = tokio::time::timeout(timeout, self.data.connections.drained()).await;
-        self.data.connections.open()
+        let open = self.data.connections.open();
+        // The lines of the requests that ended during the drain.
+        self.data.access_log.close(Duration::from_secs(2)).await;
+        open
     }
 }
 

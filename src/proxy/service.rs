@@ -525,7 +525,9 @@ fn no_endpoint(pool: &Pool, tried: Option<(Arc<Endpoint>, String)>) -> ProxyErro
 /// against the endpoint and comes back as its description.
 async fn checkout(pool: &Pool, endpoint: &Arc<Endpoint>, fresh: bool, now: Instant) -> Result<Conn, String> {
     let checkout =
-        if fresh { pool.transport.connect(endpoint).await } else { pool.transport.checkout(endpoint, now).await };
+        // A fresh connection's future is boxed, as in `Transport::checkout`
+        // (the rare path; inline it would size every request's future).
+        if fresh { Box::pin(pool.transport.connect(endpoint)).await } else { pool.transport.checkout(endpoint, now).await };
     checkout.map_err(|e| {
         record_passive(pool, endpoint, false, Instant::now());
         error_chain(&e)
