@@ -114,6 +114,7 @@ pub(crate) async fn run(server: Arc<Server>) {
     let mut interval = tokio::time::interval(server.data.runtime.load().config.spill.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cloud: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    let mut rates = crate::control::smooth::RateWindow::default();
     loop {
         interval.tick().await;
         let rt = server.data.runtime.load_full();
@@ -122,7 +123,9 @@ pub(crate) async fn run(server: Arc<Server>) {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         let site = server.control.site_dr(&rt.config);
-        let report = tick(&rt, &server.data.gates.dr, &site, Instant::now(), server.control.warm_rps());
+        let now = Instant::now();
+        let mut report = tick(&rt, &server.data.gates.dr, &site, now, server.control.warm_rps());
+        rates.smooth(&mut report.control, crate::control::smooth::window_for(&rt.config), now);
         if let Some(t) = report.dr {
             let by = match (&site.source, &site.holder) {
                 (crate::burst::DrSource::Lease { .. }, Some(h)) => format!("holder {h}"),

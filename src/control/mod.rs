@@ -8,6 +8,7 @@
 //! status is a short `Mutex` snapshot); shutdown is one `CancellationToken`.
 
 pub(crate) mod runner;
+pub(crate) mod smooth;
 
 use std::time::SystemTime;
 
@@ -21,7 +22,8 @@ use crate::aws::error::AwsError;
 use crate::config::{DnsConfig, ScaleConfig};
 use crate::telemetry::catalog;
 
-/// What the gate publishes once per tick (≈100 ms) for the controllers.
+/// What the gate publishes once per tick (≈100 ms) for the controllers; the
+/// rates are means over the scale controller's interval ([`smooth`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ControlSignals {
     /// Requests/s arriving for on-prem-primary routes (spilled ones included).

@@ -164,12 +164,14 @@ async fn a_ramp_is_met_by_warm_capacity_before_spill_needs_it() {
             assert!(r.fake.desired() > 2, "capacity was raised before spill began");
         }
         // Asked-for capacity always leads the spill; warm capacity does too
-        // once the first request has had its warm-up (ramp start + 180 s + a
-        // minute for the trend to be learned).
+        // once the ramp has lasted its settling samples and the warm-up (a
+        // trend is projected no further ahead than it has lasted) and the
+        // instances then asked for have had theirs: ramp start + 7 s + 180 s
+        // + 180 s.
         let asked = f64::from(r.fake.desired()) * 100.0;
         assert!(asked >= s.spilled_rps, "t={t}: asked {asked} rps < spilled {}", s.spilled_rps);
         let warm = f64::from(r.fake.in_service(Instant::now())) * 100.0;
-        if t >= 540 {
+        if t >= 670 {
             assert!(warm >= s.spilled_rps, "t={t}: warm {warm} rps < spilled {} ({:?})", s.spilled_rps, r.fake.sets());
         }
         r.signals.send_replace(s);
