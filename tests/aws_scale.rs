@@ -70,10 +70,13 @@ fn dr() -> ControlSignals {
 async fn a_ramp_raises_desired_capacity_before_spill_begins() {
     let (_moto, sdk) = moto_with_group().await;
     let run = start(&sdk, cfg());
-    // 600 rps, then +100 rps per 100 ms (1000 rps/s); on-prem holds 1000 rps.
+    // 200 rps, then +40 rps per 100 ms (400 rps/s); on-prem holds 1000 rps,
+    // so spill begins 2 s (ten samples) into the ramp. A trend is projected
+    // only once it has outlasted the samples a step takes to settle (four at
+    // alpha 0.5): a ramp that spilled sooner could not be told from a step.
     let mut spill_began_with = None;
-    for step in 0..40 {
-        let arrival = 600.0 + 100.0 * f64::from(step.max(10) - 10);
+    for step in 0..80 {
+        let arrival = 200.0 + 40.0 * f64::from(step.max(10) - 10);
         let spilled = (arrival - 1000.0_f64).max(0.0);
         if spilled > 0.0 && spill_began_with.is_none() {
             spill_began_with = Some(desired(&sdk, GROUP).await);
@@ -94,7 +97,7 @@ async fn a_ramp_raises_desired_capacity_before_spill_begins() {
     let at_spill = spill_began_with.expect("the ramp spills");
     assert!(at_spill > 1, "desired capacity was raised before spill began: {at_spill}");
     let end = desired(&sdk, GROUP).await;
-    assert!(end >= 20, "3000 rps arriving: overflow 2000 × 1.2 / 100 → the max 20, got {end}");
+    assert!(end >= 20, "2960 rps arriving: overflow 1960 × 1.2 / 100 → the max 20, got {end}");
     let st = run.handle.status();
     assert_eq!(st["scale"]["desired_capacity"], 20, "{st}");
     run.shutdown.cancel();

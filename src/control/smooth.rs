@@ -1,10 +1,10 @@
-//! The rates the controllers read, averaged over their own sampling
-//! interval. The gate's window is one tick (`spill.tick`, 100 ms): a
-//! controller that took one window per interval (the scale controller every
-//! 10 s by default) used 1 % of the arrivals it could see, and the noise of a
-//! 100 ms count (±30 % at 100 req/s) went into the forecast, whose level and
-//! cooldown turn noise into bias (the lower of two noisy levels while rising,
-//! the peak held for `scale_in_cooldown`). Pure: `now` is an argument.
+//! The rates the controllers read, averaged over the scale controller's
+//! sampling period. The gate's window is one tick (`spill.tick`, 100 ms):
+//! the scale controller, which samples the signals once a second, took one
+//! such window in ten, and the noise of a 100 ms count (±30 % at 100 req/s)
+//! went into the forecast, whose level and cooldown turn noise into bias
+//! (the lower of two noisy levels while rising, the peak held for
+//! `scale_in_cooldown`). Pure: `now` is an argument.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -15,6 +15,9 @@ use super::ControlSignals;
 const MAX_TICKS: usize = 4096;
 /// The longest window taken.
 pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(60);
+/// How often the scale controller samples the signals at most
+/// (`scale::controller::MAX_SAMPLE_PERIOD`).
+pub(crate) const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
 
 /// One tick's rates and how long it lasted.
 #[derive(Debug, Clone, Copy)]
@@ -65,17 +68,20 @@ impl RateWindow {
     }
 }
 
-/// The window for a config: the scale controller's interval (the forecast
-/// is the reader that noise hurts), else the DNS controller's, else 1 s;
-/// never under one tick nor over [`MAX_WINDOW`].
+/// The window for a config: the scale controller's sampling period (its
+/// interval, at most [`SAMPLE_PERIOD`]: it samples the signals that often
+/// whatever its interval), else the DNS controller's interval, else 1 s;
+/// never under one tick nor over [`SAMPLE_PERIOD`]. Longer would lag: the
+/// forecast divides each arrival sample by the DNS share in effect at the
+/// sample's time, and a mean `W` long is `W / 2` behind it.
 pub(crate) fn window_for(cfg: &crate::config::Config) -> Duration {
     let w = cfg
         .scale
         .as_ref()
         .map(|s| s.interval)
         .or_else(|| cfg.dns.as_ref().map(|d| d.interval))
-        .unwrap_or(Duration::from_secs(1));
-    w.max(cfg.spill.tick).min(MAX_WINDOW)
+        .unwrap_or(SAMPLE_PERIOD);
+    w.min(SAMPLE_PERIOD).max(cfg.spill.tick)
 }
 
 #[cfg(test)]

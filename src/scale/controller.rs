@@ -28,7 +28,7 @@ use crate::control::{rfc3339, ControlSignals, Fence};
 use crate::telemetry::catalog;
 
 /// Signals are sampled at least this often (the forecast's resolution).
-const MAX_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
+const MAX_SAMPLE_PERIOD: Duration = crate::control::smooth::SAMPLE_PERIOD;
 
 /// Warm cloud capacity, published for the gate (to cap spill if configured).
 #[derive(Debug, Clone, Copy, PartialEq)]

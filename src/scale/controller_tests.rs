@@ -150,7 +150,7 @@ async fn secs(n: u64) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_ramp_is_met_by_warm_capacity_before_spill_needs_it() {
+async fn a_ramp_is_led_by_asked_capacity_at_once_and_by_warm_capacity_once_it_has_lasted() {
     let r = rig(Fake::new(2, 0, 500, Duration::from_secs(180)), Some(cfg()), UNIX_EPOCH);
     let start = Instant::now();
     let mut first_spill = None;

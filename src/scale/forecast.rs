@@ -128,8 +128,12 @@ impl Holt {
             slope = self.beta * (next - level) / dt + (1.0 - self.beta) * slope;
             level = next;
             t = s.at_secs;
-            if slope.signum() != sign || slope == 0.0 {
-                (sign, len, settled_at) = (slope.signum(), 0, None);
+            // A slope this small is no trend: a plateau's slope decays
+            // towards 0 without changing sign, and without this a later
+            // step would count as the old run's continuation.
+            let flat = slope.abs() <= FLAT_SLOPE * level.abs();
+            if flat || slope.signum() != sign {
+                (sign, len, settled_at) = (if flat { 0.0 } else { slope.signum() }, 0, None);
             }
             len += 1;
             if len == settle + 1 {
@@ -141,6 +145,10 @@ impl Holt {
         Some(Run { trend: Trend { level: level.max(0.0), slope, reach_secs: f64::INFINITY }, settled_secs })
     }
 }
+
+/// A slope under this share of the level per second (9 % over a 180 s
+/// warm-up) ends a trend's run ([`confirmed`]'s reach starts again).
+const FLAT_SLOPE: f64 = 5e-4;
 
 /// Samples Holt's level takes to absorb 90 % of a step: `(1 − alpha)^n ≤ 0.1`
 /// (7 at alpha 0.3, none at 1). Over these the smoothed step climbs like a

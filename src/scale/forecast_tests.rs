@@ -360,3 +360,26 @@ fn a_sustained_ramp_gets_its_whole_lead_once_it_has_lasted_the_warmup() {
     let late = late.unwrap();
     assert!((late - 360.0).abs() < 0.05 * 360.0, "lead {late:.0}");
 }
+
+#[test]
+fn a_second_step_after_a_long_plateau_is_not_projected_as_a_ramp_either() {
+    // 0 → 100 and, after ten minutes of plateau (the slow slope decays
+    // towards 0 without changing sign), 100 → 200: the second step starts a
+    // new run, so its climb is not projected 180 s ahead either.
+    let ahead = Duration::from_secs(180);
+    let mut h = ring([]);
+    let mut worst = 0.0_f64;
+    for i in 0..1200u32 {
+        let rps = match i {
+            0..10 => 0.0,
+            10..600 => 100.0,
+            _ => 200.0,
+        };
+        h.push(f64::from(i), rps);
+        if i >= 600 {
+            worst = worst.max(confirmed(HOLT, &h).unwrap().at(ahead));
+        }
+    }
+    // Measured: 205.7 (887.5 without the flat slope ending the first run).
+    assert!(worst <= 216.0, "a second step to 200 rps projected to {worst:.1}");
+}
