@@ -260,7 +260,7 @@ fn record_decision(cfg: &ScaleConfig, group: &GroupState, d: &ScaleDecision, dem
 /// What the loop carries from tick to tick (survives reloads).
 struct LoopState {
     arrivals: History,
-    /// The site's total demand (`forecast::total_sample`), sampled with the arrivals.
+    /// The site's total demand (`forecast::pooled_total`), sampled with the arrivals.
     totals: History,
     spilled: History,
     shed: History,
@@ -291,8 +291,7 @@ impl LoopState {
         self.spilled.push(at, s.spilled_rps);
         self.shed.push(at, s.shed_rps);
         self.shares.push(at, dns_share);
-        let in_effect = forecast::effective_share(&self.shares, at, ttl);
-        if let Some(total) = forecast::total_sample(s.arrival_rps, in_effect) {
+        if let Some(total) = forecast::pooled_total(&self.arrivals, &self.shares, ttl) {
             self.totals.push(at, total);
         }
         if let Some(c) = s.onprem_capacity_rps.filter(|c| c.is_finite() && *c > 0.0) {
