@@ -262,6 +262,8 @@ struct LoopState {
     arrivals: History,
     /// The site's total demand (`forecast::pooled_total`), sampled with the arrivals.
     totals: History,
+    /// Arrival samples the newest total pooled.
+    pooled: usize,
     spilled: History,
     shed: History,
     /// The DNS cloud share as written, sampled with the signals.
@@ -275,6 +277,7 @@ impl LoopState {
         Self {
             arrivals: History::new(HISTORY_SAMPLES),
             totals: History::new(HISTORY_SAMPLES),
+            pooled: 1,
             spilled: History::new(HISTORY_SAMPLES),
             shed: History::new(HISTORY_SAMPLES),
             shares: History::new(HISTORY_SAMPLES),
@@ -291,8 +294,9 @@ impl LoopState {
         self.spilled.push(at, s.spilled_rps);
         self.shed.push(at, s.shed_rps);
         self.shares.push(at, dns_share);
-        if let Some(total) = forecast::pooled_total(&self.arrivals, &self.shares, ttl) {
+        if let Some((total, pooled)) = forecast::pooled_total(&self.arrivals, &self.shares, ttl) {
             self.totals.push(at, total);
+            self.pooled = pooled;
         }
         if let Some(c) = s.onprem_capacity_rps.filter(|c| c.is_finite() && *c > 0.0) {
             self.learned_capacity = Some(c);
@@ -308,6 +312,7 @@ impl LoopState {
         forecast::demand(&DemandInputs {
             arrivals: &self.arrivals,
             totals: Some(&self.totals),
+            pooled: self.pooled,
             spilled: &self.spilled,
             shed: &self.shed,
             holt: Holt { alpha: cfg.forecast_alpha, beta: cfg.forecast_beta },

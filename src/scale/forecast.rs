@@ -121,8 +121,9 @@ impl Holt {
         let mut it = samples.into_iter();
         let first = it.next()?;
         let (mut level, mut slope, mut t) = (first.rps, 0.0_f64, first.at_secs);
-        // The slope's current run: its sign, its length in samples, when it settled.
-        let (mut sign, mut len, mut settled_at) = (0.0_f64, 0_usize, None);
+        // The slope's current run: its sign, its length in samples, when it
+        // settled; and how many samples in a row the slope has been flat.
+        let (mut sign, mut len, mut settled_at, mut flat_for) = (0.0_f64, 0_usize, None, 0_usize);
         for s in it {
             let dt = s.at_secs - t;
             if dt <= 0.0 {
@@ -133,12 +134,18 @@ impl Holt {
             slope = self.beta * (next - level) / dt + (1.0 - self.beta) * slope;
             level = next;
             t = s.at_secs;
-            // A slope this small is no trend: a plateau's slope decays
-            // towards 0 without changing sign, and without this a later
-            // step would count as the old run's continuation.
+            // A slope this small for longer than a step takes to settle is
+            // no trend: a plateau's slope decays towards 0 without changing
+            // sign, and without this a later step would count as the old
+            // run's continuation. (One flat sample is not enough: a noisy
+            // ramp's slope dips into the band, and ending its run there
+            // took most of its lead.)
             let flat = slope.abs() <= FLAT_SLOPE * level.abs();
-            if flat || slope.signum() != sign {
-                (sign, len, settled_at) = (if flat { 0.0 } else { slope.signum() }, 0, None);
+            flat_for = if flat { flat_for + 1 } else { 0 };
+            if flat_for > settle {
+                (sign, len, settled_at) = (0.0, 0, None);
+            } else if !flat && slope.signum() != sign {
+                (sign, len, settled_at) = (slope.signum(), 0, None);
             }
             len += 1;
             if len == settle + 1 {
@@ -152,7 +159,8 @@ impl Holt {
 }
 
 /// A slope under this share of the level per second (9 % over a 180 s
-/// warm-up) ends a trend's run ([`confirmed`]'s reach starts again).
+/// warm-up), for more samples in a row than a step takes to settle, ends a
+/// trend's run ([`confirmed`]'s reach starts again).
 const FLAT_SLOPE: f64 = 5e-4;
 
 /// Samples Holt's level takes to absorb 90 % of a step: `(1 − alpha)^n ≤ 0.1`
@@ -185,6 +193,8 @@ pub(crate) struct DemandInputs<'a> {
     /// falling arrivals (whose smoothed level lags the fall) and scaling
     /// them by today's `1 / (1 − share)` multiplied that lag.
     pub(crate) totals: Option<&'a History>,
+    /// Arrival samples the newest total pools ([`pooled_total`]; 1: none).
+    pub(crate) pooled: usize,
     pub(crate) spilled: &'a History,
     /// Requests shed after waiting for a slot: demand that neither pool served.
     pub(crate) shed: &'a History,
@@ -233,7 +243,7 @@ pub(crate) fn demand(inp: &DemandInputs) -> Demand {
     let (shed_now, shed_ahead) = project(inp.holt, inp.shed, inp.warmup);
     let (gate_ahead, direct) = match inp.totals.filter(|t| t.iter().next().is_some()) {
         Some(totals) => {
-            let (total_now, total_ahead) = project(inp.holt, totals, inp.warmup);
+            let (total_now, total_ahead) = project_pooled(inp.holt, totals, inp.warmup, inp.pooled);
             let total = total_ahead.max(total_now);
             (total * (1.0 - share), total * share)
         }
@@ -291,21 +301,24 @@ pub(crate) const MAX_POOLED: usize = 20;
 /// share in effect at its own time, are averaged: the total's variance stays
 /// what it is without DNS, for a lag of `(k − 1) / 2` samples (k = 1
 /// without DNS, 2 up to s = 0.5, 8 at 0.87).
-/// `None` as [`total_sample`].
-pub(crate) fn pooled_total(arrivals: &History, shares: &History, ttl: Duration) -> Option<f64> {
+/// `None` as [`total_sample`], and while fewer than half of the `k` samples
+/// can be pooled. Returns the total and `k`.
+pub(crate) fn pooled_total(arrivals: &History, shares: &History, ttl: Duration) -> Option<(f64, usize)> {
     let newest = arrivals.last()?;
     let s = effective_share(shares, newest.at_secs, ttl);
     total_sample(newest.rps, s)?;
     let k = ((1.0 / (1.0 - s.max(0.0))).ceil() as usize).clamp(1, MAX_POOLED);
     let oldest = newest.at_secs - k as f64;
-    let (mut sum, mut n) = (0.0, 0_u32);
+    let (mut sum, mut n) = (0.0, 0_usize);
     for a in arrivals.recent().take(k).take_while(|a| a.at_secs > oldest) {
         match total_sample(a.rps, effective_share(shares, a.at_secs, ttl)) {
             Some(t) => (sum, n) = (sum + t, n + 1),
             None => break,
         }
     }
-    (n > 0).then(|| sum / f64::from(n))
+    // Fewer than half the samples wanted (leaving DR, or right after a
+    // pause): no total yet rather than one as noisy as a single sample.
+    (n >= k.div_ceil(2)).then(|| (sum / n as f64, k))
 }
 
 /// The DNS share in effect at `now_secs`: the time-weighted mean of the
@@ -360,7 +373,15 @@ pub(crate) const FAST_ALPHA: f64 = 0.5;
 ///   asked for several times the step. A sustained ramp gets its whole
 ///   lead once it has lasted `warmup` more.
 pub(crate) fn confirmed(holt: Holt, history: &History) -> Option<Trend> {
-    let run = holt.fit_run(history.iter(), settle_samples(holt.alpha))?;
+    confirmed_after(holt, history, 0)
+}
+
+/// [`confirmed`] for a history whose newest samples each average `pooled`
+/// raw ones ([`pooled_total`]): a step reaches it as a ramp `pooled`
+/// samples long, so a trend settles that many samples later.
+pub(crate) fn confirmed_after(holt: Holt, history: &History, pooled: usize) -> Option<Trend> {
+    let settle = settle_samples(holt.alpha) + pooled.saturating_sub(1);
+    let run = holt.fit_run(history.iter(), settle)?;
     let slow = run.trend;
     let beta = FAST_BETA.max(holt.beta);
     let fast = Holt { beta, ..holt }.fit(history.iter())?;
@@ -377,6 +398,10 @@ pub(crate) fn confirmed(holt: Holt, history: &History) -> Option<Trend> {
 /// (level now, projection ahead) of a ring; zeros without history.
 fn project(holt: Holt, history: &History, ahead: Duration) -> (f64, f64) {
     confirmed(holt, history).map_or((0.0, 0.0), |t| (t.level, t.at(ahead)))
+}
+
+fn project_pooled(holt: Holt, history: &History, ahead: Duration, pooled: usize) -> (f64, f64) {
+    confirmed_after(holt, history, pooled).map_or((0.0, 0.0), |t| (t.level, t.at(ahead)))
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ fn inputs<'a>(
     DemandInputs {
         arrivals,
         totals: None,
+        pooled: 1,
         spilled,
         shed: &NO_SHED,
         holt: HOLT,
@@ -393,7 +394,7 @@ fn the_pooled_total_is_the_sample_without_dns_and_exact_across_a_shift() {
         arrivals.push(f64::from(t), 100.0 + f64::from(t));
         shares.push(f64::from(t), 0.0);
     }
-    assert_eq!(pooled_total(&arrivals, &shares, ttl), Some(104.0));
+    assert_eq!(pooled_total(&arrivals, &shares, ttl), Some((104.0, 1)));
     // A steady 3000 rps total while DNS moves to 90 % cloud: each sample is
     // divided by the share in effect at its own time, so the pooled total
     // stays 3000 although it averages samples taken at different shares.
@@ -402,7 +403,7 @@ fn the_pooled_total_is_the_sample_without_dns_and_exact_across_a_shift() {
         shares.push(at, if t < 20 { 0.0 } else { 0.9 });
         arrivals.push(at, 3000.0 * (1.0 - effective_share(&shares, at, ttl)));
         if t >= 5 {
-            let total = pooled_total(&arrivals, &shares, ttl).unwrap();
+            let total = pooled_total(&arrivals, &shares, ttl).unwrap().0;
             assert!((total - 3000.0).abs() < 1e-6, "t={t}: {total}");
         }
     }
@@ -432,11 +433,92 @@ fn at_a_high_dns_share_the_gates_noise_is_pooled_not_multiplied() {
         if t >= 20 {
             let s = effective_share(&shares, at, ttl);
             let single = total_sample(gate, s).unwrap() / 1142.0 - 1.0;
-            let pooled = pooled_total(&arrivals, &shares, ttl).unwrap() / 1142.0 - 1.0;
+            let pooled = pooled_total(&arrivals, &shares, ttl).unwrap().0 / 1142.0 - 1.0;
             (sq_single, sq_pooled, n) = (sq_single + single * single, sq_pooled + pooled * pooled, n + 1.0);
         }
     }
     // k = 8 samples: the total's error shrinks by about √8 (17 % to 6 % rms).
     let (single, pooled) = ((sq_single / n).sqrt(), (sq_pooled / n).sqrt());
     assert!(single > 0.15 && pooled < 0.45 * single, "rms error: one sample {single:.3}, pooled {pooled:.3}");
+}
+
+#[test]
+fn the_pooled_count_follows_the_share_and_leaving_dr_waits_for_half_of_it() {
+    let ttl = Duration::from_secs(60);
+    let at_share = |w: f64| {
+        let (mut arrivals, mut shares) = (ring([]), ring([]));
+        for t in 0..100 {
+            shares.push(f64::from(t), w / 255.0);
+            arrivals.push(f64::from(t), 100.0);
+        }
+        pooled_total(&arrivals, &shares, ttl).unwrap().1
+    };
+    assert_eq!((at_share(0.0), at_share(1.0), at_share(128.0), at_share(242.0)), (1, 2, 3, 20));
+    // Leaving DR: the share in effect falls under MAX_DNS_SHARE three seconds
+    // after the records go back, when one sample of the twenty wanted exists.
+    let (mut arrivals, mut shares) = (ring([]), ring([]));
+    let mut first = None;
+    for t in 0..120 {
+        let at = f64::from(t);
+        shares.push(at, if t < 60 { 1.0 } else { 0.0 });
+        arrivals.push(at, 50.0);
+        let s = effective_share(&shares, at, ttl);
+        match pooled_total(&arrivals, &shares, ttl) {
+            Some((_, k)) if first.is_none() => first = Some((t, k, s)),
+            None if t > 60 && s <= 0.95 => assert!(first.is_none(), "t={t}: a total was given, then none"),
+            _ => {}
+        }
+    }
+    let (t, k, s) = first.expect("a total once DR has ended");
+    // The share keeps falling (1/60 a second), so k does too: the first
+    // total comes once half of the k of then exist (measured: t = 67, k = 9,
+    // five samples from t = 63), not from one sample at t = 63.
+    assert!((65..=70).contains(&t) && t - 63 + 1 >= k.div_ceil(2) as u32, "first total at t={t} (k {k}, share {s:.3})");
+}
+
+#[test]
+fn at_a_high_dns_share_a_step_of_the_total_is_not_projected_as_a_ramp() {
+    // The total steps 100 → 200 rps while DNS sends 242/255 to the cloud:
+    // pooled over k = 20 samples, the step reaches the totals as a 20 s ramp.
+    let (ttl, ahead) = (Duration::from_secs(60), Duration::from_secs(180));
+    let (mut arrivals, mut shares, mut totals) = (ring([]), ring([]), ring([]));
+    let (mut plain, mut aware) = (0.0_f64, 0.0_f64);
+    for t in 0..400u32 {
+        let at = f64::from(t);
+        shares.push(at, 242.0 / 255.0);
+        let total = if t < 200 { 100.0 } else { 200.0 };
+        arrivals.push(at, total * (1.0 - effective_share(&shares, at, ttl)));
+        if let Some((p, k)) = pooled_total(&arrivals, &shares, ttl) {
+            totals.push(at, p);
+            if t >= 200 {
+                plain = plain.max(confirmed(HOLT, &totals).unwrap().at(ahead));
+                aware = aware.max(confirmed_after(HOLT, &totals, k).unwrap().at(ahead));
+            }
+        }
+    }
+    assert!(plain > 220.0, "the pooled step, settled as a raw one, projected to {plain:.1}");
+    assert!(aware <= 212.0, "a step to 200 rps projected to {aware:.1} (settled as {plain:.1})");
+}
+
+#[test]
+fn a_noisy_ramp_at_a_high_level_keeps_its_lead() {
+    // 1000 rps rising 2 rps/s, with the counting noise of a one-second
+    // sample (about ±32 rps): the slope dips into the flat band (0.5 rps/s
+    // at this level) now and then; a dip must not end the ramp's run.
+    let mut rng = fastrand::Rng::with_seed(5);
+    let ahead = Duration::from_secs(180);
+    let mut h = ring([]);
+    let mut leads = Vec::new();
+    for i in 0..600u32 {
+        let truth = 1000.0 + 2.0 * f64::from(i);
+        h.push(f64::from(i), truth + 55.0 * (2.0 * rng.f64() - 1.0));
+        if i >= 300 {
+            let t = confirmed(HOLT, &h).unwrap();
+            leads.push(t.at(ahead) - t.level);
+        }
+    }
+    leads.sort_by(f64::total_cmp);
+    let median = leads[leads.len() / 2];
+    // Measured: 273 (0 when one flat sample ended the run).
+    assert!(median >= 200.0, "median lead {median:.0} rps of the 360 a 180 s warm-up asks");
 }
