@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::ControlSignals;
 
-/// Ticks kept at most (a 60 s window at 100 ms is 600).
+/// Ticks kept at most, whatever the window and tick (a 1 s window at
+/// 100 ms holds 10).
 const MAX_TICKS: usize = 4096;
-/// The longest window taken.
-pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(60);
 /// How often the scale controller samples the signals at most
 /// (`scale::controller::MAX_SAMPLE_PERIOD`).
 pub(crate) const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
@@ -50,7 +49,6 @@ impl RateWindow {
             spilled: clean(s.spilled_rps),
             shed: clean(s.shed_rps),
         });
-        let window = window.min(MAX_WINDOW);
         while self.ticks.len() > MAX_TICKS
             || (self.ticks.len() > 1
                 && self.ticks.front().is_some_and(|t| now.saturating_duration_since(t.at) >= window))

@@ -2,7 +2,7 @@
 //!
 //! Arrival and spill rates are sampled into bounded rings ([`History`]);
 //! Holt's double exponential smoothing ([`Holt::fit`]) turns a ring into a
-//! level and a slope, which is projected `warmup` ahead ([`confirmed`]:
+//! level and a slope, which is projected `warmup` ahead ([`confirmed_after`]:
 //! only as far as a fast fit of the same ring agrees, so the end of a ramp
 //! stops the projection within a few samples instead of carrying the slow
 //! fit's trend past the plateau, and no further ahead than the trend has
@@ -86,7 +86,7 @@ pub(crate) struct Holt {
 }
 
 /// A fitted level (rps) and slope (rps per second), projected at most
-/// `reach_secs` ahead (infinite for a plain fit; see [`confirmed`]).
+/// `reach_secs` ahead (infinite for a plain fit; see [`confirmed_after`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Trend {
     pub(crate) level: f64,
@@ -160,7 +160,7 @@ impl Holt {
 
 /// A slope under this share of the level per second (9 % over a 180 s
 /// warm-up), for more samples in a row than a step takes to settle, ends a
-/// trend's run ([`confirmed`]'s reach starts again).
+/// trend's run ([`confirmed_after`]'s reach starts again).
 const FLAT_SLOPE: f64 = 5e-4;
 
 /// Samples Holt's level takes to absorb 90 % of a step: `(1 − alpha)^n ≤ 0.1`
@@ -238,12 +238,12 @@ const MAX_DNS_SHARE: f64 = 0.95;
 pub(crate) fn demand(inp: &DemandInputs) -> Demand {
     let share = inp.dns_cloud_share.clamp(0.0, MAX_DNS_SHARE);
     let direct_per_gate = share / (1.0 - share);
-    let (arrival_now, arrival_ahead) = project(inp.holt, inp.arrivals, inp.warmup);
-    let (spill_now, spill_ahead) = project(inp.holt, inp.spilled, inp.warmup);
-    let (shed_now, shed_ahead) = project(inp.holt, inp.shed, inp.warmup);
+    let (arrival_now, arrival_ahead) = project(inp.holt, inp.arrivals, inp.warmup, 1);
+    let (spill_now, spill_ahead) = project(inp.holt, inp.spilled, inp.warmup, 1);
+    let (shed_now, shed_ahead) = project(inp.holt, inp.shed, inp.warmup, 1);
     let (gate_ahead, direct) = match inp.totals.filter(|t| t.iter().next().is_some()) {
         Some(totals) => {
-            let (total_now, total_ahead) = project_pooled(inp.holt, totals, inp.warmup, inp.pooled);
+            let (total_now, total_ahead) = project(inp.holt, totals, inp.warmup, inp.pooled);
             let total = total_ahead.max(total_now);
             (total * (1.0 - share), total * share)
         }
@@ -347,7 +347,7 @@ pub(crate) fn effective_share(shares: &History, now_secs: f64, ttl: Duration) ->
     (area / ttl).clamp(0.0, 1.0)
 }
 
-/// The slope factor of the fast fits [`confirmed`] checks the trend against.
+/// The slope factor of the fast fits [`confirmed_after`] checks the trend against.
 pub(crate) const FAST_BETA: f64 = 0.5;
 /// The level factor (at least) of the fast fit whose slope confirms the
 /// trend: damped enough not to ring past a plateau (at the configured alpha
@@ -372,13 +372,10 @@ pub(crate) const FAST_ALPHA: f64 = 0.5;
 ///   ramp over those, and projecting that climb `warmup` ahead (minutes)
 ///   asked for several times the step. A sustained ramp gets its whole
 ///   lead once it has lasted `warmup` more.
-pub(crate) fn confirmed(holt: Holt, history: &History) -> Option<Trend> {
-    confirmed_after(holt, history, 0)
-}
-
-/// [`confirmed`] for a history whose newest samples each average `pooled`
-/// raw ones ([`pooled_total`]): a step reaches it as a ramp `pooled`
-/// samples long, so a trend settles that many samples later.
+///
+/// A history whose newest samples each average `pooled` raw ones
+/// ([`pooled_total`]; 1 for a plain one) gets a step as a ramp `pooled`
+/// samples long, so its trend settles that many samples later.
 pub(crate) fn confirmed_after(holt: Holt, history: &History, pooled: usize) -> Option<Trend> {
     let settle = settle_samples(holt.alpha) + pooled.saturating_sub(1);
     let run = holt.fit_run(history.iter(), settle)?;
@@ -395,12 +392,15 @@ pub(crate) fn confirmed_after(holt: Holt, history: &History, pooled: usize) -> O
     Some(Trend { level, slope, reach_secs: run.settled_secs })
 }
 
-/// (level now, projection ahead) of a ring; zeros without history.
-fn project(holt: Holt, history: &History, ahead: Duration) -> (f64, f64) {
-    confirmed(holt, history).map_or((0.0, 0.0), |t| (t.level, t.at(ahead)))
+/// [`confirmed_after`] for a plain history.
+#[cfg(test)]
+pub(crate) fn confirmed(holt: Holt, history: &History) -> Option<Trend> {
+    confirmed_after(holt, history, 1)
 }
 
-fn project_pooled(holt: Holt, history: &History, ahead: Duration, pooled: usize) -> (f64, f64) {
+/// (level now, projection ahead) of a ring whose samples each pool
+/// `pooled` raw ones; zeros without history.
+fn project(holt: Holt, history: &History, ahead: Duration, pooled: usize) -> (f64, f64) {
     confirmed_after(holt, history, pooled).map_or((0.0, 0.0), |t| (t.level, t.at(ahead)))
 }
 
