@@ -18,7 +18,6 @@
 //! The TLS acceptor is looked up in the current runtime snapshot at every
 //! accept, so a reload rotates certificates without a restart.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +25,7 @@ use std::time::{Duration, Instant};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -261,7 +261,7 @@ async fn connection(
     // the plain one's too once the handshake was boxed alone (measured
     // with `benches/load/run --idle`).
     match acceptor {
-        None => Box::pin(serve_io(plane, info, &config, grace, tcp, bytes)).await,
+        None => Box::pin(serve_io(plane, info, &config, grace, tcp, bytes, false)).await,
         Some(acceptor) => Box::pin(serve_tls(plane, info, &config, grace, tcp, acceptor, counters)).await,
     }
 }
@@ -280,7 +280,8 @@ async fn serve_tls(
     match tokio::time::timeout(config.header_read_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => {
             counters.tls_ok.increment(1);
-            serve_io(plane, info, config, grace, tls, counters.bytes.clone()).await
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            serve_io(plane, info, config, grace, tls, counters.bytes.clone(), h2).await
         }
         Ok(Err(e)) => {
             counters.tls_failed.increment(1);
@@ -364,6 +365,8 @@ struct Limits {
     grace: Duration,
 }
 
+/// Serves one client connection: HTTP/2 when ALPN chose it (`h2`), else
+/// HTTP/1.1 with upgrades or HTTP/2 by prior knowledge.
 async fn serve_io<I>(
     plane: Arc<DataPlane>,
     info: Arc<ConnInfo>,
@@ -371,6 +374,7 @@ async fn serve_io<I>(
     grace: Duration,
     io: I,
     bytes: Arc<ByteCounters>,
+    h2: bool,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -389,12 +393,35 @@ async fn serve_io<I>(
     let watchdog = tokio::spawn(watchdog(plane.drain.subscribe(), info.clone(), activity, limits));
     let svc_server = plane.clone();
     let svc_info = info.clone();
-    let svc = service_fn(move |req| service::serve(svc_server.clone(), svc_info.clone(), req));
-    let b = builder(config);
-    let conn = b.serve_connection_with_upgrades(io, svc);
+    let result = if h2 {
+        // hyper spawns each HTTP/2 stream as a task, and a task moves its
+        // future whole when it is spawned and again when it ends: a box
+        // makes those moves a pointer's, for one allocation the task's own
+        // would otherwise hold (an HTTP/1.1 connection keeps the future in
+        // place, where a box per request costs more than it saves).
+        let svc = service_fn(move |req| Box::pin(service::serve(svc_server.clone(), svc_info.clone(), req)));
+        let b = builder(config).http2_only();
+        drive(&info, b.serve_connection(io, svc)).await
+    } else {
+        let svc = service_fn(move |req| service::serve(svc_server.clone(), svc_info.clone(), req));
+        let b = builder(config);
+        drive(&info, b.serve_connection_with_upgrades(io, svc)).await
+    };
+    watchdog.abort();
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+/// Polls a client connection until it ends, closing it as the connection's
+/// close signal asks (gracefully once, or at once on an abort).
+async fn drive<C: GracefulConnection>(info: &ConnInfo, conn: C) -> Result<(), C::Error>
+where
+    C::Error: std::fmt::Display,
+{
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
-    let result = std::future::poll_fn(|cx| {
+    std::future::poll_fn(|cx| {
         info.close.waker.register(cx.waker());
         match info.close.requested() {
             Some(Close::Abort) => return std::task::Poll::Ready(Ok(())),
@@ -406,11 +433,7 @@ async fn serve_io<I>(
         }
         conn.as_mut().poll(cx)
     })
-    .await;
-    watchdog.abort();
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "client connection ended with an error");
-    }
+    .await
 }
 
 /// Watches one connection (see the module doc); wakes every third of the
